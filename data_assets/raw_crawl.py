@@ -1,0 +1,78 @@
+"""raw_crawl: the index of every WARC record of a drop, and its coverage check."""
+
+from collections import Counter
+
+import dagster as dg
+import pyarrow as pa
+
+from data_assets.pod_resources import pod_resources
+from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
+from mmrecipe.crawl_index import coverage_problems, stage_tables_uri
+from mmrecipe.drops import verify_drop
+from mmrecipe.stage_output import StageWriter
+from mmrecipe.warc_index import INDEX_SCHEMA, WarcLimits, index_warc
+from partitions import drops_partitions
+from resources import LakeResource, LandingResource
+
+
+class RawCrawlConfig(dg.Config):
+    """Limits for indexing WARC files."""
+
+    max_record_bytes: int = 256 << 20
+
+
+@dg.asset(
+    partitions_def=drops_partitions,
+    group_name="drop_stages",
+    kinds={"warc", "parquet"},
+    owners=["team:data-platform"],
+    op_tags=pod_resources("raw_crawl"),
+    code_version="1",
+    metadata={"dagster/column_schema": column_schema(INDEX_SCHEMA)},
+)
+def raw_crawl(
+    context: dg.AssetExecutionContext, config: RawCrawlConfig, lake: LakeResource, landing: LandingResource
+) -> dg.MaterializeResult:
+    """Index of every WARC record in a drop: file, offset, length and HTTP facts, no payload bytes."""
+    drop = context.partition_key
+    source = landing.storage()
+    manifest = verify_drop(source, drop)
+    limits = WarcLimits(max_record_bytes=config.max_record_bytes)
+    mimes: Counter[str] = Counter()
+    with StageWriter(lake.storage(), "raw_crawl", drop, INDEX_SCHEMA) as out:
+        for name in manifest.warc_files:
+            for row, reason, detail in index_warc(source, drop, source.uri(drop, name), name, limits):
+                if reason:
+                    out.reject(row, reason, detail)
+                    continue
+                out.keep(row)
+                mimes[row["mime_type"] or f"({row['record_type']})"] += 1
+        result = out.close()
+    preview = ["record_type", "target_uri", "http_status", "mime_type", "payload_length", "warc_offset"]
+    extra = {"warc_files": len(manifest.warc_files), "mime_types": histogram_md(mimes, "mime_type")}
+    return dg.MaterializeResult(metadata=stage_metadata(result, preview, extra))
+
+
+@dg.asset_check(
+    asset=raw_crawl,
+    name="conservation",
+    blocking=True,
+    partitions_def=drops_partitions,
+    description="Index rows and rejects tile every byte of every WARC file of the drop exactly once.",
+)
+def raw_crawl_conservation(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource, landing: LandingResource
+) -> dg.AssetCheckResult:
+    drop = context.partition_key
+    source, storage = landing.storage(), lake.storage()
+    manifest = verify_drop(source, drop)
+    sizes = {source.uri(drop, name): source.size(source.uri(drop, name)) for name in manifest.warc_files}
+    cols = ["warc_path", "warc_offset", "warc_length"]
+    data_uri, rejects_uri = stage_tables_uri(storage, "raw_crawl", drop)
+    tables = [storage.read_table(data_uri, cols), storage.read_table(rejects_uri, cols)]
+    spans = pa.concat_tables(tables, promote_options="permissive")
+    problems = coverage_problems(spans, sizes)
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"files": len(sizes), "spans": spans.num_rows, "problems": "\n".join(problems[:20]) or "none"},
+    )

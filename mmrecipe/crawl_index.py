@@ -1,0 +1,78 @@
+"""The raw_crawl index of a drop, read back: the records each downstream stage takes as input.
+
+Each stage selects its inputs by kind (HTML pages, images, audio) with the same predicate
+that its conservation check uses, so `in` is defined once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from mmrecipe.stage_output import DATA_FILE, REJECTS_FILE, stage_prefix
+from mmrecipe.storage import Storage
+
+HTML_MIME = ("text/html", "application/xhtml+xml")
+AUDIO_EXTRA_MIME = ("application/ogg",)
+
+
+def _kind_filter(kind: str) -> pc.Expression:
+    response = pc.field("record_type") == "response"
+    mime = pc.field("mime_type")
+    if kind == "html":
+        return response & mime.isin(list(HTML_MIME))
+    if kind == "image":
+        return response & pc.starts_with(mime, "image/")
+    if kind == "audio":
+        return response & (pc.starts_with(mime, "audio/") | mime.isin(list(AUDIO_EXTRA_MIME)))
+    raise ValueError(f"unknown record kind {kind!r}: use html, image or audio")
+
+
+def index_uri(storage: Storage, drop: str) -> str:
+    """Where the raw_crawl index of `drop` lives."""
+    return storage.uri(stage_prefix("raw_crawl", drop), DATA_FILE)
+
+
+def read_records(storage: Storage, drop: str, kind: str, columns: list[str] | None = None) -> pa.Table:
+    """The raw_crawl rows of `drop` of one kind, in file and offset order."""
+    uri = index_uri(storage, drop)
+    if not storage.exists(uri):
+        raise FileNotFoundError(f"raw_crawl has not been materialized for drop {drop!r} ({uri}): materialize it first")
+    dataset = ds.dataset(storage._fs_path(uri), filesystem=storage.fs, format="parquet")
+    table = dataset.to_table(filter=_kind_filter(kind), columns=columns)
+    return table.sort_by([("warc_path", "ascending"), ("warc_offset", "ascending")])
+
+
+def coverage_problems(spans: pa.Table, sizes: Mapping[str, int]) -> list[str]:
+    """How the (warc_path, warc_offset, warc_length) spans fail to tile each file exactly once."""
+    problems: list[str] = []
+    rows = sorted(
+        zip(
+            spans["warc_path"].to_pylist(),
+            spans["warc_offset"].to_pylist(),
+            spans["warc_length"].to_pylist(),
+            strict=True,
+        )
+    )
+    by_file: dict[str, list[tuple[int, int]]] = {}
+    for path, off, length in rows:
+        by_file.setdefault(path, []).append((off, length or 0))
+    for path, size in sorted(sizes.items()):
+        pos = 0
+        for off, length in by_file.pop(path, []):
+            if off != pos:
+                problems.append(f"{path}: bytes {pos}..{off} {'uncovered' if off > pos else 'covered twice'}")
+            pos = max(pos, off + length)
+        if pos != size:
+            problems.append(f"{path}: spans end at {pos}, file has {size} bytes")
+    problems += [f"{path}: indexed but not in the drop" for path in by_file]
+    return problems
+
+
+def stage_tables_uri(storage: Storage, asset: str, partition: str) -> tuple[str, str]:
+    """The (data, rejects) URIs of one stage partition."""
+    prefix = stage_prefix(asset, partition)
+    return storage.uri(prefix, DATA_FILE), storage.uri(prefix, REJECTS_FILE)
