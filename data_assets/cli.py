@@ -72,42 +72,69 @@ def land_folder(settings: Settings, folder: Path, drop: str) -> None:
     verify_drop(landing, drop)
 
 
+def _execute(
+    job: dg.JobDefinition, instance: dg.DagsterInstance, what: str, partition: str | None = None,
+    assets: Sequence[dg.AssetKey] | None = None, run_config: dict | None = None,
+) -> bool:  # fmt: skip
+    """Run (part of) a job on the instance and report failed steps and checks; whether it succeeded."""
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=partition,
+        asset_selection=list(assets) if assets is not None else None,
+        run_config=run_config or QUIET_RUN,
+        raise_on_error=False,
+        tags={"mmrecipe/launched_by": "cli"},
+    )
+    return _report(result, what)
+
+
 def ingest_drop(settings: Settings, folder: Path, drop: str | None = None) -> bool:
-    """Land a folder as a drop, register its partition and materialize the drop stages."""
+    """Land a folder as a drop, register its partition and materialize the drop stages.
+
+    raw_crawl runs first; if no quality classifier was ever materialized, it is trained next (its
+    reference pages come from the crawl), then the remaining drop stages run.
+    """
     drop = validate_drop_name(drop or folder.name)
     land_folder(settings, folder, drop)
     instance = _instance(settings)
     if not instance.has_dynamic_partition("drops", drop):
         instance.add_dynamic_partitions("drops", [drop])
-    job = _defs(settings).resolve_job_def("drop_stages_job")
-    result = job.execute_in_process(
-        instance=instance,
-        partition_key=drop,
-        run_config=QUIET_RUN,
-        raise_on_error=False,
-        tags={"mmrecipe/launched_by": "cli"},
-    )
-    return _report(result, f"ingest {drop}")
+    defs = _defs(settings)
+    job = defs.resolve_job_def("drop_stages_job")
+    raw, classifier = dg.AssetKey("raw_crawl"), dg.AssetKey("quality_classifier")
+    if not _execute(job, instance, f"ingest {drop}: raw_crawl", drop, [raw]):
+        return False
+    if classifier in defs.resolve_all_asset_keys() and instance.get_latest_materialization_event(classifier) is None:
+        global_job = defs.resolve_implicit_global_asset_job_def()
+        if not _execute(global_job, instance, "train quality_classifier", assets=[classifier]):
+            return False
+    rest = sorted(k for k in job.asset_layer.executable_asset_keys if k != raw)
+    return _execute(job, instance, f"ingest {drop}", drop, rest)
 
 
-def build_recipe(settings: Settings, recipe: str) -> bool:
+def build_recipe(settings: Settings, recipe: str, eval_config: dict | None = None) -> bool:
     """Materialize the recipe stages (mixture, eval_results, release) for one recipe over all drops."""
     keys = recipe_keys(settings.recipes_dir)
     if recipe not in keys:
         raise click.ClickException(f"unknown recipe {recipe!r}: choose one of {keys} (files in {settings.recipes_dir})")
-    instance = _instance(settings)
-    defs = _defs(settings)
-    job = defs.resolve_job_def("recipe_stages_job")
+    job = _defs(settings).resolve_job_def("recipe_stages_job")
     if not job.asset_layer.executable_asset_keys:
         raise click.ClickException("no recipe-stage assets are defined in this code location")
-    result = job.execute_in_process(
-        instance=instance,
-        partition_key=recipe,
-        run_config=QUIET_RUN,
-        raise_on_error=False,
-        tags={"mmrecipe/launched_by": "cli"},
-    )
-    return _report(result, f"build {recipe}")
+    run_config = {**QUIET_RUN, "ops": {"eval_results": {"config": eval_config}}} if eval_config else QUIET_RUN
+    return _execute(job, _instance(settings), f"build {recipe}", recipe, run_config=run_config)
+
+
+def build_leaderboard(settings: Settings) -> bool:
+    """Materialize the leaderboard over every recipe's eval_results."""
+    defs = _defs(settings)
+    job = defs.resolve_implicit_global_asset_job_def()
+    return _execute(job, _instance(settings), "leaderboard", assets=[dg.AssetKey("leaderboard")])
+
+
+def _eval_config(seeds: str | None, train_tokens: int | None) -> dict | None:
+    config: dict = {"seeds": [int(s) for s in seeds.split(",")]} if seeds else {}
+    config |= {"train_tokens": train_tokens} if train_tokens else {}
+    return config or None
 
 
 def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str | None) -> dict | None:
@@ -121,10 +148,10 @@ def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str | 
     return {k: getattr(v, "value", v) for k, v in (mat.metadata if mat else {}).items()}
 
 
-def stage_summary(settings: Settings, drops: Sequence[str], stages: Sequence[str]) -> str:
-    """A plain-text table of total/kept/dropped/rejected per drop and stage, from the instance."""
+def stage_summary(settings: Settings, drops: Sequence[str], stages: Sequence[str], header: bool = True) -> str:
+    """A plain-text table of total/kept/dropped/rejected per partition and stage, from the instance."""
     instance = _instance(settings)
-    lines = [f"{'stage':<20} {'partition':<16} {'total':>7} {'kept':>7} {'dropped':>8} {'rejected':>9}"]
+    lines = [f"{'stage':<20} {'partition':<16} {'total':>7} {'kept':>7} {'dropped':>8} {'rejected':>9}"][: int(header)]
     for stage in stages:
         for drop in drops:
             meta = _latest_metadata(instance, stage, drop)
@@ -132,6 +159,7 @@ def stage_summary(settings: Settings, drops: Sequence[str], stages: Sequence[str
                 lines.append(f"{stage:<20} {drop:<16} {'(not materialized)':>34}")
                 continue
             cells = [meta.get(k, "") for k in ("total", "kept", "dropped", "rejected")]
+            cells[1] = meta.get("kept", meta.get("dagster/row_count", ""))
             lines.append(f"{stage:<20} {drop:<16} {cells[0]:>7} {cells[1]:>7} {cells[2]:>8} {cells[3]:>9}")
     return "\n".join(lines)
 
@@ -155,22 +183,42 @@ def ingest(folder: Path, drop: str | None) -> None:
 
 @main.command()
 @click.argument("recipe")
-def build(recipe: str) -> None:
+@click.option("--seeds", default=None, help="Comma-separated proxy-model seeds (default: eval_results' 0,1,2).")
+@click.option("--train-tokens", type=int, default=None, help="Tokens each proxy model trains on.")
+def build(recipe: str, seeds: str | None, train_tokens: int | None) -> None:
     """Build RECIPE's mixture, evaluate it and release it if every blocking check passed."""
-    sys.exit(0 if build_recipe(Settings.from_env(), recipe) else 1)
+    from mmrecipe.proxy_eval.report import recipe_report
+
+    settings = Settings.from_env()
+    ok = build_recipe(settings, recipe, _eval_config(seeds, train_tokens))
+    click.echo(recipe_report(Storage(settings.lake, endpoint_url=settings.s3_endpoint_url), recipe))
+    sys.exit(0 if ok else 1)
 
 
 @main.command()
-def demo() -> None:
-    """Ingest the bundled sample drops, build every recipe and print a per-stage summary."""
+@click.option("--seeds", default=None, help="Comma-separated proxy-model seeds (default: eval_results' 0,1,2).")
+@click.option("--train-tokens", type=int, default=None, help="Tokens each proxy model trains on.")
+def demo(seeds: str | None, train_tokens: int | None) -> None:
+    """Ingest the bundled sample drops, build every recipe, rank them, and print a per-stage summary."""
+    from mmrecipe.proxy_eval.report import format_leaderboard
+
     settings = Settings.from_env()
     folders = sorted(p for p in SAMPLE_DROPS.iterdir() if p.is_dir()) if SAMPLE_DROPS.is_dir() else []
     if not folders:
         raise click.ClickException(f"no sample drops found in {SAMPLE_DROPS}")
     ok = all([ingest_drop(settings, f) for f in folders])
-    drop_stages = ["raw_crawl", "extracted_text", "deduped_images", "transcribed_audio"]
+    recipes = recipe_keys(settings.recipes_dir)
+    if ok:
+        ok = all([build_recipe(settings, r, _eval_config(seeds, train_tokens)) for r in recipes])
+    if ok:
+        ok = build_leaderboard(settings)
+    drops = [f.name for f in folders]
+    drop_stages = ["raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio"]
     defined = {k.to_user_string() for k in _defs(settings).resolve_all_asset_keys()}
-    click.echo("\n" + stage_summary(settings, [f.name for f in folders], [s for s in drop_stages if s in defined]))
+    click.echo("\n" + stage_summary(settings, drops, [s for s in drop_stages if s in defined]))
+    click.echo(stage_summary(settings, recipes, ["mixture", "eval_results", "release"], header=False))
+    if ok:
+        click.echo("\n" + format_leaderboard(Storage(settings.lake, endpoint_url=settings.s3_endpoint_url), recipes))
     sys.exit(0 if ok else 1)
 
 
@@ -213,7 +261,8 @@ def explain(doc_id: str) -> None:
 
     settings = Settings.from_env()
     storage = Storage(settings.lake, endpoint_url=settings.s3_endpoint_url)
+    landing = Storage(settings.landing, endpoint_url=settings.s3_endpoint_url)
     try:
-        click.echo(lineage.format_lineage(lineage.explain(storage, doc_id)))
+        click.echo(lineage.format_lineage(lineage.explain(storage, doc_id, landing=landing)))
     except LookupError as e:
         raise click.ClickException(str(e)) from None

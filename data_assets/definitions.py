@@ -4,13 +4,34 @@ import os
 
 import dagster as dg
 
-from data_assets import raw_crawl
+from data_assets import (
+    deduped_images,
+    eval_results,
+    extracted_text,
+    leaderboard,
+    mixture,
+    quality_classifier,
+    raw_crawl,
+    release,
+    transcribed_audio,
+)
+from data_assets.automation import automation_for
 from data_assets.jobs import drop_stages_job, recipe_stages_job
 from mmrecipe.settings import Settings
 from resources import build_resources
 from sensors import SENSORS
 
-STAGE_MODULES = [raw_crawl]
+STAGE_MODULES = [
+    raw_crawl,
+    quality_classifier,
+    extracted_text,
+    transcribed_audio,
+    deduped_images,
+    mixture,
+    eval_results,
+    leaderboard,
+    release,
+]
 
 
 def executor_from_env() -> dg.ExecutorDefinition:
@@ -29,11 +50,12 @@ def executor_from_env() -> dg.ExecutorDefinition:
 
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     """The code location's Definitions, with resources configured from `settings` (default: the environment)."""
+    automation = automation_for(dg.load_assets_from_modules(STAGE_MODULES))
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(STAGE_MODULES),
-        asset_checks=dg.load_asset_checks_from_modules(STAGE_MODULES),
+        assets=automation.assets,
+        asset_checks=[*dg.load_asset_checks_from_modules(STAGE_MODULES), *automation.asset_checks],
         jobs=[drop_stages_job, recipe_stages_job],
-        sensors=SENSORS,
+        sensors=[*SENSORS, *automation.sensors, deduped_images.stale_image_drops, extracted_text.text_dedup_refresh],
         resources=build_resources(settings),
         executor=executor_from_env(),
     )

@@ -8,7 +8,7 @@ import pyarrow as pa
 from data_assets.pod_resources import pod_resources
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
 from mmrecipe.crawl_index import coverage_problems, stage_tables_uri
-from mmrecipe.drops import verify_drop
+from mmrecipe.drops import DropError, verify_drop
 from mmrecipe.stage_output import StageWriter
 from mmrecipe.warc_index import INDEX_SCHEMA, WarcLimits, index_warc
 from partitions import drops_partitions
@@ -36,7 +36,10 @@ def raw_crawl(
     """Index of every WARC record in a drop: file, offset, length and HTTP facts, no payload bytes."""
     drop = context.partition_key
     source = landing.storage()
-    manifest = verify_drop(source, drop)
+    try:
+        manifest = verify_drop(source, drop)
+    except DropError as e:  # a bad drop stays bad: retrying the step cannot help
+        raise dg.Failure(description=str(e), allow_retries=False) from None
     limits = WarcLimits(max_record_bytes=config.max_record_bytes)
     mimes: Counter[str] = Counter()
     with StageWriter(lake.storage(), "raw_crawl", drop, INDEX_SCHEMA) as out:

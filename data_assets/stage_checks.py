@@ -1,6 +1,7 @@
 """Checks every drop stage shares: conservation of records from its input to kept + rejects."""
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmrecipe.crawl_index import read_records, stage_tables_uri
@@ -16,7 +17,7 @@ def record_ids_conserved(storage: Storage, asset: str, drop: str, kind: str) -> 
     kept = storage.read_table(data_uri, columns=["record_id"])["record_id"]
     rejected = storage.read_table(rejects_uri, columns=["record_id"])["record_id"]
     out_ids = (
-        pc.unique(pc.concat_arrays([kept.combine_chunks(), rejected.combine_chunks()]))
+        pc.unique(pa.concat_arrays([kept.combine_chunks(), rejected.combine_chunks()]))
         if (len(kept) + len(rejected))
         else kept.combine_chunks()
     )

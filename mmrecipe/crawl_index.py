@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mmrecipe.stage_output import DATA_FILE, REJECTS_FILE, stage_prefix
-from mmrecipe.storage import Storage
+from mmrecipe.storage import Storage, retried
 
 HTML_MIME = ("text/html", "application/xhtml+xml")
 AUDIO_EXTRA_MIME = ("application/ogg",)
@@ -41,9 +41,16 @@ def read_records(storage: Storage, drop: str, kind: str, columns: list[str] | No
     uri = index_uri(storage, drop)
     if not storage.exists(uri):
         raise FileNotFoundError(f"raw_crawl has not been materialized for drop {drop!r} ({uri}): materialize it first")
-    dataset = ds.dataset(storage._fs_path(uri), filesystem=storage.fs, format="parquet")
-    table = dataset.to_table(filter=_kind_filter(kind), columns=columns)
-    return table.sort_by([("warc_path", "ascending"), ("warc_offset", "ascending")])
+    keys = ["warc_path", "warc_offset"]
+    read = None if columns is None else list(dict.fromkeys([*columns, *keys]))
+
+    def scan() -> pa.Table:
+        dataset = ds.dataset(storage._fs_path(uri), filesystem=storage.fs, format="parquet")
+        return dataset.to_table(filter=_kind_filter(kind), columns=read)
+
+    table = retried(scan)
+    table = table.sort_by([(k, "ascending") for k in keys])
+    return table if columns is None else table.select(columns)
 
 
 def coverage_problems(spans: pa.Table, sizes: Mapping[str, int]) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmrecipe.drops import validate_drop_name
 from mmrecipe.storage import PARQUET_OPTIONS, Storage, retried
 
 PROVENANCE_FIELDS: list[pa.Field] = [
@@ -42,8 +43,8 @@ REJECTS_FILE = "rejects.parquet"
 
 
 def stage_prefix(asset: str, partition: str) -> str:
-    """The lake-relative folder of one asset partition: `<asset>/<partition>`."""
-    return f"{asset}/{partition}"
+    """The lake-relative folder of one asset partition: `<asset>/<partition>`; unsafe keys are refused."""
+    return f"{asset}/{validate_drop_name(partition)}"
 
 
 @dataclass

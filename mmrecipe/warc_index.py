@@ -279,6 +279,25 @@ def parse_record(data: bytes) -> WarcRecord:
     return WarcRecord(rtype, warc_headers, status, http_headers, payload, is_http)
 
 
+def decode_content(record: WarcRecord, max_bytes: int) -> WarcRecord:
+    """The record with its HTTP body decoded from `Content-Encoding: gzip/deflate` (bounded by `max_bytes`)."""
+    encoding = record.http_headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity") or not record.payload:
+        return record
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise ValueError(f"unsupported Content-Encoding {encoding!r}")
+    wbits = 47 if encoding != "deflate" else 15  # 47: gzip or zlib header, auto-detected
+    d = zlib.decompressobj(wbits)
+    try:
+        body = d.decompress(record.payload, max_bytes + 1)
+    except zlib.error as e:
+        raise ValueError(f"Content-Encoding {encoding}: {e}") from None
+    if len(body) > max_bytes:
+        raise ValueError(f"Content-Encoding {encoding}: decodes to more than {max_bytes} bytes")
+    headers = {k: v for k, v in record.http_headers.items() if k != "content-encoding"}
+    return WarcRecord(record.record_type, record.warc_headers, record.http_status, headers, body, record.is_http)
+
+
 def verify_digest(header: str | None, payload: bytes) -> bool | None:
     """Whether `payload` matches a `WARC-Payload-Digest` header (None if absent or unknown)."""
     if not header or ":" not in header:
@@ -346,7 +365,10 @@ class RecordReader:
         self._file: BinaryIO | None = None
 
     def read(self, warc_path: str, offset: int, length: int) -> WarcRecord:
-        """The record at `offset` in `warc_path`; raises ValueError if it is not one whole record."""
+        """The record at `offset` in `warc_path`, its HTTP body content-decoded.
+
+        Raises ValueError if the span is not one whole record or its body cannot be decoded.
+        """
         if length > self.limits.max_record_bytes * 2:
             raise ValueError(f"record of {length} bytes exceeds the configured limit")
         if warc_path != self._uri:
@@ -359,7 +381,7 @@ class RecordReader:
         if len(frames) != 1 or frames[0].reason:
             why = frames[0].reason if frames else "empty"
             raise ValueError(f"{warc_path}@{offset}: not one whole record ({why})")
-        return parse_record(frames[0].data or b"")
+        return decode_content(parse_record(frames[0].data or b""), self.limits.max_record_bytes)
 
     def close(self) -> None:
         if self._file is not None:

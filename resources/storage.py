@@ -6,6 +6,8 @@ import dagster as dg
 
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
+from resources.s3 import build_s3_resource
+from resources.transcriber import TranscriberResource
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -33,4 +35,6 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
     return {
         "lake": LakeResource(root=settings.lake, endpoint_url=settings.s3_endpoint_url),
         "landing": LandingResource(root=settings.landing, endpoint_url=settings.s3_endpoint_url),
+        "s3": build_s3_resource(settings),
+        "transcriber": TranscriberResource.from_env(),
     }

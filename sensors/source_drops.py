@@ -1,17 +1,149 @@
-"""The source-drop sensor: registers each complete new drop and requests its drop-stage run."""
+"""The source-drop sensor: registers each complete new drop and requests its drop-stage run.
 
+A drop is complete when its `_MANIFEST.json` lists every file with the right size and sha256
+(`mmrecipe.drops.verify_drop`); local and S3 landing roots follow that one rule.
+
+Listing is incremental. The cursor (JSON, version 2) holds:
+- `after`: the last drop folder a tick resolved; the next tick lists only folders after it
+  (S3 `StartAfter`, one level deep, paginated), so a tick does not re-list a huge prefix;
+- `pending`: drops seen incomplete or invalid, with a fingerprint of their files; each tick
+  re-checks them only if something in the folder changed;
+- `since_full`: ticks since the last full listing. Every `MMRECIPE_SENSOR_FULL_RESCAN_TICKS`
+  ticks the whole root is listed once more, to catch drops whose names sort before `after`.
+Drop names that grow over time (e.g. `2026-11-22-crawl`) are picked up on the next tick;
+others within one full-rescan period. Version-1 cursors (`{drop: manifest digest}`) are migrated.
+"""
+
+import hashlib
 import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from data_assets.jobs import drop_stages_job
-from mmrecipe.drops import DropError, verify_drop
+from mmrecipe.drops import DropError, Manifest, verify_drop
+from mmrecipe.storage import Storage
 from partitions import drops_partitions
 from resources import LandingResource
+from resources.s3 import folder_key, iter_drop_folders
+
+CURSOR_VERSION = 2
 
 
-def _load_cursor(raw: str | None) -> dict[str, str]:
-    return json.loads(raw) if raw else {}
+@dataclass(frozen=True)
+class ScanLimits:
+    """How much one tick may do: listing page size, drops verified, and the full-rescan period."""
+
+    page_size: int = 1000
+    max_drops_per_tick: int = 20
+    full_rescan_ticks: int = 20
+
+    @classmethod
+    def from_env(cls) -> "ScanLimits":
+        def env_int(name: str, default: int) -> int:
+            raw = os.environ.get(name, "")
+            if raw and not (raw.isdigit() and int(raw) > 0):
+                raise ValueError(f"{name}={raw!r}: expected a positive integer (or leave it unset for {default})")
+            return int(raw) if raw else default
+
+        return cls(
+            page_size=env_int("MMRECIPE_SENSOR_PAGE_SIZE", cls.page_size),
+            max_drops_per_tick=env_int("MMRECIPE_SENSOR_MAX_DROPS_PER_TICK", cls.max_drops_per_tick),
+            full_rescan_ticks=env_int("MMRECIPE_SENSOR_FULL_RESCAN_TICKS", cls.full_rescan_ticks),
+        )
+
+
+@dataclass
+class DropCursor:
+    """The sensor's memory between ticks (see the module docstring)."""
+
+    after: str = ""
+    pending: dict[str, str] = field(default_factory=dict)
+    since_full: int | None = None  # None: never listed in full, so the next tick does
+    legacy_seen: frozenset[str] = frozenset()  # drops a version-1 cursor had started (not persisted)
+
+    @classmethod
+    def load(cls, raw: str | None) -> "DropCursor":
+        if not raw:
+            return cls()
+        body = json.loads(raw)
+        if isinstance(body, dict) and body.get("v") == CURSOR_VERSION:
+            since = body.get("since_full")
+            return cls(str(body.get("after", "")), dict(body.get("pending", {})), None if since is None else int(since))
+        if isinstance(body, dict) and all(isinstance(v, str) for v in body.values()):
+            return cls(legacy_seen=frozenset(body))  # version 1: {drop: manifest digest}
+        raise ValueError(f"source_drops cursor is not valid JSON of version 1 or {CURSOR_VERSION}: {raw[:200]!r}")
+
+    def dump(self) -> str:
+        body = {"v": CURSOR_VERSION, "after": self.after, "pending": self.pending, "since_full": self.since_full}
+        return json.dumps(body, sort_keys=True)
+
+    def advance(self, name: str) -> None:
+        if folder_key(name) > folder_key(self.after):
+            self.after = name
+
+
+def drop_fingerprint(storage: Storage, drop: str) -> str | None:
+    """A digest of a drop folder's file names, sizes and mtimes; None if the folder is empty or gone."""
+    stats = storage.stat_files(storage.uri(drop))
+    if not stats:
+        return None
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+
+
+def scan_drops(
+    storage: Storage,
+    s3: S3Resource | None,
+    cursor: DropCursor,
+    registered: set[str],
+    limits: ScanLimits,
+    log: Callable[[str], None],
+) -> list[tuple[str, Manifest]]:
+    """The drops that became complete since `cursor`, updating `cursor` in place."""
+    started: list[tuple[str, Manifest]] = []
+    budget = limits.max_drops_per_tick
+
+    def check(name: str) -> None:
+        try:
+            manifest = verify_drop(storage, name)
+        except DropError as e:
+            cursor.pending[name] = drop_fingerprint(storage, name) or ""
+            log(f"drop {name!r} not started yet: {e}")
+            return
+        cursor.pending.pop(name, None)
+        started.append((name, manifest))
+
+    for name in sorted(cursor.pending, key=folder_key):
+        fingerprint = drop_fingerprint(storage, name)
+        if name in registered or fingerprint is None:
+            cursor.pending.pop(name)  # started by someone else, or its folder was removed
+        elif fingerprint != cursor.pending[name] and budget > 0:
+            budget -= 1
+            check(name)
+
+    full = cursor.since_full is None or cursor.since_full >= limits.full_rescan_ticks
+    completed = True
+    known = registered | set(cursor.pending) | cursor.legacy_seen | {n for n, _ in started}
+    for name in iter_drop_folders(storage, s3, "" if full else cursor.after, limits.page_size):
+        if name.startswith((".", "_")):
+            continue  # staging/hidden folders are never drops, and must not move `after` past real ones
+        if name in known:
+            cursor.advance(name)
+            continue
+        if budget == 0:
+            completed = False
+            break
+        budget -= 1
+        check(name)
+        cursor.advance(name)
+    if full and completed:
+        cursor.since_full = 0
+    elif not full:
+        cursor.since_full = (cursor.since_full or 0) + 1
+    return started
 
 
 @dg.sensor(
@@ -21,27 +153,17 @@ def _load_cursor(raw: str | None) -> dict[str, str]:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts the drop stages for every complete drop (valid _MANIFEST.json) in the landing location.",
 )
-def source_drops(context: dg.SensorEvaluationContext, landing: LandingResource) -> dg.SensorResult:
-    """Run requests for drops that landed complete since the last tick; the cursor maps drop → manifest digest."""
-    seen = _load_cursor(context.cursor)
-    storage = landing.storage()
-    new_drops: list[str] = []
-    requests: list[dg.RunRequest] = []
-    for name in storage.list_dirs(storage.root):
-        if name in seen or name.startswith((".", "_")):
-            continue
-        try:
-            manifest = verify_drop(storage, name)
-        except DropError as e:
-            context.log.warning(f"drop {name!r} not started: {e}")
-            continue
-        seen[name] = manifest.digest
-        if not context.instance.has_dynamic_partition(drops_partitions.name, name):
-            new_drops.append(name)
-        requests.append(dg.RunRequest(partition_key=name, run_key=f"{name}:{manifest.digest}"))
+def source_drops(context: dg.SensorEvaluationContext, landing: LandingResource, s3: S3Resource) -> dg.SensorResult:
+    """Run requests for drops that landed complete since the last tick; the cursor says where listing resumes."""
+    cursor = DropCursor.load(context.cursor)
+    registered = set(context.instance.get_dynamic_partitions(drops_partitions.name))
+    started = scan_drops(landing.storage(), s3, cursor, registered, ScanLimits.from_env(), context.log.warning)
+    requests = [dg.RunRequest(partition_key=name, run_key=f"{name}:{m.digest}") for name, m in started]
+    for name, manifest in started:
         context.log.info(f"drop {name!r} complete ({len(manifest.files)} files): run requested")
+    new_drops = [name for name, _ in started]
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[drops_partitions.build_add_request(new_drops)] if new_drops else [],
-        cursor=json.dumps(seen, sort_keys=True),
+        cursor=cursor.dump(),
     )

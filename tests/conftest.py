@@ -83,14 +83,23 @@ def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
 
 
-def run_checks(settings: Settings, instance: dg.DagsterInstance, partition: str, asset: str,
-               check_names: Sequence[str] = ("conservation",)) -> dg.ExecuteInProcessResult:
+def run_checks(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    partition: str,
+    asset: str,
+    check_names: Sequence[str] = ("conservation",),
+) -> dg.ExecuteInProcessResult:
     """Run only the named checks of one asset partition (no materialization), e.g. after tampering."""
     from data_assets.definitions import build_defs
 
     defs = build_defs(settings)
     keys = [dg.AssetCheckKey(dg.AssetKey(asset), name) for name in check_names]
-    job = next(j for j in defs.resolve_all_job_defs() if j.name in ("drop_stages_job", "recipe_stages_job")
-               and dg.AssetKey(asset) in j.asset_layer.executable_asset_keys)
+    job = next(
+        j
+        for j in defs.resolve_all_job_defs()
+        if j.name in ("drop_stages_job", "recipe_stages_job")
+        and dg.AssetKey(asset) in j.asset_layer.executable_asset_keys
+    )
     ops = [c.node_def.name for c in defs.asset_checks if set(c.check_keys) & set(keys)]
     return job.execute_in_process(instance=instance, partition_key=partition, op_selection=ops, raise_on_error=False)

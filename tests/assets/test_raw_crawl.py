@@ -76,8 +76,12 @@ def test_broken_records_are_rejected_with_reasons_and_the_rest_indexed(
     assert _check(result).passed
 
 
-def test_rerun_is_byte_identical_and_tampering_fails_the_check(settings: Settings, instance: dg.DagsterInstance) -> None:
-    land_drop(settings, "d1", {"x.warc.gz": warc_bytes([HttpResponse(f"http://e.org/{i}", b"<p>x</p>") for i in range(4)])})
+def test_rerun_is_byte_identical_and_tampering_fails_the_check(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    land_drop(
+        settings, "d1", {"x.warc.gz": warc_bytes([HttpResponse(f"http://e.org/{i}", b"<p>x</p>") for i in range(4)])}
+    )
     first = metadata_of(materialize_drop(settings, instance, "d1"), "raw_crawl")
     digest = hashlib.sha256(Path(first["path"]).read_bytes()).hexdigest()
     second = metadata_of(materialize_drop(settings, instance, "d1"), "raw_crawl")

@@ -18,7 +18,7 @@ def test_valid_drop_names(name: str) -> None:
     "name", ["", "../etc", "a/b", "a..b", ".hidden", "-flag", "with space", "drop\u00e9", "x" * 129, "a\\b"]
 )
 def test_invalid_drop_names_say_what_to_do(name: str) -> None:
-    with pytest.raises(DropError, match="invalid drop name.*Rename the folder"):
+    with pytest.raises(DropError, match=r"invalid drop name.*Rename the folder"):
         validate_drop_name(name)
 
 
@@ -60,7 +60,7 @@ def test_verify_drop_accepts_a_matching_manifest(tmp_path: Path) -> None:
         (lambda p: (p / "_MANIFEST.json").write_text('{"drop": "d", "files": []}'), "lists no"),
     ],
 )
-def test_verify_drop_refuses_mismatches(tmp_path: Path, mutate, message: str) -> None:  # noqa: ANN001
+def test_verify_drop_refuses_mismatches(tmp_path: Path, mutate, message: str) -> None:
     storage = _drop(tmp_path, {"a.warc.gz": b"abc"})
     mutate(tmp_path / "d")
     with pytest.raises(DropError, match=message):

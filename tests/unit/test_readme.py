@@ -23,7 +23,9 @@ def test_readme_asset_table_matches_definitions() -> None:
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         partitions = node.partitions_def
-        name = getattr(partitions, "name", None) or ("recipes" if isinstance(partitions, dg.StaticPartitionsDefinition) else "")
+        name = getattr(partitions, "name", None) or (
+            "recipes" if isinstance(partitions, dg.StaticPartitionsDefinition) else ""
+        )
         actual[key.to_user_string()] = (name or "-", node.group_name)
     assert _readme_assets() == actual
 

@@ -61,7 +61,12 @@ CASES = {
         {"content_length_mismatch": 1},
         3,
     ),
-    "two_records_in_one_member": (_gz([_m[0], _m[1] + _m[2], _m[3]]), ".warc.gz", {"multiple_records_in_gzip_member": 1}, 2),
+    "two_records_in_one_member": (
+        _gz([_m[0], _m[1] + _m[2], _m[3]]),
+        ".warc.gz",
+        {"multiple_records_in_gzip_member": 1},
+        2,
+    ),
     "bad_http_status_line": (_gz([warcinfo_record(), _bad_status]), ".warc.gz", {"bad_http_headers": 1}, 1),
     "payload_digest_mismatch": (_gz([warcinfo_record(), _bad_digest]), ".warc.gz", {"payload_digest_mismatch": 1}, 1),
     "not_a_warc_at_all": (b"<html>this is not a WARC file</html>" * 10, ".warc", {"garbage_bytes": 1}, 0),
@@ -140,3 +145,33 @@ def test_verify_digest(header: str | None, payload: bytes, expected: bool | None
 )
 def test_normalize_uri_strips_wget_angle_brackets(raw: str | None, expected: str | None) -> None:
     assert normalize_uri(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [("gzip", lambda b: gzip.compress(b, mtime=0)), ("deflate", zlib.compress), ("identity", lambda b: b)],
+)
+def test_record_reader_decodes_content_encoding(tmp_path: Path, encoding: str, encode) -> None:
+    body = b"<html><body><p>" + b"compressed page " * 50 + b"</p></body></html>"
+    page = HttpResponse("http://example.org/z", encode(body), headers={"Content-Encoding": encoding})
+    (tmp_path / "f.warc.gz").write_bytes(warc_bytes([page]))
+    storage = Storage(str(tmp_path))
+    row = [r for r, _, _ in index_warc(storage, "d", storage.uri("f.warc.gz"), "f.warc.gz")][1]
+    with RecordReader(storage) as reader:
+        rec = reader.read(row["warc_path"], row["warc_offset"], row["warc_length"])
+    assert rec.payload == body
+    assert rec.http_headers.get("content-encoding", "identity") == "identity"
+
+
+def test_record_reader_refuses_content_encoding_bombs(tmp_path: Path) -> None:
+    page = HttpResponse(
+        "http://example.org/bomb", gzip.compress(b"\0" * 5_000_000), headers={"Content-Encoding": "gzip"}
+    )
+    (tmp_path / "f.warc.gz").write_bytes(warc_bytes([page]))
+    storage = Storage(str(tmp_path))
+    row = [r for r, _, _ in index_warc(storage, "d", storage.uri("f.warc.gz"), "f.warc.gz")][1]
+    with (
+        RecordReader(storage, WarcLimits(max_record_bytes=1_000_000)) as reader,
+        pytest.raises(ValueError, match="more than"),
+    ):
+        reader.read(row["warc_path"], row["warc_offset"], row["warc_length"])

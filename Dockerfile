@@ -1,0 +1,60 @@
+# syntax=docker/dockerfile:1
+# The mmrecipe user-code image. The gRPC code server, every run worker and every step pod run it
+# (the Helm chart in helm/ deploys it; see helm/README.md).
+#
+#   docker build -t REGISTRY/mmrecipe:$(git rev-parse --short HEAD) .
+#   # GPU nodes (ASR, eval): a CUDA build of the same torch version
+#   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 -t REGISTRY/mmrecipe:TAG-gpu .
+#
+# The image runs as uid 10001 with a read-only root filesystem: everything it writes goes to /tmp
+# (an emptyDir in the cluster). Models ship inside pip packages, so nothing is downloaded at run time.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PATH=/opt/venv/bin:$PATH
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/venv
+# torch first, pinned, from the CPU (or CUDA) index: anything else would pull several GB of CUDA
+# packages through a transitive dependency.
+RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch==2.13.0
+WORKDIR /app
+COPY pyproject.toml README.md workspace.yaml ./
+COPY mmrecipe ./mmrecipe
+COPY data_assets ./data_assets
+COPY resources ./resources
+COPY sensors ./sensors
+COPY partitions ./partitions
+COPY recipes ./recipes
+# Editable, so the package finds recipes/ next to its sources (mmrecipe.settings.REPO_ROOT = /app).
+RUN pip install --no-cache-dir -e . \
+    && python -m compileall -q /app /opt/venv/lib
+
+FROM ${PYTHON_IMAGE}
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 tini \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 mmrecipe \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /tmp/home --no-create-home --shell /usr/sbin/nologin mmrecipe \
+    && mkdir -p /opt/dagster/dagster_home
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /app /app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    DAGSTER_HOME=/opt/dagster/dagster_home \
+    HOME=/tmp/home \
+    MPLCONFIGDIR=/tmp/home/matplotlib \
+    MMRECIPE_HOME=/tmp/mmrecipe \
+    MMRECIPE_TMP=/tmp/mmrecipe/tmp
+WORKDIR /app
+USER 10001:10001
+EXPOSE 3030
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["dagster", "code-server", "start", "--host", "0.0.0.0", "--port", "3030", \
+     "--module-name", "data_assets.definitions", "--location-name", "mmrecipe"]

@@ -1,0 +1,172 @@
+"""deduped_images: the drop's images, safely decoded, filtered, pHash-deduplicated across drops and captioned.
+
+Cross-drop ownership (see `mmrecipe.images.phash_index`): a drop is deduplicated only against drops
+whose key sorts before it. When an earlier-key drop is materialized after a later one, the later
+one becomes stale: the materialization lists it in `stale_drops`, and the `stale_image_drops`
+sensor re-materializes stale drops one at a time in key order until none is left.
+"""
+
+import hashlib
+import json
+
+import dagster as dg
+import numpy as np
+
+from data_assets.pod_resources import pod_resources
+from data_assets.stage_checks import conservation_check
+from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
+from mmrecipe.crawl_index import stage_tables_uri
+from mmrecipe.images import phash_index
+from mmrecipe.images.image_filters import ImageFilters
+from mmrecipe.images.stage import IMAGE_SCHEMA, ImageStageConfig, ImageStageReport, run_image_stage
+from partitions import drops_partitions
+from resources import LakeResource
+
+MIN_CAPTION_COVERAGE = 0.5
+
+
+class DedupedImagesConfig(dg.Config):
+    """Filters, near-duplicate threshold and output settings of the image stage."""
+
+    max_side: int = 512  # longer side of the normalized JPEG
+    min_side: int = 64  # drops icons and tracking pixels
+    max_aspect_ratio: float = 3.0  # drops banners and spacers
+    max_pixels: int = 40_000_000  # policy limit (dropped); larger than this is not decoded
+    max_decode_pixels: int = 89_478_485  # decompression-bomb limit (rejected), Pillow's default
+    allowed_formats: str = "JPEG,PNG,WEBP,GIF"  # comma-separated Pillow format names
+    hamming_k: int = 10  # re-encode/resize <=2, brightness x1.3 <=8 (photos <=6), distinct >=20 measured
+    hash_bands: int = 4
+    surrounding_text: bool = True  # figcaption / parent text when there is no alt or title
+    nsfw: bool = False  # NudeNet's offline detector (packaged model unless nsfw_model_path is set)
+    nsfw_threshold: float = 0.5
+    nsfw_model_path: str = ""
+    shard_samples: int = 1000
+    shard_uncaptioned: bool = False
+
+    def stage_config(self) -> ImageStageConfig:
+        filters = ImageFilters.of(
+            self.min_side, self.max_aspect_ratio, self.max_pixels, self.allowed_formats.split(",")
+        )
+        return ImageStageConfig(
+            self.max_side, filters, self.max_decode_pixels, self.hamming_k, self.hash_bands, self.surrounding_text,
+            self.nsfw, self.nsfw_threshold, self.nsfw_model_path or None, self.shard_samples, self.shard_uncaptioned,
+        )  # fmt: skip
+
+
+def thumbnails_md(report: ImageStageReport) -> dg.MetadataValue:
+    """A markdown table of a few kept images as small inline JPEG thumbnails."""
+    lines = ["| thumbnail | url | caption |", "|---|---|---|"]
+    for t in report.thumbnails:
+        caption = (t["caption"] or "").replace("|", "\\|")[:80]
+        lines.append(f"| ![thumbnail]({t['thumb']}) | {t['url']} | {caption} |")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+@dg.asset(
+    partitions_def=drops_partitions,
+    deps=["raw_crawl"],
+    group_name="drop_stages",
+    kinds={"image", "parquet"},
+    owners=["team:data-platform"],
+    op_tags=pod_resources("deduped_images"),
+    code_version="1",
+    metadata={"dagster/column_schema": column_schema(IMAGE_SCHEMA)},
+)
+def deduped_images(
+    context: dg.AssetExecutionContext, config: DedupedImagesConfig, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Images of a drop with alt-text captions: one row per kept image, normalized JPEG, pHash dedup cluster."""
+    drop = context.partition_key
+    result = run_image_stage(lake.storage(), drop, config.stage_config())
+    report = result.report
+    if report.stale_drops:
+        context.log.warning(f"image dedup of drops {report.stale_drops} is stale: stale_image_drops re-runs them")
+    preview = ["url", "width", "height", "format", "caption_source", "caption", "dedup_cluster"]
+    extra = {
+        "formats": histogram_md(report.formats, "format"),
+        "sizes": histogram_md(report.sizes, "longer_side"),
+        "caption_sources": histogram_md(report.caption_sources, "caption_source"),
+        "caption_coverage": float(report.caption_coverage),
+        "shards": dg.MetadataValue.json(report.shards),
+        "shard_samples": int(report.shard_samples),
+        "html_pages": int(report.pages),
+        "opted_out_pages": int(report.opted_out_pages),
+        "animated": int(report.animated),
+        "hamming_k": int(config.hamming_k),
+        "index_path": dg.MetadataValue.path(phash_index.entries_uri(lake.storage(), drop)),
+        "index_digest": report.digest,
+        "stale_drops": dg.MetadataValue.json(report.stale_drops),
+        "thumbnails": thumbnails_md(report),
+    }
+    return dg.MaterializeResult(metadata=stage_metadata(result.output, preview, extra))
+
+
+deduped_images_conservation = conservation_check("deduped_images", "image")
+
+
+@dg.asset_check(
+    asset=deduped_images,
+    name="no_near_duplicates_kept",
+    blocking=True,
+    partitions_def=drops_partitions,
+    description="No two kept images within Hamming distance k, in this drop or against earlier drops' kept images.",
+)
+def no_near_duplicates_kept(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    drop, storage = context.partition_key, lake.storage()
+    kept = storage.read_table(stage_tables_uri(storage, "deduped_images", drop)[0], ["record_id", "phash"])
+    ids = kept["record_id"].to_pylist()
+    audit = phash_index.audit_kept(storage, drop, ids, np.asarray(kept["phash"].to_pylist(), np.int64))
+    return dg.AssetCheckResult(
+        passed=audit.passed,
+        description=audit.describe(),
+        metadata={
+            "kept": len(ids),
+            "k": audit.k,
+            "conflicts": len(audit.conflicts),
+            "stale": audit.stale,
+            "index_mismatch": audit.index_mismatch,
+            "sample": "\n".join(audit.conflicts[:10]) or "none",
+        },
+    )
+
+
+@dg.asset_check(
+    asset=deduped_images,
+    name="caption_coverage",
+    blocking=False,
+    partitions_def=drops_partitions,
+    description=f"Share of kept images with a caption (alt, title or nearby text); warns below {MIN_CAPTION_COVERAGE}.",
+)
+def caption_coverage(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    storage = lake.storage()
+    sources = storage.read_table(
+        stage_tables_uri(storage, "deduped_images", context.partition_key)[0], ["caption_source"]
+    )
+    values = sources["caption_source"].to_pylist()
+    coverage = 1 - values.count("none") / len(values) if values else 0.0
+    return dg.AssetCheckResult(
+        passed=coverage >= MIN_CAPTION_COVERAGE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"coverage": float(round(coverage, 4)), "kept": len(values), "uncaptioned": values.count("none")},
+    )
+
+
+@dg.sensor(
+    name="stale_image_drops",
+    target=dg.AssetSelection.assets("deduped_images"),
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Re-materializes the earliest drop whose image dedup predates a change to an earlier-key drop.",
+)
+def stale_image_drops(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
+    """One run request for the earliest stale drop; its run key names the basis it will be decided against."""
+    storage = lake.storage()
+    registered = set(context.instance.get_dynamic_partitions(drops_partitions.name))
+    stale = [d for d in phash_index.stale_drops(storage) if d in registered]
+    if not stale:
+        return dg.SensorResult(skip_reason="no stale image drops")
+    drop = stale[0]
+    basis = phash_index.current_basis(storage, drop)
+    run_key = f"{drop}:" + hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
+    context.log.info(f"drop {drop!r} was deduplicated against an outdated basis: re-materializing it")
+    return dg.SensorResult(run_requests=[dg.RunRequest(partition_key=drop, run_key=run_key)])

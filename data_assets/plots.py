@@ -1,0 +1,89 @@
+"""Small PNG charts as markdown metadata: drop reasons, histograms and loss curves, shown inline in the UI.
+
+Each helper renders a matplotlib `Figure` (no pyplot: no global backend state, no display) to a compact
+PNG and returns `dg.MetadataValue.md("![title](data:image/png;base64,…)")`, which the Dagster UI renders.
+The PNG bytes are deterministic: the same data gives the same image (no timestamp or version in it).
+"""
+
+import base64
+import io
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import dagster as dg
+from matplotlib.figure import Figure
+
+FIGSIZE = (5.0, 2.6)
+DPI = 80
+MAX_BARS = 15
+COLOR = "#4f43dd"
+
+
+def figure_md(fig: Figure, title: str) -> dg.MetadataValue:
+    """A figure as an inline markdown image."""
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    encoded = base64.b64encode(buf.getvalue()).decode("ascii")
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
+
+
+def bar_chart_md(counts: Mapping[str, int], title: str, xlabel: str = "count") -> dg.MetadataValue:
+    """Horizontal bars of the `MAX_BARS` largest counts (e.g. drop reasons), largest on top."""
+    top = Counter({str(k): int(v) for k, v in counts.items()}).most_common(MAX_BARS)
+    top.sort(key=lambda kv: (kv[1], kv[0]))  # ascending, so barh draws the largest last = on top
+    fig = Figure(figsize=(FIGSIZE[0], max(1.4, 0.32 * len(top) + 0.9)))
+    ax = fig.subplots()
+    labels, values = [k for k, _ in top], [v for _, v in top]
+    ax.barh(labels, values, color=COLOR)
+    for y, v in enumerate(values):
+        ax.annotate(str(v), (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+    if not top:
+        ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.margins(x=0.15)
+    return figure_md(fig, title)
+
+
+def histogram_chart_md(
+    values: Sequence[float], title: str, xlabel: str, bins: int = 20, value_range: tuple[float, float] | None = None
+) -> dg.MetadataValue:
+    """A histogram of numeric values (e.g. quality scores, language confidences); NaNs are left out."""
+    clean = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.subplots()
+    if clean:
+        ax.hist(clean, bins=bins, range=value_range, color=COLOR)
+    else:
+        ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(f"{title} (n={len(clean)})", fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel("count", fontsize=8)
+    ax.tick_params(labelsize=8)
+    return figure_md(fig, title)
+
+
+def line_chart_md(
+    series: Mapping[str, Sequence[float]],
+    title: str,
+    xlabel: str = "step",
+    ylabel: str = "loss",
+    x: Sequence[float] | None = None,
+) -> dg.MetadataValue:
+    """One line per named series (e.g. the training loss of each seed) over `x` (default 0, 1, 2, …)."""
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.subplots()
+    for name, ys in series.items():
+        xs = list(x)[: len(ys)] if x is not None else list(range(len(ys)))
+        ax.plot(xs, [float(y) for y in ys][: len(xs)], label=str(name), linewidth=1.2)
+    if len(series) > 1:
+        ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    return figure_md(fig, title)

@@ -1,0 +1,110 @@
+"""quality_classifier: the DCLM-style fastText model that scores every document's P(high quality)."""
+
+import os
+from dataclasses import asdict
+
+import dagster as dg
+from pydantic import Field
+
+from mmrecipe.crawl_index import index_uri
+from mmrecipe.settings import REPO_ROOT
+from mmrecipe.stage_output import markdown_table
+from mmrecipe.text.classifier_data import read_text_documents, read_url_list, training_set
+from mmrecipe.text.quality_classifier import (
+    ClassifierInfo,
+    QualityScorer,
+    TrainingParams,
+    model_version,
+    publish,
+    score_quantiles,
+    train_classifier,
+)
+from resources import LakeResource, LandingResource
+
+
+class QualityClassifierConfig(dg.Config):
+    """Reference positives, crawl negatives and fastText settings (paths relative to the repository root)."""
+
+    drops: list[str] = Field(default_factory=list)  # drops to sample from; empty: every drop raw_crawl indexed
+    positive_urls_file: str = "samples/reference/hq_urls.txt"
+    positive_urls: list[str] = Field(default_factory=list)
+    positive_texts_file: str = ""
+    max_negatives: int = 2000
+    max_calibration: int = 2000
+    seed: int = 0
+    extractor: str = "resiliparse"
+    dim: int = 32
+    epoch: int = 50
+    lr: float = 1.0
+    word_ngrams: int = 2
+    bucket: int = 50_000
+
+
+# Trained by the automation sensor when missing and the crawl is indexed (again after a failure only once a new
+# drop is indexed); afterwards only on demand, since a new model makes every drop's filtered_text re-run.
+TRAIN_WHEN_MISSING = (
+    dg.AutomationCondition.missing()
+    & dg.AutomationCondition.any_deps_match(~dg.AutomationCondition.missing())  # some drop is indexed
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.in_progress()
+    & (~dg.AutomationCondition.execution_failed() | dg.AutomationCondition.any_deps_updated())
+).with_label("train when missing")
+
+
+def _path(p: str) -> str:
+    return p if os.path.isabs(p) else str(REPO_ROOT / p)
+
+
+@dg.asset(
+    group_name="models",
+    kinds={"fasttext"},
+    owners=["team:data-platform"],
+    code_version="1",
+    deps=[dg.AssetDep("raw_crawl", partition_mapping=dg.AllPartitionMapping())],
+    automation_condition=TRAIN_WHEN_MISSING,
+)
+def quality_classifier(
+    context: dg.AssetExecutionContext, config: QualityClassifierConfig, lake: LakeResource, landing: LandingResource
+) -> dg.MaterializeResult:
+    """fastText classifier of P(high quality): reference pages vs. a fixed-seed sample of crawled pages."""
+    storage = lake.storage()
+    indexed = [d for d in storage.list_dirs(storage.uri("raw_crawl")) if storage.exists(index_uri(storage, d))]
+    drops = config.drops or indexed
+    urls = list(config.positive_urls)
+    if config.positive_urls_file and os.path.exists(_path(config.positive_urls_file)):
+        urls += read_url_list(_path(config.positive_urls_file))
+    texts = read_text_documents(_path(config.positive_texts_file)) if config.positive_texts_file else []
+    data = training_set(
+        storage, landing.storage(), drops, urls, texts, config.max_negatives, config.max_calibration, config.seed,
+        config.extractor,
+    )  # fmt: skip
+    if not data.positives:
+        raise ValueError(
+            f"no positive training documents: none of the {len(urls)} reference URLs is an HTTP-200 HTML page "
+            f"in raw_crawl of drops {drops}, and no positive_texts_file was given. Materialize raw_crawl for a "
+            "drop that contains them, or set positive_urls / positive_urls_file / positive_texts_file."
+        )
+    params = TrainingParams(config.dim, config.epoch, config.lr, config.word_ngrams, 1, config.bucket, config.seed)
+    model = train_classifier(data.positives, data.negatives, params)
+    info = ClassifierInfo(
+        model_version(model), asdict(params), len(data.positives), len(data.negatives),
+        config.positive_texts_file or config.positive_urls_file, config.seed, drops=sorted(drops),
+    )  # fmt: skip
+    info.quantiles = score_quantiles(QualityScorer(model, info).score(data.calibration).tolist())
+    info.version = model_version(model, info.quantiles)
+    uri = publish(storage, model, info)
+    deciles = {f"p{p}": round(info.quantiles[p], 4) for p in range(0, 101, 10)}
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(uri),
+            "version": info.version,
+            "n_positive": info.n_positive,
+            "n_negative": info.n_negative,
+            "n_calibration": len(data.calibration),
+            "calibration_held_out": data.calibration_is_heldout,
+            "drops": ", ".join(info.drops),
+            "score_deciles": dg.MetadataValue.md(markdown_table([deciles], list(deciles))),
+            "positive_record_ids": ", ".join(data.positive_ids[:20]) + (" …" if len(data.positive_ids) > 20 else ""),
+        },
+        data_version=dg.DataVersion(info.version),
+    )

@@ -1,0 +1,167 @@
+"""transcribed_audio: what is said in each speech clip of a drop, with its conservation, PII and WER checks."""
+
+import time
+
+import dagster as dg
+from pydantic import Field
+
+from data_assets.pod_resources import pod_resources
+from data_assets.stage_checks import conservation_check
+from data_assets.stage_metadata import column_schema, stage_metadata
+from mmrecipe.audio.calibration import load_calibration_set, transcribe_calibration_set
+from mmrecipe.audio.decoding import DecodeLimits
+from mmrecipe.audio.speech_detection import VadSettings
+from mmrecipe.audio.transcribed_audio import INPUT_COLUMNS, SCHEMA, AudioStageSettings, AudioStats, transcribe_records
+from mmrecipe.audio.transcript_filters import TranscriptFilterSettings
+from mmrecipe.audio.transcript_postprocessing import pii_left, postprocess_transcripts
+from mmrecipe.crawl_index import read_records, stage_tables_uri
+from mmrecipe.stage_output import StageWriter, markdown_table
+from mmrecipe.warc_index import RecordReader
+from partitions import drops_partitions
+from resources import LakeResource
+from resources.transcriber import TranscriberResource
+
+ASSET = "transcribed_audio"
+
+
+class TranscribedAudioConfig(dg.Config):
+    """Limits and thresholds of the ASR stage (decode, speech detection, transcript filters)."""
+
+    min_duration_s: float = 0.5
+    max_duration_s: float = 3600.0
+    vad_threshold: float = 0.5
+    min_speech_s: float = 0.5
+    min_speech_ratio: float = 0.1
+    min_avg_logprob: float = -1.0
+    max_no_speech_prob: float = 0.6
+    max_repeated_ngram_fraction: float = 0.3
+    max_stock_phrase_fraction: float = 0.5
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    min_language_probability: float = 0.5
+
+    def stage_settings(self) -> AudioStageSettings:
+        return AudioStageSettings(
+            limits=DecodeLimits(min_duration_s=self.min_duration_s, max_duration_s=self.max_duration_s),
+            vad=VadSettings(threshold=self.vad_threshold),
+            filters=TranscriptFilterSettings(
+                min_avg_logprob=self.min_avg_logprob,
+                max_no_speech_prob=self.max_no_speech_prob,
+                max_repeated_ngram_fraction=self.max_repeated_ngram_fraction,
+                max_stock_phrase_fraction=self.max_stock_phrase_fraction,
+                languages=tuple(self.languages),
+                min_language_probability=self.min_language_probability,
+            ),
+            min_speech_s=self.min_speech_s,
+            min_speech_ratio=self.min_speech_ratio,
+        )
+
+
+@dg.asset(
+    partitions_def=drops_partitions,
+    group_name="drop_stages",
+    kinds={"whisper", "parquet"},
+    owners=["team:data-platform"],
+    op_tags=pod_resources(ASSET),
+    code_version="1",
+    deps=["raw_crawl"],
+    metadata={"dagster/column_schema": column_schema(SCHEMA)},
+)
+def transcribed_audio(
+    context: dg.AssetExecutionContext,
+    config: TranscribedAudioConfig,
+    lake: LakeResource,
+    transcriber: TranscriberResource,
+) -> dg.MaterializeResult:
+    """Transcripts of a drop's speech clips: PII-redacted text, timed segments, language, audio facts; deduplicated."""
+    drop, storage = context.partition_key, lake.storage()
+    records = read_records(storage, drop, "audio", columns=INPUT_COLUMNS).to_pylist()
+    asr, stats, started = transcriber.transcriber(), AudioStats(), time.perf_counter()
+    with RecordReader(storage) as reader:
+        clips = list(transcribe_records(reader, records, asr, config.stage_settings(), stats))
+    post = postprocess_transcripts([c.row for c in clips if c.row is not None], storage, drop, ASSET)
+    provs = {c.prov["record_id"]: c.prov for c in clips}
+    with StageWriter(storage, ASSET, drop, SCHEMA.with_metadata(post.schema_metadata())) as out:
+        for clip in clips:
+            if clip.outcome != "kept":
+                (out.drop if clip.outcome == "dropped" else out.reject)(clip.prov, clip.reason, clip.detail)
+        for row, reason, detail in post.outcomes:
+            out.drop(provs[row["record_id"]], reason, detail) if reason else out.keep(row)
+        result = out.close()
+    wall_s = time.perf_counter() - started
+    extra = {
+        "hours_in": round(stats.in_seconds / 3600, 4),
+        "hours_kept": round(sum(r["duration_s"] for r, reason, _ in post.outcomes if not reason) / 3600, 4),
+        "rtf": round(stats.rtf, 4),
+        "rtf_wall": round(wall_s / stats.in_seconds, 4) if stats.in_seconds else 0.0,
+        "asr_seconds": round(stats.asr_s, 2),
+        "model_load_seconds": round(asr.load_s, 2),
+        "duration_histogram": dg.MetadataValue.md(markdown_table(stats.histogram_rows(), ["duration", "clips"])),
+        "pii_redacted": int(sum(post.pii.values())),
+        "model": asr.settings.name,
+        "device": f"{asr.settings.device}/{asr.settings.compute_type}",
+    }
+    preview = ["url", "duration_s", "language", "speech_ratio", "transcript"]
+    return dg.MaterializeResult(metadata=stage_metadata(result, preview, extra))
+
+
+transcribed_audio_conservation = conservation_check(ASSET, "audio")
+
+
+@dg.asset_check(
+    asset=transcribed_audio,
+    name="no_pii_left",
+    blocking=True,
+    partitions_def=drops_partitions,
+    description="An independent PII scanner finds nothing in any kept transcript or segment text.",
+)
+def transcribed_audio_no_pii_left(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    storage = lake.storage()
+    data_uri, _ = stage_tables_uri(storage, ASSET, context.partition_key)
+    rows = storage.read_table(data_uri, columns=["record_id", "transcript", "segments"]).to_pylist()
+    found = pii_left(rows)
+    return dg.AssetCheckResult(
+        passed=not found,
+        description=None if not found else f"{len(found)} PII values left in {len({f[0] for f in found})} rows",
+        metadata={
+            "rows_scanned": len(rows),
+            "pii_found": len(found),
+            "kinds": ", ".join(sorted({kind for _, kind, _ in found})) or "none",
+            "records": ", ".join(sorted({rid for rid, _, _ in found})[:10]) or "none",
+        },
+    )
+
+
+class CalibrationWerConfig(dg.Config):
+    """The WER bound the configured transcriber must meet on the speech calibration set."""
+
+    max_wer: float = 0.15
+
+
+@dg.asset_check(
+    asset=transcribed_audio,
+    name="calibration_wer",
+    blocking=True,
+    partitions_def=drops_partitions,
+    description="The configured transcriber's WER on the bundled real-speech calibration set is within the bound.",
+)
+def transcribed_audio_calibration_wer(
+    config: CalibrationWerConfig, transcriber: TranscriberResource
+) -> dg.AssetCheckResult:
+    clips = load_calibration_set(transcriber.calibration_folder())
+    report = transcribe_calibration_set(transcriber.transcriber(), clips)
+    worst = sorted(report.wer.per_item, key=lambda item: -item[1] / max(item[2], 1))[:3]
+    return dg.AssetCheckResult(
+        passed=report.wer.wer <= config.max_wer,
+        description=f"WER {report.wer.wer:.3f} on {len(clips)} clips (bound {config.max_wer})",
+        metadata={
+            "wer": round(report.wer.wer, 4),
+            "max_wer": config.max_wer,
+            "clips": len(clips),
+            "reference_words": report.wer.reference_words,
+            "word_errors": report.wer.errors,
+            "rtf": round(report.rtf, 4),
+            "model": transcriber.settings().name,
+            "worst": ", ".join(f"{name} ({errors}/{words})" for name, errors, words in worst),
+            "skipped": ", ".join(f"{k}: {v}" for k, v in report.skipped.items()) or "none",
+        },
+    )

@@ -1,0 +1,1 @@
+"""Audio: decoding web audio payloads, speech detection, Whisper transcription, transcript filters and WER."""

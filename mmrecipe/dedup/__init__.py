@@ -1,0 +1,28 @@
+"""Dedup for any text modality: vectorised MinHash signatures, exact keys and a persistent LSH band index.
+
+`minhash.py` turns texts into 112-permutation MinHash signatures and 14 band hashes (FineWeb's
+word-5-gram, 14 x 8 setting); `band_index.py` keeps each partition's exact keys and band hashes in
+the lake and decides, order-independently, which documents are the first copy of their cluster.
+
+Use from a stage (text pages, audio transcripts, ...), with `asset` the stage that owns the index:
+
+    entries = IndexEntries.from_texts(record_ids, texts)        # record order, one batch or many + concat
+    BandIndex(lake, asset).write(drop, entries)                 # the drop's own entries, nothing else
+    decisions = BandIndex(lake, asset).decide(drop)             # keep / exact_duplicate / near_duplicate
+    schema = schema.with_metadata(decisions.sources_metadata()) # record what the decisions were made from
+    BandIndex(lake, asset).stale_outputs(consumer_asset)        # drops to re-decide after an earlier drop changed
+"""
+
+from mmrecipe.dedup.band_index import BandIndex, DedupDecisions, IndexEntries
+from mmrecipe.dedup.minhash import MinHashConfig, band_hashes, exact_key, exact_keys, minhash_signatures
+
+__all__ = [
+    "BandIndex",
+    "DedupDecisions",
+    "IndexEntries",
+    "MinHashConfig",
+    "band_hashes",
+    "exact_key",
+    "exact_keys",
+    "minhash_signatures",
+]

@@ -1,0 +1,244 @@
+"""Decoded, normalized images: safe Pillow decoding of untrusted bytes into a bounded RGB picture.
+
+Untrusted image bytes go through `probe` (header only: format, size, frames, orientation) and
+then `load_frame` (pixels of frame 0). Every failure becomes an `ImageRejected(reason, detail)`:
+
+- `decompression_bomb`: the header claims more pixels than `max_decode_pixels` (Pillow's own
+  bomb warning and error, e.g. for a GIF frame larger than its screen, become this reject too);
+- `undecodable_image`: Pillow cannot identify the bytes as an image;
+- `truncated_image`: the compressed data ends early;
+- `corrupt_image`: anything else Pillow raises while decoding;
+- `unsupported_mode`: a pixel mode that has no faithful RGB conversion.
+
+Normalization (`normalize`): JPEGs larger than needed are decoded downscaled with `Image.draft()`
+(DCT scaling by 1/2 to 1/8); the EXIF orientation is applied; CMYK and ICC-tagged images are
+converted to sRGB; palette, grey+alpha and RGBA images are composited over white; 16-bit grey is
+scaled to 8 bits; animated GIF/WebP keep their first frame (their frame count is recorded). The
+result is RGB with its longer side at most `max_side`, re-encoded as a baseline JPEG with fixed
+settings, so the same input bytes always give the same output bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+JPEG_SETTINGS = {"quality": 90, "optimize": False, "progressive": False, "subsampling": "4:2:0"}
+DEFAULT_MAX_DECODE_PIXELS = 89_478_485  # Pillow's own MAX_IMAGE_PIXELS default
+EXIF_ORIENTATION = 0x0112
+_WHITE = (255, 255, 255, 255)
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+class ImageRejected(Exception):
+    """Image bytes that cannot be turned into a normalized image: a reason code and a detail."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header says before any pixel is decoded (width/height after EXIF rotation)."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    n_frames: int
+    orientation: int
+
+    @property
+    def animated(self) -> bool:
+        return self.n_frames > 1
+
+
+@dataclass(frozen=True)
+class NormalizedImage:
+    """An image decoded into RGB with a bounded longer side, its pixel hash and its JPEG re-encoding."""
+
+    header: ImageHeader
+    image: Image.Image
+    jpeg: bytes
+    pixel_sha256: str
+    drafted: bool  # decoded with JPEG DCT scaling
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.size
+
+
+class _BombGuard:
+    """Turns Pillow's decompression-bomb warning/error into `ImageRejected` inside a `with` block."""
+
+    def __enter__(self) -> None:
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object) -> bool:
+        self._ctx.__exit__(None, None, None)
+        if exc_type is not None and issubclass(exc_type, Image.DecompressionBombWarning | Image.DecompressionBombError):
+            raise ImageRejected("decompression_bomb", str(exc)) from None
+        return False
+
+
+def _pillow_error(e: Exception, where: str) -> ImageRejected:
+    """The reject for an exception Pillow raised while reading `where` (header, frames/EXIF, pixels)."""
+    truncated = isinstance(e, OSError | EOFError) and ("truncat" in str(e).lower() or isinstance(e, EOFError))
+    return ImageRejected("truncated_image" if truncated else "corrupt_image", f"{where}: {type(e).__name__}: {e}")
+
+
+def probe(data: bytes, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> tuple[Image.Image, ImageHeader]:
+    """The lazily opened image and its header facts; raises ImageRejected for bombs and non-images."""
+    try:
+        with _BombGuard():
+            im = Image.open(io.BytesIO(data))
+    except ImageRejected:
+        raise
+    except UnidentifiedImageError:
+        raise ImageRejected("undecodable_image", f"not a known image format (starts {data[:12]!r})") from None
+    except Exception as e:  # Pillow raises many types on malformed headers
+        raise _pillow_error(e, "header") from None
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise ImageRejected("corrupt_image", f"header says {w}x{h} pixels")
+    if w * h > max_decode_pixels:
+        detail = f"{w}x{h} = {w * h} pixels from {len(data)} bytes exceeds the limit of {max_decode_pixels}"
+        raise ImageRejected("decompression_bomb", detail)
+    try:
+        with _BombGuard():
+            n_frames = int(getattr(im, "n_frames", 1)) if getattr(im, "is_animated", False) else 1
+            im.seek(0)
+            orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except ImageRejected:
+        raise
+    except Exception as e:
+        raise _pillow_error(e, "frames/EXIF") from None
+    orientation = orientation if 1 <= orientation <= 8 else 1
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    return im, ImageHeader(str(im.format), w, h, im.mode, n_frames, orientation)
+
+
+def load_frame(
+    im: Image.Image, min_size: tuple[int, int] | None = None, grey: bool = False
+) -> tuple[Image.Image, bool]:
+    """Frame 0's pixels, EXIF-rotated; a JPEG is DCT-downscaled while both sides stay >= `min_size`.
+
+    Returns the image and whether it was drafted. `grey` asks a YCbCr JPEG for its luma plane only.
+    """
+    drafted = False
+    if im.format == "JPEG" and (min_size or grey):
+        original = im.size
+        mode = "L" if grey and im.mode in ("RGB", "L") else None
+        drafted = im.draft(mode, min_size) is not None and im.size != original
+    try:
+        with _BombGuard():
+            im.load()
+            return ImageOps.exif_transpose(im), drafted
+    except ImageRejected:
+        raise
+    except Exception as e:  # OSError, SyntaxError, ValueError, struct.error, zlib.error, EOFError ...
+        raise _pillow_error(e, "pixels") from None
+
+
+def _over_white(im: Image.Image) -> Image.Image:
+    rgba = im.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba).convert("RGB")
+
+
+def _sixteen_bit_to_rgb(im: Image.Image) -> Image.Image:
+    """16-bit (or 32-bit integer) grey scaled to 8 bits by its value range, transparency over white."""
+    arr = np.asarray(im).astype(np.int64)
+    peak = int(arr.max(initial=0))
+    top = 255 if im.mode == "I" and peak <= 255 else max(65535, peak)
+    grey = np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+    transparency = im.info.get("transparency")
+    if isinstance(transparency, int):
+        grey[arr == transparency] = 255
+    return Image.fromarray(grey).convert("RGB")
+
+
+def _with_icc(im: Image.Image) -> Image.Image | None:
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "CMYK"):
+        return None
+    try:
+        return ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), _SRGB, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None  # a broken profile: fall back to the plain conversion
+
+
+def to_srgb(im: Image.Image, apply_icc: bool = True) -> Image.Image:
+    """The image as 8-bit RGB pixels: ICC profile applied (if asked), alpha composited over white."""
+    if apply_icc and (converted := _with_icc(im)) is not None:
+        return converted
+    if im.mode == "RGB" and "transparency" not in im.info:
+        return im
+    if im.mode in _SIXTEEN_BIT_MODES:
+        return _sixteen_bit_to_rgb(im)
+    if im.mode in _ALPHA_MODES or (im.mode in ("P", "L", "RGB", "1") and "transparency" in im.info):
+        return _over_white(im)
+    if im.mode in ("L", "1", "P", "CMYK", "YCbCr", "LAB", "HSV"):
+        return im.convert("RGB")
+    if im.mode == "F":
+        return Image.fromarray(np.clip(np.nan_to_num(np.asarray(im)), 0, 255).astype(np.uint8)).convert("RGB")
+    raise ImageRejected("unsupported_mode", f"pixel mode {im.mode} has no RGB conversion")
+
+
+def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The size an image is scaled to so that its longer side is at most `max_side` (never upscaled)."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def finish(rgb: Image.Image, header: ImageHeader, max_side: int, drafted: bool = False) -> NormalizedImage:
+    """An RGB frame downscaled to `max_side`, with its pixel hash and fixed-settings JPEG."""
+    try:
+        size = target_size(*rgb.size, max_side)
+        if size != rgb.size:
+            rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    except Exception as e:  # lazy plugins may fail only when pixels are touched
+        raise ImageRejected("corrupt_image", f"{type(e).__name__}: {e}") from None
+    buf = io.BytesIO()
+    rgb.save(buf, "JPEG", **JPEG_SETTINGS)
+    pixels = hashlib.sha256(f"{rgb.size[0]}x{rgb.size[1]}:".encode() + rgb.tobytes()).hexdigest()
+    return NormalizedImage(header, rgb, buf.getvalue(), pixels, drafted)
+
+
+def normalize_frame(frame: Image.Image, header: ImageHeader, max_side: int, drafted: bool = False) -> NormalizedImage:
+    """A loaded frame as sRGB, downscaled to `max_side`, with its pixel hash and fixed-settings JPEG."""
+    try:
+        rgb = to_srgb(frame)
+    except ImageRejected:
+        raise
+    except Exception as e:
+        raise ImageRejected("corrupt_image", f"{type(e).__name__}: {e}") from None
+    return finish(rgb, header, max_side, drafted)
+
+
+def normalize(im: Image.Image, header: ImageHeader, max_side: int = 512) -> NormalizedImage:
+    """Decode frame 0 of a probed image (DCT-downscaled if it is a large JPEG) and normalize it."""
+    raw_w, raw_h = im.size
+    scale = max_side / max(raw_w, raw_h)
+    need = (max(1, math.ceil(raw_w * scale)), max(1, math.ceil(raw_h * scale))) if scale < 0.5 else None
+    frame, drafted = load_frame(im, need)
+    return normalize_frame(frame, header, max_side, drafted)
+
+
+def decode_image(
+    data: bytes, max_side: int = 512, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS
+) -> NormalizedImage:
+    """Probe and normalize image bytes in one call."""
+    im, header = probe(data, max_decode_pixels)
+    return normalize(im, header, max_side)

@@ -1,0 +1,365 @@
+"""The cross-drop pHash index: which images each drop kept, and near-duplicate decisions against it.
+
+Layout in the lake: `<lake>/image_phash_index/<drop>/entries.parquet`, one file per drop, written
+by that drop's `deduped_images` run and replaced whole when it re-runs (idempotent). It holds
+every image of the drop that passed the filters, with its byte hash, pixel hash, 64-bit pHash,
+whether it was kept, and its `dedup_cluster` (the record id of the kept image it collapsed into).
+The file's Parquet metadata records the drop's `digest` (a hash of its kept set and of `k`) and
+its `basis`: the digests of the earlier drops it was decided against.
+
+**Ownership is by drop key.** A drop is decided only against the kept images of drops whose key
+sorts before it, so the copy from the earliest drop key survives; within a drop, images are taken
+in (warc_path, warc_offset) order and the earliest survives. Deciding each drop against its
+predecessors only makes the result the same as processing all drops in key order, whatever order
+they were materialized in: incremental (a new drop reads the earlier drops' kept entries, no global
+re-run) and order-independent.
+
+**Stale drops.** If drop A arrives after a later-key drop B was materialized, B was decided without
+A's images. B's basis no longer matches the current digests of its predecessors, so `stale_drops`
+lists it. The `deduped_images` asset reports stale drops in its metadata and the
+`stale_image_drops` sensor re-materializes the earliest one; when that changes B's kept set, the
+drops after B become stale in turn and are re-run one by one, in key order. Re-running a drop whose
+basis is current changes nothing (byte-identical outputs).
+
+**Matching.** Near duplicates are found with multi-index hashing: the 64 bits are cut into `bands`
+bands; by the pigeonhole principle two hashes within Hamming distance k agree within
+`k // bands` bits on at least one band, so each query probes, per band, every band value within
+that radius in a sorted array (`searchsorted`) and verifies candidates with an exact popcount.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mmrecipe.storage import PARQUET_OPTIONS, Storage
+
+INDEX_ASSET = "image_phash_index"
+ENTRIES_FILE = "entries.parquet"
+HASH_VERSION = "phash-dct32-v1"
+MAX_PROBES = 5000  # per band and query: C(16, <=3) = 697 for k=10..15 with 4 bands
+META_DIGEST, META_BASIS, META_K = b"mmrecipe.digest", b"mmrecipe.basis", b"mmrecipe.k"
+
+ENTRY_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("drop", pa.string(), nullable=False),
+        pa.field("warc_path", pa.string(), nullable=False),
+        pa.field("warc_offset", pa.int64(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("pixel_sha256", pa.string()),
+        pa.field("phash", pa.int64(), nullable=False),  # the uint64 hash's bits as a signed int64
+        pa.field("kept", pa.bool_(), nullable=False),
+        pa.field("dedup_cluster", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),  # null when kept
+        pa.field("hamming", pa.int32()),  # distance to the cluster's kept image; null when kept
+    ]
+)
+
+
+# --- multi-index hashing --------------------------------------------------------------------
+def _band_layout(bands: int) -> list[tuple[int, int]]:
+    """(shift, width) of each band of a 64-bit hash, most significant band first."""
+    widths = [64 // bands + (1 if i < 64 % bands else 0) for i in range(bands)]
+    shifts = [64 - sum(widths[: i + 1]) for i in range(bands)]
+    return list(zip(shifts, widths, strict=True))
+
+
+def _flip_masks(width: int, radius: int) -> np.ndarray:
+    """Every `width`-bit mask with at most `radius` bits set."""
+    masks = [0]
+    for r in range(1, radius + 1):
+        masks += [sum(1 << b for b in bits) for bits in itertools.combinations(range(width), r)]
+    return np.array(masks, dtype=np.uint64)
+
+
+class BandIndex:
+    """Multi-index hashing over 64-bit hashes: every stored hash within Hamming distance k of a query."""
+
+    def __init__(self, hashes: np.ndarray, k: int, bands: int = 4) -> None:
+        if not 1 <= bands <= 64:
+            raise ValueError(f"bands must be between 1 and 64, got {bands}")
+        self.hashes = np.asarray(hashes, dtype=np.int64).view(np.uint64)
+        self.k, self.layout = k, _band_layout(bands)
+        radius = k // bands
+        probes = sum(math.comb(max(w for _, w in self.layout), r) for r in range(radius + 1))
+        if probes > MAX_PROBES:
+            raise ValueError(
+                f"k={k} with {bands} bands probes {probes} values per band and query (> {MAX_PROBES}): "
+                f"use more bands (about k/2 or 64/log2(index size)), e.g. hash_bands={max(4, k // 2)}"
+            )
+        self._bands: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, np.uint64]] = []
+        for shift, width in self.layout:
+            mask = np.uint64((1 << width) - 1)
+            values = (self.hashes >> np.uint64(shift)) & mask
+            order = np.argsort(values, kind="stable")
+            self._bands.append((values[order], order, _flip_masks(width, radius), shift, mask))
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def query(self, queries: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query index, stored index, distance) of every pair within distance k, sorted, without repeats."""
+        q = np.asarray(queries, dtype=np.int64).view(np.uint64)
+        parts = [self._query(q[i : i + chunk], i) for i in range(0, len(q), chunk)] if len(self.hashes) else []
+        if not parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        return tuple(np.concatenate(cols) for cols in zip(*parts, strict=True))  # type: ignore[return-value]
+
+    def _query(self, q: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = len(self.hashes)
+        pairs = [np.zeros(0, dtype=np.int64)]
+        for sorted_values, order, flips, shift, mask in self._bands:
+            probes = (((q >> np.uint64(shift)) & mask)[:, None] ^ flips[None, :]).ravel()
+            lo = np.searchsorted(sorted_values, probes, side="left")
+            counts = np.searchsorted(sorted_values, probes, side="right") - lo
+            hit = counts > 0
+            lo, counts = lo[hit], counts[hit]
+            qi = np.repeat(np.flatnonzero(hit) // len(flips), counts)
+            starts = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+            si = order[starts]
+            close = np.bitwise_count(q[qi] ^ self.hashes[si]) <= self.k  # verify before de-duplicating
+            pairs.append(qi[close] * n + si[close])
+        uniq = np.unique(np.sort(np.concatenate(pairs)), sorted=True)
+        qi, si = uniq // n, uniq % n
+        dist = np.bitwise_count(q[qi] ^ self.hashes[si]).astype(np.int64)
+        return qi + first, si, dist
+
+
+# --- decisions --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Candidate:
+    """An image that passed the filters: what dedup needs to know about it."""
+
+    record_id: str
+    sha256: str
+    phash: int  # signed int64 form
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a candidate is kept, and which kept image's cluster it belongs to."""
+
+    kept: bool
+    cluster: str
+    reason: str | None = None  # exact_duplicate or near_duplicate (refined to pixel_duplicate later)
+    hamming: int | None = None
+    owner: str | None = None  # record id of the kept image it duplicates
+    owner_drop: str | None = None
+
+
+@dataclass
+class PriorKept:
+    """The kept images of earlier drops, as arrays for matching."""
+
+    record_id: list[str]
+    drop: list[str]
+    rank: list[tuple[str, str, int]]
+    sha256: list[str]
+    pixel_sha256: list[str | None]
+    phash: np.ndarray
+    cluster: list[str]
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> PriorKept:
+        cols = table.to_pydict()
+        rank = list(zip(cols["drop"], cols["warc_path"], cols["warc_offset"], strict=True))
+        return cls(
+            cols["record_id"],
+            cols["drop"],
+            rank,
+            cols["sha256"],
+            cols["pixel_sha256"],
+            np.asarray(cols["phash"], dtype=np.int64),
+            cols["dedup_cluster"],
+        )
+
+
+def decide(candidates: Sequence[Candidate], prior: PriorKept, k: int, bands: int = 4) -> list[Decision]:
+    """Keep-or-duplicate for each candidate, greedily in the given (rank) order.
+
+    A candidate is a duplicate of a kept image with the same bytes, else of the nearest kept image
+    (earliest on ties) within Hamming distance k: first those of earlier drops, then the ones kept
+    before it in this drop. Otherwise it is kept and starts its own cluster. No two kept images are
+    then within distance k of each other.
+    """
+    if not candidates:
+        return []
+    hashes = np.array([c.phash for c in candidates], dtype=np.int64)
+    uniq, inverse = np.unique(hashes, return_inverse=True)
+    prior_best: dict[int, tuple[int, tuple[str, str, int], int]] = {}  # unique hash -> (d, rank, prior idx)
+    qi, si, dist = BandIndex(prior.phash, k, bands).query(uniq)
+    for q, s, d in zip(qi.tolist(), si.tolist(), dist.tolist(), strict=True):
+        best = prior_best.get(q)
+        if best is None or (d, prior.rank[s]) < best[:2]:
+            prior_best[q] = (d, prior.rank[s], s)
+    neighbours: dict[int, list[tuple[int, int]]] = {}  # unique hash -> [(distance, other unique hash)]
+    ai, bi, dd = BandIndex(uniq, k, bands).query(uniq)
+    for a, b, d in zip(ai.tolist(), bi.tolist(), dd.tolist(), strict=True):
+        neighbours.setdefault(a, []).append((d, b))
+    prior_by_sha = {sha: i for i, sha in enumerate(prior.sha256)}
+    kept_by_hash: dict[int, int] = {}  # unique hash -> position of the kept candidate with it
+    kept_by_sha: dict[str, int] = {}
+    out: list[Decision] = []
+    for pos, (cand, u) in enumerate(zip(candidates, inverse.tolist(), strict=True)):
+        if cand.sha256 in prior_by_sha:
+            s = prior_by_sha[cand.sha256]
+            out.append(Decision(False, prior.cluster[s], "exact_duplicate", 0, prior.record_id[s], prior.drop[s]))
+        elif cand.sha256 in kept_by_sha:
+            owner = out[kept_by_sha[cand.sha256]]
+            out.append(
+                Decision(False, owner.cluster, "exact_duplicate", 0, candidates[kept_by_sha[cand.sha256]].record_id)
+            )
+        elif u in prior_best:
+            d, _, s = prior_best[u]
+            out.append(Decision(False, prior.cluster[s], "near_duplicate", d, prior.record_id[s], prior.drop[s]))
+        else:
+            local = [(d, kept_by_hash[v]) for d, v in neighbours.get(u, []) if v in kept_by_hash]
+            if local:
+                d, owner_pos = min(local)
+                owner = out[owner_pos]
+                out.append(Decision(False, owner.cluster, "near_duplicate", d, candidates[owner_pos].record_id))
+            else:
+                out.append(Decision(True, cand.record_id))
+                kept_by_hash[u] = pos
+                kept_by_sha[cand.sha256] = pos
+    return out
+
+
+# --- persistence --------------------------------------------------------------------------------
+def entries_uri(storage: Storage, drop: str) -> str:
+    """Where one drop's index entries live."""
+    return storage.uri(INDEX_ASSET, drop, ENTRIES_FILE)
+
+
+def indexed_drops(storage: Storage) -> list[str]:
+    """The drops that have index entries, in key order."""
+    return [d for d in storage.list_dirs(storage.uri(INDEX_ASSET)) if storage.exists(entries_uri(storage, d))]
+
+
+def kept_digest(entries: pa.Table, k: int) -> str:
+    """A hash of a drop's kept set (ids, byte/pixel/perceptual hashes) and of the threshold it used."""
+    kept = entries.filter(pc.field("kept"))
+    rows = sorted(
+        zip(
+            kept["record_id"].to_pylist(),
+            kept["sha256"].to_pylist(),
+            kept["pixel_sha256"].to_pylist(),
+            kept["phash"].to_pylist(),
+            strict=True,
+        )
+    )
+    payload = json.dumps({"k": k, "hash": HASH_VERSION, "kept": rows}, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def read_meta(storage: Storage, drop: str) -> dict[str, object]:
+    """A drop's index metadata: digest, basis (earlier drop -> digest) and k."""
+    with storage.open_input(entries_uri(storage, drop)) as f:
+        meta = pq.read_schema(f).metadata or {}
+    return {
+        "digest": meta.get(META_DIGEST, b"").decode(),
+        "basis": json.loads(meta.get(META_BASIS, b"{}")),
+        "k": int(meta.get(META_K, b"-1")),
+    }
+
+
+def current_basis(storage: Storage, drop: str) -> dict[str, str]:
+    """The digests of every indexed drop whose key sorts before `drop`."""
+    return {d: str(read_meta(storage, d)["digest"]) for d in indexed_drops(storage) if d < drop}
+
+
+def load_prior(storage: Storage, drop: str) -> tuple[PriorKept, dict[str, str]]:
+    """The kept entries of all drops before `drop`, and the basis (their digests) they amount to."""
+    basis = current_basis(storage, drop)
+    cols = ["record_id", "drop", "warc_path", "warc_offset", "sha256", "pixel_sha256", "phash", "dedup_cluster"]
+    tables = [storage.read_table(entries_uri(storage, d)).filter(pc.field("kept")).select(cols) for d in basis]
+    table = pa.concat_tables(tables) if tables else ENTRY_SCHEMA.empty_table().select(cols)
+    return PriorKept.from_table(table), basis
+
+
+def write_entries(storage: Storage, drop: str, entries: pa.Table, basis: dict[str, str], k: int) -> str:
+    """Replace a drop's index entries (atomically); returns the drop's new digest."""
+    digest = kept_digest(entries, k)
+    meta = {
+        META_DIGEST: digest.encode(),
+        META_BASIS: json.dumps(basis, sort_keys=True).encode(),
+        META_K: str(k).encode(),
+    }
+    table = entries.cast(ENTRY_SCHEMA).replace_schema_metadata(meta)
+    with storage.atomic_output(entries_uri(storage, drop)) as out:
+        pq.write_table(table, out, **PARQUET_OPTIONS)
+    return digest
+
+
+def stale_drops(storage: Storage) -> list[str]:
+    """Indexed drops, in key order, whose basis no longer matches the digests of the drops before them."""
+    metas = {d: read_meta(storage, d) for d in indexed_drops(storage)}
+    stale = []
+    for drop, meta in metas.items():
+        expected = {d: m["digest"] for d, m in metas.items() if d < drop}
+        if meta["basis"] != expected:
+            stale.append(drop)
+    return stale
+
+
+def kept_conflicts(storage: Storage, drop: str, phashes: np.ndarray, record_ids: Sequence[str], k: int) -> list[str]:
+    """Pairs within distance k among a drop's kept images and against the kept images of earlier drops."""
+    prior, _ = load_prior(storage, drop)
+    problems = []
+    qi, si, dist = BandIndex(prior.phash, k).query(phashes)
+    problems += [
+        f"{record_ids[q]} ~ {prior.record_id[s]} ({prior.drop[s]}), d={d}" for q, s, d in zip(qi, si, dist, strict=True)
+    ]
+    ai, bi, dd = BandIndex(phashes, k).query(phashes)
+    problems += [f"{record_ids[a]} ~ {record_ids[b]}, d={d}" for a, b, d in zip(ai, bi, dd, strict=True) if a < b]
+    return problems
+
+
+@dataclass
+class KeptAudit:
+    """What the no-near-duplicates check found for one drop's kept images."""
+
+    k: int
+    conflicts: list[str]
+    stale: bool
+    index_mismatch: int  # kept ids in data.parquet but not kept in the index, or the other way round
+    missing_index: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return not (self.conflicts or self.stale or self.index_mismatch or self.missing_index)
+
+    def describe(self) -> str | None:
+        if self.missing_index:
+            return "no pHash index entries for this drop: re-materialize it"
+        if self.stale:
+            return "earlier drops changed since this drop was deduplicated: re-materialize it"
+        if self.index_mismatch:
+            return f"{self.index_mismatch} kept images differ between data.parquet and the index: re-materialize it"
+        if self.conflicts:
+            return f"{len(self.conflicts)} pairs of kept images within Hamming distance {self.k}"
+        return None
+
+
+def audit_kept(storage: Storage, drop: str, record_ids: Sequence[str], phashes: np.ndarray) -> KeptAudit:
+    """Check a drop's kept images: no pair within its k, index agrees, decided against the current basis."""
+    if not storage.exists(entries_uri(storage, drop)):
+        return KeptAudit(-1, [], False, 0, missing_index=True)
+    meta = read_meta(storage, drop)
+    k = int(meta["k"])  # type: ignore[call-overload]
+    entries = storage.read_table(entries_uri(storage, drop), ["record_id", "kept"]).filter(pc.field("kept"))
+    mismatch = len(set(entries["record_id"].to_pylist()) ^ set(record_ids))
+    stale = meta["basis"] != current_basis(storage, drop)
+    return KeptAudit(k, kept_conflicts(storage, drop, phashes, record_ids, k), stale, mismatch)

@@ -1,0 +1,1 @@
+"""Proxy evaluation: small decoder-only models trained on a mixture, scored in bits per byte on held-out text."""

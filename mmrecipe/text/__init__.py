@@ -1,0 +1,1 @@
+"""Text of web pages: decoding, extraction, language ID, quality rules, PII, toxicity and scoring."""

@@ -1,0 +1,267 @@
+"""Filtered text of a drop: every HTML record read by offset and run through the per-document steps.
+
+Order of the steps, each of which can end a record with its own reason code:
+HTTP status → read by offset → decode → opt-out (`noai`) → extraction → language ID → Gopher
+repetition → Gopher quality → C4 → FineWeb → PII redaction (never drops) → quality classifier →
+toxicity. Documents that pass every step are the candidates of cross-drop dedup: they are kept
+rows of `filtered_text`, and their exact keys and LSH bands go to the drop's dedup index.
+
+Records are processed in (warc_path, warc_offset) order, in batches (the models run per batch),
+and every output is written in that order, so the same inputs always give the same bytes.
+Memory is bounded by a few batches of documents, plus the raw_crawl rows of the drop's HTML
+records (~200 bytes each) and the index entries (~250 bytes per candidate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+from collections import Counter, deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from mmrecipe.crawl_index import read_records
+from mmrecipe.dedup import IndexEntries, MinHashConfig
+from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS, StageWriter
+from mmrecipe.storage import Storage
+from mmrecipe.text.extraction import EXTRACTORS, RESILIPARSE
+from mmrecipe.text.language_id import LanguageIdentifier
+from mmrecipe.text.pages import DROPPED, Outcome, Page, read_page
+from mmrecipe.text.pii import PII_TYPES, redact
+from mmrecipe.text.quality_classifier import ClassifierInfo, QualityScorer
+from mmrecipe.text.quality_rules import SIGNALS, RuleThresholds, apply_rules, thresholds_for
+from mmrecipe.text.toxicity import toxicity_scores
+from mmrecipe.warc_index import RecordReader
+
+PII_COUNTS_TYPE = pa.struct([pa.field(t, pa.int32()) for t in PII_TYPES])
+FILTERED_TEXT_SCHEMA = pa.schema(
+    [
+        *PROVENANCE_FIELDS,
+        pa.field("warc_length", pa.int64()),
+        pa.field("url", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("language", pa.string()),
+        pa.field("language_score", pa.float64()),
+        pa.field("extractor", pa.string()),
+        pa.field("charset", pa.string()),
+        pa.field("charset_source", pa.string()),
+        pa.field("quality_score", pa.float64()),
+        pa.field("toxicity_score", pa.float64()),
+        pa.field("pii_counts", PII_COUNTS_TYPE),
+        pa.field("noimageai", pa.bool_()),
+        pa.field("exact_key", pa.string()),
+        *[pa.field(s, pa.float64()) for s in SIGNALS],
+    ]
+)
+EXTRACTED_TEXT_SCHEMA = FILTERED_TEXT_SCHEMA.append(pa.field("dedup_cluster", pa.string()))
+READ_COLUMNS = [*PROVENANCE_COLUMNS, "warc_length", "target_uri", "http_status"]
+WRITE_BATCH_ROWS = 512  # rows per Parquet row group: text rows are large, so memory stays flat past this
+
+
+@dataclass(frozen=True)
+class TextStageConfig:
+    """Everything that decides which documents pass, with FineWeb's defaults where FineWeb has one."""
+
+    extractor: str = RESILIPARSE
+    lid_model: str | None = None
+    min_language_score: float = 0.65
+    languages: tuple[str, ...] = ()  # allowed languages; empty means all
+    thresholds: RuleThresholds = field(default_factory=RuleThresholds)
+    language_thresholds: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    quality_min_score: float = 0.0
+    toxicity_threshold: float = 0.9
+    batch_size: int = 128
+    workers: int = 1  # processes for the per-document steps; outputs are identical for any number
+    minhash: MinHashConfig = field(default_factory=MinHashConfig)
+
+    def __post_init__(self) -> None:
+        if self.extractor not in EXTRACTORS:
+            raise ValueError(f"unknown extractor {self.extractor!r} in the text stage config: use one of {EXTRACTORS}")
+        for language, overrides in self.language_thresholds.items():
+            try:
+                self.thresholds.with_overrides(overrides)
+            except ValueError as e:
+                raise ValueError(f"language_thresholds[{language!r}]: {e}") from None
+        if self.batch_size < 1 or self.workers < 1:
+            raise ValueError(f"batch_size and workers must be at least 1, got {self.batch_size} and {self.workers}")
+
+
+@dataclass
+class TextStageReport:
+    """What a drop's filtering produced besides the tables: histograms and the dedup index version."""
+
+    languages: Counter[str] = field(default_factory=Counter)  # of kept documents
+    quality_scores: list[float] = field(default_factory=list)  # of every scored document
+    charset_sources: Counter[str] = field(default_factory=Counter)
+    entries: list[IndexEntries] = field(default_factory=list)
+
+
+BatchResults = tuple[list["_Doc | Outcome"], list[float]]  # outcome per row; quality score per scored document
+
+
+@dataclass
+class _Doc:
+    row: dict[str, Any]
+    page: Page
+    text: str = ""
+    language: str = ""
+    language_score: float = 0.0
+    signals: dict[str, float] = field(default_factory=dict)
+    pii_counts: dict[str, int] = field(default_factory=dict)
+    quality: float = 0.0
+    toxicity: float = 0.0
+
+
+class TextFilter:
+    """The per-document steps of the text stage, with their models loaded once."""
+
+    def __init__(self, config: TextStageConfig, scorer: QualityScorer) -> None:
+        self.config, self.scorer = config, scorer
+        self.lid = LanguageIdentifier(config.lid_model)
+        self._thresholds: dict[str, RuleThresholds] = {}
+
+    def thresholds(self, language: str) -> RuleThresholds:
+        if language not in self._thresholds:
+            base, per_language = self.config.thresholds, self.config.language_thresholds
+            self._thresholds[language] = thresholds_for(language, base, per_language)
+        return self._thresholds[language]
+
+    def run_batch(self, reader: RecordReader, rows: Sequence[dict[str, Any]]) -> BatchResults:
+        """The outcome of every row (a passing document, or why it was dropped or rejected), and the quality scores."""
+        results: list[_Doc | Outcome] = []
+        for row in rows:
+            page = read_page(reader, row, self.config.extractor)
+            results.append(_Doc(row, page, page.text) if isinstance(page, Page) else page)
+        self._language(results)
+        self._rules(results)
+        scores = self._scores(results)
+        return results, scores
+
+    def _alive(self, results: list[_Doc | Outcome]) -> list[tuple[int, _Doc]]:
+        return [(i, r) for i, r in enumerate(results) if isinstance(r, _Doc)]
+
+    def _language(self, results: list[_Doc | Outcome]) -> None:
+        alive = self._alive(results)
+        for (i, doc), (lang, score) in zip(alive, self.lid.predict([d.text for _, d in alive]), strict=True):
+            doc.language, doc.language_score = lang, score
+            if score < self.config.min_language_score:
+                detail = f"{lang or '?'} at {score:.3f} < {self.config.min_language_score}"
+                results[i] = Outcome(DROPPED, "low_language_score", detail)
+            elif self.config.languages and lang not in self.config.languages:
+                results[i] = Outcome(DROPPED, "language_not_allowed", f"{lang} not in {list(self.config.languages)}")
+
+    def _rules(self, results: list[_Doc | Outcome]) -> None:
+        for i, doc in self._alive(results):
+            verdict = apply_rules(doc.text, self.thresholds(doc.language))
+            doc.signals = verdict.signals
+            if verdict.reason:
+                results[i] = Outcome(DROPPED, verdict.reason, verdict.detail)
+                continue
+            doc.text, doc.pii_counts = redact(verdict.text)
+
+    def _scores(self, results: list[_Doc | Outcome]) -> list[float]:
+        alive = self._alive(results)
+        quality = self.scorer.score([d.text for _, d in alive])
+        toxicity = toxicity_scores([d.text for _, d in alive])
+        for (i, doc), q, t in zip(alive, quality, toxicity, strict=True):
+            doc.quality, doc.toxicity = float(q), float(t)
+            if doc.quality < self.config.quality_min_score:
+                detail = f"P(hq)={doc.quality:.4f} < {self.config.quality_min_score:.4f} ({self.scorer.version})"
+                results[i] = Outcome(DROPPED, "low_quality_score", detail)
+            elif doc.toxicity > self.config.toxicity_threshold:
+                results[i] = Outcome(DROPPED, "toxic", f"P(offensive)={doc.toxicity:.4f}")
+        return [float(q) for q in quality]
+
+
+def _row(doc: _Doc, extractor: str) -> dict[str, Any]:
+    row = {c: doc.row[c] for c in PROVENANCE_COLUMNS}
+    row |= {
+        "warc_length": doc.row["warc_length"],
+        "url": doc.row.get("target_uri"),
+        "text": doc.text,
+        "language": doc.language,
+        "language_score": doc.language_score,
+        "extractor": extractor,
+        "charset": doc.page.charset,
+        "charset_source": doc.page.charset_source,
+        "quality_score": doc.quality,
+        "toxicity_score": doc.toxicity,
+        "pii_counts": doc.pii_counts,
+        "noimageai": doc.page.noimageai,
+    }
+    return row | {s: float(doc.signals.get(s, float("nan"))) for s in SIGNALS}
+
+
+def _batches(table: pa.Table, size: int) -> Iterator[list[dict[str, Any]]]:
+    for batch in table.to_batches(max_chunksize=size):
+        yield batch.to_pylist()
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(config: TextStageConfig, model: bytes, info: ClassifierInfo, landing: Storage) -> None:
+    _WORKER["steps"] = TextFilter(config, QualityScorer(model, info))
+    _WORKER["reader"] = RecordReader(landing)
+
+
+def _worker_batch(rows: list[dict[str, Any]]) -> BatchResults:
+    return _WORKER["steps"].run_batch(_WORKER["reader"], rows)
+
+
+@contextlib.contextmanager
+def _batch_results(
+    landing: Storage, config: TextStageConfig, scorer: QualityScorer, batches: Iterator[list[dict[str, Any]]]
+) -> Iterator[Iterator[tuple[list[dict[str, Any]], BatchResults]]]:
+    """(batch, its results) in batch order, computed here or, with `config.workers` > 1, by a process pool.
+
+    The pool gets at most two batches per worker ahead of the writer, so memory does not grow with the drop.
+    """
+    if config.workers == 1:
+        steps = TextFilter(config, scorer)
+        with RecordReader(landing) as reader:
+            yield ((batch, steps.run_batch(reader, batch)) for batch in batches)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork: the calling process may run threads (Dagster)
+    init = (config, scorer.model_bytes, scorer.info, landing)
+    with context.Pool(config.workers, initializer=_init_worker, initargs=init) as pool:
+
+        def ordered() -> Iterator[tuple[list[dict[str, Any]], BatchResults]]:
+            pending: deque[tuple[list[dict[str, Any]], Any]] = deque()
+            for batch in batches:
+                pending.append((batch, pool.apply_async(_worker_batch, (batch,))))
+                if len(pending) >= 2 * config.workers:
+                    done, result = pending.popleft()
+                    yield done, result.get()
+            while pending:
+                done, result = pending.popleft()
+                yield done, result.get()
+
+        yield ordered()
+
+
+def filter_drop(
+    lake: Storage, landing: Storage, drop: str, writer: StageWriter, config: TextStageConfig, scorer: QualityScorer
+) -> TextStageReport:
+    """Run every HTML record of `drop` through the text filters into `writer`; returns histograms and index entries."""
+    rows = read_records(lake, drop, "html", columns=READ_COLUMNS)
+    report = TextStageReport()
+    with _batch_results(landing, config, scorer, _batches(rows, config.batch_size)) as results:
+        for batch, (outcomes, scores) in results:
+            kept: list[dict[str, Any]] = []
+            for row, result in zip(batch, outcomes, strict=True):
+                if isinstance(result, Outcome):
+                    (writer.drop if result.outcome == DROPPED else writer.reject)(row, result.reason, result.detail)
+                    continue
+                kept.append(_row(result, config.extractor))
+                report.languages[result.language] += 1
+                report.charset_sources[result.page.charset_source] += 1
+            entries = IndexEntries.from_texts([r["record_id"] for r in kept], [r["text"] for r in kept], config.minhash)
+            for out, key in zip(kept, entries.exact_keys.tolist(), strict=True):
+                writer.keep(out | {"exact_key": f"{key:016x}"})
+            report.entries.append(entries)
+            report.quality_scores += scores
+    return report

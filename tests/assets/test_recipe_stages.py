@@ -1,0 +1,154 @@
+"""mixture, eval_results, release and leaderboard materialized on a test instance over real WARC-backed drops."""
+
+import hashlib
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mmrecipe.mixture.release import MARKER, latest_release, read_release
+from mmrecipe.settings import Settings
+from mmrecipe.storage import Storage
+from tests.conftest import metadata_of
+from tests.unit.test_mixture_helpers import build_drop, eval_text, recipe_text, topic_texts
+
+TINY_EVAL = {"seeds": [0, 1], "train_tokens": 512, "batch_size": 4, "context": 32, "d_model": 32, "n_layer": 1}
+SHORT_EVAL = 6000  # characters of the held-out set: scoring it stays well under a second per seed
+RECIPES = {
+    "default": recipe_text(total=12000),
+    "english_hq": recipe_text(total=12000, w_web=0.9, w_cap=0.05, w_speech=0.05),
+}
+
+
+@pytest.fixture
+def recipe_env(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Two drops in the lake, the test's recipes (named like the shipped ones) and a held-out eval set."""
+    recipes, evalsets = tmp_path / "recipes", tmp_path / "evalsets"
+    recipes.mkdir()
+    evalsets.mkdir()
+    for name, text in RECIPES.items():
+        (recipes / f"{name}.yaml").write_text(text)
+    (evalsets / "held_out.txt").write_text(eval_text(SHORT_EVAL))
+    monkeypatch.setenv("MMRECIPE_RECIPES", str(recipes))
+    monkeypatch.setenv("MMRECIPE_EVALSETS", str(evalsets))
+    monkeypatch.setenv("MMRECIPE_EXECUTOR", "in_process")  # one process: no per-step interpreter start-up
+    lake, landing = Storage(settings.lake), Storage(settings.landing)
+    for k, drop in enumerate(("d1", "d2")):
+        build_drop(lake, landing, drop, topic_texts(k * 12, 12))
+    return Settings.from_env()
+
+
+def run_recipe(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    recipe: str,
+    assets: tuple[str, ...],
+    run_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
+    from data_assets.definitions import build_defs
+
+    for drop in ("d1", "d2"):
+        if not instance.has_dynamic_partition("drops", drop):
+            instance.add_dynamic_partitions("drops", [drop])
+    job = build_defs(settings).resolve_job_def("recipe_stages_job")
+    return job.execute_in_process(
+        instance=instance,
+        partition_key=recipe,
+        asset_selection=[dg.AssetKey(a) for a in assets],
+        run_config=run_config or {},
+        raise_on_error=False,
+    )
+
+
+def checks_of(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_build_evaluate_release_and_leaderboard(recipe_env: Settings, instance: dg.DagsterInstance) -> None:
+    from data_assets.definitions import build_defs
+
+    run_config = {"ops": {"eval_results": {"config": TINY_EVAL}}}
+    for recipe in RECIPES:
+        result = run_recipe(recipe_env, instance, recipe, ("mixture", "eval_results", "release"), run_config)
+        assert result.success
+        assert checks_of(result) == {
+            "token_shares_within_tolerance": True,
+            "decontaminated": True,
+            "manifest_resolves_to_raw_crawl": True,
+            "complete_and_current": True,
+        }
+        mix = metadata_of(result, "mixture")
+        assert mix["dagster/row_count"] > 0 and mix["too_small_sources"] == "none"
+        assert "## PII and opt-out" in mix["data_card"] and "d2" in mix["drops"]
+        ev = metadata_of(result, "eval_results")
+        assert ev["dagster/row_count"] == 2  # 2 seeds x 1 eval set
+        assert ev["tokens_seen_per_seed"] == 512 and "data:image/png;base64," in ev["loss_curve"]
+        rel = metadata_of(result, "release")
+        lake = Storage(recipe_env.lake)
+        assert latest_release(lake, recipe) == rel["version"]
+        marker = read_release(lake, recipe, rel["version"])
+        assert marker is not None and set(marker["checks_passed"]) == set(checks_of(result)) - {"complete_and_current"}
+        for name, sha in marker["files"].items():  # the release is a verified copy of the mixture
+            data = Path(recipe_env.lake, "releases", recipe, rel["version"], name).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == sha
+
+    board = (
+        build_defs(recipe_env)
+        .get_implicit_global_asset_job_def()
+        .execute_in_process(instance=instance, asset_selection=[dg.AssetKey("leaderboard")])
+    )
+    meta = metadata_of(board, "leaderboard")
+    assert meta["recipes"] == "default, english_hq"
+    assert "±" in meta["leaderboard"] and "significant" in meta["leaderboard"]
+    assert Path(recipe_env.lake, "leaderboard", "leaderboard.png").stat().st_size > 1000
+
+
+def test_release_blocked_by_failing_check_then_released_after_fix(
+    recipe_env: Settings, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    from data_assets.definitions import build_defs
+
+    # plant an overlap: the eval set now contains a paragraph of a page that is in the mixture
+    planted = topic_texts(0, 12)[5][1]
+    evalsets = tmp_path / "evalsets"
+    (evalsets / "held_out.txt").write_text(eval_text(SHORT_EVAL) + "\n\n" + planted)
+    blocked = run_recipe(recipe_env, instance, "default", ("mixture", "release"))
+    assert checks_of(blocked)["decontaminated"] is False
+    assert blocked.asset_materializations_for_node("release") == []  # stopped in-run by the blocking check
+    assert not Path(recipe_env.lake, "releases").exists()
+
+    defs = build_defs(recipe_env)
+    tick = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=dg.AssetSelection.assets("release")
+    )
+    assert tick.get_requested_partitions(dg.AssetKey("release")) == set()  # and across runs by the condition
+
+    direct = run_recipe(recipe_env, instance, "default", ("release",))  # forced by hand: the body refuses
+    assert not direct.success and not Path(recipe_env.lake, "releases").exists()
+    failure = next(e for e in direct.all_events if e.is_step_failure).step_failure_data
+    assert "is not releasable: decontaminated: FAILED" in failure.user_failure_data.description
+    assert not [e for e in direct.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]  # no pointless retries
+
+    (evalsets / "held_out.txt").write_text(eval_text(SHORT_EVAL))  # the fix: a clean eval set
+    fixed = run_recipe(recipe_env, instance, "default", ("mixture",))
+    assert checks_of(fixed)["decontaminated"] is True
+    tick = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=dg.AssetSelection.assets("release"), cursor=tick.cursor
+    )
+    assert tick.get_requested_partitions(dg.AssetKey("release")) == {"default"}
+    released = run_recipe(recipe_env, instance, "default", ("release",))
+    assert released.success
+    version = metadata_of(released, "release")["version"]
+    assert Path(recipe_env.lake, "releases", "default", version, MARKER).exists()
+
+
+def test_invalid_recipe_fails_the_mixture_naming_file_and_field(
+    recipe_env: Settings, instance: dg.DagsterInstance
+) -> None:
+    path = Path(recipe_env.recipes_dir, "default.yaml")
+    path.write_text(path.read_text().replace("weight: 0.8", "weight: -1"))
+    result = run_recipe(recipe_env, instance, "default", ("mixture",))
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data
+    assert failure.description == (f"{path}: field 'sources[0].weight': must be a positive number, got -1")
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert not Path(recipe_env.lake, "mixture", "default").exists()

@@ -1,0 +1,171 @@
+"""transcribed_audio materialized on a real instance: the sample drop, bad inputs, dedup across drops, checks."""
+
+import io
+import wave
+from pathlib import Path
+
+import av
+import dagster as dg
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from mmrecipe.audio.calibration import default_calibration_dir
+from mmrecipe.audio.wer import word_error_rate
+from mmrecipe.settings import Settings
+from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of
+from tests.warc_fixtures import HttpResponse, warc_bytes
+
+REPO = Path(__file__).resolve().parents[2]
+SPEECH = Path(default_calibration_dir())
+ASSETS = ("raw_crawl", "transcribed_audio")
+CONTRACT = [
+    "record_id", "drop", "warc_path", "warc_offset", "url", "duration_s", "sample_rate", "channels", "codec",
+    "transcript", "segments", "language", "language_probability", "model", "speech_ratio", "dedup_cluster",
+]  # fmt: skip
+needs_sample = pytest.mark.skipif(not (SAMPLE_DROPS / "sample-a").is_dir(), reason="samples/drops/sample-a missing")
+
+
+def checks_of(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey(ASSETS[1])}
+
+
+def tables(settings: Settings, drop: str) -> tuple[list[dict], list[dict]]:
+    folder = Path(settings.lake) / "transcribed_audio" / drop
+    return pq.read_table(folder / "data.parquet").to_pylist(), pq.read_table(folder / "rejects.parquet").to_pylist()
+
+
+@needs_sample
+def test_sample_drop_speech_is_transcribed_close_to_its_known_transcripts(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    land_drop(settings, "sample-a", src=SAMPLE_DROPS / "sample-a")
+    result = materialize_drop(settings, instance, "sample-a", ASSETS)
+    checks = checks_of(result)
+    assert {name: c.passed for name, c in checks.items()} == {
+        "conservation": True,
+        "calibration_wer": True,
+        "no_pii_left": True,
+    }
+    meta = metadata_of(result, "transcribed_audio")
+    assert (meta["total"], meta["kept"], meta["dropped_too_little_speech"], meta["rejected"]) == (6, 4, 2, 0)
+    rows, rejects = tables(settings, "sample-a")
+    assert pq.read_schema(Path(settings.lake) / "transcribed_audio/sample-a/data.parquet").names == CONTRACT
+    no_speech = {r["detail"].split(" ")[0] for r in rejects}
+    assert [r["reason"] for r in rejects] == ["too_little_speech"] * 2 and no_speech == {"0.00"}
+
+    known = dict(
+        line.split("\t", 1) for line in (REPO / "samples/reference/audio_transcripts.tsv").read_text().splitlines()
+    )
+    hyps = {r["url"]: r["transcript"] for r in rows}
+    assert set(hyps) <= set(known) and len(hyps) == 4
+    assert word_error_rate(hyps, {u: known[u] for u in hyps}).wer <= 0.10, hyps
+    assert {r["codec"] for r in rows} == {"flac", "pcm_s16le", "vorbis"}
+    assert all(r["language"] == "en" and r["dedup_cluster"] == r["record_id"] for r in rows)
+
+    assert meta["hours_in"] == pytest.approx((7.1 + 2.99 + 5.3 + 6.05 + 3 + 3) / 3600, abs=1e-4)
+    assert meta["hours_kept"] == pytest.approx((7.1 + 2.99 + 5.3 + 6.05) / 3600, abs=1e-4)
+    assert 0 < meta["rtf"] < 1 and meta["model"].startswith("whisper-tiny.en")
+    assert "| 1–5 s | 3 |" in meta["duration_histogram"] and "| 5–30 s | 3 |" in meta["duration_histogram"]
+    assert "John Dashwood" in meta["preview"]
+    assert checks["calibration_wer"].metadata["wer"].value <= 0.15
+
+
+def _mp3(flac: Path) -> bytes:
+    """A real LibriVox clip re-encoded as a 22.05 kHz stereo MP3 (another copy of the same recording)."""
+    samples, rate = sf.read(flac, dtype="int16")
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp3") as out:
+        stream = out.add_stream("libmp3lame", rate=22050, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="stereo", rate=22050)
+        for converted in resampler.resample(frame) + resampler.resample(None):
+            for packet in stream.encode(converted):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def _wav(samples: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(samples.astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def _drop(*responses: HttpResponse) -> dict[str, bytes]:
+    return {"crawl-00000.warc.gz": warc_bytes(responses)}
+
+
+def test_bad_inputs_and_a_copy_in_a_later_drop_are_accounted_for_deterministically(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    flac = (SPEECH / "ss01-0870.flac").read_bytes()
+    land_drop(
+        settings,
+        "2026-01-a",
+        _drop(
+            HttpResponse("http://a.example.org/ch1.flac", flac, "audio/flac"),
+            HttpResponse("http://a.example.org/empty.wav", b"", "audio/wav"),
+            HttpResponse("http://a.example.org/broken.mp3", np.random.default_rng(5).bytes(4000), "audio/mpeg"),
+            HttpResponse("http://a.example.org/quiet.wav", _wav(np.zeros(48000, np.int16)), "audio/wav"),
+            HttpResponse("http://a.example.org/index.html", b"<html><body>not audio</body></html>"),
+        ),
+    )
+    land_drop(
+        settings,
+        "2026-01-b",
+        _drop(
+            HttpResponse("http://b.example.net/mirror/ch1.mp3", _mp3(SPEECH / "ss01-0870.flac"), "audio/mpeg"),
+            HttpResponse("http://b.example.net/ch1-0880.flac", (SPEECH / "ss01-0880.flac").read_bytes(), "audio/flac"),
+        ),
+    )
+    first = materialize_drop(settings, instance, "2026-01-a", ASSETS)
+    assert all(c.passed for c in checks_of(first).values())
+    rows_a, rejects_a = tables(settings, "2026-01-a")
+    assert [r["url"] for r in rows_a] == ["http://a.example.org/ch1.flac"]
+    assert sorted((r["outcome"], r["reason"]) for r in rejects_a) == [
+        ("dropped", "too_little_speech"),
+        ("rejected", "empty_payload"),
+        ("rejected", "undecodable"),
+    ]
+
+    second = materialize_drop(settings, instance, "2026-01-b", ASSETS)
+    assert all(c.passed for c in checks_of(second).values())
+    rows_b, rejects_b = tables(settings, "2026-01-b")
+    assert [r["url"] for r in rows_b] == ["http://b.example.net/ch1-0880.flac"]
+    [dup] = rejects_b
+    assert dup["reason"] in ("exact_duplicate", "near_duplicate")
+    assert '"kept_copy_drop": "2026-01-a"' in dup["detail"] and rows_a[0]["record_id"] in dup["detail"]
+    meta_b = metadata_of(second, "transcribed_audio")
+    assert (meta_b["total"], meta_b["kept"], meta_b["dropped"]) == (2, 1, 1)
+
+    folder = Path(settings.lake) / "transcribed_audio" / "2026-01-b"
+    before = {name: (folder / name).read_bytes() for name in ("data.parquet", "rejects.parquet")}
+    materialize_drop(settings, instance, "2026-01-b", ASSETS)
+    assert {name: (folder / name).read_bytes() for name in before} == before  # byte-identical rerun
+
+
+def test_calibration_wer_check_fails_above_its_bound(settings: Settings, instance: dg.DagsterInstance) -> None:
+    from data_assets.definitions import build_defs
+
+    instance.add_dynamic_partitions("drops", ["d"])
+    job = build_defs(settings).resolve_job_def("drop_stages_job")
+    op = "transcribed_audio_calibration_wer"
+    run = job.execute_in_process(
+        instance=instance,
+        partition_key="d",
+        op_selection=[op],
+        run_config={"ops": {op: {"config": {"max_wer": 0.01}}}},
+        raise_on_error=False,
+    )
+    [evaluation] = run.get_asset_check_evaluations()
+    assert evaluation.check_name == "calibration_wer" and evaluation.passed is False
+    assert 0.01 < evaluation.metadata["wer"].value <= 0.10
+    assert evaluation.metadata["reference_words"].value == 71

@@ -1,0 +1,128 @@
+"""Transient faults during real materializations: short ones are absorbed by the storage retries, longer
+ones by the jobs' step RetryPolicy; either way the outputs equal a clean run's, nothing duplicated."""
+
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pytest
+
+import mmrecipe.storage as storage_module
+from data_assets.jobs import drop_stages_job, recipe_stages_job, step_retry_policy
+from mmrecipe.settings import Settings
+from mmrecipe.stage_output import PROVENANCE_FIELDS, StageWriter
+from mmrecipe.storage import Storage
+from tests.conftest import land_drop
+from tests.hostile.faults import FaultyHandler, faulty_fs
+from tests.hostile.harness import CorpusDir, fresh_home, lake_files, materialize, temporary_files
+from tests.hostile.make_hostile_corpus import DROP
+
+FILES = ("00-controls.warc.gz", "06-images.warc.gz", "08-dup-a.warc.gz", "09-dup-b.warc.gz")
+STAGES = ["raw_crawl", "deduped_images"]  # deduped_images also keeps a cross-drop pHash index in the lake
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep mmrecipe's retry loop and attempt count, without its sleeps."""
+    attempts, _ = storage_module.retried.__defaults__
+    monkeypatch.setattr(storage_module.retried, "__defaults__", (attempts, 0.0))
+
+
+def _land(home: Path, corpus: CorpusDir) -> Settings:
+    settings = fresh_home(home)
+    land_drop(settings, "flaky", {n: (corpus.drop_dir(DROP) / n).read_bytes() for n in FILES})
+    return settings
+
+
+def _fail_lake_writes(monkeypatch: pytest.MonkeyPatch, lake: str, handler: FaultyHandler) -> None:
+    """Every Storage on the lake root uses the faulty filesystem (the landing stays healthy)."""
+    original = Storage.fs
+    fs = pafs.PyFileSystem(handler)
+
+    def patched(self: Storage) -> pafs.FileSystem:
+        if self._fs is None and not self.is_s3 and self.root == lake:
+            self._fs = fs
+        return original.fget(self)
+
+    monkeypatch.setattr(Storage, "fs", property(patched))
+
+
+@pytest.fixture
+def clean(tmp_path: Path, hostile_corpus: CorpusDir) -> dict[str, str]:
+    """The lake of a clean, fault-free run of STAGES on the `flaky` drop at tmp_path/home."""
+    settings = _land(tmp_path / "home", hostile_corpus)
+    with dg.instance_for_test(temp_dir=settings.dagster_home) as instance:
+        assert materialize(settings, instance, "flaky", STAGES).success
+    return lake_files(settings.lake)
+
+
+def test_step_retry_policy_defaults_and_environment() -> None:
+    policy = step_retry_policy({})
+    assert policy is not None and policy.max_retries == 3 and policy.delay == 2.0
+    assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS
+    tuned = step_retry_policy({"MMRECIPE_STEP_RETRIES": "5", "MMRECIPE_STEP_RETRY_DELAY_S": "30"})
+    assert tuned is not None and (tuned.max_retries, tuned.delay) == (5, 30.0)
+    assert step_retry_policy({"MMRECIPE_STEP_RETRIES": "0"}) is None
+    for bad in ({"MMRECIPE_STEP_RETRIES": "three"}, {"MMRECIPE_STEP_RETRY_DELAY_S": "-1"}):
+        with pytest.raises(ValueError, match="MMRECIPE_STEP_RETR"):
+            step_retry_policy(bad)
+    for job in (drop_stages_job, recipe_stages_job):
+        assert job.op_retry_policy is not None and job.op_retry_policy.backoff == dg.Backoff.EXPONENTIAL
+
+
+def test_short_faults_are_absorbed_by_storage_retries_with_nothing_duplicated(
+    tmp_path: Path, hostile_corpus: CorpusDir, clean: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _land(tmp_path / "home", hostile_corpus)
+    # at most 3 consecutive failures of any one call: within the 4 attempts of mmrecipe.storage.retried
+    handler = FaultyHandler({"open_output": 2, "write": 3, "move": 2, "open_input": 2, "info": 1})
+    _fail_lake_writes(monkeypatch, settings.lake, handler)
+    with dg.instance_for_test(temp_dir=settings.dagster_home) as instance:
+        result = materialize(settings, instance, "flaky", STAGES)
+    assert result.success
+    assert sum(handler.plan.values()) == 0 and sum(handler.failed.values()) == 10  # every fault fired
+    assert lake_files(settings.lake) == clean  # byte-identical: no row lost or written twice
+    assert temporary_files(settings.lake) == {}
+    assert len(handler.published) == len(set(handler.published)) == len(clean)  # each file renamed in once
+    retried_steps = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retried_steps == []  # absorbed below the step
+
+
+def _writes_to_exhaust_one_publish(tmp_path: Path) -> int:
+    """How many failing opens it takes for one StageWriter publish to give up (the storage retry budget)."""
+    fs, handler = faulty_fs({"open_output": 10_000})
+    schema = pa.schema(PROVENANCE_FIELDS)
+    writer = StageWriter(Storage(str(tmp_path / "probe"), _fs=fs), "probe", "p", schema)
+    with pytest.raises(ConnectionResetError):
+        writer.close()
+    writer.abort()
+    return handler.calls["open_output"]
+
+
+def test_an_outage_longer_than_storage_retries_is_retried_by_the_step_policy(
+    tmp_path: Path, hostile_corpus: CorpusDir, clean: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    budget = _writes_to_exhaust_one_publish(tmp_path)
+    assert budget >= 4  # storage retries absorb at least 3 consecutive failures
+    settings = _land(tmp_path / "home", hostile_corpus)
+    handler = FaultyHandler({"open_output": budget})  # the whole first attempt of raw_crawl fails
+    _fail_lake_writes(monkeypatch, settings.lake, handler)
+    with dg.instance_for_test(temp_dir=settings.dagster_home) as instance:
+        instance.add_dynamic_partitions("drops", ["flaky"])
+        from data_assets.definitions import build_defs
+
+        job = build_defs(settings).resolve_job_def("drop_stages_job")  # the production job and its RetryPolicy
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key="flaky",
+            asset_selection=[dg.AssetKey(s) for s in STAGES],
+            raise_on_error=False,
+        )
+    assert result.success
+    retried_steps = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retried_steps == ["raw_crawl"]
+    assert len(result.asset_materializations_for_node("raw_crawl")) == 1
+    assert handler.failed["open_output"] == budget
+    assert lake_files(settings.lake) == clean
+    assert temporary_files(settings.lake) == {}

@@ -1,0 +1,288 @@
+"""The image stage on real WARC bytes (no Dagster): outcomes per record, cross-drop order independence."""
+
+import io
+from pathlib import Path
+
+import matplotlib
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image, ImageEnhance
+
+from mmrecipe.drops import MANIFEST, manifest_for_folder, verify_drop
+from mmrecipe.images import phash_index
+from mmrecipe.images.image_filters import NsfwScorer
+from mmrecipe.images.stage import ImageStageConfig, run_image_stage
+from mmrecipe.images.webdataset import read_shard
+from mmrecipe.stage_output import StageWriter
+from mmrecipe.storage import Storage
+from mmrecipe.warc_index import INDEX_SCHEMA, index_warc
+from tests.warc_fixtures import HttpResponse, warc_bytes
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
+GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+SITE = "http://site.example"
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def encode(img: Image.Image, fmt: str = "JPEG", **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def page(url: str, body: str, head: str = "") -> HttpResponse:
+    return HttpResponse(url, f"<!doctype html><html><head>{head}</head><body>{body}</body></html>".encode())
+
+
+def image(path: str, data: bytes, mime: str = "image/jpeg", status: int = 200, **headers: str) -> HttpResponse:
+    return HttpResponse(f"{SITE}{path}", data, mime, status, {k.replace("_", "-"): v for k, v in headers.items()})
+
+
+def drop_a() -> list[HttpResponse]:
+    """Drop A: pages with alt/title/figure captions and an opted-out page; real, odd and broken images."""
+    astronaut = Image.open(FIXTURES / "astronaut.jpg").convert("RGB")
+    photo = Image.open(FIXTURES / "coffee.jpg").convert("RGB")
+    gallery = (
+        '<h1>Gallery</h1><img src="img/astronaut.jpg" alt="Eileen Collins in her flight suit">'
+        '<img src="/img/astronaut-small.jpg" alt="Astronaut, small"><img src="img/astronaut-copy.jpg" alt="Copy">'
+        '<img src="img/astronaut.png" alt="Astronaut PNG">'
+        '<figure><img src="img/chelsea.webp"><figcaption>Chelsea the cat</figcaption></figure>'
+        '<p><img src="img/coffee.jpg" title="An espresso"></p><img src="img/rocket.jpg">'
+        '<img src="img/tiny.png" alt=""><img src="img/banner.jpg" alt="Banner"><img src="img/broken.jpg" alt="x">'
+        '<img src="img/bomb.gif" alt="bomb"><img src="img/hopper.bmp" alt="bmp"><img src="img/logo.svg" alt="logo">'
+        '<img src="img/missing.jpg" alt="gone"><img src="img/cmyk.jpg" alt="CMYK sample">'
+        '<img src="img/coins.png" alt="Palette with transparency"><img src="img/anim.gif" alt="Animated GIF">'
+    )
+    return [
+        page(f"{SITE}/gallery.html", gallery),
+        page(
+            f"{SITE}/private.html",
+            '<img src="/img/hubble.jpg" alt="Deep field">',
+            '<meta name="robots" content="noimageai">',
+        ),
+        image("/img/astronaut.jpg", fixture("astronaut.jpg")),
+        image("/img/astronaut-small.jpg", encode(astronaut.resize((410, 410), Image.Resampling.LANCZOS), quality=60)),
+        image("/img/astronaut-copy.jpg", fixture("astronaut.jpg")),
+        image(
+            "/img/astronaut.png",
+            encode(Image.open(io.BytesIO(fixture("astronaut.jpg"))).convert("RGB"), "PNG"),
+            "image/png",
+        ),
+        image(
+            "/img/chelsea.webp",
+            encode(Image.open(FIXTURES / "chelsea.jpg"), "WEBP"),
+            "image/webp",
+            x_robots_tag="noimageai",
+        ),
+        image("/img/coffee.jpg", fixture("coffee.jpg")),
+        image("/img/rocket.jpg", fixture("rocket.jpg")),
+        image("/img/tiny.png", encode(Image.new("RGBA", (1, 1)), "PNG"), "image/png"),
+        image("/img/banner.jpg", encode(photo.crop((0, 0, 510, 100)), quality=90)),
+        image("/img/broken.jpg", fixture("truncated_jpeg.jpg")),
+        image("/img/bomb.gif", fixture("decompression_bomb.gif"), "image/gif"),
+        image("/img/hopper.bmp", encode(Image.open(FIXTURES / "hopper.jpg"), "BMP"), "image/bmp"),
+        image("/img/logo.svg", b'<svg xmlns="http://www.w3.org/2000/svg"/>', "image/svg+xml"),
+        image("/img/missing.jpg", b"not found", "image/jpeg", status=404),
+        image("/img/cmyk.jpg", fixture("pil_sample_cmyk.jpg")),
+        image("/img/coins.png", fixture("pil123p.png"), "image/png"),
+        image("/img/anim.gif", fixture("dispose_bgnd.gif"), "image/gif"),
+        image("/img/hubble.jpg", fixture("hubble_deep_field.jpg")),
+        image("/img/unreferenced.jpg", GRACE_HOPPER.read_bytes()),
+    ]
+
+
+def drop_b() -> list[HttpResponse]:
+    """Drop B: a brightened astronaut and coffee's exact bytes (cross-drop copies) and new photos."""
+    astronaut = Image.open(FIXTURES / "astronaut.jpg").convert("RGB")
+    body = (
+        '<img src="b/astronaut-bright.jpg" alt="Collins, brighter"><img src="b/coffee.jpg" alt="Coffee again">'
+        '<img src="b/hubble.jpg" alt="Hubble Deep Field"><img src="b/chelsea.jpg" alt="A cat">'
+    )
+    return [
+        page(f"{SITE}/b.html", body),
+        image("/b/astronaut-bright.jpg", encode(ImageEnhance.Brightness(astronaut).enhance(1.2), quality=85)),
+        image("/b/coffee.jpg", fixture("coffee.jpg")),
+        image("/b/hubble.jpg", fixture("hubble_deep_field.jpg")),
+        image("/b/chelsea.jpg", fixture("chelsea.jpg")),
+    ]
+
+
+EXPECTED_A = {
+    "/img/astronaut.jpg": "kept",
+    "/img/astronaut-small.jpg": "near_duplicate",
+    "/img/astronaut-copy.jpg": "exact_duplicate",
+    "/img/astronaut.png": "pixel_duplicate",
+    "/img/chelsea.webp": "opt_out",
+    "/img/coffee.jpg": "kept",
+    "/img/rocket.jpg": "kept",
+    "/img/tiny.png": "too_small",
+    "/img/banner.jpg": "bad_aspect_ratio",
+    "/img/broken.jpg": "truncated_image",
+    "/img/bomb.gif": "decompression_bomb",
+    "/img/hopper.bmp": "format_not_allowed",
+    "/img/logo.svg": "format_not_allowed",
+    "/img/missing.jpg": "http_error",
+    "/img/cmyk.jpg": "kept",
+    "/img/coins.png": "kept",
+    "/img/anim.gif": "kept",
+    "/img/hubble.jpg": "opt_out",
+    "/img/unreferenced.jpg": "kept",
+}
+
+
+def land(landing: Storage, lake: Storage, drop: str, responses: list[HttpResponse]) -> None:
+    """Write a drop's WARC into the landing root and its raw_crawl index into the lake."""
+    folder = Path(landing.root) / drop
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "crawl-00000.warc.gz").write_bytes(warc_bytes(responses))
+    (folder / MANIFEST).write_text(manifest_for_folder(str(folder), drop).to_json())
+    with StageWriter(lake, "raw_crawl", drop, INDEX_SCHEMA) as out:
+        for name in verify_drop(landing, drop).warc_files:
+            for row, reason, detail in index_warc(landing, drop, landing.uri(drop, name), name):
+                out.reject(row, reason, detail) if reason else out.keep(row)
+        out.close()
+
+
+def outcomes(lake: Storage, drop: str) -> dict[str, str]:
+    """URL path -> 'kept' or the drop/reject reason, from the published tables."""
+    index = {
+        r["record_id"]: r["target_uri"] for r in pq.read_table(lake.uri("raw_crawl", drop, "data.parquet")).to_pylist()
+    }
+    data = pq.read_table(lake.uri("deduped_images", drop, "data.parquet"), columns=["record_id"]).to_pylist()
+    rejects = pq.read_table(lake.uri("deduped_images", drop, "rejects.parquet")).to_pylist()
+    out = {index[r["record_id"]]: "kept" for r in data}
+    for r in rejects:
+        assert index[r["record_id"]] not in out, "a record appears twice"
+        out[index[r["record_id"]]] = r["reason"]
+    return {url.removeprefix(SITE): v for url, v in out.items()}
+
+
+@pytest.fixture
+def roots(tmp_path: Path) -> tuple[Storage, Storage]:
+    landing, lake = Storage(str(tmp_path / "landing")), Storage(str(tmp_path / "lake"))
+    land(landing, lake, "2024-01-a", drop_a())
+    land(landing, lake, "2024-02-b", drop_b())
+    return landing, lake
+
+
+def test_every_image_record_gets_exactly_one_outcome_with_the_right_reason(roots: tuple[Storage, Storage]) -> None:
+    _, lake = roots
+    result = run_image_stage(lake, "2024-01-a", ImageStageConfig())
+    assert outcomes(lake, "2024-01-a") == EXPECTED_A
+    counts = result.output.counts
+    assert counts.total == len(EXPECTED_A) and counts.kept == 7
+    assert counts.rejected == {"truncated_image": 1, "decompression_bomb": 1, "http_error": 1}
+    assert counts.dropped["opt_out"] == 2 and counts.dropped["format_not_allowed"] == 2
+
+
+def test_kept_rows_carry_captions_sizes_hashes_and_normalized_jpegs(roots: tuple[Storage, Storage]) -> None:
+    _, lake = roots
+    result = run_image_stage(lake, "2024-01-a", ImageStageConfig(max_side=256))
+    rows = {r["url"].removeprefix(SITE): r for r in pq.read_table(result.output.data_uri).to_pylist()}
+    astro = rows["/img/astronaut.jpg"]
+    assert (astro["caption"], astro["caption_source"], astro["page_url"]) == (
+        "Eileen Collins in her flight suit",
+        "alt",
+        f"{SITE}/gallery.html",
+    )
+    assert (astro["width"], astro["height"], astro["format"], astro["norm_width"]) == (512, 512, "JPEG", 256)
+    assert astro["dedup_cluster"] == astro["record_id"] and astro["nsfw_score"] is None
+    assert Image.open(io.BytesIO(astro["normalized_jpeg"])).size == (256, 256)
+    assert (rows["/img/coffee.jpg"]["caption"], rows["/img/coffee.jpg"]["caption_source"]) == ("An espresso", "title")
+    assert (rows["/img/unreferenced.jpg"]["caption_source"], rows["/img/unreferenced.jpg"]["page_url"]) == (
+        "none",
+        None,
+    )
+    assert rows["/img/anim.gif"]["n_frames"] == 5 and rows["/img/cmyk.jpg"]["format"] == "JPEG"
+    assert result.report.caption_coverage == round(5 / 7, 4)  # rocket and unreferenced have no text
+    shard_keys = {k for uri in result.report.shards for k in read_shard(lake.read_bytes(uri))}
+    assert shard_keys == {r["record_id"] for r in rows.values() if r["caption"]}
+    assert result.report.formats == {"JPEG": 5, "PNG": 1, "GIF": 1}
+    rejects = pq.read_table(result.output.rejects_uri).to_pylist()
+    dup = next(r for r in rejects if r["reason"] == "near_duplicate")
+    assert astro["record_id"] in dup["detail"]
+
+
+def test_surrounding_text_is_used_only_when_enabled(roots: tuple[Storage, Storage]) -> None:
+    landing, lake = roots
+    land(
+        landing,
+        lake,
+        "2024-03-c",
+        [
+            page(f"{SITE}/c.html", '<p>Launch of DSCOVR: <img src="/c/r.jpg"></p>'),
+            image("/c/r.jpg", fixture("rocket.jpg")),
+        ],
+    )
+    on = run_image_stage(lake, "2024-03-c", ImageStageConfig(surrounding_text=True))
+    assert pq.read_table(on.output.data_uri, columns=["caption", "caption_source"]).to_pylist() == [
+        {"caption": "Launch of DSCOVR:", "caption_source": "surrounding_text"}
+    ]
+    off = run_image_stage(lake, "2024-03-c", ImageStageConfig(surrounding_text=False))
+    assert pq.read_table(off.output.data_uri, columns=["caption_source"]).to_pylist() == [{"caption_source": "none"}]
+
+
+def _files(lake: Storage) -> dict[str, bytes]:
+    return {
+        uri.removeprefix(lake.root): lake.read_bytes(uri)
+        for prefix in ("deduped_images", "image_phash_index")
+        for uri in lake.list_files(lake.uri(prefix))
+    }
+
+
+def test_drop_order_does_not_change_the_outcome_and_reruns_change_nothing(tmp_path: Path) -> None:
+    landing = Storage(str(tmp_path / "landing"))
+    in_order, reversed_ = Storage(str(tmp_path / "lake1")), Storage(str(tmp_path / "lake2"))
+    for lake in (in_order, reversed_):
+        land(landing, lake, "2024-01-a", drop_a())
+        land(landing, lake, "2024-02-b", drop_b())
+    cfg = ImageStageConfig()
+    run_image_stage(in_order, "2024-01-a", cfg)
+    b_after_a = run_image_stage(in_order, "2024-02-b", cfg)
+    assert outcomes(in_order, "2024-02-b") == {
+        "/b/astronaut-bright.jpg": "near_duplicate",
+        "/b/coffee.jpg": "exact_duplicate",
+        "/b/hubble.jpg": "kept",  # drop A's copy was opted out, so B's is the first kept one
+        "/b/chelsea.jpg": "kept",  # drop A's WebP was opted out by its X-Robots-Tag
+    }
+    assert b_after_a.report.stale_drops == []
+
+    first_b = run_image_stage(reversed_, "2024-02-b", cfg)
+    assert first_b.output.counts.kept == 4  # nothing earlier to collide with yet
+    late_a = run_image_stage(reversed_, "2024-01-a", cfg)
+    assert late_a.report.stale_drops == ["2024-02-b"] == phash_index.stale_drops(reversed_)
+    rerun_b = run_image_stage(reversed_, "2024-02-b", cfg)
+    assert rerun_b.report.stale_drops == []
+    assert _files(reversed_) == _files(in_order)  # byte-identical tables, shards and index entries
+
+    before = _files(reversed_)
+    again = run_image_stage(reversed_, "2024-02-b", cfg)
+    assert _files(reversed_) == before and again.report.stale_drops == []
+
+
+class SizeFlagScorer:
+    """A fake NSFW scorer for the plumbing test: flags 100x100 images."""
+
+    def score(self, image: Image.Image) -> float:
+        return 0.9 if image.size == (100, 100) else 0.1
+
+
+def test_nsfw_filter_drops_images_scoring_at_or_above_the_threshold(roots: tuple[Storage, Storage]) -> None:
+    _, lake = roots
+    result = run_image_stage(lake, "2024-01-a", ImageStageConfig(nsfw=True, nsfw_threshold=0.5), SizeFlagScorer())
+    got = outcomes(lake, "2024-01-a")
+    assert got["/img/cmyk.jpg"] == got["/img/anim.gif"] == "nsfw"
+    assert result.output.counts.dropped["nsfw"] == 2
+    scores = pq.read_table(result.output.data_uri, columns=["nsfw_score"])["nsfw_score"].to_pylist()
+    assert scores and all(abs(s - 0.1) < 1e-6 for s in scores)
+
+
+def test_real_nudenet_detector_runs_offline_on_a_real_portrait() -> None:
+    scorer = NsfwScorer()
+    portrait = Image.open(GRACE_HOPPER).convert("RGB")
+    classes = {d["class"]: d["score"] for d in scorer.detections(portrait)}
+    assert classes.get("FACE_FEMALE", 0) > 0.4  # it sees the face...
+    assert scorer.score(portrait) == 0.0  # ...and nothing explicit

@@ -1,0 +1,180 @@
+"""The per-document text stage end to end in mmrecipe: a real WARC, real models, every record's outcome."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from pydoc_data.topics import topics
+
+import pyarrow.compute as pc
+import pytest
+
+from mmrecipe.crawl_index import read_records
+from mmrecipe.dedup import IndexEntries
+from mmrecipe.stage_output import StageOutput, StageWriter
+from mmrecipe.storage import Storage
+from mmrecipe.text.pipeline import FILTERED_TEXT_SCHEMA, TextStageConfig, TextStageReport, filter_drop
+from mmrecipe.text.quality_classifier import ClassifierInfo, QualityScorer, TrainingParams, train_classifier
+from mmrecipe.warc_index import INDEX_SCHEMA, index_warc
+from tests.warc_fixtures import HttpResponse, warc_bytes
+
+GOOD = ["exceptions", "execmodel", "customization", "naming", "import", "assignment", "function", "class"]
+RANT = (
+    "You are a fucking idiot and everybody on this damn forum knows it. Shut the fuck up about the release. "
+    "Your patches are shit and your reviews are bullshit, you stupid asshole. Nobody wants your crap here. "
+    "Get the hell out of the project and take your garbage code with you, moron. What a pathetic loser. "
+    "Every single thing you post is stupid shit that wastes the time of the people who do the real work. "
+    "Go away and never come back, you worthless piece of shit, and stop whining about the damn tests."
+)
+CONTACT = (
+    "\n\nContact the maintainers at jane.doe@example.org or +1 415-555-0132. The mirror runs on 192.0.2.44 "
+    "and 2001:db8::8a2e:370:7334. Donations: card 4111 1111 1111 1111, IBAN GB82 WEST 1234 5698 7654 32. "
+    "Not personal data: Python 3.11.2.1 and the test number 4111 1111 1111 1112."
+)
+
+
+LATIN1_CALLS = topics["calls"].translate(str.maketrans("‘’“”…–—", "''\"\"_--"))  # keeps its "°F"
+
+
+def html(text: str, head: str = "") -> str:
+    paragraphs = "".join(f"<p>{p}</p>" for p in text.split("\n\n") if p.strip())
+    return f"<html><head><title>Python</title>{head}</head><body><main>{paragraphs}</main></body></html>"
+
+
+def url(name: str) -> str:
+    return f"http://docs.example.org/reference/{name}.html"
+
+
+def responses() -> list[HttpResponse]:
+    out = [HttpResponse(url(name), html(topics[name]).encode()) for name in GOOD]
+    out += [
+        HttpResponse(url("calls-latin1"), html(LATIN1_CALLS).encode("latin-1"), "text/html; charset=utf-8"),
+        HttpResponse(url("missing"), html(topics["exceptions"]).encode(), status=404),
+        HttpResponse(url("noai"), html(topics["binary"]).encode(), headers={"X-Robots-Tag": "noai"}),
+        HttpResponse(
+            url("noimageai"), html(topics["identifiers"], '<meta name="robots" content="noimageai">').encode()
+        ),
+        HttpResponse(url("empty"), b""),
+        HttpResponse(url("script-only"), b"<html><body><script>var a = 1;</script></body></html>"),
+        HttpResponse(url("numbers"), html("\n".join(f"{i:08x} {i * 7919 % 65536:04x}" for i in range(300))).encode()),
+        HttpResponse(url("short"), html(" ".join(topics["exceptions"].split()[40:75])).encode()),
+        HttpResponse(url("pii"), html(topics["exceptions"] + CONTACT).encode()),
+        HttpResponse(url("rant"), html(RANT).encode()),
+        HttpResponse(url("unreadable"), html(topics["global"]).encode()),
+    ]
+    return out
+
+
+def land_and_index(tmp_path: Path) -> tuple[Storage, Storage]:
+    """A landing folder with one WARC and its raw_crawl index; the `unreadable` row's length is corrupted."""
+    landing, lake = Storage(str(tmp_path / "landing")), Storage(str(tmp_path / "lake"))
+    landing.write_bytes(landing.uri("d1", "crawl.warc.gz"), warc_bytes(responses()))
+    with StageWriter(lake, "raw_crawl", "d1", INDEX_SCHEMA) as out:
+        for row, reason, detail in index_warc(landing, "d1", landing.uri("d1", "crawl.warc.gz"), "crawl.warc.gz"):
+            if row.get("target_uri") == url("unreadable"):
+                row["warc_length"] -= 10
+            out.reject(row, reason, detail) if reason else out.keep(row)
+        out.close()
+    return lake, landing
+
+
+@pytest.fixture(scope="module")
+def scorer() -> QualityScorer:
+    negatives = [
+        " ".join(sorted(set(topics[n].split()))) for n in ("lists", "operator-summary", "specialnames", "typesseq")
+    ]
+    model = train_classifier([topics[n] for n in GOOD[:4]], negatives, TrainingParams(dim=16, bucket=20_000))
+    return QualityScorer(model, ClassifierInfo("test", {}, 4, 4, "test", 0, quantiles=[0.0] * 101))
+
+
+def run(tmp_path: Path, scorer: QualityScorer, **config: object) -> tuple[StageOutput, TextStageReport, Storage]:
+    lake, landing = land_and_index(tmp_path)
+    with StageWriter(lake, "filtered_text", "d1", FILTERED_TEXT_SCHEMA) as out:
+        report = filter_drop(lake, landing, "d1", out, TextStageConfig(**config), scorer)  # type: ignore[arg-type]
+        return out.close(), report, lake
+
+
+def outcomes(lake: Storage, result: StageOutput) -> Iterator[tuple[str, str]]:
+    rejects = lake.read_table(result.rejects_uri).to_pylist()
+    by_offset = {r["warc_offset"]: r["target_uri"] for r in read_records(lake, "d1", "html").to_pylist()}
+    for r in rejects:
+        yield by_offset[r["warc_offset"]].rsplit("/", 1)[1].removesuffix(".html"), r["reason"]
+
+
+def test_every_record_gets_its_outcome(tmp_path: Path, scorer: QualityScorer) -> None:
+    result, report, lake = run(tmp_path, scorer, toxicity_threshold=0.5)
+    assert dict(outcomes(lake, result)) == {
+        "missing": "http_status",
+        "noai": "opt_out",
+        "empty": "empty_payload",
+        "script-only": "empty_text",
+        "numbers": "low_language_score",
+        "short": "gopher_short_doc",
+        "rant": "toxic",
+        "unreadable": "unreadable_record",
+    }
+    kept = lake.read_table(result.data_uri)
+    names = [u.rsplit("/", 1)[1].removesuffix(".html") for u in kept["url"].to_pylist()]
+    assert names == [*GOOD, "calls-latin1", "noimageai", "pii"]
+    assert result.counts.kept == 11 and result.counts.total == 19
+    assert result.counts.rejected == {"empty_payload": 1, "unreadable_record": 1}
+    assert kept["warc_offset"].to_pylist() == sorted(kept["warc_offset"].to_pylist())
+    assert set(kept["language"].to_pylist()) == {"en"} and pc.min(kept["language_score"]).as_py() >= 0.65
+    assert kept["noimageai"].to_pylist() == [n == "noimageai" for n in names]
+    assert set(kept["extractor"].to_pylist()) == {"resiliparse"}
+    row = {n: r for n, r in zip(names, kept.to_pylist(), strict=True)}
+    assert '"max-temp °F"' in row["calls-latin1"]["text"] and row["calls-latin1"]["charset_source"] == "detected"
+    pii = row["pii"]
+    assert pii["pii_counts"] == {
+        "email": 1,
+        "phone": 1,
+        "ipv4": 1,
+        "ipv6": 1,
+        "payment_card": 1,
+        "iban": 1,
+        "us_ssn": 0,
+    }
+    assert "jane.doe@example.org" not in pii["text"] and "<EMAIL>" in pii["text"] and "<IBAN>" in pii["text"]
+    assert "Python 3.11.2.1" in pii["text"] and "4111 1111 1111 1112" in pii["text"]
+    assert row["exceptions"]["pii_counts"] == dict.fromkeys(pii["pii_counts"], 0)
+    assert row["exceptions"]["n_words"] > 0 and row["exceptions"]["dup_line_frac"] == 0.0
+    entries = IndexEntries.concat(report.entries)
+    assert entries.record_ids == kept["record_id"].to_pylist()
+    assert report.languages == {"en": 11} and len(report.quality_scores) == 12  # the rant was scored, then dropped
+
+
+def test_quality_threshold_drops_the_lowest_scores(tmp_path: Path, scorer: QualityScorer) -> None:
+    first, _, lake = run(tmp_path / "all", scorer, toxicity_threshold=1.0)
+    scores = sorted(lake.read_table(first.data_uri)["quality_score"].to_pylist())
+    cut = (scores[1] + scores[2]) / 2
+    result, _, lake = run(tmp_path / "cut", scorer, toxicity_threshold=1.0, quality_min_score=cut)
+    assert result.counts.dropped["low_quality_score"] == 2
+    assert pc.min(lake.read_table(result.data_uri)["quality_score"]).as_py() >= cut
+
+
+def test_outputs_are_deterministic_for_any_number_of_workers(tmp_path: Path, scorer: QualityScorer) -> None:
+    a, report_a, lake_a = run(tmp_path / "a", scorer, batch_size=4)
+    b, report_b, lake_b = run(tmp_path / "b", scorer, batch_size=4, workers=2)
+    for uri_a, uri_b in ((a.data_uri, b.data_uri), (a.rejects_uri, b.rejects_uri)):
+        ta, tb = lake_a.read_table(uri_a), lake_b.read_table(uri_b)
+        columns = [c for c in ta.column_names if c not in ("warc_path", "detail")]  # paths differ between the runs
+        assert ta.num_rows and ta.select(columns).equals(tb.select(columns))
+    assert report_a.quality_scores == report_b.quality_scores and report_a.languages == report_b.languages
+
+
+def test_trafilatura_is_recorded_as_the_extractor(tmp_path: Path, scorer: QualityScorer) -> None:
+    result, _, lake = run(tmp_path, scorer, extractor="trafilatura", toxicity_threshold=1.0)
+    kept = lake.read_table(result.data_uri)
+    assert kept.num_rows >= 8 and set(kept["extractor"].to_pylist()) == {"trafilatura"}
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"extractor": "justext"}, "unknown extractor 'justext'"),
+        ({"language_thresholds": {"de": {"min_doc_wordz": 5}}}, r"language_thresholds\['de'\]: unknown"),
+        ({"batch_size": 0}, "batch_size and workers must be at least 1"),
+        ({"workers": 0}, "batch_size and workers must be at least 1"),
+    ],
+)
+def test_config_mistakes_fail_before_any_record(config: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TextStageConfig(**config)

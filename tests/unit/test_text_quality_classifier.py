@@ -1,0 +1,91 @@
+"""The DCLM-style fastText quality classifier: deterministic training, separation, versioned storage."""
+
+from pathlib import Path
+from pydoc_data.topics import topics
+
+import numpy as np
+import pytest
+
+from mmrecipe.storage import Storage
+from mmrecipe.text.classifier_data import read_text_documents, read_url_list
+from mmrecipe.text.quality_classifier import (
+    ClassifierInfo,
+    QualityScorer,
+    TrainingParams,
+    load_scorer,
+    model_version,
+    preprocess,
+    publish,
+    score_quantiles,
+    train_classifier,
+)
+from mmrecipe.text.toxicity import toxicity_scores
+
+# Positives: prose sections of the Python language reference. Negatives: its keyword/symbol index pages,
+# which are lists of names and references (the kind of page a quality classifier should score low).
+PROSE = [t for t in topics.values() if len(t.split()) > 300 and t.count("\n\n") > 5][:30]
+LISTS = [" ".join(t.split()[:40]) + "\n" + "\n".join(sorted(set(t.split()))[:120]) for t in PROSE[:30]]
+SMALL = TrainingParams(dim=16, bucket=20_000)
+
+
+@pytest.fixture(scope="module")
+def model() -> bytes:
+    return train_classifier(PROSE[:20], LISTS[:20], SMALL)
+
+
+def test_training_is_deterministic(model: bytes) -> None:
+    assert train_classifier(PROSE[:20], LISTS[:20], SMALL) == model
+    assert model_version(model) == model_version(bytes(model)) and len(model_version(model)) == 16
+
+
+def test_held_out_documents_are_separated(model: bytes) -> None:
+    scorer = QualityScorer(model, ClassifierInfo(model_version(model), {}, 20, 20, "test", 0))
+    prose, lists = scorer.score(PROSE[20:]), scorer.score(LISTS[20:])
+    assert prose.min() > lists.max()
+    assert ((prose >= 0) & (prose <= 1)).all() and ((lists >= 0) & (lists <= 1)).all()
+
+
+def test_percentile_thresholds_come_from_the_calibration_quantiles() -> None:
+    info = ClassifierInfo("v", {}, 1, 1, "test", 0, quantiles=score_quantiles(np.linspace(0, 1, 1001).tolist()))
+    assert info.score_at_percentile(10) == pytest.approx(0.1)
+    assert info.score_at_percentile(0) == 0.0 and info.score_at_percentile(100) == 1.0
+    shifted = ClassifierInfo("v", {}, 1, 1, "test", 0, quantiles=[0.5] * 101)
+    assert shifted.score_at_percentile(0) == 0.0 and shifted.score_at_percentile(1) == 0.5  # 0 drops nothing
+    with pytest.raises(ValueError, match="within"):
+        info.score_at_percentile(101)
+    with pytest.raises(ValueError, match="no documents were scored"):
+        score_quantiles([])
+
+
+def test_publish_and_load_a_version(tmp_path: Path, model: bytes) -> None:
+    storage = Storage(str(tmp_path / "lake"))
+    with pytest.raises(FileNotFoundError, match="materialize the `quality_classifier` asset first"):
+        load_scorer(storage)
+    info = ClassifierInfo(model_version(model), {"dim": 16}, 20, 20, "test", 0, quantiles=[0.0] * 101)
+    uri = publish(storage, model, info)
+    assert uri.endswith(f"quality_classifier/{info.version}/model.bin")
+    scorer = load_scorer(storage)
+    assert scorer.version == info.version and scorer.info.n_positive == 20
+    assert np.array_equal(scorer.score(PROSE[25:]), QualityScorer(model, info).score(PROSE[25:]))
+
+
+def test_training_without_examples_fails_clearly() -> None:
+    with pytest.raises(ValueError, match="no positive"):
+        train_classifier([], LISTS, SMALL)
+    with pytest.raises(ValueError, match="no negative"):
+        train_classifier(PROSE, [], SMALL)
+
+
+def test_reference_files(tmp_path: Path) -> None:
+    urls = tmp_path / "hq.txt"
+    urls.write_text("# reference pages\n<http://a.example/x.html>\n\nhttp://b.example/y.html  # comment\n")
+    assert read_url_list(urls) == ["http://a.example/x.html", "http://b.example/y.html"]
+    docs = tmp_path / "docs.txt"
+    docs.write_text("First document.\nStill first.\n\n\nSecond document.\n")
+    assert read_text_documents(docs) == ["First document.\nStill first.", "Second document."]
+    assert preprocess("Hello, World!\nAgain") == "hello, world! again"
+
+
+def test_toxicity_scores_offensive_language_high() -> None:
+    scores = toxicity_scores(["You are a fucking idiot and a piece of shit.", PROSE[0], ""])
+    assert scores[0] > 0.9 and scores[1] < 0.2 and scores[2] == 0.0
