@@ -34,7 +34,8 @@ DROP_LAG_CHECK = "drops_processed_in_time"
 LAG_RESEND_SECONDS = 3600  # re-report an unchanged lag result at most hourly (its ages move on)
 
 
-def _env_float(env: Mapping[str, str], var: str, default: float, minimum: float) -> float:
+def _env_float(env: Mapping[str, str], var: str, default: float | None, minimum: float, example: float) -> float | None:
+    """A numeric environment variable ≥ `minimum`, or `default` when unset; a clear error otherwise."""
     raw = env.get(var, "").strip()
     if not raw:
         return default
@@ -43,7 +44,7 @@ def _env_float(env: Mapping[str, str], var: str, default: float, minimum: float)
     except ValueError:
         value = float("nan")
     if not value >= minimum:  # also rejects nan
-        raise ValueError(f"{var}={raw!r}: expected a number ≥ {minimum:g}, e.g. {var}={default:g}. Fix or unset it.")
+        raise ValueError(f"{var}={raw!r}: expected a number ≥ {minimum:g}, e.g. {var}={example:g}. Fix or unset it.")
     return value
 
 
@@ -67,22 +68,22 @@ class AutomationSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AutomationSettings":
         env = os.environ if env is None else env
         prefix, suffix = "MMRECIPE_FRESHNESS_", "_HOURS"
+        hours = 1 / 60  # Dagster's smallest freshness window: one minute
         per_asset = {
-            var[len(prefix) : -len(suffix)].lower(): _env_float(env, var, FALLBACK_FAIL_HOURS, 1 / 60)
+            var[len(prefix) : -len(suffix)].lower(): float(_env_float(env, var, None, hours, 48) or 0)
             for var in env
             if var.startswith(prefix) and var.endswith(suffix) and var != prefix + suffix[1:]
         }
-        default = _env_float(env, "MMRECIPE_FRESHNESS_HOURS", 0.0, 1 / 60) or None
-        warn = _env_float(env, "MMRECIPE_FRESHNESS_WARN_FRACTION", 0.5, 0.0)
+        warn = float(_env_float(env, "MMRECIPE_FRESHNESS_WARN_FRACTION", 0.5, 0.0, 0.5) or 0)
         if warn >= 1:
             raise ValueError(f"MMRECIPE_FRESHNESS_WARN_FRACTION={warn:g}: must be below 1 (0 disables warnings)")
         return cls(
-            default_hours=default,
+            default_hours=_env_float(env, "MMRECIPE_FRESHNESS_HOURS", None, hours, 48),
             asset_hours=per_asset,
             warn_fraction=warn,
-            drop_lag_hours=_env_float(env, "MMRECIPE_DROP_LAG_HOURS", 6.0, 1 / 60),
-            drop_lag_interval_s=int(_env_float(env, "MMRECIPE_DROP_LAG_INTERVAL_SECONDS", 300, 5)),
-            automation_interval_s=int(_env_float(env, "MMRECIPE_AUTOMATION_INTERVAL_SECONDS", 30, 5)),
+            drop_lag_hours=float(_env_float(env, "MMRECIPE_DROP_LAG_HOURS", 6.0, hours, 6) or 0),
+            drop_lag_interval_s=int(_env_float(env, "MMRECIPE_DROP_LAG_INTERVAL_SECONDS", 300, 5, 300) or 0),
+            automation_interval_s=int(_env_float(env, "MMRECIPE_AUTOMATION_INTERVAL_SECONDS", 30, 5, 30) or 0),
         )
 
     def fail_hours(self, asset: str, group: str | None) -> float:
@@ -154,8 +155,9 @@ def landed_drops(storage: Storage) -> dict[str, float]:
     for name in storage.list_dirs(storage.root):
         if name.startswith((".", "_")):
             continue
+        manifest = storage.uri(name, MANIFEST)
         for uri, _, mtime_ns in storage.stat_files(storage.uri(name)):
-            if uri.rsplit("/", 1)[-1] == MANIFEST and uri == storage.uri(name, MANIFEST):
+            if uri == manifest:
                 landed[name] = mtime_ns / 1e9
     return landed
 
@@ -287,7 +289,12 @@ def drop_lag_sensor(
             description=description,
             metadata=metadata,
         )
-        return dg.SensorResult(asset_events=[evaluation], cursor=json.dumps({"state": state, "at": now}))
+        verdict = "passed" if passed else "FAILED"
+        return dg.SensorResult(
+            asset_events=[evaluation],
+            cursor=json.dumps({"state": state, "at": now}),
+            skip_reason=f"reported raw_crawl.{DROP_LAG_CHECK}: {verdict}: {description}"[:500],
+        )
 
     return drop_lag
 

@@ -3,8 +3,9 @@
 import dagster as dg
 
 from data_assets.eval_results import png_md
+from data_assets.stage_metadata import column_schema
 from mmrecipe.proxy_eval.leaderboard import RULE
-from mmrecipe.proxy_eval.report import write_leaderboard
+from mmrecipe.proxy_eval.report import SCORES_SCHEMA, write_leaderboard
 from partitions import recipes_partitions
 from resources import LakeResource
 
@@ -15,6 +16,7 @@ from resources import LakeResource
     owners=["team:research-data"],
     code_version="1",
     deps=[dg.AssetDep("eval_results", partition_mapping=dg.AllPartitionMapping())],
+    metadata={"dagster/column_schema": column_schema(SCORES_SCHEMA)},
 )
 def leaderboard(lake: LakeResource) -> dg.MaterializeResult:
     """Bits per byte of every evaluated recipe on each eval set: mean ± seed std, and which gaps exceed seed noise."""

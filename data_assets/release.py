@@ -3,7 +3,9 @@
 import dagster as dg
 
 from data_assets.mixture import blocking_check_keys
+from data_assets.stage_metadata import column_schema
 from mmrecipe.mixture.build import read_summary
+from mmrecipe.mixture.manifest import MANIFEST_SCHEMA
 from mmrecipe.mixture.release import promote
 from partitions import recipes_partitions
 from resources import LakeResource
@@ -49,6 +51,7 @@ def failing_blocking_checks(
     code_version="1",
     deps=["mixture"],
     automation_condition=RELEASE_CONDITION,
+    metadata={"dagster/column_schema": column_schema(MANIFEST_SCHEMA)},  # the released manifest.parquet
 )
 def release(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Released training mixture of one recipe: an immutable, versioned copy of a mixture whose checks all passed."""

@@ -158,9 +158,17 @@ def source_drops(context: dg.SensorEvaluationContext, landing: LandingResource, 
     cursor = DropCursor.load(context.cursor)
     registered = set(context.instance.get_dynamic_partitions(drops_partitions.name))
     started = scan_drops(landing.storage(), s3, cursor, registered, ScanLimits.from_env(), context.log.warning)
-    requests = [dg.RunRequest(partition_key=name, run_key=f"{name}:{m.digest}") for name, m in started]
+    # Cold start: with no quality classifier yet, the text stages cannot score. Index the drop only; the
+    # automation sensor trains the classifier ("train when missing") and then runs the stages eagerly.
+    cold = context.instance.get_latest_materialization_event(dg.AssetKey("quality_classifier")) is None
+    selection = [dg.AssetKey("raw_crawl")] if cold else None
+    requests = [
+        dg.RunRequest(partition_key=name, run_key=f"{name}:{m.digest}", asset_selection=selection)
+        for name, m in started
+    ]
     for name, manifest in started:
-        context.log.info(f"drop {name!r} complete ({len(manifest.files)} files): run requested")
+        scope = "raw_crawl only (no quality classifier yet)" if cold else "every drop stage"
+        context.log.info(f"drop {name!r} complete ({len(manifest.files)} files): run requested for {scope}")
     new_drops = [name for name, _ in started]
     return dg.SensorResult(
         run_requests=requests,

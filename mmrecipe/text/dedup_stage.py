@@ -20,7 +20,7 @@ from mmrecipe.crawl_index import stage_tables_uri
 from mmrecipe.dedup import BandIndex, DedupDecisions
 from mmrecipe.stage_output import StageWriter
 from mmrecipe.storage import Storage
-from mmrecipe.text.pipeline import EXTRACTED_TEXT_SCHEMA
+from mmrecipe.text.pipeline import EXTRACTED_TEXT_SCHEMA, release_free_memory
 
 FILTERED = "filtered_text"
 EXTRACTED = "extracted_text"
@@ -32,12 +32,13 @@ def extracted_schema(decisions: DedupDecisions) -> pa.Schema:
 
 
 def read_rows(
-    storage: Storage, uri: str, columns: list[str] | None = None, batch_rows: int = 1024
+    storage: Storage, uri: str, columns: list[str] | None = None, batch_rows: int = 256
 ) -> Iterator[dict[str, Any]]:
     """The rows of a Parquet file as dicts, streamed batch by batch."""
     with storage.open_input(uri) as f:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns):
             yield from batch.to_pylist()
+            release_free_memory()
 
 
 def dedup_drop(lake: Storage, drop: str, writer: StageWriter, decisions: DedupDecisions) -> None:

@@ -64,3 +64,13 @@ def test_sensor_targets_every_drop_stage(settings: Settings) -> None:
     stage_keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert "raw_crawl" in stage_keys
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_cold_start_indexes_only_until_a_classifier_exists(settings: Settings, instance: dg.DagsterInstance) -> None:
+    land_drop(settings, "drop-001", WARC)
+    cold = _tick(instance, settings)
+    assert [r.asset_selection for r in cold.run_requests] == [[dg.AssetKey("raw_crawl")]]
+    instance.report_runless_asset_event(dg.AssetMaterialization("quality_classifier"))
+    land_drop(settings, "drop-002", WARC)
+    warm = _tick(instance, settings, cursor=cold.cursor)
+    assert [(r.partition_key, r.asset_selection) for r in warm.run_requests] == [("drop-002", None)]

@@ -8,11 +8,19 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from data_assets.automation import DROP_LAG_CHECK, AutomationSettings, DropLag, drop_lag_sensor, drop_lags
+from data_assets.automation import (
+    DROP_LAG_CHECK,
+    AutomationSettings,
+    DropLag,
+    drop_lag_sensor,
+    drop_lags,
+    landed_drops,
+)
 from mmrecipe.drops import MANIFEST
 from mmrecipe.settings import Settings
 from resources import build_resources
 from tests.conftest import land_drop, materialize_drop, run_checks
+from tests.production.prod_support import S3Server, s3_server  # noqa: F401 - the moto S3 fixture
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 WARC = {"crawl-0.warc.gz": warc_bytes([HttpResponse("http://example.org/", b"<html><p>hello</p></html>")])}
@@ -161,3 +169,16 @@ def test_the_code_location_checks_every_drop_stage(settings: Settings) -> None:
         assert key.to_user_string() in spec.description
     sensor = defs.resolve_sensor_def("drop_lag")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_landing_times_are_read_from_an_s3_landing_root(s3_server: S3Server) -> None:  # noqa: F811
+    """The same listing on S3 (moto's real HTTP API): manifest LastModified is the landing time."""
+    from mmrecipe.storage import Storage
+
+    client = s3_server.client()
+    for key in ("landing/d1/crawl-0.warc.gz", "landing/d1/_MANIFEST.json", "landing/partial/crawl-0.warc.gz"):
+        client.put_object(Bucket=s3_server.bucket, Key=key, Body=b"x")
+    before = time.time()
+    landed = landed_drops(Storage(f"s3://{s3_server.bucket}/landing", endpoint_url=s3_server.endpoint_url))
+    assert list(landed) == ["d1"]  # "partial" has no manifest yet: it has not landed
+    assert before - 120 < landed["d1"] <= before + 5
