@@ -33,6 +33,7 @@ COPY partitions ./partitions
 COPY recipes ./recipes
 # Editable, so the package finds recipes/ next to its sources (mmrecipe.settings.REPO_ROOT = /app).
 RUN pip install --no-cache-dir -e . \
+    && pip install --no-cache-dir --force-reinstall --no-deps fasttext-community==0.11.9 \
     && python -m compileall -q /app /opt/venv/lib
 
 FROM ${PYTHON_IMAGE}

