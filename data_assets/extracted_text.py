@@ -45,6 +45,7 @@ class FilteredTextConfig(dg.Config):
     quality_drop_below_percentile: float = 10.0  # of the crawl's score distribution; 0 drops nothing
     quality_classifier_version: str = ""  # empty: the current one
     toxicity_threshold: float = 0.9
+    max_page_bytes: int = 8 << 20  # larger HTML bodies are rejected as page_too_large
     batch_size: int = 128
     workers: int = 1  # processes for the per-document steps (the pod's CPUs); outputs do not depend on it
 
@@ -70,7 +71,8 @@ def filtered_text(
         extractor=config.extractor, lid_model=config.lid_model or None, min_language_score=config.min_language_score,
         languages=tuple(config.languages), thresholds=RuleThresholds().with_overrides(config.thresholds),
         language_thresholds=config.language_thresholds, quality_min_score=threshold,
-        toxicity_threshold=config.toxicity_threshold, batch_size=config.batch_size, workers=config.workers,
+        toxicity_threshold=config.toxicity_threshold, max_page_bytes=config.max_page_bytes,
+        batch_size=config.batch_size, workers=config.workers,
     )  # fmt: skip
     with StageWriter(storage, FILTERED, drop, pipeline.FILTERED_TEXT_SCHEMA, pipeline.WRITE_BATCH_ROWS) as out:
         report = pipeline.filter_drop(storage, landing.storage(), drop, out, stage, scorer)

@@ -11,8 +11,9 @@ other pages does calibration fall back to the training negatives (recorded in th
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,14 +56,17 @@ def _order_key(seed: int, record_id: str) -> str:
     return hashlib.sha256(f"{seed}:{record_id}".encode()).hexdigest()
 
 
-def _texts(reader: RecordReader, rows: Iterable[dict], extractor: str) -> tuple[list[str], list[str]]:
-    texts, ids = [], []
+def _usable(reader: RecordReader, rows: Iterable[dict], extractor: str) -> Iterator[tuple[str, str]]:
+    """(text, record_id) of the rows whose page can be read and has text, in order."""
     for row in rows:
         page = read_page(reader, row, extractor)
         if isinstance(page, Page):
-            texts.append(page.text)
-            ids.append(row["record_id"])
-    return texts, ids
+            yield page.text, row["record_id"]
+
+
+def _texts(usable: Iterator[tuple[str, str]], n: int | None = None) -> tuple[list[str], list[str]]:
+    pairs = list(itertools.islice(usable, n))
+    return [t for t, _ in pairs], [i for _, i in pairs]
 
 
 def training_set(
@@ -86,9 +90,10 @@ def training_set(
     n_neg = min(max_negatives, (len(others) + 1) // 2) if len(others) >= 2 else len(others)
     out = TrainingSet()
     with RecordReader(landing) as reader:
-        out.positives, out.positive_ids = _texts(reader, positive_rows, extractor)
-        out.negatives, _ = _texts(reader, others[:n_neg], extractor)
-        out.calibration, _ = _texts(reader, others[n_neg : n_neg + max_calibration], extractor)
+        out.positives, out.positive_ids = _texts(_usable(reader, positive_rows, extractor))
+        crawl = _usable(reader, others, extractor)  # unusable pages (e.g. page_too_large) are skipped, not counted
+        out.negatives, _ = _texts(crawl, n_neg)
+        out.calibration, _ = _texts(crawl, max_calibration)
     out.positives += list(positive_texts)
     if not out.calibration:
         out.calibration, out.calibration_is_heldout = list(out.negatives), False

@@ -37,8 +37,13 @@ class Page:
     noimageai: bool
 
 
-def read_page(reader: RecordReader, row: Mapping[str, Any], extractor: str) -> Page | Outcome:
-    """The page of a raw_crawl HTML row, or why it cannot be used (HTTP status, unreadable, opt-out, no text)."""
+DEFAULT_MAX_PAGE_BYTES = 8 << 20  # decoded HTML body; larger pages cost seconds and GBs to extract
+
+
+def read_page(
+    reader: RecordReader, row: Mapping[str, Any], extractor: str, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+) -> Page | Outcome:
+    """The page of a raw_crawl HTML row, or why it cannot be used (HTTP status, unreadable, too large, opt-out…)."""
     status = row.get("http_status")
     if status != 200:
         return Outcome(DROPPED, "http_status", f"HTTP {status}")
@@ -48,6 +53,8 @@ def read_page(reader: RecordReader, row: Mapping[str, Any], extractor: str) -> P
         return Outcome(REJECTED, "unreadable_record", str(e))
     if not record.payload:
         return Outcome(REJECTED, "empty_payload", "HTTP 200 response without a body")
+    if len(record.payload) > max_page_bytes:
+        return Outcome(REJECTED, "page_too_large", f"{len(record.payload)} bytes > max_page_bytes {max_page_bytes}")
     decoded = decode_html(record.payload, record.http_headers.get("content-type"))
     html = record.payload if _ROBOTS_META.search(decoded.text) else None  # parse the page only if it may opt out
     directives = robots_directives(record.http_headers, html, decoded.charset)

@@ -32,7 +32,7 @@ from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS, StageWr
 from mmrecipe.storage import Storage
 from mmrecipe.text.extraction import EXTRACTORS, RESILIPARSE
 from mmrecipe.text.language_id import LanguageIdentifier
-from mmrecipe.text.pages import DROPPED, Outcome, Page, read_page
+from mmrecipe.text.pages import DEFAULT_MAX_PAGE_BYTES, DROPPED, Outcome, Page, read_page
 from mmrecipe.text.pii import PII_TYPES, redact
 from mmrecipe.text.quality_classifier import ClassifierInfo, QualityScorer
 from mmrecipe.text.quality_rules import SIGNALS, RuleThresholds, apply_rules, thresholds_for
@@ -77,6 +77,7 @@ class TextStageConfig:
     language_thresholds: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     quality_min_score: float = 0.0
     toxicity_threshold: float = 0.9
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
     batch_size: int = 128
     workers: int = 1  # processes for the per-document steps; outputs are identical for any number
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
@@ -137,7 +138,7 @@ class TextFilter:
         """The outcome of every row (a passing document, or why it was dropped or rejected), and the quality scores."""
         results: list[_Doc | Outcome] = []
         for row in rows:
-            page = read_page(reader, row, self.config.extractor)
+            page = read_page(reader, row, self.config.extractor, self.config.max_page_bytes)
             results.append(_Doc(row, page, page.text) if isinstance(page, Page) else page)
         self._language(results)
         self._rules(results)

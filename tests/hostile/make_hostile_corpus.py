@@ -728,10 +728,24 @@ def build_hostile_files() -> list[_WarcFile]:
 
 
 def build_huge_files() -> list[_WarcFile]:
-    """The `hostile-huge` drop: a 50 MB single-line HTML page next to a real page (kept apart: it is slow)."""
-    real = sample_payloads([CTRL_HTML])
+    """The `hostile-huge` drop: a 50 MB single-line HTML page next to two real pages (kept apart: it is slow).
+
+    The second real page is an ordinary crawl page, so the quality classifier has a negative to train on
+    even though the text stages reject the 50 MB page as `page_too_large`.
+    """
+    real = sample_payloads([CTRL_HTML, REAL_FRENCH])
     f = _WarcFile("00-huge.warc.gz")
     f.add(gz(warcinfo()))
+    if REAL_FRENCH in real:
+        body, ctype = real[REAL_FRENCH]
+        f.add(
+            gz(response(REAL_FRENCH, body, ctype)),
+            id="huge_drop_ordinary_page",
+            uri=REAL_FRENCH,
+            kind="html",
+            raw_crawl=KEPT,
+            note="real Debian Reference page (an ordinary crawl page: the classifier's negative)",
+        )
     if CTRL_HTML in real:
         body, ctype = real[CTRL_HTML]
         f.add(
