@@ -12,7 +12,6 @@ from pathlib import Path
 
 import click
 import dagster as dg
-import pyarrow.dataset as ds
 
 from mmrecipe.drops import MANIFEST, DropError, manifest_for_folder, parse_manifest, validate_drop_name, verify_drop
 from mmrecipe.settings import REPO_ROOT, Settings, recipe_keys
@@ -239,13 +238,13 @@ def show(asset: str, partition: str, rows: int) -> None:
     click.echo("  " + "  ".join(f"{k}={meta[k]}" for k in ("total", "kept", "dropped", "rejected") if k in meta))
     rejects = meta.get("rejects_path")
     if rejects:
-        table = ds.dataset(storage._fs_path(rejects), filesystem=storage.fs).to_table(columns=["outcome", "reason"])
+        table = storage.dataset(rejects).to_table(columns=["outcome", "reason"])
         if table.num_rows:
             counts = table.group_by(["outcome", "reason"]).aggregate([("reason", "count")])
             click.echo("  drop/reject reasons:")
             for r in sorted(counts.to_pylist(), key=lambda r: -r["reason_count"]):
                 click.echo(f"    {r['outcome']:<9} {r['reason']:<32} {r['reason_count']}")
-    data = ds.dataset(storage._fs_path(meta["path"]), filesystem=storage.fs).head(rows)
+    data = storage.dataset(meta["path"]).head(rows)
     click.echo(f"  sample rows ({data.num_rows}):")
     for row in data.to_pylist():
         cells = {k: v for k, v in row.items() if not isinstance(v, bytes | bytearray)}

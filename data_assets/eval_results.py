@@ -1,11 +1,11 @@
 """eval_results: proxy models trained on one recipe's mixture for N seeds, scored in bits per byte."""
 
-import base64
 import statistics
 
 import dagster as dg
 from pydantic import Field
 
+from data_assets.plots import png_md
 from data_assets.pod_resources import pod_resources
 from data_assets.stage_metadata import column_schema
 from mmrecipe.proxy_eval.evaluate import RESULTS_SCHEMA, eval_results_verdict, evaluate_recipe
@@ -32,11 +32,6 @@ class EvalResultsConfig(dg.Config):
     lr: float = 1e-2
     device: str = "auto"  # "cpu", "cuda", or "auto": CUDA when the pod has a GPU (see the dagster-k8s/config tag)
     threads: int = 0  # 0: torch's default
-
-
-def png_md(png: bytes, title: str) -> dg.MetadataValue:
-    """A PNG as inline markdown (a data-URI image the Dagster UI renders)."""
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})")
 
 
 @dg.asset(

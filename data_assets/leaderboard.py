@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from data_assets.eval_results import png_md
+from data_assets.plots import png_md
 from data_assets.stage_metadata import column_schema
 from mmrecipe.proxy_eval.leaderboard import RULE
 from mmrecipe.proxy_eval.report import SCORES_SCHEMA, write_leaderboard

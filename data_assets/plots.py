@@ -20,13 +20,17 @@ MAX_BARS = 15
 COLOR = "#4f43dd"
 
 
+def png_md(png: bytes, title: str) -> dg.MetadataValue:
+    """A PNG as inline markdown (a data-URI image the Dagster UI renders)."""
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})")
+
+
 def figure_md(fig: Figure, title: str) -> dg.MetadataValue:
     """A figure as an inline markdown image."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    encoded = base64.b64encode(buf.getvalue()).decode("ascii")
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
+    return png_md(buf.getvalue(), title)
 
 
 def bar_chart_md(counts: Mapping[str, int], title: str, xlabel: str = "count") -> dg.MetadataValue:

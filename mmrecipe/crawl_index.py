@@ -10,7 +10,6 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from mmrecipe.stage_output import DATA_FILE, REJECTS_FILE, stage_prefix
 from mmrecipe.storage import Storage, retried
@@ -45,8 +44,7 @@ def read_records(storage: Storage, drop: str, kind: str, columns: list[str] | No
     read = None if columns is None else list(dict.fromkeys([*columns, *keys]))
 
     def scan() -> pa.Table:
-        dataset = ds.dataset(storage._fs_path(uri), filesystem=storage.fs, format="parquet")
-        return dataset.to_table(filter=_kind_filter(kind), columns=read)
+        return storage.dataset(uri).to_table(filter=_kind_filter(kind), columns=read)
 
     table = retried(scan)
     table = table.sort_by([(k, "ascending") for k in keys])

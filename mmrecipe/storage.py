@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -423,6 +424,10 @@ class Storage:
     def read_table(self, uri: str, columns: list[str] | None = None) -> pa.Table:
         """The Parquet table at `uri`."""
         return retried(lambda: pq.read_table(self._fs_path(uri), columns=columns, filesystem=self.fs))
+
+    def dataset(self, uri: str) -> ds.Dataset:
+        """The Parquet file or folder at `uri` as a lazily read pyarrow dataset (for filtered scans)."""
+        return ds.dataset(self._fs_path(uri), filesystem=self.fs, format="parquet")
 
     # --- writing ------------------------------------------------------------------------
     @contextlib.contextmanager
