@@ -11,6 +11,7 @@ import json
 
 import dagster as dg
 import numpy as np
+from pydantic import Field
 
 from data_assets.pod_resources import pod_resources
 from data_assets.stage_checks import conservation_check
@@ -18,7 +19,7 @@ from data_assets.stage_metadata import column_schema, histogram_md, stage_metada
 from mmrecipe.crawl_index import stage_tables_uri
 from mmrecipe.images import phash_index
 from mmrecipe.images.image_filters import ImageFilters
-from mmrecipe.images.stage import IMAGE_SCHEMA, ImageStageConfig, ImageStageReport, run_image_stage
+from mmrecipe.images.stage import IMAGE_SCHEMA, ImageStageConfig, ImageStageReport, default_workers, run_image_stage
 from partitions import drops_partitions
 from resources import LakeResource
 
@@ -42,6 +43,11 @@ class DedupedImagesConfig(dg.Config):
     nsfw_model_path: str = ""
     shard_samples: int = 1000
     shard_uncaptioned: bool = False
+    workers: int = Field(
+        default=0,
+        description="Threads that decode, hash and normalize images (the output is the same for any value). "
+        "0: the CPUs this process may use (CPU affinity and cgroup quota), at most 8.",
+    )
 
     def stage_config(self) -> ImageStageConfig:
         filters = ImageFilters.of(
@@ -50,6 +56,7 @@ class DedupedImagesConfig(dg.Config):
         return ImageStageConfig(
             self.max_side, filters, self.max_decode_pixels, self.hamming_k, self.hash_bands, self.surrounding_text,
             self.nsfw, self.nsfw_threshold, self.nsfw_model_path or None, self.shard_samples, self.shard_uncaptioned,
+            workers=self.workers if self.workers > 0 else default_workers(),
         )  # fmt: skip
 
 
@@ -69,7 +76,7 @@ def thumbnails_md(report: ImageStageReport) -> dg.MetadataValue:
     kinds={"image", "parquet"},
     owners=["team:data-platform"],
     op_tags=pod_resources("deduped_images"),
-    code_version="1",
+    code_version="2",  # 2: one pHash preprocessing for every format (phash_index.HASH_VERSION v2)
     metadata={"dagster/column_schema": column_schema(IMAGE_SCHEMA)},
 )
 def deduped_images(

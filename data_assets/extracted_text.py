@@ -85,6 +85,7 @@ def filtered_text(
         "quality_threshold_percentile": float(config.quality_drop_below_percentile),
         "languages": histogram_md(report.languages, "language") if report.languages else "none",
         "charset_sources": histogram_md(report.charset_sources, "source") if report.charset_sources else "none",
+        "repeated_texts": report.repeated_texts,
         "quality_histogram": dg.MetadataValue.md(
             score_histogram_markdown(report.quality_scores, f"{drop}: scored documents", threshold)
         ),

@@ -1,4 +1,4 @@
-"""Decoded, normalized images: safe Pillow decoding of untrusted bytes into a bounded RGB picture.
+"""Decoded images: safe Pillow decoding of untrusted bytes, for hashing and for the normalized output.
 
 Untrusted image bytes go through `probe` (header only: format, size, frames, orientation) and
 then `load_frame` (pixels of frame 0). Every failure becomes an `ImageRejected(reason, detail)`:
@@ -10,12 +10,21 @@ then `load_frame` (pixels of frame 0). Every failure becomes an `ImageRejected(r
 - `corrupt_image`: anything else Pillow raises while decoding;
 - `unsupported_mode`: a pixel mode that has no faithful RGB conversion.
 
-Normalization (`normalize`): JPEGs larger than needed are decoded downscaled with `Image.draft()`
-(DCT scaling by 1/2 to 1/8); the EXIF orientation is applied; CMYK and ICC-tagged images are
-converted to sRGB; palette, grey+alpha and RGBA images are composited over white; 16-bit grey is
-scaled to 8 bits; animated GIF/WebP keep their first frame (their frame count is recorded). The
-result is RGB with its longer side at most `max_side`, re-encoded as a baseline JPEG with fixed
-settings, so the same input bytes always give the same output bytes.
+Two decodes serve the image stage's two passes:
+
+- **Hash decode** (`hash_frame`, every image that passes the header filters): 8-bit grey pixels
+  decoded no finer than a pHash needs. JPEGs decode only their luma plane, DCT-downscaled by
+  `Image.draft()` (1/2 to 1/8) while both sides stay >= `HASH_MIN_SIDE`; PNG/WebP/GIF have no
+  reduced-scale decoder, so they are decoded in full, composited over white (no ICC) and greyed.
+- **Normalization** (`normalize`, only images the stage keeps or must compare pixel by pixel):
+  JPEGs larger than needed are decoded downscaled with `Image.draft()`; the EXIF orientation is
+  applied; CMYK and ICC-tagged images are converted to sRGB; palette, grey+alpha and RGBA images
+  are composited over white; 16-bit grey is scaled to 8 bits; animated GIF/WebP keep their first
+  frame (their frame count is recorded). The result is RGB with its longer side at most
+  `max_side`, re-encoded as a baseline JPEG with fixed settings, so the same input bytes always
+  give the same output bytes.
+
+Everything here is safe to call from several threads at once (the image stage does).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -31,11 +41,12 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 JPEG_SETTINGS = {"quality": 90, "optimize": False, "progressive": False, "subsampling": "4:2:0"}
 DEFAULT_MAX_DECODE_PIXELS = 89_478_485  # Pillow's own MAX_IMAGE_PIXELS default
+HASH_MIN_SIDE = 128  # JPEG hash decodes keep both sides >= this (64 measured worse: see test_images_phash)
 EXIF_ORIENTATION = 0x0112
 _WHITE = (255, 255, 255, 255)
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-_SRGB = ImageCms.createProfile("sRGB")
+_GREY_AS_IS = ("L", "RGB", "P", "1")  # without transparency, .convert("L") equals to_srgb(...).convert("L")
 
 
 class ImageRejected(Exception):
@@ -78,15 +89,34 @@ class NormalizedImage:
 
 
 class _BombGuard:
-    """Turns Pillow's decompression-bomb warning/error into `ImageRejected` inside a `with` block."""
+    """Turns Pillow's decompression-bomb warning/error into `ImageRejected` inside a `with` block.
+
+    Warning filters are process-wide, so the guard is shared: the first thread to enter installs
+    an "error" filter for `DecompressionBombWarning` and the last one to leave removes it. (One
+    `warnings.catch_warnings()` per thread would be unsafe: a thread leaving early would restore
+    the filters while another is still decoding, and bombs would only warn.)
+    """
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved: warnings.catch_warnings | None = None
 
     def __enter__(self) -> None:
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        cls = type(self)
+        with cls._lock:
+            if cls._depth == 0:
+                cls._saved = warnings.catch_warnings()
+                cls._saved.__enter__()
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+            cls._depth += 1
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object) -> bool:
-        self._ctx.__exit__(None, None, None)
+        cls = type(self)
+        with cls._lock:
+            cls._depth -= 1
+            if cls._depth == 0 and cls._saved is not None:
+                cls._saved.__exit__(None, None, None)
+                cls._saved = None
         if exc_type is not None and issubclass(exc_type, Image.DecompressionBombWarning | Image.DecompressionBombError):
             raise ImageRejected("decompression_bomb", str(exc)) from None
         return False
@@ -174,7 +204,9 @@ def _with_icc(im: Image.Image) -> Image.Image | None:
     if not icc or im.mode not in ("RGB", "CMYK"):
         return None
     try:
-        return ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), _SRGB, outputMode="RGB")
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        srgb = ImageCms.createProfile("sRGB")  # a fresh profile per call: calls may run on several threads
+        return ImageCms.profileToProfile(im, source, srgb, outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None  # a broken profile: fall back to the plain conversion
 
@@ -194,6 +226,25 @@ def to_srgb(im: Image.Image, apply_icc: bool = True) -> Image.Image:
     if im.mode == "F":
         return Image.fromarray(np.clip(np.nan_to_num(np.asarray(im)), 0, 255).astype(np.uint8)).convert("RGB")
     raise ImageRejected("unsupported_mode", f"pixel mode {im.mode} has no RGB conversion")
+
+
+def hash_frame(im: Image.Image) -> Image.Image:
+    """Frame 0 of a probed image as 8-bit grey pixels for its pHash, decoded no finer than needed.
+
+    JPEGs: luma only, DCT-downscaled while both sides stay >= `HASH_MIN_SIDE`. Other formats: a
+    full decode composited over white without ICC conversion, i.e. `to_srgb(frame, apply_icc=False)`
+    in grey. EXIF orientation is applied in both cases.
+    """
+    side = (HASH_MIN_SIDE, HASH_MIN_SIDE)
+    frame, _ = load_frame(im, side if im.format == "JPEG" else None, grey=im.format == "JPEG")
+    try:
+        if frame.mode in _GREY_AS_IS and "transparency" not in frame.info:
+            return frame.convert("L")
+        return to_srgb(frame, apply_icc=False).convert("L")
+    except ImageRejected:
+        raise
+    except Exception as e:  # lazy plugins may fail only when pixels are touched
+        raise ImageRejected("corrupt_image", f"{type(e).__name__}: {e}") from None
 
 
 def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:

@@ -8,6 +8,12 @@ even on degenerate images (a chessboard) whose coefficients tie with the median,
 matrix-product DCT flips bits through rounding. The hash is returned as a
 uint64 whose most significant bit is coefficient (0, 0), i.e. `int(str(imagehash.phash(im)), 16)`;
 tables store it as the same 64 bits reinterpreted as a signed int64.
+
+`phash_input` is imagehash's exact preprocessing (one Lanczos resize of the whole image to 32x32).
+The image stage uses `reduced_phash_input` instead: Pillow first shrinks the image by an integer
+box factor while it stays >= 2x the target (`reducing_gap`), then resizes with Lanczos; this costs
+a fraction of the full-size Lanczos pass and moves hashes by a few bits at most (measured in
+`tests/unit/test_images_phash.py` and `benchmarks/image_stage.py`).
 """
 
 from __future__ import annotations
@@ -18,12 +24,19 @@ from PIL import Image
 
 HASH_SIZE = 8
 SIDE = 32  # HASH_SIZE * imagehash's highfreq_factor 4
+REDUCING_GAP = 2.0  # box-reduce to >= 64 px before the Lanczos resize to 32 (stage preprocessing)
 _WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
 
 
 def phash_input(image: Image.Image) -> np.ndarray:
     """The 32x32 uint8 grey pixels a pHash is computed from (imagehash's exact preprocessing)."""
     return np.asarray(image.convert("L").resize((SIDE, SIDE), Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+def reduced_phash_input(image: Image.Image) -> np.ndarray:
+    """The 32x32 uint8 grey pixels the image stage hashes: integer box reduction, then Lanczos."""
+    small = image.convert("L").resize((SIDE, SIDE), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+    return np.asarray(small, dtype=np.uint8)
 
 
 def phash_batch(pixels: np.ndarray) -> np.ndarray:

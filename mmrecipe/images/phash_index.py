@@ -45,7 +45,7 @@ from mmrecipe.storage import PARQUET_OPTIONS, Storage
 
 INDEX_ASSET = "image_phash_index"
 ENTRIES_FILE = "entries.parquet"
-HASH_VERSION = "phash-dct32-v1"
+HASH_VERSION = "phash-dct32-v2"  # v2: box-reduced before Lanczos (stage.analyse_image)
 MAX_PROBES = 5000  # per band and query: C(16, <=3) = 697 for k=10..15 with 4 bands
 META_DIGEST, META_BASIS, META_K = b"mmrecipe.digest", b"mmrecipe.basis", b"mmrecipe.k"
 

@@ -7,27 +7,38 @@ one drop/reject, in four passes:
    (`captions.CaptionIndex`).
 2. **Per record** (in WARC order): HTTP status, robots opt-out (of a referencing page, or the
    image's own `X-Robots-Tag`), header probe (bomb limit, format, size, aspect, pixels), then the
-   pHash. JPEGs are hashed from a fast grey decode at 1/2–1/8 scale (`Image.draft`, short side
-   ≥ 128 px); other formats are decoded once, hashed and normalized at the same time. Byte-identical
-   payloads are analysed once.
+   pHash input (`analyse_image`), the same way for every format: JPEGs from a grey decode at
+   1/2-1/8 scale (`Image.draft`, both sides >= 128 px), other formats from a full decode
+   composited over white; then an integer box reduction and a Lanczos resize to 32x32. Nothing is
+   normalized yet, except when the NSFW scorer is on (it needs the normalized pixels now).
+   Byte-identical payloads are analysed once.
 3. **Dedup** against the kept images of earlier drops and earlier records (`phash_index.decide`).
-   Only kept JPEGs (and near duplicates within `PIXEL_CHECK_BITS`, to tell `pixel_duplicate` from
-   `near_duplicate`) are then fully decoded and normalized; if that fails for a kept image, it is
-   rejected and the decisions are redone without it, so nothing is ever dropped as a duplicate of
-   a rejected image.
+   Only kept images and near duplicates within `PIXEL_CHECK_BITS` (to tell `pixel_duplicate` from
+   `near_duplicate`) are then decoded again and normalized (`normalize_image`: sRGB/ICC, resize to
+   `max_side`, JPEG re-encode, pixel hash); if that fails for a kept image, it is rejected and the
+   decisions are redone without it, so nothing is ever dropped as a duplicate of a rejected image.
 4. **Output** in WARC order: kept rows with the normalized JPEG, drops/rejects with reasons,
    WebDataset shards of captioned images, and the drop's index entries.
+
+Payloads are read in the main thread (the record reader is not thread-safe); the per-image work
+of passes 2 and 3 runs on `workers` threads (`map_in_order`: Pillow releases the GIL while it
+decodes and resizes), and its results are taken back in WARC order, so the output is
+byte-identical whatever `workers` is.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import math
 import os
 import tempfile
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -41,14 +52,12 @@ from mmrecipe.images.decoding import (
     ImageHeader,
     ImageRejected,
     NormalizedImage,
-    finish,
-    load_frame,
+    hash_frame,
     normalize,
     probe,
-    to_srgb,
 )
 from mmrecipe.images.image_filters import ImageFilters, NsfwScorer
-from mmrecipe.images.phash import phash_batch, phash_input, to_int64
+from mmrecipe.images.phash import phash_batch, reduced_phash_input, to_int64
 from mmrecipe.images.webdataset import ShardWriter
 from mmrecipe.opt_out import opts_out_of_images, robots_directives
 from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS, StageOutput, StageWriter
@@ -56,8 +65,10 @@ from mmrecipe.storage import Storage
 from mmrecipe.warc_index import RecordReader, normalize_uri
 
 ASSET = "deduped_images"
-HASH_MIN_SIDE = 128  # JPEG hash decodes keep both sides >= this (max 2 bits from imagehash.phash measured)
 PIXEL_CHECK_BITS = 2  # near duplicates this close are compared pixel by pixel (pixel_duplicate)
+MAX_DEFAULT_WORKERS = 8
+T = TypeVar("T")
+R = TypeVar("R")
 
 IMAGE_SCHEMA = pa.schema(
     [
@@ -84,9 +95,37 @@ IMAGE_SCHEMA = pa.schema(
 )
 
 
+def _cgroup_cpus() -> int | None:
+    """The CPU quota of this process's cgroup (v2 `cpu.max` or v1 CFS quota), rounded up; None if unlimited."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        if (root / "cpu.max").is_file():
+            quota, period = (root / "cpu.max").read_text().split()[:2]
+        else:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1"):
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+def default_workers(cap: int = MAX_DEFAULT_WORKERS) -> int:
+    """The CPUs this process may use (affinity mask, and cgroup CPU quota if any), at most `cap`."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity outside Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cap, cpus, _cgroup_cpus() or cpus))
+
+
 @dataclass(frozen=True)
 class ImageStageConfig:
-    """Everything that decides the stage's output (see the asset's Config for the defaults' reasons)."""
+    """Everything that decides the stage's output (see the asset's Config for the defaults' reasons).
+
+    `workers` (threads for the per-image work) changes only the speed, never the output.
+    """
 
     max_side: int = 512
     filters: ImageFilters = field(default_factory=ImageFilters)
@@ -99,6 +138,49 @@ class ImageStageConfig:
     nsfw_model_path: str | None = None
     shard_samples: int = 1000
     shard_uncaptioned: bool = False
+    workers: int = field(default_factory=default_workers)
+
+
+def map_in_order(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, window: int | None = None
+) -> Iterator[tuple[T, Future[R]]]:
+    """`fn` over `items` on `workers` threads: (item, future) pairs in input order, at most `window` in flight.
+
+    `items` is consumed in the calling thread, so it may read from non-thread-safe sources; the
+    futures hold `fn`'s result or exception. With `workers <= 1` everything runs inline. An
+    abandoned iteration cancels the calls that have not started and waits for the running ones.
+    """
+    if workers <= 1:
+        for item in items:
+            future: Future[R] = Future()
+            try:
+                future.set_result(fn(item))
+            except Exception as e:
+                future.set_exception(e)
+            yield item, future
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="mmrecipe-images")
+    pending: deque[tuple[T, Future[R]]] = deque()
+    limit = window or 4 * workers
+    try:
+        for item in items:
+            pending.append((item, pool.submit(fn, item)))
+            if len(pending) >= limit:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """A normalized image reduced to what the stage keeps of it: its JPEG, pixel hash, size and NSFW score."""
+
+    jpeg: bytes
+    pixel_sha256: str
+    size: tuple[int, int]
+    nsfw_score: float | None
 
 
 @dataclass
@@ -180,12 +262,6 @@ class _Spill:
         self.file.close()
 
 
-def jpeg_hash_input(im: Image.Image) -> np.ndarray:
-    """The pHash input of a probed JPEG, from a fast grey decode at 1/2-1/8 scale (both sides >= 128 px)."""
-    frame, _ = load_frame(im, (HASH_MIN_SIDE, HASH_MIN_SIDE), grey=True)
-    return phash_input(frame if frame.mode in ("L", "RGB") else to_srgb(frame, apply_icc=False))
-
-
 class ImageFiltered(Exception):
     """A decodable image that a header-level policy filter drops: a reason code and a detail."""
 
@@ -196,43 +272,43 @@ class ImageFiltered(Exception):
 
 @dataclass(frozen=True)
 class AnalysedImage:
-    """An image that passed the filters: header facts, pHash input and (if decoded in full) its normalization."""
+    """An image that passed the filters: header facts, 32x32 pHash input and, if asked for, its normalization."""
 
     header: ImageHeader
     grey: np.ndarray
     normalized: NormalizedImage | None
 
 
-def analyse_image(data: bytes, config: ImageStageConfig, normalize_jpeg: bool = False) -> AnalysedImage:
-    """The stage's decode + filter + hash path for one payload (raises ImageRejected or ImageFiltered).
+def analyse_image(data: bytes, config: ImageStageConfig, normalize_now: bool = False) -> AnalysedImage:
+    """Pass 2 for one payload: probe, header filters, pHash input (raises ImageRejected or ImageFiltered).
 
-    The header is probed and filtered first, so a filtered image is never decoded. JPEGs are hashed
-    from a fast grey DCT-scaled decode and normalized later, only if kept (or now, if asked); other
-    formats are decoded once, hashed and normalized from the same pixels.
+    The header is filtered before any pixel is decoded. The pHash input is the same for every
+    format: `hash_frame` (a DCT-scaled grey decode for JPEGs, a full decode otherwise), then
+    `reduced_phash_input`. `normalize_now` also normalizes the image (the NSFW scorer needs it
+    before dedup); a PNG/WebP/GIF reuses its decoded frame for that, a JPEG is decoded again.
     """
     im, header = probe(data, config.max_decode_pixels)
     dropped = config.filters.header_drop(header)
     if dropped:
         raise ImageFiltered(*dropped)
-    if header.format == "JPEG":
-        grey = jpeg_hash_input(im)
-        if not normalize_jpeg:
-            return AnalysedImage(header, grey, None)
+    grey = reduced_phash_input(hash_frame(im))
+    if not normalize_now:
+        return AnalysedImage(header, grey, None)
+    if header.format == "JPEG":  # the hash decode was a grey draft
         im, header = probe(data, config.max_decode_pixels)
-        return AnalysedImage(header, grey, normalize(im, header, config.max_side))
-    frame, _ = load_frame(im)
-    plain = to_srgb(frame, apply_icc=False)
-    rgb = to_srgb(frame) if frame.info.get("icc_profile") else plain
-    return AnalysedImage(header, phash_input(plain), finish(rgb, header, config.max_side))
+    return AnalysedImage(header, grey, normalize(im, header, config.max_side))
+
+
+def normalize_image(data: bytes, config: ImageStageConfig) -> NormalizedImage:
+    """Pass 3 for one payload: decode and normalize (sRGB, `max_side`, fixed-settings JPEG, pixel hash)."""
+    im, header = probe(data, config.max_decode_pixels)
+    return normalize(im, header, config.max_side)
 
 
 def image_phash(data: bytes, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> int:
     """The unsigned 64-bit pHash the stage gives image bytes (raises ImageRejected like the stage)."""
-    im, header = probe(data, max_decode_pixels)
-    if header.format == "JPEG":
-        return int(phash_batch(jpeg_hash_input(im)[None])[0])
-    frame, _ = load_frame(im)
-    return int(phash_batch(phash_input(to_srgb(frame, apply_icc=False))[None])[0])
+    im, _ = probe(data, max_decode_pixels)
+    return int(phash_batch(reduced_phash_input(hash_frame(im))[None])[0])
 
 
 def size_bucket(width: int, height: int) -> str:
@@ -280,54 +356,56 @@ class ImageStage:
         rec = self.reader.read(row["warc_path"], row["warc_offset"], row["warc_length"])
         return rec.payload, rec.http_headers, rec.http_status
 
-    def _normalized(self, nimg: Any) -> _Normalized:
-        offset, length = self.spill.put(nimg.jpeg)
+    def _encoded(self, nimg: NormalizedImage) -> _Encoded:
+        """Runs on a worker thread: what is kept of a normalized image, scored if the NSFW filter is on."""
         score = self.scorer.score(nimg.image) if self.scorer is not None else None
-        return _Normalized(offset, length, nimg.pixel_sha256, nimg.size, score)
+        return _Encoded(nimg.jpeg, nimg.pixel_sha256, nimg.size, score)
 
-    def _analyse(self, pos: int, data: bytes, sha: str) -> _Features:
-        """Probe, filter and hash one payload; raises ImageRejected / ImageFiltered or returns features."""
-        result = analyse_image(data, self.cfg, normalize_jpeg=self.scorer is not None)  # NSFW needs pixels now
-        feats = _Features(pos, sha, result.header, result.grey)
-        if result.normalized is not None:
-            feats.norm = self._normalized(result.normalized)
-        return feats
+    def _spilled(self, enc: _Encoded) -> _Normalized:
+        offset, length = self.spill.put(enc.jpeg)
+        return _Normalized(offset, length, enc.pixel_sha256, enc.size, enc.nsfw_score)
 
-    def _outcome(self, pos: int, row: dict[str, Any], seen: dict[str, int]) -> None:
+    def _analyse(self, data: bytes) -> tuple[ImageHeader, np.ndarray, _Encoded | None]:
+        """Runs on a worker thread: `analyse_image` (raises ImageRejected / ImageFiltered)."""
+        result = analyse_image(data, self.cfg, normalize_now=self.scorer is not None)  # NSFW needs pixels now
+        return result.header, result.grey, self._encoded(result.normalized) if result.normalized else None
+
+    def _screen(
+        self, pos: int, row: dict[str, Any], seen: dict[str, int], copies: list[tuple[int, int]]
+    ) -> bytes | None:
+        """The payload of a record that needs analysing; records every other record's outcome (or copy)."""
         caption = self.captions[pos]
         try:
             data, headers, status = self._payload(row)
         except ValueError as e:
             self.terminal[pos] = ("rejected", "unreadable_record", str(e))
-            return
+            return None
         if status is None or not 200 <= status < 300:
             self.terminal[pos] = ("rejected", "http_error", f"HTTP status {status} for an image/* response")
-            return
+            return None
         if caption.opt_out:
             self.terminal[pos] = ("dropped", "opt_out", f"referenced by {caption.opt_out_page} (noimageai/noai)")
-            return
+            return None
         if opts_out_of_images(robots_directives(headers)):
             self.terminal[pos] = ("dropped", "opt_out", f"X-Robots-Tag: {headers.get('x-robots-tag', '')}")
-            return
+            return None
         mime_drop = self.cfg.filters.mime_drop(row["mime_type"])
         if mime_drop:
             self.terminal[pos] = ("dropped", *mime_drop)
-            return
+            return None
         sha = row["payload_sha256"]
         if sha in seen:  # same bytes as an earlier record: same header, filters and hash
-            first = seen[sha]
-            if first in self.terminal:
-                self.terminal[pos] = self.terminal[first]
-            else:
-                self.features[pos] = replace(self.features[first], pos=pos)
-            return
+            copies.append((pos, seen[sha]))
+            return None
         seen[sha] = pos
-        try:
-            self.features[pos] = self._analyse(pos, data, sha)
-        except ImageFiltered as d:
-            self.terminal[pos] = ("dropped", d.reason, d.detail)
-        except ImageRejected as e:
-            self.terminal[pos] = ("rejected", e.reason, e.detail)
+        return data
+
+    def _to_analyse(self, copies: list[tuple[int, int]]) -> Iterator[tuple[int, bytes]]:
+        seen: dict[str, int] = {}
+        for pos, row in enumerate(self.rows):
+            data = self._screen(pos, row, seen, copies)
+            if data is not None:
+                yield pos, data
 
     def analyse_all(self) -> None:
         index = collect_captions(self.storage, self.drop, self.reader, self.cfg.surrounding_text)
@@ -335,14 +413,30 @@ class ImageStage:
         self.report.unreadable_pages = index.unreadable_pages
         self.rows = read_records(self.storage, self.drop, "image").to_pylist()
         self.captions = [index.caption_for(normalize_uri(r["target_uri"])) for r in self.rows]
-        seen: dict[str, int] = {}
-        for pos, row in enumerate(self.rows):
-            self._outcome(pos, row, seen)
-            if self.scorer is not None and pos in self.features:
-                score = self.features[pos].norm.nsfw_score if self.features[pos].norm else None
-                if score is not None and score >= self.cfg.nsfw_threshold:
-                    del self.features[pos]
-                    self.terminal[pos] = ("dropped", "nsfw", f"NudeNet score {score:.3f} >= {self.cfg.nsfw_threshold}")
+        copies: list[tuple[int, int]] = []  # (pos, pos of the first record with the same bytes)
+        work = map_in_order(lambda item: self._analyse(item[1]), self._to_analyse(copies), self.cfg.workers)
+        for (pos, _), future in work:
+            try:
+                header, grey, enc = future.result()
+            except ImageFiltered as d:
+                self.terminal[pos] = ("dropped", d.reason, d.detail)
+                continue
+            except ImageRejected as e:
+                self.terminal[pos] = ("rejected", e.reason, e.detail)
+                continue
+            sha = self.rows[pos]["payload_sha256"]
+            self.features[pos] = _Features(pos, sha, header, grey, norm=self._spilled(enc) if enc else None)
+        for pos, first in copies:
+            if first in self.terminal:
+                self.terminal[pos] = self.terminal[first]
+            else:
+                self.features[pos] = replace(self.features[first], pos=pos)
+        self.features = dict(sorted(self.features.items()))
+        for pos, f in list(self.features.items()):
+            score = f.norm.nsfw_score if f.norm else None
+            if score is not None and score >= self.cfg.nsfw_threshold:
+                del self.features[pos]
+                self.terminal[pos] = ("dropped", "nsfw", f"NudeNet score {score:.3f} >= {self.cfg.nsfw_threshold}")
         feats = list(self.features.values())  # byte-identical copies hold the same grey pixels
         for start in range(0, len(feats), 1024):
             batch = feats[start : start + 1024]
@@ -350,13 +444,22 @@ class ImageStage:
                 f.phash, f.grey = int(to_int64(h)), None
 
     # --- pass 3: decisions -------------------------------------------------------------------------
-    def _normalize_late(self, f: _Features) -> None:
-        data, _, _ = self._payload(self.rows[f.pos])
-        im, header = probe(data, self.cfg.max_decode_pixels)
-        f.norm = self._normalized(normalize(im, header, self.cfg.max_side))
+    def _normalize_late(self, todo: list[tuple[int, bool]]) -> bool:
+        """Normalize the images at `todo` (pos, kept) on the worker threads; whether a kept one failed."""
+        items = ((pos, kept, self._payload(self.rows[pos])[0]) for pos, kept in todo)
+        kept_failed = False
+        for (pos, kept, _), future in map_in_order(
+            lambda item: self._encoded(normalize_image(item[2], self.cfg)), items, self.cfg.workers
+        ):
+            try:
+                self.features[pos].norm = self._spilled(future.result())
+            except ImageRejected as e:
+                self.terminal[pos] = ("rejected", e.reason, e.detail)
+                kept_failed |= kept
+        return kept_failed
 
     def decide(self, prior: phash_index.PriorKept) -> dict[int, phash_index.Decision]:
-        """Dedup decisions, normalizing the kept JPEGs; redone if a kept image fails to normalize."""
+        """Dedup decisions, normalizing the kept images; redone if a kept image fails to normalize."""
         prior_pixels = dict(zip(prior.record_id, prior.pixel_sha256, strict=True))
         while True:
             order = sorted(self.features)
@@ -367,15 +470,12 @@ class ImageStage:
             decisions = dict(
                 zip(order, phash_index.decide(cands, prior, self.cfg.hamming_k, self.cfg.hash_bands), strict=True)
             )
-            kept_failed = False
-            for pos, d in decisions.items():
-                f = self.features[pos]
-                if f.norm is None and (d.kept or _pixel_candidate(d)):
-                    try:
-                        self._normalize_late(f)
-                    except ImageRejected as e:
-                        self.terminal[pos] = ("rejected", e.reason, e.detail)
-                        kept_failed |= d.kept
+            todo = [
+                (pos, d.kept)
+                for pos, d in decisions.items()
+                if self.features[pos].norm is None and (d.kept or _pixel_candidate(d))
+            ]
+            kept_failed = self._normalize_late(todo)
             for pos in [p for p in self.features if p in self.terminal]:
                 del self.features[pos]
             if not kept_failed:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 PLACEHOLDERS = {
@@ -59,6 +59,17 @@ _PHONE_NANP = re.compile(  # North American: [1-] (NXX) NXX-XXXX
 _IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
 _WORD_BEFORE = re.compile(r"([A-Za-z][\w-]*)\s*$")
+# Candidate regions: every match of a pattern lies inside one, so only they are scanned (the patterns'
+# look-behinds still see the text before a region, and each region includes one character after it
+# for the look-aheads). Emails: up to 64 characters before an "@" and the domain characters after it.
+# IPv6: a run of hex digits, dots and colons with at least two colons. Cards, SSNs, phones and IPv4:
+# a run of digits and separators that holds at least three digits (no pattern matches fewer), plus
+# the "(" or "+" just before it.
+_AT_DOMAIN = re.compile(r"@[A-Za-z0-9.-]*")
+_IPV6_COLONS = re.compile(r":[0-9A-Fa-f.]*:")  # starts with a literal, so `re` skips from colon to colon
+_IPV6_TAIL = re.compile(r"[0-9A-Fa-f:.]*")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+_DIGIT_RUN = re.compile(r"\d(?:[ .()+-]*\d){2,}[\d .()+-]*")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -140,23 +151,58 @@ class PiiMatch:
     end: int
 
 
-def _regex_matches(kind: str, pattern: re.Pattern[str], ok: Callable[[str, re.Match[str]], bool], text: str):  # type: ignore[no-untyped-def]
-    return [PiiMatch(kind, m.start(), m.end()) for m in pattern.finditer(text) if ok(text, m)]
+Windows = list[tuple[int, int]]
+
+
+def _email_windows(text: str) -> Windows:
+    return [(max(0, m.start() - 64), m.end() + 1) for m in _AT_DOMAIN.finditer(text)]
+
+
+def _ipv6_windows(text: str) -> Windows:
+    windows, pos = [], 0
+    while (m := _IPV6_COLONS.search(text, pos)) is not None:
+        lo = m.start()
+        while lo and text[lo - 1] in _IPV6_CHARS:
+            lo -= 1
+        pos = _IPV6_TAIL.match(text, m.end()).end()  # type: ignore[union-attr]
+        windows.append((lo, pos + 1))
+    return windows
+
+
+def _digit_windows(text: str) -> Windows:
+    return [
+        (m.start() - (m.start() > 0 and text[m.start() - 1] in "(+"), m.end() + 1) for m in _DIGIT_RUN.finditer(text)
+    ]
+
+
+def scan(pattern: re.Pattern[str], text: str, windows: Windows) -> Iterator[re.Match[str]]:
+    """The matches `pattern.finditer(text)` gives, when every one of them lies inside one of `windows`."""
+    end, n = 0, len(text)
+    for lo, hi in windows:
+        for m in pattern.finditer(text, max(lo, end), min(hi, n)):
+            end = m.end()
+            yield m
+
+
+def _regex_matches(  # type: ignore[no-untyped-def]
+    kind: str, pattern: re.Pattern[str], ok: Callable[[str, re.Match[str]], bool], text: str, windows: Windows
+):
+    return [PiiMatch(kind, m.start(), m.end()) for m in scan(pattern, text, windows) if ok(text, m)]
 
 
 def _is_card(digits: str) -> bool:
     return 13 <= len(digits) <= 19 and card_prefix_valid(digits) and luhn_valid(digits)
 
 
-def _cards(text: str) -> list[PiiMatch]:
+def _cards(text: str, windows: Windows) -> list[PiiMatch]:
     """Card numbers in digit runs; a run that is not one card is searched for a card in its groups."""
     found = []
-    for m in _CARD.finditer(text):
+    for m in scan(_CARD, text, windows):
         groups = [(g.start(), g.end()) for g in re.finditer(r"\d+", m.group())]
-        windows = sorted(
+        runs = sorted(  # runs of consecutive digit groups, longest first
             ((i, j) for i in range(len(groups)) for j in range(i, len(groups))), key=lambda w: (w[0] - w[1], w[0])
         )
-        for i, j in windows:
+        for i, j in runs:
             start, end = m.start() + groups[i][0], m.start() + groups[j][1]
             if _is_card(re.sub(r"[ -]", "", text[start:end])):
                 found.append(PiiMatch("payment_card", start, end))
@@ -179,17 +225,18 @@ def _phone_ok(_: str, m: re.Match[str]) -> bool:
 
 def find_pii(text: str) -> list[PiiMatch]:
     """Every PII value in `text`, non-overlapping, in order of position."""
-    found = _regex_matches("email", _EMAIL, lambda t, m: True, text) if "@" in text else []
+    found = _regex_matches("email", _EMAIL, lambda t, m: True, text, _email_windows(text)) if "@" in text else []
     found += [
         PiiMatch("iban", m.start(), end) for m in _IBAN_START.finditer(text) if (end := _iban_at(text, m.start()))
     ]
-    found += _cards(text)
-    found += _regex_matches("us_ssn", _SSN, lambda t, m: ssn_valid(m.group()), text)
+    digits = _digit_windows(text)
+    found += _cards(text, digits)
+    found += _regex_matches("us_ssn", _SSN, lambda t, m: ssn_valid(m.group()), text, digits)
     if text.count(":") >= 2:
-        found += _regex_matches("ipv6", _IPV6, lambda t, m: ipv6_plausible(m.group()), text)
-    found += _regex_matches("ipv4", _IPV4, _ipv4_ok, text)
-    found += _regex_matches("phone", _PHONE_INTL, _phone_ok, text)
-    found += _regex_matches("phone", _PHONE_NANP, _phone_ok, text)
+        found += _regex_matches("ipv6", _IPV6, lambda t, m: ipv6_plausible(m.group()), text, _ipv6_windows(text))
+    found += _regex_matches("ipv4", _IPV4, _ipv4_ok, text, digits)
+    found += _regex_matches("phone", _PHONE_INTL, _phone_ok, text, digits)
+    found += _regex_matches("phone", _PHONE_NANP, _phone_ok, text, digits)
     chosen: list[PiiMatch] = []
     for match in sorted(found, key=lambda f: (f.start, -(f.end - f.start), PII_TYPES.index(f.kind))):
         if not chosen or match.start >= chosen[-1].end:  # an overlapping later candidate loses

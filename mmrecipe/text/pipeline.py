@@ -5,6 +5,8 @@ HTTP status → read by offset → decode → opt-out (`noai`) → extraction �
 repetition → Gopher quality → C4 → FineWeb → PII redaction (never drops) → quality classifier →
 toxicity. Documents that pass every step are the candidates of cross-drop dedup: they are kept
 rows of `filtered_text`, and their exact keys and LSH bands go to the drop's dedup index.
+Every step after extraction depends on the extracted text alone, so a text already decided in this
+run (the same article behind several URLs) reuses that verdict instead of being filtered again.
 
 Records are processed in (warc_path, warc_offset) order, in batches (the models run per batch),
 and every output is written in that order, so the same inputs always give the same bytes.
@@ -17,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import hashlib
 import multiprocessing
 import sys
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -102,9 +105,12 @@ class TextStageReport:
     quality_scores: list[float] = field(default_factory=list)  # of every scored document
     charset_sources: Counter[str] = field(default_factory=Counter)
     entries: list[IndexEntries] = field(default_factory=list)
+    repeated_texts: int = 0  # documents whose extracted text was already decided in this run (verdict reused)
 
 
-BatchResults = tuple[list["_Doc | Outcome"], list[float]]  # outcome per row; quality score per scored document
+# outcome per row; quality score per scored document; how many documents reused an earlier text's verdict
+BatchResults = tuple[list["_Doc | Outcome"], list[float], int]
+MEMO_TEXTS = 1024  # verdicts of this many recent distinct texts are remembered (a few MB)
 
 
 @dataclass
@@ -116,17 +122,45 @@ class _Doc:
     language_score: float = 0.0
     signals: dict[str, float] = field(default_factory=dict)
     pii_counts: dict[str, int] = field(default_factory=dict)
-    quality: float = 0.0
+    quality: float | None = None  # None until scored (documents dropped earlier are never scored)
     toxicity: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    """What the text-only steps (language ID to toxicity) decided about one extracted text."""
+
+    outcome: Outcome | None  # None: the document passed them all
+    doc: _Doc | None  # a passing document's language, signals, redacted text, PII counts and scores
+    quality: float | None  # the quality score, if the document got that far
+
+    @classmethod
+    def of(cls, doc: _Doc, result: _Doc | Outcome) -> _Verdict:
+        if isinstance(result, Outcome):
+            return cls(result, None, doc.quality)
+        return cls(None, replace(doc, row={}, page=_NO_PAGE), doc.quality)  # row and page belong to one record
+
+    def applied_to(self, doc: _Doc) -> _Doc | Outcome:
+        """This verdict for a document with the same extracted text."""
+        return self.outcome or replace(self.doc, row=doc.row, page=doc.page)  # type: ignore[type-var]
+
+
+_NO_PAGE = Page("", "", "", False)
+
+
+def text_key(text: str) -> bytes:
+    """A 128-bit content key of an extracted text (equal keys: the text steps decide the same)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 class TextFilter:
-    """The per-document steps of the text stage, with their models loaded once."""
+    """The per-document steps of the text stage, with their models loaded once and recent texts' verdicts kept."""
 
     def __init__(self, config: TextStageConfig, scorer: QualityScorer) -> None:
         self.config, self.scorer = config, scorer
         self.lid = LanguageIdentifier(config.lid_model)
         self._thresholds: dict[str, RuleThresholds] = {}
+        self._memo: OrderedDict[bytes, _Verdict] = OrderedDict()
 
     def thresholds(self, language: str) -> RuleThresholds:
         if language not in self._thresholds:
@@ -140,10 +174,27 @@ class TextFilter:
         for row in rows:
             page = read_page(reader, row, self.config.extractor, self.config.max_page_bytes)
             results.append(_Doc(row, page, page.text) if isinstance(page, Page) else page)
-        self._language(results)
-        self._rules(results)
-        scores = self._scores(results)
-        return results, scores
+        keys = {i: text_key(r.text) for i, r in enumerate(results) if isinstance(r, _Doc)}
+        fresh: dict[bytes, _Doc] = {}
+        for i, key in keys.items():
+            if key not in self._memo and key not in fresh:
+                fresh[key] = results[i]  # type: ignore[assignment]
+        todo: list[_Doc | Outcome] = list(fresh.values())
+        self._language(todo)
+        self._rules(todo)
+        self._scores(todo)
+        for (key, doc), result in zip(fresh.items(), todo, strict=True):
+            self._memo[key] = _Verdict.of(doc, result)
+        scores: list[float] = []
+        for i, key in keys.items():
+            verdict = self._memo[key]
+            self._memo.move_to_end(key)
+            results[i] = verdict.applied_to(results[i])  # type: ignore[arg-type]
+            if verdict.quality is not None:
+                scores.append(verdict.quality)
+        while len(self._memo) > max(MEMO_TEXTS, len(rows)):
+            self._memo.popitem(last=False)
+        return results, scores, len(keys) - len(fresh)
 
     def _alive(self, results: list[_Doc | Outcome]) -> list[tuple[int, _Doc]]:
         return [(i, r) for i, r in enumerate(results) if isinstance(r, _Doc)]
@@ -167,18 +218,19 @@ class TextFilter:
                 continue
             doc.text, doc.pii_counts = redact(verdict.text)
 
-    def _scores(self, results: list[_Doc | Outcome]) -> list[float]:
+    def _scores(self, results: list[_Doc | Outcome]) -> None:
         alive = self._alive(results)
         quality = self.scorer.score([d.text for _, d in alive])
-        toxicity = toxicity_scores([d.text for _, d in alive])
-        for (i, doc), q, t in zip(alive, quality, toxicity, strict=True):
-            doc.quality, doc.toxicity = float(q), float(t)
+        for (i, doc), q in zip(alive, quality, strict=True):
+            doc.quality = float(q)
             if doc.quality < self.config.quality_min_score:
                 detail = f"P(hq)={doc.quality:.4f} < {self.config.quality_min_score:.4f} ({self.scorer.version})"
                 results[i] = Outcome(DROPPED, "low_quality_score", detail)
-            elif doc.toxicity > self.config.toxicity_threshold:
+        alive = self._alive(results)  # toxicity is only scored on what the quality classifier kept
+        for (i, doc), t in zip(alive, toxicity_scores([d.text for _, d in alive]), strict=True):
+            doc.toxicity = float(t)
+            if doc.toxicity > self.config.toxicity_threshold:
                 results[i] = Outcome(DROPPED, "toxic", f"P(offensive)={doc.toxicity:.4f}")
-        return [float(q) for q in quality]
 
 
 def _row(doc: _Doc, extractor: str) -> dict[str, Any]:
@@ -265,7 +317,7 @@ def filter_drop(
     rows = read_records(lake, drop, "html", columns=READ_COLUMNS)
     report = TextStageReport()
     with _batch_results(landing, config, scorer, _batches(rows, config.batch_size)) as results:
-        for batch, (outcomes, scores) in results:
+        for batch, (outcomes, scores, repeated) in results:
             kept: list[dict[str, Any]] = []
             for row, result in zip(batch, outcomes, strict=True):
                 if isinstance(result, Outcome):
@@ -279,5 +331,6 @@ def filter_drop(
                 writer.keep(out | {"exact_key": f"{key:016x}"})
             report.entries.append(entries)
             report.quality_scores += scores
+            report.repeated_texts += repeated
             release_free_memory()
     return report

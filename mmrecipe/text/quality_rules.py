@@ -279,9 +279,35 @@ def count_sentences(line: str) -> int:
     return sum(1 for s in _SENTENCE_END.split(line) if s.strip())
 
 
-def _c4(text: str, t: RuleThresholds, sig: dict[str, float]) -> tuple[str | None, str]:
+def _c4_only_short_lines(text: str, t: RuleThresholds) -> bool:
+    """Whether no C4 line rule but the words-per-line one can apply (most documents): checked on the whole text."""
+    if t.c4_terminal_punct or "{" in text or "[" in text:
+        return False
+    lower = text.lower()
+    if "javascript" in lower or "lorem ipsum" in lower or any(p in lower for p in POLICY_SUBSTRINGS):
+        return False
+    return t.c4_max_word_length < 0 or max(map(len, text.split()), default=0) <= t.c4_max_word_length
+
+
+C4Edit = tuple[list[str], int, int, str | None]
+
+
+def c4_edit(text: str, t: RuleThresholds) -> C4Edit:
+    """(kept lines, lines removed, sentences in lines cut for their punctuation, first document-level reason).
+
+    Most documents can only lose lines for having too few words; those skip the per-line rule checks.
+    """
+    if not _c4_only_short_lines(text, t):
+        return c4_edit_lines(text, t)
+    lines = [line for line in map(str.strip, text.splitlines()) if line]
+    kept = lines if t.c4_min_words_per_line < 0 else [x for x in lines if len(x.split()) >= t.c4_min_words_per_line]
+    return kept, len(lines) - len(kept), 0, None
+
+
+def c4_edit_lines(text: str, t: RuleThresholds) -> C4Edit:
+    """`c4_edit` with every C4 line rule checked on every line."""
     kept: list[str] = []
-    sentences = sentences_cut_by_punct = removed = 0
+    sentences_cut_by_punct = removed = 0
     reason = None
     for raw in text.splitlines():
         line = raw.strip()
@@ -316,6 +342,11 @@ def _c4(text: str, t: RuleThresholds, sig: dict[str, float]) -> tuple[str | None
             removed += 1
             continue
         kept.append(line)
+    return kept, removed, sentences_cut_by_punct, reason
+
+
+def _c4(text: str, t: RuleThresholds, sig: dict[str, float]) -> tuple[str | None, str]:
+    kept, removed, sentences_cut_by_punct, reason = c4_edit(text, t)
     joined = "\n".join(kept)
     sentences = len(kept) + len(_SENTENCE_BREAK.findall(joined))  # = sum(count_sentences(line) for kept lines)
     sig["c4_sentences"] = float(sentences)

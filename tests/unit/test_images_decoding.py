@@ -1,6 +1,9 @@
 """Safe decoding on real photos and on broken/odd files: every input gives a correct image or a reason."""
 
 import io
+import struct
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -154,3 +157,28 @@ def test_animated_webp_keeps_its_first_frame() -> None:
     assert norm.header.format == "WEBP" and norm.header.n_frames == 2
     assert _mad(norm.image, frames[0]) < 1
     assert _mad(norm.image, frames[1]) > 20
+
+
+def test_bomb_guard_holds_on_several_threads_and_restores_the_warning_filters() -> None:
+    # A 29-byte GIF whose frame (10000x10000) outgrows its 16x16 screen: only Pillow's
+    # DecompressionBombWarning (> 89.5 Mpx) stops it when the stage's own limit is set higher.
+    bomb = b"GIF89a" + struct.pack("<HHBBB", 16, 16, 0, 0, 0) + b","
+    bomb += struct.pack("<HHHHB", 0, 0, 10000, 10000, 0) + bytes([2, 2, 0x4C, 0x01, 0]) + b";"
+    photo = _bytes("chelsea.jpg")
+
+    def job(i: int) -> str | None:
+        if i % 2:  # a real decode keeps another thread inside the guard meanwhile
+            return decode_image(photo).header.format
+        try:
+            probe(bomb, max_decode_pixels=10**9)
+        except ImageRejected as e:
+            return e.reason
+        return "not rejected"
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a bomb that slipped past the guard would only be ignored
+        before = list(warnings.filters)
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(job, range(400)))
+        assert warnings.filters == before  # no guard's "error" filter left behind
+    assert results == ["decompression_bomb", "JPEG"] * 200

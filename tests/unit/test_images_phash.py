@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from mmrecipe.images.phash import hamming, phash, phash_batch, phash_hex, phash_input, to_int64, to_uint64
-from mmrecipe.images.stage import image_phash
+from mmrecipe.images.stage import PIXEL_CHECK_BITS, image_phash
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
 GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
@@ -52,6 +52,16 @@ def test_int64_storage_round_trips_the_64_bits() -> None:
 def test_stage_hash_of_jpegs_is_within_two_bits_of_imagehash(path: Path) -> None:
     data = path.read_bytes()
     assert hamming(image_phash(data), int(str(imagehash.phash(Image.open(io.BytesIO(data)))), 16)) <= 2
+
+
+@pytest.mark.parametrize("path", PHOTOS, ids=lambda p: p.name)
+def test_lossless_copy_of_a_jpeg_hashes_within_the_pixel_check_distance(path: Path) -> None:
+    # The JPEG is hashed from a DCT-scaled grey draft, its PNG copy from a full decode: same pixels,
+    # so the two must be close enough to be compared pixel by pixel (pixel_duplicate). With a
+    # 64 px draft instead of 128, hubble_deep_field's copy is 4 bits away.
+    jpeg = path.read_bytes()
+    png = encode(Image.open(io.BytesIO(jpeg)).convert("RGB"), "PNG")
+    assert hamming(image_phash(jpeg), image_phash(png)) <= PIXEL_CHECK_BITS
 
 
 def _variants(img: Image.Image) -> dict[str, bytes]:

@@ -1,6 +1,10 @@
 """The image stage on real WARC bytes (no Dagster): outcomes per record, cross-drop order independence."""
 
 import io
+import os
+import random
+import threading
+import time
 from pathlib import Path
 
 import matplotlib
@@ -11,7 +15,7 @@ from PIL import Image, ImageEnhance
 from mmrecipe.drops import MANIFEST, manifest_for_folder, verify_drop
 from mmrecipe.images import phash_index
 from mmrecipe.images.image_filters import NsfwScorer
-from mmrecipe.images.stage import ImageStageConfig, run_image_stage
+from mmrecipe.images.stage import ImageStageConfig, default_workers, map_in_order, run_image_stage
 from mmrecipe.images.webdataset import read_shard
 from mmrecipe.stage_output import StageWriter
 from mmrecipe.storage import Storage
@@ -261,6 +265,80 @@ def test_drop_order_does_not_change_the_outcome_and_reruns_change_nothing(tmp_pa
     before = _files(reversed_)
     again = run_image_stage(reversed_, "2024-02-b", cfg)
     assert _files(reversed_) == before and again.report.stale_drops == []
+
+
+@pytest.mark.parametrize("nsfw", [False, True], ids=["plain", "nsfw_scorer"])
+def test_output_is_byte_identical_whatever_the_number_of_workers(tmp_path: Path, nsfw: bool) -> None:
+    landing = Storage(str(tmp_path / "landing"))
+    lakes = {w: Storage(str(tmp_path / f"lake-{w}")) for w in (1, 3)}
+    reports: dict[int, list] = {}
+    for workers, lake in lakes.items():
+        land(landing, lake, "2024-01-a", drop_a())
+        land(landing, lake, "2024-02-b", drop_b())
+        cfg = ImageStageConfig(workers=workers, nsfw=nsfw)
+        scorer = SizeFlagScorer() if nsfw else None
+        for drop in ("2024-01-a", "2024-02-b"):
+            report = run_image_stage(lake, drop, cfg, scorer).report
+            report.shards = [uri.removeprefix(lake.root) for uri in report.shards]
+            reports.setdefault(workers, []).append(report)
+    one, three = _files(lakes[1]), _files(lakes[3])
+    assert sorted(one) == sorted(three) and any("/shards/" in k for k in one)
+    assert all(one[k] == three[k] for k in one)  # tables, shards and index entries, byte for byte
+    assert reports[1] == reports[3]
+    assert outcomes(lakes[3], "2024-01-a") == (
+        EXPECTED_A | {"/img/cmyk.jpg": "nsfw", "/img/anim.gif": "nsfw"} if nsfw else EXPECTED_A
+    )
+
+
+def test_map_in_order_yields_in_input_order_with_a_bounded_window() -> None:
+    pulled: list[int] = []
+    lag: list[int] = []
+
+    def items():
+        for i in range(40):
+            pulled.append(i)
+            yield i
+
+    def work(i: int) -> int:
+        time.sleep(random.Random(i).random() / 500)  # finish out of order
+        if i % 7 == 3:
+            raise ValueError(f"bad {i}")
+        return i * i
+
+    got = []
+    for i, future in map_in_order(work, items(), workers=3, window=5):
+        lag.append(len(pulled) - i)
+        got.append(future.exception().args[0] if future.exception() else future.result())
+    assert got == [f"bad {i}" if i % 7 == 3 else i * i for i in range(40)]
+    assert max(lag) <= 5  # never more than `window` items read ahead of the one being taken back
+    inline = [(i, f.result()) for i, f in map_in_order(lambda i: i + 1, range(5), workers=1)]
+    assert inline == [(i, i + 1) for i in range(5)]
+
+
+def test_map_in_order_runs_work_on_several_threads_and_stops_cleanly() -> None:
+    names: set[str] = set()
+    ran: list[int] = []
+    barrier = threading.Barrier(2, timeout=5)
+
+    def work(i: int) -> int:
+        names.add(threading.current_thread().name)
+        ran.append(i)
+        if i < 2:
+            barrier.wait()  # only passes if two calls run at the same time
+        return i
+
+    results = map_in_order(work, range(100), workers=2, window=4)
+    assert [next(results)[1].result() for _ in range(3)] == [0, 1, 2]
+    results.close()  # abandoned early: queued calls are cancelled, running ones finish
+    assert len(names) == 2 and all(n.startswith("mmrecipe-images") for n in names)
+    assert len(ran) <= 6  # items 0-5 at most were submitted (3 taken back + a window of 4 - 1)
+
+
+def test_default_workers_are_the_usable_cpus_capped() -> None:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert 1 <= default_workers() <= min(8, usable)
+    assert default_workers(cap=1) == 1
+    assert ImageStageConfig().workers == default_workers()
 
 
 class SizeFlagScorer:

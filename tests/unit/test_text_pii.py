@@ -98,3 +98,44 @@ def test_validators() -> None:
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
     assert iban_valid("GB82WEST12345698765432") and not iban_valid("GB82WEST12345698765433")
     assert not iban_valid("XX82WEST12345698765432")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "windows"),
+    [
+        ("_EMAIL", "_email_windows"),
+        ("_IPV6", "_ipv6_windows"),
+        ("_CARD", "_digit_windows"),
+        ("_SSN", "_digit_windows"),
+        ("_IPV4", "_digit_windows"),
+        ("_PHONE_INTL", "_digit_windows"),
+        ("_PHONE_NANP", "_digit_windows"),
+    ],
+)
+def test_scanning_candidate_windows_finds_exactly_what_a_full_scan_finds(pattern: str, windows: str) -> None:
+    """Each detector only scans the regions its matches can lie in: no match may be lost or gained."""
+    import random
+
+    from mmrecipe.text import pii
+
+    regex, make_windows = getattr(pii, pattern), getattr(pii, windows)
+    rnd = random.Random(pattern)
+    values = [value for _, value in POSITIVES + NEAR_MISSES]
+
+    def piece() -> str:  # a value, a cut of one, or random characters
+        value, cut = rnd.choice(values), rnd.randint(0, 12)
+        return rnd.choice(
+            [value, value[cut:], value[:cut], "".join(rnd.choices("0123456789abcdefé١ .-()+:@_%", k=cut))]
+        )
+
+    texts = [
+        "".join(piece() + rnd.choice(["", " ", ".", "-", ":", "@", "(", "+", "_", "\n", "x"]) for _ in range(4))
+        for _ in range(20_000)
+    ]
+    texts += [CONTEXT.format(value) for value in values] + [topics[name] for name in ("exceptions", "calls", "numbers")]
+    found = 0
+    for text in texts:
+        full = [m.span() for m in regex.finditer(text)]
+        assert [m.span() for m in pii.scan(regex, text, make_windows(text))] == full, text
+        found += len(full)
+    assert found > 100  # the fuzz really produces candidates of this pattern

@@ -9,7 +9,7 @@ import pytest
 
 from mmrecipe.crawl_index import read_records
 from mmrecipe.dedup import IndexEntries
-from mmrecipe.stage_output import StageOutput, StageWriter
+from mmrecipe.stage_output import PROVENANCE_COLUMNS, StageOutput, StageWriter
 from mmrecipe.storage import Storage
 from mmrecipe.text.pipeline import FILTERED_TEXT_SCHEMA, TextStageConfig, TextStageReport, filter_drop
 from mmrecipe.text.quality_classifier import ClassifierInfo, QualityScorer, TrainingParams, train_classifier
@@ -178,3 +178,42 @@ def test_trafilatura_is_recorded_as_the_extractor(tmp_path: Path, scorer: Qualit
 def test_config_mistakes_fail_before_any_record(config: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TextStageConfig(**config)
+
+
+def test_a_repeated_text_reuses_its_verdict_with_the_same_output(
+    tmp_path: Path, scorer: QualityScorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages whose extracted text repeats (mirrors) are decided once; every copy gets the full row or reason."""
+    from mmrecipe.text import pipeline
+
+    mirrors = [
+        HttpResponse(f"http://mirror.example.net/{name}.html", html(text).encode())
+        for name, text in (("pii", topics["exceptions"] + CONTACT), ("rant", RANT), ("short", topics["naming"][:300]))
+    ]
+    landing, lake = Storage(str(tmp_path / "landing")), Storage(str(tmp_path / "lake"))
+    landing.write_bytes(landing.uri("d1", "crawl.warc.gz"), warc_bytes(responses() + mirrors))
+    with StageWriter(lake, "raw_crawl", "d1", INDEX_SCHEMA) as out:
+        for row, reason, detail in index_warc(landing, "d1", landing.uri("d1", "crawl.warc.gz"), "crawl.warc.gz"):
+            out.reject(row, reason, detail) if reason else out.keep(row)
+        out.close()
+    calls: list[str] = []
+    real_rules = pipeline.apply_rules
+    monkeypatch.setattr(pipeline, "apply_rules", lambda text, t: calls.append(text) or real_rules(text, t))
+    with StageWriter(lake, "filtered_text", "d1", FILTERED_TEXT_SCHEMA) as out:
+        report = filter_drop(lake, landing, "d1", out, TextStageConfig(batch_size=3, toxicity_threshold=0.5), scorer)
+        result = out.close()
+    assert len(calls) == len(set(calls))  # no text went through the rules twice, across batches too
+    assert report.repeated_texts == 2  # the pii and rant mirrors (the short mirror is a page of its own)
+    rows = [r for r in lake.read_table(result.data_uri).to_pylist() if r["url"].endswith("/pii.html")]
+    assert len(rows) == 2 and {r["url"] for r in rows} == {url("pii"), "http://mirror.example.net/pii.html"}
+    original, mirror = rows
+    assert original["record_id"] != mirror["record_id"]
+    same = [c for c in original if c not in [*PROVENANCE_COLUMNS, "warc_length", "url"]]
+    assert {c: original[c] for c in same} == {c: mirror[c] for c in same}
+    assert mirror["pii_counts"]["email"] == 1 and "<EMAIL>" in mirror["text"]
+    reasons = {r["warc_offset"]: r["reason"] for r in lake.read_table(result.rejects_uri).to_pylist()}
+    by_uri = {r["target_uri"]: r["warc_offset"] for r in read_records(lake, "d1", "html").to_pylist()}
+    assert reasons[by_uri["http://mirror.example.net/rant.html"]] == reasons[by_uri[url("rant")]] == "toxic"
+    assert reasons[by_uri["http://mirror.example.net/short.html"]] == "gopher_short_doc"
+    assert len(report.quality_scores) == 13 + 2  # 13 as in the drop above (its "unreadable" page is intact here)
+    # plus the pii and rant copies: each scored once, reported for both records

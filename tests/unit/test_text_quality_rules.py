@@ -11,6 +11,8 @@ from mmrecipe.text.quality_rules import (
     STOP_WORDS,
     RuleThresholds,
     apply_rules,
+    c4_edit,
+    c4_edit_lines,
     thresholds_for,
     tokenize,
 )
@@ -127,6 +129,27 @@ def test_c4_removes_javascript_and_policy_lines() -> None:
     assert result.signals["c4_lines_removed"] == 2
     assert "JavaScript" not in result.text and "privacy policy" not in result.text
     assert result.text.startswith(PARAGRAPHS[0])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        PROSE,  # no line rule but words-per-line applies: the whole-text shortcut
+        PROSE + "\nshort line\n\n   \nTwo words",
+        PROSE + "\nPlease enable JavaScript to view the comments.",
+        PROSE + "\nRead our privacy policy before you continue.",
+        PROSE + "\nSee the example [1] and [edit] here for more.",
+        PROSE + "\nlorem ipsum dolor sit amet",
+        PROSE + "\nif x { return y } is a block",
+        PROSE + "\n" + "x" * 1200 + " is a long word",
+        "",
+    ],
+)
+@pytest.mark.parametrize(
+    "thresholds", [EN, RuleThresholds(c4_min_words_per_line=-1), RuleThresholds(c4_max_word_length=-1)]
+)
+def test_c4_shortcut_edits_lines_exactly_like_the_line_by_line_rules(text: str, thresholds: RuleThresholds) -> None:
+    assert c4_edit(text, thresholds) == c4_edit_lines(text, thresholds)
 
 
 def test_disabled_rules_never_fire() -> None:
