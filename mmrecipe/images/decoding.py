@@ -1,7 +1,8 @@
 """Decoded images: safe Pillow decoding of untrusted bytes, for hashing and for the normalized output.
 
-Untrusted image bytes go through `probe` (header only: format, size, frames, orientation) and
-then `load_frame` (pixels of frame 0). Every failure becomes an `ImageRejected(reason, detail)`:
+Untrusted image bytes go through `open_image` (header only: format, size, bomb limit),
+`read_header` (frame count, EXIF orientation; `probe` does both) and then `load_frame` (pixels of
+frame 0). Every failure becomes an `ImageRejected(reason, detail)`:
 
 - `decompression_bomb`: the header claims more pixels than `max_decode_pixels` (Pillow's own
   bomb warning and error, e.g. for a GIF frame larger than its screen, become this reject too);
@@ -128,8 +129,8 @@ def _pillow_error(e: Exception, where: str) -> ImageRejected:
     return ImageRejected("truncated_image" if truncated else "corrupt_image", f"{where}: {type(e).__name__}: {e}")
 
 
-def probe(data: bytes, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> tuple[Image.Image, ImageHeader]:
-    """The lazily opened image and its header facts; raises ImageRejected for bombs and non-images."""
+def open_image(data: bytes, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> Image.Image:
+    """The lazily opened image, from its header alone; raises ImageRejected for bombs and non-images."""
     try:
         with _BombGuard():
             im = Image.open(io.BytesIO(data))
@@ -145,6 +146,15 @@ def probe(data: bytes, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> tu
     if w * h > max_decode_pixels:
         detail = f"{w}x{h} = {w * h} pixels from {len(data)} bytes exceeds the limit of {max_decode_pixels}"
         raise ImageRejected("decompression_bomb", detail)
+    return im
+
+
+def read_header(im: Image.Image) -> ImageHeader:
+    """An opened image's header facts: frame count and EXIF orientation (width/height after rotation).
+
+    This may read past the first header: a GIF's frames are walked to count them, and a PNG whose
+    EXIF chunk is not before its pixel data is decoded to find it.
+    """
     try:
         with _BombGuard():
             n_frames = int(getattr(im, "n_frames", 1)) if getattr(im, "is_animated", False) else 1
@@ -155,9 +165,16 @@ def probe(data: bytes, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> tu
     except Exception as e:
         raise _pillow_error(e, "frames/EXIF") from None
     orientation = orientation if 1 <= orientation <= 8 else 1
+    w, h = im.size
     if orientation in (5, 6, 7, 8):
         w, h = h, w
-    return im, ImageHeader(str(im.format), w, h, im.mode, n_frames, orientation)
+    return ImageHeader(str(im.format), w, h, im.mode, n_frames, orientation)
+
+
+def probe(data: bytes, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> tuple[Image.Image, ImageHeader]:
+    """The lazily opened image and its header facts (`open_image`, then `read_header`)."""
+    im = open_image(data, max_decode_pixels)
+    return im, read_header(im)
 
 
 def load_frame(

@@ -14,8 +14,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mmrecipe.images.decoding import ImageHeader
-
 DEFAULT_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
 # Pillow format names of the MIME types that Pillow cannot rasterize (so no format is known for them).
 VECTOR_MIME = frozenset({"image/svg+xml"})
@@ -50,11 +48,13 @@ class ImageFilters:
             return "format_not_allowed", f"{mime} is vector graphics; allowed: {sorted(self.allowed_formats)}"
         return None
 
-    def header_drop(self, header: ImageHeader) -> tuple[str, str] | None:
-        """(reason, detail) if the header alone rules the image out, else None."""
-        w, h = header.width, header.height
-        if header.format not in self.allowed_formats:
-            return "format_not_allowed", f"{header.format}; allowed: {sorted(self.allowed_formats)}"
+    def header_drop(self, fmt: str, w: int, h: int) -> tuple[str, str] | None:
+        """(reason, detail) if the format and stored size alone rule the image out, else None.
+
+        Every rule is symmetric in width and height, so an EXIF rotation (read later) cannot change it.
+        """
+        if fmt not in self.allowed_formats:
+            return "format_not_allowed", f"{fmt}; allowed: {sorted(self.allowed_formats)}"
         if min(w, h) < self.min_side:
             return "too_small", f"{w}x{h}, shorter side < {self.min_side}"
         if max(w, h) / min(w, h) > self.max_aspect_ratio:

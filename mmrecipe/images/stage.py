@@ -54,7 +54,9 @@ from mmrecipe.images.decoding import (
     NormalizedImage,
     hash_frame,
     normalize,
+    open_image,
     probe,
+    read_header,
 )
 from mmrecipe.images.image_filters import ImageFilters, NsfwScorer
 from mmrecipe.images.phash import phash_batch, reduced_phash_input, to_int64
@@ -282,15 +284,16 @@ class AnalysedImage:
 def analyse_image(data: bytes, config: ImageStageConfig, normalize_now: bool = False) -> AnalysedImage:
     """Pass 2 for one payload: probe, header filters, pHash input (raises ImageRejected or ImageFiltered).
 
-    The header is filtered before any pixel is decoded. The pHash input is the same for every
+    The format and size are filtered before anything past the header is read. The pHash input is the same for every
     format: `hash_frame` (a DCT-scaled grey decode for JPEGs, a full decode otherwise), then
     `reduced_phash_input`. `normalize_now` also normalizes the image (the NSFW scorer needs it
     before dedup); a PNG/WebP/GIF reuses its decoded frame for that, a JPEG is decoded again.
     """
-    im, header = probe(data, config.max_decode_pixels)
-    dropped = config.filters.header_drop(header)
+    im = open_image(data, config.max_decode_pixels)
+    dropped = config.filters.header_drop(str(im.format), *im.size)
     if dropped:
         raise ImageFiltered(*dropped)
+    header = read_header(im)
     grey = reduced_phash_input(hash_frame(im))
     if not normalize_now:
         return AnalysedImage(header, grey, None)

@@ -1,10 +1,13 @@
 """The image stage on real WARC bytes (no Dagster): outcomes per record, cross-drop order independence."""
 
+import dataclasses
 import io
 import os
 import random
+import struct
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -364,3 +367,29 @@ def test_real_nudenet_detector_runs_offline_on_a_real_portrait() -> None:
     classes = {d["class"]: d["score"] for d in scorer.detections(portrait)}
     assert classes.get("FACE_FEMALE", 0) > 0.4  # it sees the face...
     assert scorer.score(portrait) == 0.0  # ...and nothing explicit
+
+
+def test_filtered_images_are_never_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Format and size filters run on the header alone: a PNG whose EXIF chunk follows its pixels is not loaded."""
+    from PIL import ImageFile
+
+    from mmrecipe.images.stage import ImageFiltered, analyse_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the filters do not need it (every rule is symmetric in width and height)
+    png = io.BytesIO()
+    Image.new("L", (4000, 3000), 128).save(png, "PNG")
+    chunk = b"eXIf" + exif.tobytes()[6:]  # the TIFF body after b"Exif\0\0"
+    at = png.getvalue().rindex(b"IEND") - 4  # the eXIf chunk goes after the pixel data, before IEND
+    data = png.getvalue()
+    data = data[:at] + struct.pack(">I", len(chunk) - 4) + chunk + struct.pack(">I", zlib.crc32(chunk)) + data[at:]
+    loads: list[str] = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda im: loads.append(im.format) or real_load(im))
+    config = ImageStageConfig(workers=1)
+    strict = ImageStageConfig(filters=dataclasses.replace(config.filters, max_pixels=1_000_000), workers=1)
+    with pytest.raises(ImageFiltered) as dropped:
+        analyse_image(data, strict)
+    assert dropped.value.reason == "too_many_pixels" and loads == []
+    kept = analyse_image(data, config)  # the same image, kept: now decoded, and its EXIF rotation read
+    assert loads and (kept.header.width, kept.header.height, kept.header.orientation) == (3000, 4000, 6)
