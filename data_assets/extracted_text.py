@@ -46,6 +46,7 @@ class FilteredTextConfig(dg.Config):
     quality_classifier_version: str = ""  # empty: the current one
     toxicity_threshold: float = 0.9
     max_page_bytes: int = 8 << 20  # larger HTML bodies are rejected as page_too_large
+    max_html_depth: int = 2_000  # pages nested deeper are rejected as html_too_deep (extraction time is superlinear)
     batch_size: int = 128
     workers: int = 1  # processes for the per-document steps (the pod's CPUs); outputs do not depend on it
 
@@ -72,6 +73,7 @@ def filtered_text(
         languages=tuple(config.languages), thresholds=RuleThresholds().with_overrides(config.thresholds),
         language_thresholds=config.language_thresholds, quality_min_score=threshold,
         toxicity_threshold=config.toxicity_threshold, max_page_bytes=config.max_page_bytes,
+        max_html_depth=config.max_html_depth,
         batch_size=config.batch_size, workers=config.workers,
     )  # fmt: skip
     with StageWriter(storage, FILTERED, drop, pipeline.FILTERED_TEXT_SCHEMA, pipeline.WRITE_BATCH_ROWS) as out:

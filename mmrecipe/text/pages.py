@@ -9,7 +9,7 @@ from typing import Any
 
 from mmrecipe.opt_out import ROBOTS_META_NAMES, opts_out_of_images, opts_out_of_text, robots_directives
 from mmrecipe.text.decoding import decode_html
-from mmrecipe.text.extraction import extract_text
+from mmrecipe.text.extraction import DEFAULT_MAX_DEPTH, HtmlTooDeep, extract_text
 from mmrecipe.warc_index import RecordReader
 
 DROPPED, REJECTED = "dropped", "rejected"
@@ -41,7 +41,11 @@ DEFAULT_MAX_PAGE_BYTES = 8 << 20  # decoded HTML body; larger pages cost seconds
 
 
 def read_page(
-    reader: RecordReader, row: Mapping[str, Any], extractor: str, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    reader: RecordReader,
+    row: Mapping[str, Any],
+    extractor: str,
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
+    max_html_depth: int = DEFAULT_MAX_DEPTH,
 ) -> Page | Outcome:
     """The page of a raw_crawl HTML row, or why it cannot be used (HTTP status, unreadable, too large, opt-out…)."""
     status = row.get("http_status")
@@ -61,7 +65,9 @@ def read_page(
     if opts_out_of_text(directives):
         return Outcome(DROPPED, "opt_out", "robots directives: " + ", ".join(sorted(directives)))
     try:
-        text = extract_text(decoded.text, extractor)
+        text = extract_text(decoded.text, extractor, max_html_depth)
+    except HtmlTooDeep as e:
+        return Outcome(REJECTED, "html_too_deep", str(e))
     except Exception as e:  # resiliparse/trafilatura raise their own parser errors on hostile markup
         return Outcome(REJECTED, "extraction_failed", f"{extractor}: {type(e).__name__}: {e}")
     if not text.strip():

@@ -33,7 +33,7 @@ from mmrecipe.crawl_index import read_records
 from mmrecipe.dedup import IndexEntries, MinHashConfig
 from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS, StageWriter
 from mmrecipe.storage import Storage
-from mmrecipe.text.extraction import EXTRACTORS, RESILIPARSE
+from mmrecipe.text.extraction import DEFAULT_MAX_DEPTH, EXTRACTORS, RESILIPARSE
 from mmrecipe.text.language_id import LanguageIdentifier
 from mmrecipe.text.pages import DEFAULT_MAX_PAGE_BYTES, DROPPED, Outcome, Page, read_page
 from mmrecipe.text.pii import PII_TYPES, redact
@@ -81,6 +81,7 @@ class TextStageConfig:
     quality_min_score: float = 0.0
     toxicity_threshold: float = 0.9
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    max_html_depth: int = DEFAULT_MAX_DEPTH  # deeper pages are rejected as html_too_deep (resiliparse)
     batch_size: int = 128
     workers: int = 1  # processes for the per-document steps; outputs are identical for any number
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
@@ -95,6 +96,8 @@ class TextStageConfig:
                 raise ValueError(f"language_thresholds[{language!r}]: {e}") from None
         if self.batch_size < 1 or self.workers < 1:
             raise ValueError(f"batch_size and workers must be at least 1, got {self.batch_size} and {self.workers}")
+        if self.max_html_depth < 1:
+            raise ValueError(f"max_html_depth must be at least 1, got {self.max_html_depth}")
 
 
 @dataclass
@@ -172,7 +175,7 @@ class TextFilter:
         """The outcome of every row (a passing document, or why it was dropped or rejected), and the quality scores."""
         results: list[_Doc | Outcome] = []
         for row in rows:
-            page = read_page(reader, row, self.config.extractor, self.config.max_page_bytes)
+            page = read_page(reader, row, self.config.extractor, self.config.max_page_bytes, self.config.max_html_depth)
             results.append(_Doc(row, page, page.text) if isinstance(page, Page) else page)
         keys = {i: text_key(r.text) for i, r in enumerate(results) if isinstance(r, _Doc)}
         fresh: dict[bytes, _Doc] = {}
