@@ -4,6 +4,7 @@ import json
 import shutil
 
 import dagster as dg
+import pytest
 
 from mmrecipe.settings import Settings
 from resources import build_resources
@@ -74,3 +75,30 @@ def test_cold_start_indexes_only_until_a_classifier_exists(settings: Settings, i
     land_drop(settings, "drop-002", WARC)
     warm = _tick(instance, settings, cursor=cold.cursor)
     assert [(r.partition_key, r.asset_selection) for r in warm.run_requests] == [("drop-002", None)]
+
+
+def test_a_tick_reads_no_file_contents_and_raw_crawl_checks_the_hashes(
+    settings: Settings, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Completeness is presence and sizes; a same-size corrupted upload is started, and raw_crawl refuses it."""
+    from data_assets.definitions import build_defs
+    from mmrecipe import drops
+
+    folder = land_drop(settings, "drop-corrupt", WARC)
+    data = bytearray((folder / "crawl-0.warc.gz").read_bytes())
+    data[-5] ^= 0xFF  # same size, different bytes
+    (folder / "crawl-0.warc.gz").write_bytes(bytes(data))
+
+    def no_hashing(*_: object) -> str:
+        raise AssertionError("a sensor tick must not hash drop files")
+
+    with monkeypatch.context() as m:
+        m.setattr(drops, "sha256_of", no_hashing)
+        result = _tick(instance, settings)
+    assert [r.partition_key for r in result.run_requests] == ["drop-corrupt"]
+    instance.add_dynamic_partitions("drops", ["drop-corrupt"])
+    job = build_defs(settings).get_job_def("drop_stages_job")
+    with pytest.raises(dg.Failure, match=r"crawl-0\.warc\.gz sha256 does not match the manifest"):
+        job.execute_in_process(
+            instance=instance, partition_key="drop-corrupt", asset_selection=[dg.AssetKey("raw_crawl")]
+        )
