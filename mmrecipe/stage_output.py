@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmrecipe.drops import validate_drop_name
-from mmrecipe.storage import PARQUET_OPTIONS, Storage, retried
+from mmrecipe.storage import PARQUET_OPTIONS, Storage, retried, sweep_stale_temp_files
 
 PROVENANCE_FIELDS: list[pa.Field] = [
     pa.field("record_id", pa.string(), nullable=False),
@@ -109,8 +109,10 @@ class _ParquetSink:
 
 
 def _tmp_dir() -> str:
+    """The local scratch folder of Parquet being written (killed runs' leftovers there expire after a day)."""
     path = os.environ.get("MMRECIPE_TMP") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "mmrecipe")
     os.makedirs(path, exist_ok=True)
+    sweep_stale_temp_files(path, "mmrecipe-")
     return path
 
 

@@ -9,7 +9,9 @@ Atomic writes:
   writer exits cleanly (small objects: one PutObject at the end). On an exception the upload
   is aborted; a killed process leaves only an incomplete multipart upload, which S3 never
   shows as an object (add an AbortIncompleteMultipartUpload lifecycle rule to reclaim it).
-So a killed run never leaves a half-written file at a published path, on either backend.
+So a killed run never leaves a half-written file at a published path, on either backend. What
+it leaves locally (a `.tmp-*` file) is removed by the first write into that folder once it is
+older than `STALE_TMP_SECONDS`.
 
 Reads, listings and Parquet go through pyarrow's S3 filesystem; uploads go through boto3,
 because pyarrow cannot abort a multipart upload. S3 readers fetch a 4 MiB window per request
@@ -37,6 +39,8 @@ import pyarrow.parquet as pq
 T = TypeVar("T")
 
 PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": True, "write_statistics": True}
+STALE_TMP_SECONDS = 24 * 3600  # a temporary file this old belongs to a run that was killed
+_SWEPT: set[str] = set()  # local folders already swept of stale temporary files by this process
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, ConnectionError)
 # pyarrow reports every S3 failure as OSError; these markers say retrying cannot help.
 _PERMANENT_S3_MARKERS = (
@@ -275,6 +279,24 @@ class S3ReadAhead(io.RawIOBase):
         super().close()
 
 
+def sweep_stale_temp_files(folder: str, prefix: str, max_age: float = STALE_TMP_SECONDS) -> int:
+    """Delete the files of a local `folder` named `prefix*` older than `max_age` seconds, once per process.
+
+    Returns how many were deleted. Only old files go: a younger one may belong to a live writer.
+    """
+    if folder in _SWEPT:
+        return 0
+    _SWEPT.add(folder)
+    removed, cutoff = 0, time.time() - max_age
+    with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                if entry.name.startswith(prefix) and entry.is_file() and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
 @dataclass
 class Storage:
     """A root location for files: a local directory or an `s3://bucket/prefix` URI."""
@@ -447,6 +469,7 @@ class Storage:
         parent, name = final.rsplit("/", 1)
         tmp = f"{parent}/.tmp-{name}-{uuid.uuid4().hex}"
         retried(lambda: self.fs.create_dir(parent, recursive=True))
+        sweep_stale_temp_files(parent, ".tmp-")
         try:
             with self.fs.open_output_stream(tmp) as out:
                 yield out  # type: ignore[misc]

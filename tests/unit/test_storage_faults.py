@@ -3,6 +3,7 @@ permanent errors fail at once. Local disk through an injected faulty pyarrow fil
 moto with failures injected into the boto3 client."""
 
 import os
+import time
 from pathlib import Path
 
 import botocore.exceptions as bex
@@ -199,3 +200,27 @@ def test_read_records_survives_one_transient_fault(tmp_path: Path, op: str) -> N
 
     flaky.exists = exists_then_fault  # type: ignore[method-assign]
     assert read_records(flaky, "d1", "html").num_rows == 3
+
+
+def test_a_killed_runs_temporary_files_are_swept_once_they_are_a_day_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leftovers of killed writers (lake `.tmp-*`, scratch `mmrecipe-*.parquet`) go; live-looking ones stay."""
+    monkeypatch.setattr(storage_module, "_SWEPT", set())
+    lake, scratch = tmp_path / "lake" / "raw_crawl" / "d1", tmp_path / "scratch"
+    lake.mkdir(parents=True)
+    scratch.mkdir()
+    old = [lake / ".tmp-data.parquet-dead", scratch / "mmrecipe-dead.parquet"]
+    young = [lake / ".tmp-data.parquet-live", scratch / "mmrecipe-live.parquet"]
+    for p in [*old, *young, lake / "keep.parquet"]:
+        p.write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 86400
+    for p in [*old, lake / "keep.parquet"]:
+        os.utime(p, (two_days_ago, two_days_ago))
+    monkeypatch.setenv("MMRECIPE_TMP", str(scratch))
+    storage = Storage(str(tmp_path / "lake"))
+    with StageWriter(storage, "raw_crawl", "d1", pa.schema(PROVENANCE_FIELDS)) as out:
+        out.close()
+    assert not any(p.exists() for p in old)
+    assert all(p.exists() for p in young) and (lake / "keep.parquet").exists()
+    assert storage.exists(storage.uri("raw_crawl", "d1", "data.parquet"))
