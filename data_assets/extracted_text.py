@@ -15,18 +15,19 @@ import dagster as dg
 import pyarrow.compute as pc
 from pydantic import Field
 
+from data_assets.plots import histogram_chart_md
 from data_assets.pod_resources import pod_resources
 from data_assets.stage_checks import conservation_check
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
 from mmrecipe.crawl_index import stage_tables_uri
 from mmrecipe.dedup import BandIndex, IndexEntries
-from mmrecipe.stage_output import StageWriter, count_rows
+from mmrecipe.stage_output import StageWriter, count_rows, markdown_table
 from mmrecipe.text import pipeline
 from mmrecipe.text.dedup_stage import FILTERED, dedup_drop, extracted_schema, read_rows, stale_drops
 from mmrecipe.text.pii_audit import audit_documents
 from mmrecipe.text.quality_classifier import load_scorer
 from mmrecipe.text.quality_rules import RuleThresholds
-from mmrecipe.text.report import score_histogram_markdown
+from mmrecipe.text.report import score_histogram
 from partitions import drops_partitions
 from resources import LakeResource, LandingResource
 
@@ -49,6 +50,16 @@ class FilteredTextConfig(dg.Config):
     max_html_depth: int = 2_000  # pages nested deeper are rejected as html_too_deep (extraction time is superlinear)
     batch_size: int = 128
     workers: int = 1  # processes for the per-document steps (the pod's CPUs); outputs do not depend on it
+
+
+def quality_histogram(scores: list[float], title: str, threshold: float | None = None) -> dict[str, dg.MetadataValue]:
+    """Quality-score histogram metadata: counts per 0.1 bin as a table, and a chart with the drop threshold."""
+    return {
+        "quality_histogram": dg.MetadataValue.md(markdown_table(score_histogram(scores), ["score", "count"])),
+        "quality_chart": histogram_chart_md(
+            scores, title, "P(high quality)", value_range=(0.0, 1.0), threshold=threshold
+        ),
+    }
 
 
 @dg.asset(
@@ -88,9 +99,7 @@ def filtered_text(
         "languages": histogram_md(report.languages, "language") if report.languages else "none",
         "charset_sources": histogram_md(report.charset_sources, "source") if report.charset_sources else "none",
         "repeated_texts": report.repeated_texts,
-        "quality_histogram": dg.MetadataValue.md(
-            score_histogram_markdown(report.quality_scores, f"{drop}: scored documents", threshold)
-        ),
+        **quality_histogram(report.quality_scores, f"{drop}: scored documents", threshold),
     }  # fmt: skip
     return dg.MaterializeResult(metadata=stage_metadata(result, PREVIEW, extra))
 
@@ -117,9 +126,7 @@ def extracted_text(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     stale_later = sorted(d for d in stale_drops(index) if d > drop)
     extra = {
         "languages": histogram_md(Counter(kept["language"].to_pylist()), "language") if kept.num_rows else "none",
-        "quality_histogram": dg.MetadataValue.md(
-            score_histogram_markdown(kept["quality_score"].to_pylist(), f"{drop}: kept documents")
-        ),
+        **quality_histogram(kept["quality_score"].to_pylist(), f"{drop}: kept documents"),
         "dedup": dg.MetadataValue.json(decisions.summary()),
         "dedup_sources": dg.MetadataValue.json(decisions.sources),
         "stale_later_drops": ", ".join(stale_later) or "none",

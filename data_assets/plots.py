@@ -1,4 +1,4 @@
-"""Small PNG charts as markdown metadata: drop reasons, histograms and loss curves, shown inline in the UI.
+"""Small PNG charts as markdown metadata: drop reasons and score histograms, shown inline in the UI.
 
 Each helper renders a matplotlib `Figure` (no pyplot: no global backend state, no display) to a compact
 PNG and returns `dg.MetadataValue.md("![title](data:image/png;base64,…)")`, which the Dagster UI renders.
@@ -18,6 +18,7 @@ FIGSIZE = (5.0, 2.6)
 DPI = 80
 MAX_BARS = 15
 COLOR = "#4f43dd"
+THRESHOLD_COLOR = "#cc3311"
 
 
 def png_md(png: bytes, title: str) -> dg.MetadataValue:
@@ -53,9 +54,14 @@ def bar_chart_md(counts: Mapping[str, int], title: str, xlabel: str = "count") -
 
 
 def histogram_chart_md(
-    values: Sequence[float], title: str, xlabel: str, bins: int = 20, value_range: tuple[float, float] | None = None
+    values: Sequence[float],
+    title: str,
+    xlabel: str,
+    bins: int = 20,
+    value_range: tuple[float, float] | None = None,
+    threshold: float | None = None,
 ) -> dg.MetadataValue:
-    """A histogram of numeric values (e.g. quality scores, language confidences); NaNs are left out."""
+    """A histogram of numeric values (e.g. quality scores), a drop threshold dashed; NaNs are left out."""
     clean = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     fig = Figure(figsize=FIGSIZE)
     ax = fig.subplots()
@@ -63,31 +69,11 @@ def histogram_chart_md(
         ax.hist(clean, bins=bins, range=value_range, color=COLOR)
     else:
         ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
+    if threshold is not None:
+        ax.axvline(threshold, color=THRESHOLD_COLOR, linestyle="--", label=f"threshold {threshold:.3f}")
+        ax.legend(fontsize=7)
     ax.set_title(f"{title} (n={len(clean)})", fontsize=10)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel("count", fontsize=8)
     ax.tick_params(labelsize=8)
-    return figure_md(fig, title)
-
-
-def line_chart_md(
-    series: Mapping[str, Sequence[float]],
-    title: str,
-    xlabel: str = "step",
-    ylabel: str = "loss",
-    x: Sequence[float] | None = None,
-) -> dg.MetadataValue:
-    """One line per named series (e.g. the training loss of each seed) over `x` (default 0, 1, 2, …)."""
-    fig = Figure(figsize=FIGSIZE)
-    ax = fig.subplots()
-    for name, ys in series.items():
-        xs = list(x)[: len(ys)] if x is not None else list(range(len(ys)))
-        ax.plot(xs, [float(y) for y in ys][: len(xs)], label=str(name), linewidth=1.2)
-    if len(series) > 1:
-        ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_ylabel(ylabel, fontsize=8)
-    ax.tick_params(labelsize=8)
-    ax.grid(alpha=0.3)
     return figure_md(fig, title)

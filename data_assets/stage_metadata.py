@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
+from data_assets.plots import bar_chart_md
 from mmrecipe.stage_output import StageOutput, markdown_table
 
 
@@ -33,6 +34,9 @@ def stage_metadata(
         "dagster/row_count": int(counts.kept),
         **counts.as_metadata(),
         "drop_reasons": histogram_md(reasons, "reason") if reasons else dg.MetadataValue.md("none"),
+        "drop_reasons_chart": bar_chart_md(reasons, "drop and reject reasons")
+        if reasons
+        else dg.MetadataValue.md("none"),
         "preview": dg.MetadataValue.md(markdown_table(out.preview, preview_columns)),
     }
     meta.update(extra or {})

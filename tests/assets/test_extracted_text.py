@@ -115,7 +115,7 @@ def assert_drop_a_reasons_checks_and_metadata(result: dg.ExecuteInProcessResult,
     assert "| en | 7 |" in meta["languages"] and "score" in meta["quality_histogram"]
     assert meta["stale_later_drops"] == "none"
     filtered = metadata_of(result, "filtered_text")
-    assert filtered["quality_threshold_percentile"] == 0.0 and "data:image/png;base64," in filtered["quality_histogram"]
+    assert filtered["quality_threshold_percentile"] == 0.0 and "data:image/png;base64," in filtered["quality_chart"]
     checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
         ("filtered_text", "conservation"): True,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_assets.plots import COLOR, bar_chart_md, histogram_chart_md, line_chart_md
+from data_assets.plots import COLOR, THRESHOLD_COLOR, bar_chart_md, histogram_chart_md
 
 BAR_RGB = tuple(int(COLOR[i : i + 2], 16) for i in (1, 3, 5))
 
@@ -47,12 +47,17 @@ def test_bar_chart_keeps_only_the_largest_reasons_and_is_deterministic() -> None
     assert tall == _png(bar_chart_md(dict(list(counts.items())[-15:]), "drop reasons")).height  # capped at 15 bars
 
 
-def test_histogram_and_line_chart_render_what_they_are_given() -> None:
+def test_histogram_renders_what_it_is_given_and_marks_the_threshold() -> None:
     scores = [i / 100 for i in range(100)] + [float("nan")]
     hist = _png(histogram_chart_md(scores, "quality", "score", bins=10, value_range=(0, 1)))
     empty = _png(histogram_chart_md([], "quality", "score"))
     assert sum(_bar_pixels_per_row(empty)) == 0 and sum(_bar_pixels_per_row(hist)) > 5_000
-    curves = line_chart_md({"seed 0": [3.0, 2.5, 2.1], "seed 1": [3.1, 2.4, 2.0]}, "training loss")
-    flat = line_chart_md({"seed 0": [3.0, 3.0, 3.0]}, "training loss")
-    assert curves.value != flat.value
-    assert _png(curves).size == _png(flat).size == (400, 208)
+    marked = _png(histogram_chart_md(scores, "quality", "score", bins=10, value_range=(0, 1), threshold=0.3))
+    assert THRESHOLD_COLOR == "#cc3311"  # red: the only reddish pixels are the threshold line and its legend
+
+    def reddish(img: Image.Image) -> int:
+        arr = np.asarray(img).astype(int)
+        return int((arr[:, :, 0] - np.maximum(arr[:, :, 1], arr[:, :, 2]) > 60).sum())
+
+    assert reddish(hist) == 0 and reddish(marked) > 50
+    assert hist.size == marked.size == (400, 208)
