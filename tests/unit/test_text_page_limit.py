@@ -12,17 +12,22 @@ from tests.warc_fixtures import HttpResponse, warc_bytes
 PARAGRAPH = b"<p>The quick brown fox jumps over the lazy dog, and then it rests in the warm afternoon sun.</p>"
 
 
+def read_one_page(tmp_path: Path, body: bytes, **limits: int) -> Page | Outcome:
+    """`read_page` on the one HTTP response of a WARC holding `body`."""
+    (tmp_path / "f.warc.gz").write_bytes(warc_bytes([HttpResponse("http://example.org/page", body)]))
+    storage = Storage(str(tmp_path))
+    row = [r for r, _, _ in index_warc(storage, "d", storage.uri("f.warc.gz"), "f.warc.gz")][1]
+    with RecordReader(storage) as reader:
+        return read_page(reader, row, "resiliparse", **limits)
+
+
 @pytest.mark.parametrize(
     ("repeats", "limit", "expected"),
     [(10, 1 << 20, "page"), (20_000, 1 << 20, "page_too_large"), (20_000, 4 << 20, "page")],
 )
 def test_pages_over_the_limit_are_rejected(tmp_path: Path, repeats: int, limit: int, expected: str) -> None:
     body = b"<html><body>" + PARAGRAPH * repeats + b"</body></html>"  # 20k paragraphs: about 1.9 MB
-    (tmp_path / "f.warc.gz").write_bytes(warc_bytes([HttpResponse("http://example.org/big", body)]))
-    storage = Storage(str(tmp_path))
-    row = [r for r, _, _ in index_warc(storage, "d", storage.uri("f.warc.gz"), "f.warc.gz")][1]
-    with RecordReader(storage) as reader:
-        page = read_page(reader, row, "resiliparse", max_page_bytes=limit)
+    page = read_one_page(tmp_path, body, max_page_bytes=limit)
     if expected == "page":
         assert isinstance(page, Page) and "quick brown fox" in page.text
     else:
@@ -43,11 +48,7 @@ def nested(depth: int) -> bytes:
 )
 def test_pages_nested_too_deep_are_rejected(tmp_path: Path, depth: int, limit: int, expected: str) -> None:
     """resiliparse's main-content pass is superlinear in nesting (20,000 levels: ~10 s); deeper pages are refused."""
-    (tmp_path / "f.warc.gz").write_bytes(warc_bytes([HttpResponse("http://example.org/deep", nested(depth))]))
-    storage = Storage(str(tmp_path))
-    row = [r for r, _, _ in index_warc(storage, "d", storage.uri("f.warc.gz"), "f.warc.gz")][1]
-    with RecordReader(storage) as reader:
-        page = read_page(reader, row, "resiliparse", max_html_depth=limit)
+    page = read_one_page(tmp_path, nested(depth), max_html_depth=limit)
     if expected == "page":
         assert isinstance(page, Page) and "quick brown fox" in page.text
     else:
