@@ -52,6 +52,7 @@ from mmrecipe.images.decoding import (
     ImageHeader,
     ImageRejected,
     NormalizedImage,
+    decode_image,
     hash_frame,
     normalize,
     open_image,
@@ -284,9 +285,9 @@ class AnalysedImage:
 def analyse_image(data: bytes, config: ImageStageConfig, normalize_now: bool = False) -> AnalysedImage:
     """Pass 2 for one payload: probe, header filters, pHash input (raises ImageRejected or ImageFiltered).
 
-    The format and size are filtered before anything past the header is read. The pHash input is the same for every
-    format: `hash_frame` (a DCT-scaled grey decode for JPEGs, a full decode otherwise), then
-    `reduced_phash_input`. `normalize_now` also normalizes the image (the NSFW scorer needs it
+    The format and size are filtered before anything past the header is read. The pHash input is
+    the same for every format: `hash_frame` (a DCT-scaled grey decode for JPEGs, a full decode
+    otherwise), then `reduced_phash_input`. `normalize_now` also normalizes the image (the NSFW scorer needs it
     before dedup); a PNG/WebP/GIF reuses its decoded frame for that, a JPEG is decoded again.
     """
     im = open_image(data, config.max_decode_pixels)
@@ -297,15 +298,14 @@ def analyse_image(data: bytes, config: ImageStageConfig, normalize_now: bool = F
     grey = reduced_phash_input(hash_frame(im))
     if not normalize_now:
         return AnalysedImage(header, grey, None)
-    if header.format == "JPEG":  # the hash decode was a grey draft
-        im, header = probe(data, config.max_decode_pixels)
+    if header.format == "JPEG":  # the hash decode was a grey draft: decode again
+        return AnalysedImage(header, grey, normalize_image(data, config))
     return AnalysedImage(header, grey, normalize(im, header, config.max_side))
 
 
 def normalize_image(data: bytes, config: ImageStageConfig) -> NormalizedImage:
     """Pass 3 for one payload: decode and normalize (sRGB, `max_side`, fixed-settings JPEG, pixel hash)."""
-    im, header = probe(data, config.max_decode_pixels)
-    return normalize(im, header, config.max_side)
+    return decode_image(data, config.max_side, config.max_decode_pixels)
 
 
 def image_phash(data: bytes, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> int:
