@@ -199,9 +199,29 @@ def load_frame(
         raise _pillow_error(e, "pixels") from None
 
 
-def _over_white(im: Image.Image) -> Image.Image:
+def _composite_over_white(im: Image.Image) -> Image.Image:
+    """The image's pixels as RGB, each composited over white by its alpha (or transparency)."""
     rgba = im.convert("RGBA")
     return Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba).convert("RGB")
+
+
+def palette_over_white(im: Image.Image) -> Image.Image:
+    """A palette image whose palette colours are composited over white, its transparency dropped.
+
+    Compositing depends only on a pixel's palette entry, so compositing the 256 entries once gives
+    the same pixels as compositing every pixel (`_composite_over_white`), at a fraction of the cost.
+    """
+    entries = im.resize((256, 1), Image.Resampling.NEAREST)  # same palette and transparency
+    entries.frombytes(bytes(range(256)))  # pixel i shows palette entry i
+    out = im.copy()
+    out.info.pop("transparency", None)
+    out.putpalette(_composite_over_white(entries).tobytes(), "RGB")
+    return out
+
+
+def _over_white(im: Image.Image) -> Image.Image:
+    """The image as RGB composited over white (palette images through their palette)."""
+    return palette_over_white(im).convert("RGB") if im.mode == "P" else _composite_over_white(im)
 
 
 def _sixteen_bit_to_rgb(im: Image.Image) -> Image.Image:
@@ -257,6 +277,8 @@ def hash_frame(im: Image.Image) -> Image.Image:
     try:
         if frame.mode in _GREY_AS_IS and "transparency" not in frame.info:
             return frame.convert("L")
+        if frame.mode == "P":  # with transparency
+            return palette_over_white(frame).convert("L")
         return to_srgb(frame, apply_icc=False).convert("L")
     except ImageRejected:
         raise

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from mmrecipe.images.decoding import JPEG_SETTINGS, ImageRejected, decode_image, probe, target_size
+from mmrecipe.images.decoding import (
+    JPEG_SETTINGS,
+    ImageRejected,
+    decode_image,
+    hash_frame,
+    palette_over_white,
+    probe,
+    target_size,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
 GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
@@ -98,6 +106,39 @@ def test_palette_png_with_transparency_is_composited_over_white() -> None:
     assert (pixels[alpha == 0] == 255).all()  # transparent pixels became white
     opaque = np.asarray(src.convert("RGBA"))[..., :3][alpha == 255]
     assert np.array_equal(pixels[alpha == 255], opaque)
+
+
+def _composited_pixel_by_pixel(im: Image.Image) -> Image.Image:
+    rgba = im.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF"])
+def test_palette_composite_equals_compositing_every_pixel(fmt: str) -> None:
+    rng = np.random.default_rng(7)
+    checked = 0
+    for case in range(40):
+        n = int(rng.choice([2, 7, 100, 256]))
+        w, h = (int(v) for v in rng.integers(1, 50, 2))
+        top = 256 if case % 3 == 0 else n  # a third of the cases use indexes past a short palette
+        im = Image.frombytes("P", (w, h), rng.integers(0, top, w * h, dtype=np.uint8).tobytes())
+        im.putpalette(rng.integers(0, 256, 3 * n, dtype=np.uint8).tobytes())
+        alphas = rng.integers(0, 256, int(rng.integers(1, n + 1)), dtype=np.uint8).tobytes()
+        table = case % 2 and fmt == "PNG"  # a tRNS alpha table (PNG only) or one transparent index
+        im.info["transparency"] = alphas if table else int(rng.integers(0, n))
+        buf = io.BytesIO()
+        im.save(buf, fmt)
+        for src in (im, Image.open(io.BytesIO(buf.getvalue()))):
+            src.load()
+            if src.mode != "P" or "transparency" not in src.info:
+                continue
+            expected = _composited_pixel_by_pixel(src)
+            assert palette_over_white(src).convert("RGB").tobytes() == expected.tobytes()
+            assert "transparency" in src.info  # the source is left as it was
+            if src is not im:  # the decoded file, through the stage's hash decode
+                assert hash_frame(probe(buf.getvalue())[0]).tobytes() == expected.convert("L").tobytes()
+                checked += 1
+    assert checked >= 30
 
 
 def test_sixteen_bit_grey_is_scaled_to_eight_bits() -> None:
