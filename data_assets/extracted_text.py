@@ -1,14 +1,13 @@
-"""filtered_text and extracted_text: per-document text filtering, then cross-drop dedup; checks and refresh sensor.
+"""filtered_text and extracted_text: per-document text filtering, then cross-drop dedup, and their checks.
 
 Cross-drop dedup (see `mmrecipe.dedup.band_index`): filtered_text[drop] writes the drop's own
 exact keys and LSH bands; extracted_text[drop] keeps the documents with no earlier copy in
 (drop key, record) order and records the index versions it read. When an earlier drop is
-materialized after a later one (or changes), the `text_dedup_refresh` sensor sees the later
-drop's recorded versions go stale and re-materializes its extracted_text, which then equals
-what in-order materialization gives.
+materialized after a later one (or changes), the `text_dedup_refresh` sensor
+(`sensors.dedup_refresh`) sees the later drop's recorded versions go stale and re-materializes
+its extracted_text, which then equals what in-order materialization gives.
 """
 
-import hashlib
 from collections import Counter
 
 import dagster as dg
@@ -193,20 +192,3 @@ def keep_rate(
         metadata={"keep_rate": float(rate), "kept": kept, "total": kept + removed,
                   "bounds": f"[{config.min_keep_rate}, {config.max_keep_rate}]"},
     )  # fmt: skip
-
-
-@dg.sensor(name="text_dedup_refresh", target=[extracted_text], minimum_interval_seconds=60,
-           default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Re-materializes extracted_text of drops whose earlier drops' dedup index changed.")  # fmt: skip
-def text_dedup_refresh(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
-    """A run per stale drop; the run key names the index state, so each state is refreshed once."""
-    storage = lake.storage()
-    index = BandIndex(storage, FILTERED)
-    state = index.versions()
-    requests = []
-    for drop, why in sorted(stale_drops(index).items()):
-        earlier = ",".join(f"{d}={v}" for d, v in sorted(state.items()) if d < drop)
-        run_key = f"{drop}:{hashlib.sha1(earlier.encode()).hexdigest()[:16]}"
-        requests.append(dg.RunRequest(partition_key=drop, run_key=run_key, tags={"mmrecipe/why": why[:200]}))
-        context.log.info(f"extracted_text[{drop}] is stale: {why}")
-    return dg.SensorResult(run_requests=requests)

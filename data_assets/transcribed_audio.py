@@ -1,4 +1,10 @@
-"""transcribed_audio: what is said in each speech clip of a drop, with its conservation, PII and WER checks."""
+"""transcribed_audio: what is said in each speech clip of a drop, with its conservation, PII and WER checks.
+
+The drop's clip outcomes (decode, speech detection, ASR, transcript filters) are stored beside
+its tables (`mmrecipe.audio.clip_outcomes`) before PII redaction and cross-drop dedup. When an
+earlier-key drop arrives later, the `audio_dedup_refresh` sensor (`sensors.dedup_refresh`)
+re-materializes the stale drop, which reuses those outcomes and only redoes the dedup.
+"""
 
 import time
 
@@ -9,14 +15,15 @@ from data_assets.pod_resources import pod_resources
 from data_assets.stage_checks import conservation_check
 from data_assets.stage_metadata import column_schema, stage_metadata
 from mmrecipe.audio.calibration import load_calibration_set, transcribe_calibration_set
+from mmrecipe.audio.clip_outcomes import drop_outcomes
 from mmrecipe.audio.decoding import DecodeLimits
 from mmrecipe.audio.speech_detection import VadSettings
-from mmrecipe.audio.transcribed_audio import INPUT_COLUMNS, SCHEMA, AudioStageSettings, AudioStats, transcribe_records
+from mmrecipe.audio.transcribed_audio import INPUT_COLUMNS, SCHEMA, AudioStageSettings
 from mmrecipe.audio.transcript_filters import TranscriptFilterSettings
 from mmrecipe.audio.transcript_postprocessing import pii_left, postprocess_transcripts
 from mmrecipe.crawl_index import read_records, stage_tables_uri
+from mmrecipe.dedup import BandIndex
 from mmrecipe.stage_output import StageWriter, markdown_table
-from mmrecipe.warc_index import RecordReader
 from partitions import drops_partitions
 from resources import LakeResource
 from resources.transcriber import TranscriberResource
@@ -75,9 +82,10 @@ def transcribed_audio(
     """Transcripts of a drop's speech clips: PII-redacted text, timed segments, language, audio facts; deduplicated."""
     drop, storage = context.partition_key, lake.storage()
     records = read_records(storage, drop, "audio", columns=INPUT_COLUMNS).to_pylist()
-    asr, stats, started = transcriber.transcriber(), AudioStats(), time.perf_counter()
-    with RecordReader(storage) as reader:
-        clips = list(transcribe_records(reader, records, asr, config.stage_settings(), stats))
+    asr, started = transcriber.transcriber(), time.perf_counter()
+    clips, stats, reused = drop_outcomes(storage, drop, records, asr, config.stage_settings(), ASSET)
+    if reused:  # same records, settings and model: a dedup refresh or a retry
+        context.log.info(f"reused the stored clip outcomes of {len(clips)} audio records: no ASR")
     post = postprocess_transcripts([c.row for c in clips if c.row is not None], storage, drop, ASSET)
     provs = {c.prov["record_id"]: c.prov for c in clips}
     with StageWriter(storage, ASSET, drop, SCHEMA.with_metadata(post.schema_metadata())) as out:
@@ -88,6 +96,9 @@ def transcribed_audio(
             out.drop(provs[row["record_id"]], reason, detail) if reason else out.keep(row)
         result = out.close()
     wall_s = time.perf_counter() - started
+    stale_later = sorted(d for d in BandIndex(storage, ASSET).stale_outputs(ASSET) if d > drop)
+    if stale_later:
+        context.log.info(f"earlier drop {drop} changed the dedup of {stale_later}: audio_dedup_refresh re-runs them")
     extra = {
         "hours_in": round(stats.in_seconds / 3600, 4),
         "hours_kept": round(sum(r["duration_s"] for r, reason, _ in post.outcomes if not reason) / 3600, 4),
@@ -95,8 +106,10 @@ def transcribed_audio(
         "rtf_wall": round(wall_s / stats.in_seconds, 4) if stats.in_seconds else 0.0,
         "asr_seconds": round(stats.asr_s, 2),
         "model_load_seconds": round(asr.load_s, 2),
+        "asr_reused": reused,
         "duration_histogram": dg.MetadataValue.md(markdown_table(stats.histogram_rows(), ["duration", "clips"])),
         "pii_redacted": int(sum(post.pii.values())),
+        "stale_later_drops": ", ".join(stale_later) or "none",
         "model": asr.settings.name,
         "device": f"{asr.settings.device}/{asr.settings.compute_type}",
     }

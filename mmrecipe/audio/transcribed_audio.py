@@ -50,7 +50,7 @@ SCHEMA = pa.schema(
         pa.field("dedup_cluster", pa.string()),
     ]
 )
-INPUT_COLUMNS = [*PROVENANCE_COLUMNS, "warc_length", "target_uri", "http_status", "mime_type"]
+INPUT_COLUMNS = [*PROVENANCE_COLUMNS, "warc_length", "target_uri", "http_status", "mime_type", "payload_sha256"]
 DURATION_BUCKETS: tuple[tuple[float, str], ...] = (
     (1.0, "<1 s"),
     (5.0, "1–5 s"),

@@ -8,10 +8,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from data_assets.extracted_text import text_dedup_refresh
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
 from resources import LakeResource
+from sensors.dedup_refresh import text_dedup_refresh
 from tests.conftest import land_drop, materialize_drop, metadata_of
 from tests.warc_fixtures import HttpResponse, warc_bytes
 

@@ -1,6 +1,7 @@
 """transcribed_audio materialized on a real instance: the sample drop, bad inputs, dedup across drops, checks."""
 
 import io
+import shutil
 import wave
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+import mmrecipe.audio.clip_outcomes
 from mmrecipe.audio.calibration import default_calibration_dir
 from mmrecipe.audio.wer import word_error_rate
 from mmrecipe.settings import Settings
@@ -103,9 +105,8 @@ def _drop(*responses: HttpResponse) -> dict[str, bytes]:
     return {"crawl-00000.warc.gz": warc_bytes(responses)}
 
 
-def test_bad_inputs_and_a_copy_in_a_later_drop_are_accounted_for_deterministically(
-    settings: Settings, instance: dg.DagsterInstance
-) -> None:
+def _land_two_drops(settings: Settings) -> None:
+    """2026-01-a: a speech clip and bad inputs; 2026-01-b: an MP3 copy of that clip and another clip."""
     flac = (SPEECH / "ss01-0870.flac").read_bytes()
     land_drop(
         settings,
@@ -126,6 +127,17 @@ def test_bad_inputs_and_a_copy_in_a_later_drop_are_accounted_for_deterministical
             HttpResponse("http://b.example.net/ch1-0880.flac", (SPEECH / "ss01-0880.flac").read_bytes(), "audio/flac"),
         ),
     )
+
+
+def _snapshot(settings: Settings, drops: tuple[str, ...] = ("2026-01-a", "2026-01-b")) -> dict[str, bytes]:
+    folder = Path(settings.lake) / "transcribed_audio"
+    return {f"{d}/{n}": (folder / d / n).read_bytes() for d in drops for n in ("data.parquet", "rejects.parquet")}
+
+
+def test_bad_inputs_and_a_copy_in_a_later_drop_are_accounted_for_deterministically(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    _land_two_drops(settings)
     first = materialize_drop(settings, instance, "2026-01-a", ASSETS)
     assert all(c.passed for c in checks_of(first).values())
     rows_a, rejects_a = tables(settings, "2026-01-a")
@@ -146,10 +158,54 @@ def test_bad_inputs_and_a_copy_in_a_later_drop_are_accounted_for_deterministical
     meta_b = metadata_of(second, "transcribed_audio")
     assert (meta_b["total"], meta_b["kept"], meta_b["dropped"]) == (2, 1, 1)
 
-    folder = Path(settings.lake) / "transcribed_audio" / "2026-01-b"
-    before = {name: (folder / name).read_bytes() for name in ("data.parquet", "rejects.parquet")}
-    materialize_drop(settings, instance, "2026-01-b", ASSETS)
-    assert {name: (folder / name).read_bytes() for name in before} == before  # byte-identical rerun
+    assert metadata_of(second, "transcribed_audio")["asr_reused"] is False
+    before = _snapshot(settings)
+    rerun = materialize_drop(settings, instance, "2026-01-b", ASSETS)
+    assert _snapshot(settings) == before  # byte-identical rerun
+    assert metadata_of(rerun, "transcribed_audio")["asr_reused"] is True  # nothing changed: no ASR
+
+
+def refresh_stale(settings: Settings, instance: dg.DagsterInstance) -> list[str]:
+    """Evaluate the audio_dedup_refresh sensor and execute the runs it requests; returns the refreshed drops."""
+    from data_assets.definitions import build_defs
+    from resources import LakeResource
+    from sensors.dedup_refresh import audio_dedup_refresh
+
+    context = dg.build_sensor_context(instance=instance, resources={"lake": LakeResource(root=settings.lake)})
+    requests = audio_dedup_refresh(context).run_requests or []
+    job = build_defs(settings).resolve_job_def(audio_dedup_refresh.job_name)  # transcribed_audio and its checks
+    for request in requests:
+        result = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags)
+        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+        assert metadata_of(result, "transcribed_audio")["asr_reused"] is True
+    return [r.partition_key for r in requests]
+
+
+def test_dedup_does_not_depend_on_the_order_drops_arrive_in(
+    settings: Settings, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _land_two_drops(settings)
+    for drop in ("2026-01-a", "2026-01-b"):
+        materialize_drop(settings, instance, drop, ASSETS)
+    assert refresh_stale(settings, instance) == []
+    in_order = _snapshot(settings)
+
+    shutil.rmtree(Path(settings.lake) / "transcribed_audio")
+    materialize_drop(settings, instance, "2026-01-b", ASSETS)  # B first: with nothing earlier, its copy survives
+    assert [r["url"] for r in tables(settings, "2026-01-b")[0]] == [
+        "http://b.example.net/mirror/ch1.mp3",
+        "http://b.example.net/ch1-0880.flac",
+    ]
+    late = materialize_drop(settings, instance, "2026-01-a", ASSETS)
+    assert metadata_of(late, "transcribed_audio")["stale_later_drops"] == "2026-01-b"
+
+    def no_asr(*_: object, **__: object) -> None:
+        raise AssertionError("a dedup refresh must reuse the drop's clip outcomes, not transcribe again")
+
+    monkeypatch.setattr(mmrecipe.audio.clip_outcomes, "transcribe_records", no_asr)  # the stage's ASR path
+    assert refresh_stale(settings, instance) == ["2026-01-b"]
+    assert _snapshot(settings) == in_order  # byte for byte what A-then-B produced
+    assert refresh_stale(settings, instance) == []
 
 
 def test_calibration_wer_check_fails_above_its_bound(settings: Settings, instance: dg.DagsterInstance) -> None:
