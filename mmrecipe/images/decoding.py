@@ -66,7 +66,7 @@ class ImageHeader:
     width: int
     height: int
     mode: str
-    n_frames: int
+    n_frames: int  # 2 from `read_header(..., count_frames=False)` means "animated, not counted"
     orientation: int
 
     @property
@@ -149,15 +149,17 @@ def open_image(data: bytes, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS) 
     return im
 
 
-def read_header(im: Image.Image) -> ImageHeader:
+def read_header(im: Image.Image, count_frames: bool = True) -> ImageHeader:
     """An opened image's header facts: frame count and EXIF orientation (width/height after rotation).
 
-    This may read past the first header: a GIF's frames are walked to count them, and a PNG whose
-    EXIF chunk is not before its pixel data is decoded to find it.
+    This may read past the first header: a PNG whose EXIF chunk is not before its pixel data is
+    decoded to find it, and a GIF's frames are walked to count them. Without `count_frames` only
+    the first frame is walked, and an animated image reports `n_frames=2` (at least two frames).
     """
     try:
         with _BombGuard():
-            n_frames = int(getattr(im, "n_frames", 1)) if getattr(im, "is_animated", False) else 1
+            animated = bool(getattr(im, "is_animated", False))
+            n_frames = (int(getattr(im, "n_frames", 1)) if count_frames else 2) if animated else 1
             im.seek(0)
             orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
     except ImageRejected:

@@ -183,6 +183,7 @@ class _Encoded:
     jpeg: bytes
     pixel_sha256: str
     size: tuple[int, int]
+    n_frames: int
     nsfw_score: float | None
 
 
@@ -194,6 +195,7 @@ class _Normalized:
     length: int
     pixel_sha256: str
     size: tuple[int, int]
+    n_frames: int
     nsfw_score: float | None = None
 
 
@@ -294,7 +296,7 @@ def analyse_image(data: bytes, config: ImageStageConfig, normalize_now: bool = F
     dropped = config.filters.header_drop(str(im.format), *im.size)
     if dropped:
         raise ImageFiltered(*dropped)
-    header = read_header(im)
+    header = read_header(im, count_frames=normalize_now)  # frames are counted for kept images only
     grey = reduced_phash_input(hash_frame(im))
     if not normalize_now:
         return AnalysedImage(header, grey, None)
@@ -362,11 +364,11 @@ class ImageStage:
     def _encoded(self, nimg: NormalizedImage) -> _Encoded:
         """Runs on a worker thread: what is kept of a normalized image, scored if the NSFW filter is on."""
         score = self.scorer.score(nimg.image) if self.scorer is not None else None
-        return _Encoded(nimg.jpeg, nimg.pixel_sha256, nimg.size, score)
+        return _Encoded(nimg.jpeg, nimg.pixel_sha256, nimg.size, nimg.header.n_frames, score)
 
     def _spilled(self, enc: _Encoded) -> _Normalized:
         offset, length = self.spill.put(enc.jpeg)
-        return _Normalized(offset, length, enc.pixel_sha256, enc.size, enc.nsfw_score)
+        return _Normalized(offset, length, enc.pixel_sha256, enc.size, enc.n_frames, enc.nsfw_score)
 
     def _analyse(self, data: bytes) -> tuple[ImageHeader, np.ndarray, _Encoded | None]:
         """Runs on a worker thread: `analyse_image` (raises ImageRejected / ImageFiltered)."""
@@ -508,7 +510,7 @@ class ImageStage:
             "format": f.header.format,
             "mime_type": row["mime_type"],
             "bytes": int(row["payload_length"] or 0),
-            "n_frames": f.header.n_frames,
+            "n_frames": f.norm.n_frames,  # counted when normalized (pass 2 only asks "animated?")
             "sha256": f.sha256,
             "pixel_sha256": f.norm.pixel_sha256,
             "phash": f.phash,

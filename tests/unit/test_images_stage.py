@@ -393,3 +393,25 @@ def test_filtered_images_are_never_decoded(monkeypatch: pytest.MonkeyPatch) -> N
     assert dropped.value.reason == "too_many_pixels" and loads == []
     kept = analyse_image(data, config)  # the same image, kept: now decoded, and its EXIF rotation read
     assert loads and (kept.header.width, kept.header.height, kept.header.orientation) == (3000, 4000, 6)
+
+
+def test_frames_of_an_animated_gif_are_counted_only_when_it_is_normalized(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pass 2 only asks "animated?" (frame 0 is walked); the count for the kept row comes with normalization."""
+    from PIL import GifImagePlugin
+
+    from mmrecipe.images.stage import analyse_image
+
+    frames = [Image.new("L", (200, 160), i * 40) for i in range(6)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=40)
+    data = buf.getvalue()
+    assert analyse_image(data, ImageStageConfig(workers=1), normalize_now=True).header.n_frames == 6
+    counted = GifImagePlugin.GifImageFile.n_frames
+
+    def no_walk(im: GifImagePlugin.GifImageFile) -> int:
+        raise AssertionError("pass 2 walked every frame")
+
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "n_frames", property(no_walk))
+    header = analyse_image(data, ImageStageConfig(workers=1)).header
+    assert header.animated and header.n_frames == 2  # "at least two", not counted
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "n_frames", counted)
