@@ -103,3 +103,20 @@ def run_checks(
     )
     ops = [c.node_def.name for c in defs.asset_checks if set(c.check_keys) & set(keys)]
     return job.execute_in_process(instance=instance, partition_key=partition, op_selection=ops, raise_on_error=False)
+
+
+def run_sensor_requests(
+    settings: Settings, instance: dg.DagsterInstance, sensor: dg.SensorDefinition
+) -> dict[str, dg.ExecuteInProcessResult]:
+    """Evaluate a lake sensor once and execute every run it requests (its target and checks), by partition."""
+    from data_assets.definitions import build_defs
+    from resources import LakeResource
+
+    context = dg.build_sensor_context(instance=instance, resources={"lake": LakeResource(root=settings.lake)})
+    job = build_defs(settings).resolve_job_def(sensor.job_name)
+    results = {}
+    for request in sensor(context).run_requests or []:
+        result = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags)
+        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+        results[request.partition_key] = result
+    return results

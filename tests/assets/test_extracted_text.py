@@ -10,9 +10,8 @@ import pytest
 
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
-from resources import LakeResource
 from sensors.dedup_refresh import text_dedup_refresh
-from tests.conftest import land_drop, materialize_drop, metadata_of
+from tests.conftest import land_drop, materialize_drop, metadata_of, run_sensor_requests
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 DROP_A, DROP_B = "2026-01-a", "2026-02-b"
@@ -140,16 +139,8 @@ def snapshot(storage: Storage) -> dict[str, bytes]:
 
 
 def refresh_stale(settings: Settings, instance: dg.DagsterInstance) -> list[str]:
-    """Evaluate the text_dedup_refresh sensor and execute the runs it requests; returns the refreshed drops."""
-    from data_assets.definitions import build_defs
-
-    context = dg.build_sensor_context(instance=instance, resources={"lake": LakeResource(root=settings.lake)})
-    requests = text_dedup_refresh(context).run_requests or []
-    job = build_defs(settings).resolve_job_def(text_dedup_refresh.job_name)  # extracted_text and its checks
-    for request in requests:
-        result = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags)
-        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
-    return [r.partition_key for r in requests]
+    """Run what the text_dedup_refresh sensor requests (extracted_text and its checks); the refreshed drops."""
+    return list(run_sensor_requests(settings, instance, text_dedup_refresh))
 
 
 def test_two_drops_reasons_checks_and_order_independent_dedup(

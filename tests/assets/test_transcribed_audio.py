@@ -16,7 +16,8 @@ import mmrecipe.audio.clip_outcomes
 from mmrecipe.audio.calibration import default_calibration_dir
 from mmrecipe.audio.wer import word_error_rate
 from mmrecipe.settings import Settings
-from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of
+from sensors.dedup_refresh import audio_dedup_refresh
+from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of, run_sensor_requests
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,19 +167,10 @@ def test_bad_inputs_and_a_copy_in_a_later_drop_are_accounted_for_deterministical
 
 
 def refresh_stale(settings: Settings, instance: dg.DagsterInstance) -> list[str]:
-    """Evaluate the audio_dedup_refresh sensor and execute the runs it requests; returns the refreshed drops."""
-    from data_assets.definitions import build_defs
-    from resources import LakeResource
-    from sensors.dedup_refresh import audio_dedup_refresh
-
-    context = dg.build_sensor_context(instance=instance, resources={"lake": LakeResource(root=settings.lake)})
-    requests = audio_dedup_refresh(context).run_requests or []
-    job = build_defs(settings).resolve_job_def(audio_dedup_refresh.job_name)  # transcribed_audio and its checks
-    for request in requests:
-        result = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags)
-        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
-        assert metadata_of(result, "transcribed_audio")["asr_reused"] is True
-    return [r.partition_key for r in requests]
+    """Run what the audio_dedup_refresh sensor requests; the refreshed drops (each reusing its clip outcomes)."""
+    results = run_sensor_requests(settings, instance, audio_dedup_refresh)
+    assert all(metadata_of(r, "transcribed_audio")["asr_reused"] is True for r in results.values())
+    return list(results)
 
 
 def test_dedup_does_not_depend_on_the_order_drops_arrive_in(
