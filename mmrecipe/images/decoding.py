@@ -279,8 +279,6 @@ def hash_frame(im: Image.Image) -> Image.Image:
     try:
         if frame.mode in _GREY_AS_IS and "transparency" not in frame.info:
             return frame.convert("L")
-        if frame.mode == "P":  # with transparency
-            return palette_over_white(frame).convert("L")
         return to_srgb(frame, apply_icc=False).convert("L")
     except ImageRejected:
         raise

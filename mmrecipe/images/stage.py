@@ -56,7 +56,6 @@ from mmrecipe.images.decoding import (
     hash_frame,
     normalize,
     open_image,
-    probe,
     read_header,
 )
 from mmrecipe.images.image_filters import ImageFilters, NsfwScorer
@@ -312,8 +311,7 @@ def normalize_image(data: bytes, config: ImageStageConfig) -> NormalizedImage:
 
 def image_phash(data: bytes, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> int:
     """The unsigned 64-bit pHash the stage gives image bytes (raises ImageRejected like the stage)."""
-    im, _ = probe(data, max_decode_pixels)
-    return int(phash_batch(reduced_phash_input(hash_frame(im))[None])[0])
+    return int(phash_batch(reduced_phash_input(hash_frame(open_image(data, max_decode_pixels)))[None])[0])
 
 
 def size_bucket(width: int, height: int) -> str:
