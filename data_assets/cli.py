@@ -13,7 +13,15 @@ from pathlib import Path
 import click
 import dagster as dg
 
-from mmrecipe.drops import MANIFEST, DropError, manifest_for_folder, parse_manifest, validate_drop_name, verify_drop
+from mmrecipe.drops import (
+    MANIFEST,
+    DropError,
+    folder_files,
+    manifest_for_folder,
+    parse_manifest,
+    validate_drop_name,
+    verify_drop,
+)
 from mmrecipe.settings import REPO_ROOT, Settings, recipe_keys
 from mmrecipe.storage import Storage
 
@@ -53,22 +61,39 @@ def _report(result: dg.ExecuteInProcessResult, what: str) -> bool:
     return ok
 
 
-def land_folder(settings: Settings, folder: Path, drop: str) -> None:
-    """Copy a local drop folder into the landing location; the manifest is written last."""
+def land_folder(settings: Settings, folder: Path, drop: str) -> list[str]:
+    """Copy a local drop's WARC files (or what its own manifest lists) into landing, manifest last; the files skipped.
+
+    Nothing is copied when the folder holds no WARC file, and a landing that fails verification is removed.
+    """
     validate_drop_name(drop)
     landing = Storage(settings.landing, endpoint_url=settings.s3_endpoint_url)
     manifest_file = folder / MANIFEST
+    warcs, others = folder_files(str(folder))
     if manifest_file.exists():
-        manifest = parse_manifest(manifest_file.read_text(), str(manifest_file))
+        where, manifest = str(manifest_file), parse_manifest(manifest_file.read_text(), str(manifest_file))
+        missing = [e.path for e in manifest.files if not (folder / e.path).is_file()]
+        if missing:
+            raise DropError(f"{manifest_file}: lists {missing[0]}, which is not in {folder}")
     else:
-        manifest = manifest_for_folder(str(folder), drop)
-    for entry in manifest.files:
-        src = folder / entry.path
-        if not src.is_file():
-            raise DropError(f"{manifest_file}: lists {entry.path}, which is not in {folder}")
-        landing.copy_file_in(str(src), landing.uri(drop, entry.path))
-    landing.write_bytes(landing.uri(drop, MANIFEST), manifest.to_json().encode())
-    verify_drop(landing, drop)
+        where, manifest = str(folder), manifest_for_folder(str(folder), drop, warcs)
+    if not manifest.warc_files:
+        found = f"{len(others)} other files, e.g. {', '.join(others[:3])}" if others else "it is empty"
+        raise DropError(
+            f"{where}: no *.warc or *.warc.gz file ({found}). Point `mmrecipe ingest` at a folder of WARC files."
+        )
+    landed = [landing.uri(drop, e.path) for e in manifest.files] + [landing.uri(drop, MANIFEST)]
+    try:
+        for entry, uri in zip(manifest.files, landed, strict=False):
+            landing.copy_file_in(str(folder / entry.path), uri)
+        landing.write_bytes(landed[-1], manifest.to_json().encode())
+        verify_drop(landing, drop)
+    except DropError:
+        for uri in landed:
+            landing.delete(uri)
+        raise
+    listed = {e.path for e in manifest.files}
+    return [p for p in [*warcs, *others] if p not in listed]
 
 
 def _execute(
@@ -90,11 +115,15 @@ def _execute(
 def ingest_drop(settings: Settings, folder: Path, drop: str | None = None) -> bool:
     """Land a folder as a drop, register its partition and materialize the drop stages.
 
-    raw_crawl runs first; if no quality classifier was ever materialized, it is trained next (its
-    reference pages come from the crawl), then the remaining drop stages run.
+    raw_crawl runs first; a drop without one usable response record stops there, with its reject reasons.
+    If no quality classifier was ever materialized, it is trained next (its reference pages come from the
+    crawl), then the remaining drop stages run. The summary names the top drop/reject reasons per stage.
     """
     drop = validate_drop_name(drop or folder.name)
-    land_folder(settings, folder, drop)
+    skipped = land_folder(settings, folder, drop)
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (", …" if len(skipped) > 5 else "")
+        click.echo(f"ingest {drop}: landed the WARC files only, skipped {len(skipped)} other files ({shown})")
     instance = _instance(settings)
     if not instance.has_dynamic_partition("drops", drop):
         instance.add_dynamic_partitions("drops", [drop])
@@ -103,12 +132,22 @@ def ingest_drop(settings: Settings, folder: Path, drop: str | None = None) -> bo
     raw, classifier = dg.AssetKey("raw_crawl"), dg.AssetKey("quality_classifier")
     if not _execute(job, instance, f"ingest {drop}: raw_crawl", drop, [raw]):
         return False
+    index = _latest_metadata(instance, "raw_crawl", drop) or {}
+    if not index.get("responses"):
+        click.echo(
+            f"ingest {drop}: FAILED: no usable HTTP response record in {folder} "
+            f"({index.get('total', 0)} records: {top_reasons(index) or 'no reject reasons'})",
+            err=True,
+        )
+        return False
     if classifier in defs.resolve_all_asset_keys() and instance.get_latest_materialization_event(classifier) is None:
         global_job = defs.resolve_implicit_global_asset_job_def()
         if not _execute(global_job, instance, "train quality_classifier", assets=[classifier]):
             return False
     rest = sorted(k for k in job.asset_layer.executable_asset_keys if k != raw)
-    return _execute(job, instance, f"ingest {drop}", drop, rest)
+    ok = _execute(job, instance, f"ingest {drop}", drop, rest)
+    click.echo(stage_summary(settings, [drop], [k.to_user_string() for k in [raw, *rest]]))
+    return ok
 
 
 def build_recipe(settings: Settings, recipe: str, eval_config: dict | None = None) -> bool:
@@ -147,10 +186,17 @@ def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str | 
     return {k: getattr(v, "value", v) for k, v in (mat.metadata if mat else {}).items()}
 
 
+def top_reasons(meta: dict, top: int = 3) -> str:
+    """The `top` most frequent drop/reject reasons in a materialization's metadata, e.g. `garbage_bytes 1`."""
+    counts = [(v, k) for k, v in meta.items() if k.startswith(("dropped_", "rejected_")) and isinstance(v, int) and v]
+    return ", ".join(f"{k.split('_', 1)[1]} {v}" for v, k in sorted(counts, key=lambda c: (-c[0], c[1]))[:top])
+
+
 def stage_summary(settings: Settings, drops: Sequence[str], stages: Sequence[str], header: bool = True) -> str:
-    """A plain-text table of total/kept/dropped/rejected per partition and stage, from the instance."""
+    """A plain-text table of total/kept/dropped/rejected and top reasons per partition and stage, from the instance."""
     instance = _instance(settings)
-    lines = [f"{'stage':<20} {'partition':<16} {'total':>7} {'kept':>7} {'dropped':>8} {'rejected':>9}"][: int(header)]
+    head = f"{'stage':<20} {'partition':<16} {'total':>7} {'kept':>7} {'dropped':>8} {'rejected':>9}  top reasons"
+    lines = [head][: int(header)]
     for stage in stages:
         for drop in drops:
             meta = _latest_metadata(instance, stage, drop)
@@ -159,7 +205,8 @@ def stage_summary(settings: Settings, drops: Sequence[str], stages: Sequence[str
                 continue
             cells = [meta.get(k, "") for k in ("total", "kept", "dropped", "rejected")]
             cells[1] = meta.get("kept", meta.get("dagster/row_count", ""))
-            lines.append(f"{stage:<20} {drop:<16} {cells[0]:>7} {cells[1]:>7} {cells[2]:>8} {cells[3]:>9}")
+            row = f"{stage:<20} {drop:<16} {cells[0]:>7} {cells[1]:>7} {cells[2]:>8} {cells[3]:>9}"
+            lines.append(f"{row}  {top_reasons(meta)}".rstrip())
     return "\n".join(lines)
 
 
@@ -221,21 +268,63 @@ def demo(seeds: str | None, train_tokens: int | None) -> None:
     sys.exit(0 if ok else 1)
 
 
+def _show_target(settings: Settings, asset: str, partition: str | None) -> tuple[dict, str | None]:
+    """The latest materialization metadata of ASSET[PARTITION]; a ClickException names what is wrong."""
+    defs = _defs(settings)
+    graph = defs.resolve_asset_graph()
+    names = sorted(k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).is_materializable)
+    if asset not in names:
+        raise click.ClickException(f"unknown asset {asset!r}: choose one of {', '.join(names)}")
+    instance = _instance(settings)
+    partitions_def = graph.get(dg.AssetKey(asset)).partitions_def
+    if partitions_def is None:
+        if partition:
+            raise click.ClickException(f"{asset} is not partitioned: run `mmrecipe show {asset}`")
+        partition = None
+    else:
+        keys = partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+        if partition not in keys:
+            choices = ", ".join(keys) if keys else "none yet (run `mmrecipe ingest DIR` first)"
+            wrong = (
+                f"unknown partition {partition!r} of {asset}" if partition is not None else f"{asset} is partitioned"
+            )
+            raise click.ClickException(f"{wrong}: choose one of {choices}")
+    meta = _latest_metadata(instance, asset, partition)
+    if meta is None:
+        what = {
+            dg.DynamicPartitionsDefinition: "mmrecipe ingest DIR",
+            type(None): "mmrecipe ingest DIR` / `mmrecipe build RECIPE",
+        }
+        raise click.ClickException(
+            f"{asset}[{partition or ''}] has no materialization yet: run `{what.get(type(partitions_def), 'mmrecipe build RECIPE')}` first"
+        )
+    return meta, partition
+
+
+def _one_line_metadata(meta: dict) -> str:
+    """The metadata values that fit on a line: counts first when the asset has them."""
+    counts = [k for k in ("total", "kept", "dropped", "rejected") if k in meta]
+    keys = counts or [
+        k for k, v in meta.items()
+        if not k.startswith("dagster/") and not k.endswith("path") and isinstance(v, int | float | str)
+        and "\n" not in str(v) and len(str(v)) <= 80
+    ]  # fmt: skip
+    return "  ".join(f"{k}={meta[k]}" for k in keys)
+
+
 @main.command()
 @click.argument("asset")
-@click.argument("partition")
+@click.argument("partition", required=False)
 @click.option("--rows", default=5, show_default=True, help="How many sample rows to print.")
-def show(asset: str, partition: str, rows: int) -> None:
-    """Counts, drop reasons and sample rows of one materialized ASSET PARTITION."""
+def show(asset: str, partition: str | None, rows: int) -> None:
+    """Counts, drop reasons and sample rows of one materialized ASSET [PARTITION]."""
+    from mmrecipe.preview import one_line, preview_lines
+
     settings = Settings.from_env()
-    meta = _latest_metadata(_instance(settings), asset, partition)
-    if meta is None or "path" not in meta:
-        raise click.ClickException(
-            f"{asset}[{partition}] has no materialization with a path: run `mmrecipe ingest` / `mmrecipe build` first"
-        )
+    meta, partition = _show_target(settings, asset, partition)
     storage = Storage(settings.lake, endpoint_url=settings.s3_endpoint_url)
-    click.echo(f"{asset}[{partition}]  {meta['path']}")
-    click.echo("  " + "  ".join(f"{k}={meta[k]}" for k in ("total", "kept", "dropped", "rejected") if k in meta))
+    click.echo(f"{asset}[{partition or ''}]  {meta.get('path', '(no path recorded)')}")
+    click.echo("  " + _one_line_metadata(meta))
     rejects = meta.get("rejects_path")
     if rejects:
         table = storage.dataset(rejects).to_table(columns=["outcome", "reason"])
@@ -243,13 +332,10 @@ def show(asset: str, partition: str, rows: int) -> None:
             counts = table.group_by(["outcome", "reason"]).aggregate([("reason", "count")])
             click.echo("  drop/reject reasons:")
             for r in sorted(counts.to_pylist(), key=lambda r: -r["reason_count"]):
-                click.echo(f"    {r['outcome']:<9} {r['reason']:<32} {r['reason_count']}")
-    data = storage.dataset(meta["path"]).head(rows)
-    click.echo(f"  sample rows ({data.num_rows}):")
-    for row in data.to_pylist():
-        cells = {k: v for k, v in row.items() if not isinstance(v, bytes | bytearray)}
-        text = "; ".join(f"{k}={str(v)[:60]!s}" for k, v in cells.items())
-        click.echo(f"    - {text}")
+                click.echo(f"    {r['outcome']:<9} {one_line(r['reason'], 40):<32} {r['reason_count']}")
+    if "path" in meta:
+        for line in preview_lines(storage, str(meta["path"]), rows):
+            click.echo(f"  {line}")
 
 
 @main.command()

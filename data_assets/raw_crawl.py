@@ -42,6 +42,7 @@ def raw_crawl(
         raise dg.Failure(description=str(e), allow_retries=False) from None
     limits = WarcLimits(max_record_bytes=config.max_record_bytes)
     mimes: Counter[str] = Counter()
+    responses = 0
     with StageWriter(lake.storage(), "raw_crawl", drop, INDEX_SCHEMA) as out:
         for name in manifest.warc_files:
             for row, reason, detail in index_warc(source, drop, source.uri(drop, name), name, limits):
@@ -49,10 +50,15 @@ def raw_crawl(
                     out.reject(row, reason, detail)
                     continue
                 out.keep(row)
+                responses += row["record_type"] == "response"
                 mimes[row["mime_type"] or f"({row['record_type']})"] += 1
         result = out.close()
     preview = ["record_type", "target_uri", "http_status", "mime_type", "payload_length", "warc_offset"]
-    extra = {"warc_files": len(manifest.warc_files), "mime_types": histogram_md(mimes, "mime_type")}
+    extra = {
+        "warc_files": len(manifest.warc_files),
+        "responses": int(responses),
+        "mime_types": histogram_md(mimes, "mime_type"),
+    }
     return dg.MaterializeResult(metadata=stage_metadata(result, preview, extra))
 
 

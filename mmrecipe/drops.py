@@ -98,21 +98,31 @@ def sha256_of(storage: Storage, uri: str, chunk: int = 8 << 20) -> str:
     return h.hexdigest()
 
 
-def manifest_for_folder(folder: str, drop: str) -> Manifest:
-    """A manifest describing every file of a local folder (except the manifest itself)."""
-    entries = []
+def folder_files(folder: str) -> tuple[list[str], list[str]]:
+    """The relative paths of a local folder's WARC files and of its other files (the manifest excluded), sorted."""
+    warcs, others = [], []
     for root, _, names in os.walk(folder):
         for name in names:
-            full = os.path.join(root, name)
-            rel = os.path.relpath(full, folder).replace(os.sep, "/")
-            if rel == MANIFEST:
-                continue
-            h = hashlib.sha256()
-            with open(full, "rb") as f:
-                while block := f.read(8 << 20):
-                    h.update(block)
-            entries.append(ManifestEntry(rel, os.path.getsize(full), h.hexdigest()))
-    return Manifest(drop=drop, files=tuple(sorted(entries, key=lambda e: e.path)))
+            rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+            if rel != MANIFEST:
+                (warcs if rel.endswith(WARC_SUFFIXES) else others).append(rel)
+    return sorted(warcs), sorted(others)
+
+
+def manifest_for_folder(folder: str, drop: str, paths: list[str] | None = None) -> Manifest:
+    """A manifest describing `paths` of a local folder (default: every file except the manifest itself)."""
+    if paths is None:
+        warcs, others = folder_files(folder)
+        paths = sorted(warcs + others)
+    entries = []
+    for rel in paths:
+        full = os.path.join(folder, rel)
+        h = hashlib.sha256()
+        with open(full, "rb") as f:
+            while block := f.read(8 << 20):
+                h.update(block)
+        entries.append(ManifestEntry(rel, os.path.getsize(full), h.hexdigest()))
+    return Manifest(drop=drop, files=tuple(entries))
 
 
 def verify_drop(storage: Storage, drop: str, check_hashes: bool = True) -> Manifest:

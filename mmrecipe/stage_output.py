@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmrecipe.drops import validate_drop_name
+from mmrecipe.preview import one_line
 from mmrecipe.storage import PARQUET_OPTIONS, Storage, retried, sweep_stale_temp_files
 
 PROVENANCE_FIELDS: list[pa.Field] = [
@@ -200,9 +201,7 @@ def markdown_table(rows: Iterable[Mapping[str, Any]], columns: list[str], max_ch
     """A markdown table of `rows` restricted to `columns`, cells truncated to `max_chars`."""
 
     def cell(v: Any) -> str:
-        s = "" if v is None else str(v)
-        s = s.replace("\n", " ").replace("|", "\\|")
-        return s if len(s) <= max_chars else s[: max_chars - 1] + "…"
+        return one_line(v, max_chars).replace("|", "\\|")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
