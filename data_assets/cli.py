@@ -291,12 +291,10 @@ def _show_target(settings: Settings, asset: str, partition: str | None) -> tuple
             raise click.ClickException(f"{wrong}: choose one of {choices}")
     meta = _latest_metadata(instance, asset, partition)
     if meta is None:
-        what = {
-            dg.DynamicPartitionsDefinition: "mmrecipe ingest DIR",
-            type(None): "mmrecipe ingest DIR` / `mmrecipe build RECIPE",
-        }
+        run = {dg.DynamicPartitionsDefinition: "ingest DIR", type(None): "ingest DIR` / `mmrecipe build RECIPE"}
+        what = run.get(type(partitions_def), "build RECIPE")
         raise click.ClickException(
-            f"{asset}[{partition or ''}] has no materialization yet: run `{what.get(type(partitions_def), 'mmrecipe build RECIPE')}` first"
+            f"{asset}[{partition or ''}] has no materialization yet: run `mmrecipe {what}` first"
         )
     return meta, partition
 
