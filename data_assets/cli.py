@@ -150,11 +150,27 @@ def ingest_drop(settings: Settings, folder: Path, drop: str | None = None) -> bo
     return ok
 
 
-def build_recipe(settings: Settings, recipe: str, eval_config: dict | None = None) -> bool:
-    """Materialize the recipe stages (mixture, eval_results, release) for one recipe over all drops."""
+def check_recipe(settings: Settings, recipe: str) -> None:
+    """Validate RECIPE before any run starts; a ClickException carries the recipe's own one-line error."""
+    from mmrecipe.recipe import RecipeError, load_recipe
+
+    folder = Path(settings.recipes_dir)
+    if not folder.is_dir():
+        raise click.ClickException(
+            f"recipes folder {folder} does not exist: set MMRECIPE_RECIPES to a folder of <name>.yaml recipes"
+        )
     keys = recipe_keys(settings.recipes_dir)
     if recipe not in keys:
-        raise click.ClickException(f"unknown recipe {recipe!r}: choose one of {keys} (files in {settings.recipes_dir})")
+        raise click.ClickException(f"unknown recipe {recipe!r}: choose one of {keys} (files in {folder})")
+    try:
+        load_recipe(settings.recipes_dir, recipe)
+    except RecipeError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def build_recipe(settings: Settings, recipe: str, eval_config: dict | None = None) -> bool:
+    """Materialize the recipe stages (mixture, eval_results, release) for one recipe over all drops."""
+    check_recipe(settings, recipe)
     job = _defs(settings).resolve_job_def("recipe_stages_job")
     if not job.asset_layer.executable_asset_keys:
         raise click.ClickException("no recipe-stage assets are defined in this code location")
@@ -236,8 +252,9 @@ def build(recipe: str, seeds: str | None, train_tokens: int | None) -> None:
     from mmrecipe.proxy_eval.report import recipe_report
 
     settings = Settings.from_env()
-    ok = build_recipe(settings, recipe, _eval_config(seeds, train_tokens))
-    click.echo(recipe_report(Storage(settings.lake, endpoint_url=settings.s3_endpoint_url), recipe))
+    ok = build_recipe(settings, recipe, _eval_config(seeds, train_tokens)) and build_leaderboard(settings)
+    if ok:
+        click.echo(recipe_report(Storage(settings.lake, endpoint_url=settings.s3_endpoint_url), recipe))
     sys.exit(0 if ok else 1)
 
 
@@ -252,8 +269,10 @@ def demo(seeds: str | None, train_tokens: int | None) -> None:
     folders = sorted(p for p in SAMPLE_DROPS.iterdir() if p.is_dir()) if SAMPLE_DROPS.is_dir() else []
     if not folders:
         raise click.ClickException(f"no sample drops found in {SAMPLE_DROPS}")
-    ok = all([ingest_drop(settings, f) for f in folders])
     recipes = recipe_keys(settings.recipes_dir)
+    for recipe in recipes:
+        check_recipe(settings, recipe)
+    ok = all([ingest_drop(settings, f) for f in folders])
     if ok:
         ok = all([build_recipe(settings, r, _eval_config(seeds, train_tokens)) for r in recipes])
     if ok:

@@ -165,7 +165,10 @@ def parse_recipe(text: str, path: str, expected_name: str | None = None) -> Reci
     try:
         body = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise RecipeError(path, "(yaml)", f"not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise RecipeError(path, "(yaml)", f"not valid YAML{where}: {problem}") from None
     if not isinstance(body, dict):
         raise RecipeError(path, "(top level)", "must be a mapping of recipe fields")
     v = _Validator(path)

@@ -64,10 +64,11 @@ def write_leaderboard(storage: Storage, recipes: Sequence[str]) -> Leaderboard:
         schema=SCORES_SCHEMA,
     )
     storage.write_table(scores_uri, table)
-    if png:
+    link = ""
+    if png:  # the file links the plot beside it; the returned markdown has no link (the UI embeds the PNG itself)
         storage.write_bytes(storage.uri(LEADERBOARD, "leaderboard.png"), png)
-        md += "\n![bits per byte by recipe](leaderboard.png)\n"
-    storage.write_bytes(md_uri, md.encode("utf-8"))
+        link = "\n![bits per byte by recipe](leaderboard.png)\n"
+    storage.write_bytes(md_uri, (md + link).encode("utf-8"))
     return Leaderboard(names, all_scores, comparisons(all_scores), md, png, md_uri, scores_uri)
 
 

@@ -1,6 +1,7 @@
 """The `mmrecipe` console script: ingest, show and the failure paths a user can hit."""
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -8,10 +9,11 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
-from data_assets.cli import _report
+from data_assets.cli import _report, main
 from mmrecipe.settings import Settings
-from tests.conftest import land_drop, materialize_drop, metadata_of, run_checks
+from tests.conftest import REPO, land_drop, materialize_drop, metadata_of, run_checks
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 CLI = str(Path(sys.executable).with_name("mmrecipe"))
@@ -54,29 +56,108 @@ def test_ingest_indexes_the_drop_and_names_the_step_that_failed(tmp_path: Path, 
     assert show.stdout.count("    - record_id=") == 2
 
 
+def _invoke(args: list[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process (the `settings` fixture's MMRECIPE_HOME): exit code, stdout and stderr."""
+    result = CliRunner().invoke(main, args)
+    return result.exit_code, result.stdout, result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["ingest", "{folder}", "--drop", "../escape"], "invalid drop name '../escape'"),
-        (["show", "raw_crawl", "never-ingested"], "has no materialization"),
-        (["build", "no-such-recipe"], "unknown recipe 'no-such-recipe'"),
+        (["ingest", "{folder}", "--drop", "../escape"], "Error: invalid drop name '../escape'"),
+        (["show", "raw_crawl", "never-ingested"], "Error: unknown partition 'never-ingested' of raw_crawl: choose "),
+        (["build", "no-such-recipe"], "Error: unknown recipe 'no-such-recipe': choose one of ['default', "),
     ],
 )
 def test_user_errors_exit_nonzero_with_a_clear_message(
-    tmp_path: Path, crawl_folder: Path, args: list[str], message: str
+    settings: Settings, crawl_folder: Path, args: list[str], message: str
 ) -> None:
-    result = _run([a.format(folder=crawl_folder) for a in args], tmp_path / "home")
-    assert result.returncode != 0
-    assert message in result.stderr
+    code, _, err = _invoke([a.format(folder=crawl_folder) for a in args])
+    assert code == 1
+    assert err.startswith(message), err
 
 
-def test_ingest_of_a_folder_whose_manifest_lists_a_missing_file_fails(tmp_path: Path, crawl_folder: Path) -> None:
+def test_ingest_of_a_folder_whose_manifest_lists_a_missing_file_fails(settings: Settings, crawl_folder: Path) -> None:
     (crawl_folder / "_MANIFEST.json").write_text(
         '{"drop": "crawl-2026-11-01", "files": [{"path": "gone.warc.gz", "size": 1, "sha256": "00"}]}'
     )
-    result = _run(["ingest", str(crawl_folder)], tmp_path / "home")
-    assert result.returncode == 1
-    assert "lists gone.warc.gz, which is not in" in result.stderr
+    code, _, err = _invoke(["ingest", str(crawl_folder)])
+    assert code == 1
+    assert err.startswith(f"Error: {crawl_folder / '_MANIFEST.json'}: lists gone.warc.gz, which is not in"), err
+    assert not (Path(settings.landing) / "crawl-2026-11-01").exists()
+
+
+def test_a_folder_without_warc_names_the_folder_and_lands_nothing(settings: Settings, tmp_path: Path) -> None:
+    folder = tmp_path / "mirror"
+    (folder / "img").mkdir(parents=True)
+    (folder / "index.html").write_text("<p>a page</p>")
+    (folder / "img" / "a.png").write_bytes(b"\x89PNG")
+    code, _, err = _invoke(["ingest", str(folder)])
+    assert code == 1
+    assert err.splitlines()[0] == (
+        f"Error: {folder}: no *.warc or *.warc.gz file (2 other files, e.g. img/a.png, index.html). "
+        "Point `mmrecipe ingest` at a folder of WARC files."
+    )
+    assert not any(Path(settings.landing).iterdir())
+
+
+def test_a_garbage_drop_fails_with_its_reject_reasons_and_lands_only_warc_files(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """One random file renamed .warc.gz, beside a wget mirror's page: no usable record, exit 1, reasons named."""
+    folder = tmp_path / "garbage"
+    folder.mkdir()
+    (folder / "crawl.warc.gz").write_bytes(random.Random(7).randbytes(4096))
+    (folder / "index.html").write_text("<p>mirrored page</p>")
+    code, out, err = _invoke(["ingest", str(folder)])
+    assert code == 1
+    assert out.splitlines()[0] == "ingest garbage: landed the WARC files only, skipped 1 other files (index.html)"
+    assert "ingest garbage: raw_crawl: ok" in out
+    assert err.splitlines()[0] == (
+        f"ingest garbage: FAILED: no usable HTTP response record in {folder} (1 records: garbage_bytes 1)"
+    )
+    assert sorted(p.name for p in (Path(settings.landing) / "garbage").iterdir()) == ["_MANIFEST.json", "crawl.warc.gz"]
+
+
+VALID = (REPO / "recipes" / "default.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("recipe", "first_line"),
+    [
+        (
+            VALID.replace("total_tokens:", "total_token:"),
+            "Error: {path}: field 'total_token': unknown field; allowed: ",
+        ),
+        (VALID.replace("weight:", "weigth:", 1), "Error: {path}: field 'sources[0].weigth': unknown field; allowed: "),
+        (VALID.replace("seed:", "seed: [", 1), "Error: {path}: field '(yaml)': not valid YAML at line "),
+    ],
+)
+def test_a_broken_recipe_is_reported_before_any_run(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recipe: str, first_line: str
+) -> None:
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "default.yaml").write_text(recipe)
+    monkeypatch.setenv("MMRECIPE_RECIPES", str(recipes))
+    code, out, err = _invoke(["build", "default"])
+    assert code == 1
+    assert err.splitlines() == [err.splitlines()[0]]  # one line: no Dagster log, no stack trace
+    assert err.startswith(first_line.format(path=recipes / "default.yaml")), err
+    assert out == "" and not Path(settings.dagster_home, "storage").exists()  # no run was launched
+
+
+def test_a_missing_recipes_folder_is_reported_as_missing(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MMRECIPE_RECIPES", str(tmp_path / "no-recipes"))
+    code, _, err = _invoke(["build", "default"])
+    assert code == 1
+    assert err.splitlines()[0] == (
+        f"Error: recipes folder {tmp_path / 'no-recipes'} does not exist: "
+        "set MMRECIPE_RECIPES to a folder of <name>.yaml recipes"
+    )
 
 
 def test_failed_blocking_checks_are_named(

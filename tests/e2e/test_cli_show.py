@@ -136,3 +136,13 @@ def test_show_names_what_is_wrong(home: Settings, args: list[str], first_line: s
     assert code == 1
     assert lines[0].startswith(first_line), lines[0]
     assert len(lines) == 1
+
+
+def test_the_leaderboard_plot_is_embedded_in_the_ui_and_linked_in_the_lake_file(home: Settings) -> None:
+    from data_assets.cli import _latest_metadata
+
+    meta = _latest_metadata(_instance(home), "leaderboard", None)
+    assert meta is not None
+    assert meta["plot"].startswith("![bits per byte by recipe](data:image/png;base64,iVBORw0KGgo")
+    assert "](leaderboard.png)" not in meta["leaderboard"] and "| english_hq " in meta["leaderboard"]
+    assert "![bits per byte by recipe](leaderboard.png)" in Path(home.lake, "leaderboard", "leaderboard.md").read_text()
