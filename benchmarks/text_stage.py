@@ -406,9 +406,11 @@ def main() -> None:
 
 
 def extracted_texts(lake: str, drop: str) -> list[str]:
-    import pyarrow.parquet as pq
+    from mmrecipe.stage_output import stage_tables_uri
+    from mmrecipe.storage import Storage
 
-    return pq.read_table(Path(lake) / "filtered_text" / drop / "data.parquet", columns=["text"])["text"].to_pylist()
+    storage = Storage(lake)
+    return storage.read_table(stage_tables_uri(storage, "filtered_text", drop)[0], ["text"])["text"].to_pylist()
 
 
 def child_prepare(lake: str, landing: str, drop: str) -> dict:

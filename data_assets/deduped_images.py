@@ -16,10 +16,10 @@ from pydantic import Field
 from data_assets.pod_resources import pod_resources
 from data_assets.stage_checks import conservation_check
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
-from mmrecipe.crawl_index import stage_tables_uri
 from mmrecipe.images import phash_index
 from mmrecipe.images.image_filters import ImageFilters
 from mmrecipe.images.stage import IMAGE_SCHEMA, ImageStageConfig, ImageStageReport, default_workers, run_image_stage
+from mmrecipe.stage_output import stage_tables_uri
 from partitions import drops_partitions
 from resources import LakeResource
 

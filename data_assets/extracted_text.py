@@ -18,9 +18,8 @@ from data_assets.plots import histogram_chart_md
 from data_assets.pod_resources import pod_resources
 from data_assets.stage_checks import conservation_check
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
-from mmrecipe.crawl_index import stage_tables_uri
 from mmrecipe.dedup import BandIndex, IndexEntries
-from mmrecipe.stage_output import StageWriter, count_rows, markdown_table
+from mmrecipe.stage_output import StageWriter, count_rows, markdown_table, stage_tables_uri
 from mmrecipe.text import pipeline
 from mmrecipe.text.dedup_stage import FILTERED, dedup_drop, extracted_schema, read_rows, stale_drops
 from mmrecipe.text.pii_audit import audit_documents

@@ -39,7 +39,7 @@ def upstream_figures(instance: dg.DagsterInstance, stages: list[str], drops: lis
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey(stage), asset_partitions=[drop]), limit=1
             ).records
             meta = records[0].asset_materialization.metadata if records and records[0].asset_materialization else {}
-            figures = {  # reject reasons are counted from rejects.parquet already; keep the other non-zero counts
+            figures = {  # reject reasons are counted from the rejects tables already; keep the other non-zero counts
                 k: int(v.value)
                 for k, v in meta.items()
                 if any(f in k for f in FIGURE_KEYS)

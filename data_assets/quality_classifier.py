@@ -8,7 +8,7 @@ from pydantic import Field
 
 from mmrecipe.crawl_index import index_uri
 from mmrecipe.settings import REPO_ROOT
-from mmrecipe.stage_output import markdown_table
+from mmrecipe.stage_output import markdown_table, stage_partitions
 from mmrecipe.text.classifier_data import read_text_documents, read_url_list, training_set
 from mmrecipe.text.quality_classifier import (
     ClassifierInfo,
@@ -68,7 +68,7 @@ def quality_classifier(
 ) -> dg.MaterializeResult:
     """fastText classifier of P(high quality): reference pages vs. a fixed-seed sample of crawled pages."""
     storage = lake.storage()
-    indexed = [d for d in storage.list_dirs(storage.uri("raw_crawl")) if storage.exists(index_uri(storage, d))]
+    indexed = [d for d in stage_partitions(storage, "raw_crawl") if storage.exists(index_uri(storage, d))]
     drops = config.drops or indexed
     urls = list(config.positive_urls)
     if config.positive_urls_file and os.path.exists(_path(config.positive_urls_file)):

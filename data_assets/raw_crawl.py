@@ -7,9 +7,9 @@ import pyarrow as pa
 
 from data_assets.pod_resources import pod_resources
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
-from mmrecipe.crawl_index import coverage_problems, stage_tables_uri
+from mmrecipe.crawl_index import coverage_problems
 from mmrecipe.drops import DropError, verify_drop
-from mmrecipe.stage_output import StageWriter
+from mmrecipe.stage_output import StageWriter, stage_tables_uri
 from mmrecipe.warc_index import INDEX_SCHEMA, WarcLimits, index_warc
 from partitions import drops_partitions
 from resources import LakeResource, LandingResource

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from mmrecipe.crawl_index import read_records, stage_tables_uri
+from mmrecipe.crawl_index import read_records
+from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
 from partitions import drops_partitions
 from resources import LakeResource

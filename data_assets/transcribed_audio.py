@@ -21,9 +21,9 @@ from mmrecipe.audio.speech_detection import VadSettings
 from mmrecipe.audio.transcribed_audio import INPUT_COLUMNS, SCHEMA, AudioStageSettings
 from mmrecipe.audio.transcript_filters import TranscriptFilterSettings
 from mmrecipe.audio.transcript_postprocessing import pii_left, postprocess_transcripts
-from mmrecipe.crawl_index import read_records, stage_tables_uri
+from mmrecipe.crawl_index import read_records
 from mmrecipe.dedup import BandIndex
-from mmrecipe.stage_output import StageWriter, markdown_table
+from mmrecipe.stage_output import StageWriter, markdown_table, stage_tables_uri
 from partitions import drops_partitions
 from resources import LakeResource
 from resources.transcriber import TranscriberResource

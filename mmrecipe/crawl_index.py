@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmrecipe.stage_output import DATA_FILE, REJECTS_FILE, stage_prefix
+from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage, retried
 
 HTML_MIME = ("text/html", "application/xhtml+xml")
@@ -32,7 +32,7 @@ def _kind_filter(kind: str) -> pc.Expression:
 
 def index_uri(storage: Storage, drop: str) -> str:
     """Where the raw_crawl index of `drop` lives."""
-    return storage.uri(stage_prefix("raw_crawl", drop), DATA_FILE)
+    return stage_tables_uri(storage, "raw_crawl", drop)[0]
 
 
 def read_records(storage: Storage, drop: str, kind: str, columns: list[str] | None = None) -> pa.Table:
@@ -75,9 +75,3 @@ def coverage_problems(spans: pa.Table, sizes: Mapping[str, int]) -> list[str]:
             problems.append(f"{path}: spans end at {pos}, file has {size} bytes")
     problems += [f"{path}: indexed but not in the drop" for path in by_file]
     return problems
-
-
-def stage_tables_uri(storage: Storage, asset: str, partition: str) -> tuple[str, str]:
-    """The (data, rejects) URIs of one stage partition."""
-    prefix = stage_prefix(asset, partition)
-    return storage.uri(prefix, DATA_FILE), storage.uri(prefix, REJECTS_FILE)

@@ -12,10 +12,11 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from mmrecipe.crawl_index import index_uri, stage_tables_uri
+from mmrecipe.crawl_index import index_uri
 from mmrecipe.mixture.build import read_summary
 from mmrecipe.mixture.manifest import manifest_row, parse_doc_id, read_manifest
 from mmrecipe.recipe import TEXT_COLUMN
+from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import RecordReader
 

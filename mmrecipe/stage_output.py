@@ -1,8 +1,15 @@
 """A stage's output for one partition: kept rows, a rejects table and the counts that tie them.
 
-Every stage streams its records into a `StageWriter`. Kept rows go to `data.parquet`; dropped
-(policy) and rejected (bad input) records go to `rejects.parquet` with a reason code, so that
-`in = kept + dropped + rejected` can be checked from the files themselves.
+Every stage streams its records into a `StageWriter`. Kept rows go to the `data` tree; dropped
+(policy) and rejected (bad input) records go to the `rejects` tree with a reason code, so that
+`in = kept + dropped + rejected` can be checked from the files themselves. The lake layout of an asset:
+
+    <lake>/<asset>/data/<partition>/part-00000.parquet      kept rows: `<asset>/data/**/*.parquet` is all of them
+    <lake>/<asset>/rejects/<partition>/part-00000.parquet   dropped and rejected records
+    <lake>/<asset>/side/<partition>/…                       side files: dedup indexes, WebDataset shards, outcomes
+
+so HF `datasets` (`data_dir=<lake>/<asset>/data`), duckdb and `pyarrow.dataset` read kept rows alone. Parts are
+written under temporary dot-names (`.tmp-…`) that no `*.parquet` glob matches and renamed when complete.
 """
 
 from __future__ import annotations
@@ -39,13 +46,30 @@ REJECTS_SCHEMA = pa.schema(
         pa.field("detail", pa.string()),
     ]
 )
-DATA_FILE = "data.parquet"
-REJECTS_FILE = "rejects.parquet"
+DATA, REJECTS, SIDE = "data", "rejects", "side"  # the trees of an asset's folder
+PART_FILE = "part-00000.parquet"
 
 
-def stage_prefix(asset: str, partition: str) -> str:
-    """The lake-relative folder of one asset partition: `<asset>/<partition>`; unsafe keys are refused."""
-    return f"{asset}/{validate_drop_name(partition)}"
+def stage_prefix(asset: str, partition: str, tree: str = DATA) -> str:
+    """The lake-relative folder of one asset partition in one tree: `<asset>/<tree>/<partition>`.
+
+    Unsafe partition keys are refused."""
+    if tree not in (DATA, REJECTS, SIDE):
+        raise ValueError(f"unknown tree {tree!r} of {asset}: use {DATA}, {REJECTS} or {SIDE}")
+    return f"{asset}/{tree}/{validate_drop_name(partition)}"
+
+
+def stage_tables_uri(storage: Storage, asset: str, partition: str) -> tuple[str, str]:
+    """The (kept data, rejects) URIs of one stage partition."""
+    return (
+        storage.uri(stage_prefix(asset, partition), PART_FILE),
+        storage.uri(stage_prefix(asset, partition, REJECTS), PART_FILE),
+    )
+
+
+def stage_partitions(storage: Storage, asset: str, tree: str = DATA) -> list[str]:
+    """The partitions of an asset that have a folder in `tree`, sorted."""
+    return storage.list_dirs(storage.uri(asset, tree))
 
 
 @dataclass
@@ -143,9 +167,9 @@ class StageWriter:
         if missing:
             raise ValueError(f"stage schema for {asset} lacks provenance columns {missing}")
         self.stage = asset
-        prefix = stage_prefix(asset, partition)
-        self.data = _ParquetSink(storage, storage.uri(prefix, DATA_FILE), schema, batch_rows)
-        self.rejects = _ParquetSink(storage, storage.uri(prefix, REJECTS_FILE), REJECTS_SCHEMA, batch_rows)
+        data_uri, rejects_uri = stage_tables_uri(storage, asset, partition)
+        self.data = _ParquetSink(storage, data_uri, schema, batch_rows)
+        self.rejects = _ParquetSink(storage, rejects_uri, REJECTS_SCHEMA, batch_rows)
         self.counts = StageCounts(stage=asset)
         self.preview: list[dict[str, Any]] = []
         self.preview_rows = preview_rows

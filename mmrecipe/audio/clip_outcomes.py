@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from mmrecipe.audio.transcribed_audio import SCHEMA, AudioStageSettings, AudioStats, ClipOutcome, transcribe_records
 from mmrecipe.audio.transcription import Transcriber, TranscriberSettings
-from mmrecipe.stage_output import PROVENANCE_COLUMNS, stage_prefix
+from mmrecipe.stage_output import PROVENANCE_COLUMNS, SIDE, stage_prefix
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import RecordReader
 
@@ -114,7 +114,7 @@ def drop_outcomes(
     asset: str = "transcribed_audio",
 ) -> tuple[list[ClipOutcome], AudioStats, bool]:
     """A drop's clip outcomes, its audio totals and whether they were reused (else transcribed now and stored)."""
-    uri = storage.uri(stage_prefix(asset, drop), OUTCOMES_FILE)
+    uri = storage.uri(stage_prefix(asset, drop, SIDE), OUTCOMES_FILE)
     key = outcomes_key(records, settings, transcriber.settings)
     stored = load_outcomes(storage, uri, key, records)
     if stored is not None:

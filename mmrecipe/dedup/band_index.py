@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mmrecipe.dedup.minhash import MinHashConfig, band_hashes, exact_keys, minhash_signatures
+from mmrecipe.stage_output import SIDE, stage_partitions, stage_prefix, stage_tables_uri
 from mmrecipe.storage import Storage
 
 INDEX_FILE = "dedup_index.parquet"
@@ -132,11 +133,11 @@ class BandIndex:
     # --- files ---------------------------------------------------------------------------------
     def uri(self, partition: str) -> str:
         """Where one partition's index file lives."""
-        return self.storage.uri(self.asset, partition, INDEX_FILE)
+        return self.storage.uri(stage_prefix(self.asset, partition, SIDE), INDEX_FILE)
 
     def partitions(self) -> list[str]:
         """Partitions that have an index file, in key order."""
-        return [p for p in self.storage.list_dirs(self.storage.uri(self.asset)) if self.storage.exists(self.uri(p))]
+        return [p for p in stage_partitions(self.storage, self.asset, SIDE) if self.storage.exists(self.uri(p))]
 
     def schema(self, version: str = "") -> pa.Schema:
         fields = [
@@ -270,11 +271,11 @@ class BandIndex:
             meta = pq.read_schema(f).metadata or {}
         return json.loads(meta.get(SOURCES_KEY, b"{}"))
 
-    def stale_outputs(self, consumer_asset: str, file: str = "data.parquet") -> dict[str, str]:
-        """Partitions of `consumer_asset` (under `<lake>/<consumer_asset>/`) whose decisions are out of date."""
+    def stale_outputs(self, consumer_asset: str) -> dict[str, str]:
+        """Partitions of `consumer_asset` whose kept data was decided from out-of-date index versions."""
         recorded = {}
-        for partition in self.storage.list_dirs(self.storage.uri(consumer_asset)):
-            sources = self.recorded_sources(self.storage.uri(consumer_asset, partition, file))
+        for partition in stage_partitions(self.storage, consumer_asset):
+            sources = self.recorded_sources(stage_tables_uri(self.storage, consumer_asset, partition)[0])
             if sources is not None:
                 recorded[partition] = sources
         return self.stale_consumers(recorded)

@@ -334,7 +334,7 @@ class KeptAudit:
     k: int
     conflicts: list[str]
     stale: bool
-    index_mismatch: int  # kept ids in data.parquet but not kept in the index, or the other way round
+    index_mismatch: int  # kept ids in the kept data but not kept in the index, or the other way round
     missing_index: bool = False
 
     @property
@@ -347,7 +347,7 @@ class KeptAudit:
         if self.stale:
             return "earlier drops changed since this drop was deduplicated: re-materialize it"
         if self.index_mismatch:
-            return f"{self.index_mismatch} kept images differ between data.parquet and the index: re-materialize it"
+            return f"{self.index_mismatch} kept images differ between the kept data and the index: re-materialize it"
         if self.conflicts:
             return f"{len(self.conflicts)} pairs of kept images within Hamming distance {self.k}"
         return None

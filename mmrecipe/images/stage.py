@@ -62,7 +62,14 @@ from mmrecipe.images.image_filters import ImageFilters, NsfwScorer
 from mmrecipe.images.phash import phash_batch, reduced_phash_input, to_int64
 from mmrecipe.images.webdataset import ShardWriter
 from mmrecipe.opt_out import opts_out_of_images, robots_directives
-from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS, StageOutput, StageWriter
+from mmrecipe.stage_output import (
+    PROVENANCE_COLUMNS,
+    PROVENANCE_FIELDS,
+    SIDE,
+    StageOutput,
+    StageWriter,
+    stage_prefix,
+)
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import RecordReader, normalize_uri
 
@@ -590,7 +597,7 @@ def thumbnail(jpeg: bytes, side: int = 96) -> str:
 
 def shards_prefix(storage: Storage, drop: str) -> str:
     """Where a drop's WebDataset shards live."""
-    return storage.uri(ASSET, drop, "shards")
+    return storage.uri(stage_prefix(ASSET, drop, SIDE), "shards")
 
 
 def run_image_stage(

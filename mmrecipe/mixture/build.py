@@ -60,7 +60,7 @@ from mmrecipe.mixture.token_shards import (
 )
 from mmrecipe.mixture.webdataset import ImageSample, write_webdataset
 from mmrecipe.recipe import TEXT_COLUMN, Recipe
-from mmrecipe.stage_output import PROVENANCE_COLUMNS
+from mmrecipe.stage_output import PART_FILE, PROVENANCE_COLUMNS, stage_prefix, stage_tables_uri
 from mmrecipe.storage import Storage
 
 
@@ -311,7 +311,7 @@ def _jpegs(storage: Storage, selected: pa.Table) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for drop in sorted(set(selected["drop"].to_pylist())):
         ids = selected.filter(pc.equal(selected["drop"], drop))["record_id"]
-        uri = storage.uri("deduped_images", drop, "data.parquet")
+        uri = stage_tables_uri(storage, "deduped_images", drop)[0]
         t = storage.read_table(uri, columns=["record_id", "normalized_jpeg"])
         t = t.filter(pc.is_in(t["record_id"], value_set=ids.combine_chunks()))
         out |= dict(zip(t["record_id"].to_pylist(), t["normalized_jpeg"].to_pylist(), strict=True))
@@ -376,7 +376,7 @@ def _summary(
                 "drop": i.drop,
                 "rows": i.rows,
                 "sha256": i.sha256,
-                "path": f"{i.stage}/{i.drop}/data.parquet",
+                "path": f"{stage_prefix(i.stage, i.drop)}/{PART_FILE}",
             }
             for i in inputs
         ],

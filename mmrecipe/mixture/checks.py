@@ -16,13 +16,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmrecipe.crawl_index import stage_tables_uri
 from mmrecipe.lineage import unresolved_manifest_rows
 from mmrecipe.mixture.build import read_summary
 from mmrecipe.mixture.decontamination import contamination
 from mmrecipe.mixture.manifest import EVALSETS_DIR, RECIPE_FILE, mixture_uri, read_manifest
 from mmrecipe.recipe import TEXT_COLUMN, Recipe, parse_recipe
-from mmrecipe.stage_output import markdown_table
+from mmrecipe.stage_output import markdown_table, stage_tables_uri
 from mmrecipe.storage import Storage
 
 

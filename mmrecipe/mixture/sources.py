@@ -1,7 +1,8 @@
 """A recipe's candidate documents: the upstream stage rows of all drops that pass each source's filters.
 
-Upstream stages publish `<lake>/<stage>/<drop>/data.parquet`. Every drop of every stage a recipe uses must be
-there; the file's sha256 and row count are the input data version recorded in the manifest and data card.
+Upstream stages publish their kept rows in `<lake>/<stage>/data/<drop>/` (see `stage_output`). Every drop of every
+stage a recipe uses must be there; the file's sha256 and row count are the input data version recorded in the
+manifest and data card.
 Filters run in a fixed order and each excluded row is counted under the filter that excluded it; the
 percentile filter (`min_quality_percentile`) is computed over the rows that passed the other filters.
 """
@@ -16,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmrecipe.crawl_index import stage_tables_uri
 from mmrecipe.drops import sha256_of
 from mmrecipe.recipe import TEXT_COLUMN, Source
+from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
 
 # Columns read from each stage (besides provenance); images' JPEG bytes are read only for selected rows.

@@ -16,9 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmrecipe.crawl_index import stage_tables_uri
 from mmrecipe.dedup import BandIndex, DedupDecisions
-from mmrecipe.stage_output import StageWriter
+from mmrecipe.stage_output import StageWriter, stage_tables_uri
 from mmrecipe.storage import Storage
 from mmrecipe.text.pipeline import EXTRACTED_TEXT_SCHEMA, release_free_memory
 
