@@ -12,6 +12,7 @@ from PIL import Image
 from data_assets.deduped_images import stale_image_drops
 from mmrecipe.images import phash_index
 from mmrecipe.settings import Settings
+from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
 from resources import LakeResource
 from tests.conftest import REPO, SAMPLE_DROPS, land_drop, materialize_drop, metadata_of, run_checks
@@ -125,7 +126,7 @@ def test_sample_drops_collapse_planted_duplicates_and_caption_from_alt_text(
         meta = metadata_of(result, "deduped_images")
         index = {
             r["record_id"]: r["target_uri"]
-            for r in pq.read_table(Path(meta["path"]).parents[2] / "raw_crawl" / drop / "data.parquet").to_pylist()
+            for r in pq.read_table(stage_tables_uri(Storage(settings.lake), "raw_crawl", drop)[0]).to_pylist()
         }
         for row in pq.read_table(meta["path"]).to_pylist():
             kept_rows[row["url"]] = row

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from mmrecipe.settings import Settings
+from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
 from sensors.dedup_refresh import text_dedup_refresh
 from tests.conftest import land_drop, materialize_drop, metadata_of, run_sensor_requests
@@ -77,14 +78,14 @@ def text(settings: Settings, instance: dg.DagsterInstance, drop: str) -> dg.Exec
 
 def reasons(storage: Storage, drop: str) -> dict[str, str]:
     """URL → reason of every dropped or rejected record of extracted_text[drop]."""
-    crawl = storage.read_table(storage.uri("raw_crawl", drop, "data.parquet"), ["record_id", "target_uri"])
+    crawl = storage.read_table(stage_tables_uri(storage, "raw_crawl", drop)[0], ["record_id", "target_uri"])
     url = dict(zip(crawl["record_id"].to_pylist(), crawl["target_uri"].to_pylist(), strict=True))
-    rejects = storage.read_table(storage.uri("extracted_text", drop, "rejects.parquet")).to_pylist()
+    rejects = storage.read_table(stage_tables_uri(storage, "extracted_text", drop)[1]).to_pylist()
     return {url[r["record_id"]].rsplit("/", 1)[1]: r["reason"] for r in rejects}
 
 
 def kept_urls(storage: Storage, drop: str) -> list[str]:
-    table = storage.read_table(storage.uri("extracted_text", drop, "data.parquet"), ["url"])
+    table = storage.read_table(stage_tables_uri(storage, "extracted_text", drop)[0], ["url"])
     return [u.rsplit("/", 1)[1] for u in table["url"].to_pylist()]
 
 
@@ -123,7 +124,7 @@ def assert_drop_a_reasons_checks_and_metadata(result: dg.ExecuteInProcessResult,
         ("extracted_text", "language_id_coverage"): True,
         ("extracted_text", "keep_rate"): True,
     }
-    contact = two_drops.read_table(two_drops.uri("extracted_text", DROP_A, "data.parquet")).to_pylist()[-1]
+    contact = two_drops.read_table(stage_tables_uri(two_drops, "extracted_text", DROP_A)[0]).to_pylist()[-1]
     assert "jane.doe@example.org" not in contact["text"] and "<US_SSN>" in contact["text"]
     assert contact["pii_counts"]["email"] == 1 and contact["pii_counts"]["phone"] == 1
     assert contact["dedup_cluster"] == contact["record_id"]
@@ -131,10 +132,10 @@ def assert_drop_a_reasons_checks_and_metadata(result: dg.ExecuteInProcessResult,
 
 def snapshot(storage: Storage) -> dict[str, bytes]:
     return {
-        f"{asset}/{drop}/{name}": storage.read_bytes(storage.uri(asset, drop, name))
+        uri: storage.read_bytes(uri)
         for asset in ("filtered_text", "extracted_text")
         for drop in (DROP_A, DROP_B)
-        for name in ("data.parquet", "rejects.parquet")
+        for uri in stage_tables_uri(storage, asset, drop)
     }
 
 

@@ -16,6 +16,8 @@ import mmrecipe.audio.clip_outcomes
 from mmrecipe.audio.calibration import default_calibration_dir
 from mmrecipe.audio.wer import word_error_rate
 from mmrecipe.settings import Settings
+from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.storage import Storage
 from sensors.dedup_refresh import audio_dedup_refresh
 from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of, run_sensor_requests
 from tests.warc_fixtures import HttpResponse, warc_bytes
@@ -35,8 +37,8 @@ def checks_of(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvalu
 
 
 def tables(settings: Settings, drop: str) -> tuple[list[dict], list[dict]]:
-    folder = Path(settings.lake) / "transcribed_audio" / drop
-    return pq.read_table(folder / "data.parquet").to_pylist(), pq.read_table(folder / "rejects.parquet").to_pylist()
+    data, rejects = stage_tables_uri(Storage(settings.lake), "transcribed_audio", drop)
+    return pq.read_table(data).to_pylist(), pq.read_table(rejects).to_pylist()
 
 
 @needs_sample
@@ -54,7 +56,7 @@ def test_sample_drop_speech_is_transcribed_close_to_its_known_transcripts(
     meta = metadata_of(result, "transcribed_audio")
     assert (meta["total"], meta["kept"], meta["dropped_too_little_speech"], meta["rejected"]) == (6, 4, 2, 0)
     rows, rejects = tables(settings, "sample-a")
-    assert pq.read_schema(Path(settings.lake) / "transcribed_audio/sample-a/data.parquet").names == CONTRACT
+    assert pq.read_schema(stage_tables_uri(Storage(settings.lake), ASSETS[1], "sample-a")[0]).names == CONTRACT
     no_speech = {r["detail"].split(" ")[0] for r in rejects}
     assert [r["reason"] for r in rejects] == ["too_little_speech"] * 2 and no_speech == {"0.00"}
 
@@ -131,8 +133,8 @@ def _land_two_drops(settings: Settings) -> None:
 
 
 def _snapshot(settings: Settings, drops: tuple[str, ...] = ("2026-01-a", "2026-01-b")) -> dict[str, bytes]:
-    folder = Path(settings.lake) / "transcribed_audio"
-    return {f"{d}/{n}": (folder / d / n).read_bytes() for d in drops for n in ("data.parquet", "rejects.parquet")}
+    lake = Storage(settings.lake)
+    return {uri: lake.read_bytes(uri) for d in drops for uri in stage_tables_uri(lake, "transcribed_audio", d)}
 
 
 def test_bad_inputs_and_a_copy_in_a_later_drop_are_accounted_for_deterministically(

@@ -46,7 +46,7 @@ def test_ingest_indexes_the_drop_and_names_the_step_that_failed(tmp_path: Path, 
     assert "step FAILED: quality_classifier" in ingest.stderr and "no positive training documents" in ingest.stderr
     landed = home / "landing" / "crawl-2026-11-01"
     assert sorted(p.name for p in landed.iterdir()) == ["_MANIFEST.json", "part-0.warc.gz", "part-1.warc.gz"]
-    index = pq.read_table(home / "lake" / "raw_crawl" / "crawl-2026-11-01" / "data.parquet")
+    index = pq.read_table(home / "lake" / "raw_crawl" / "data" / "crawl-2026-11-01" / "part-00000.parquet")
     assert index.num_rows == 4 + 3  # warcinfo + 3 pages, then all but the truncated last record
 
     show = _run(["show", "raw_crawl", "crawl-2026-11-01", "--rows", "2"], home)

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
+from mmrecipe.stage_output import PART_FILE, stage_prefix
 from tests.conftest import SAMPLE_DROPS, land_drop
 from tests.hostile.harness import (
     SECRET_ENV,
@@ -46,9 +47,9 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory, hostile_corpus: Corpus
 
 @pytest.fixture(scope="session")
 def hostile_kills(hostile_run: HostileRun) -> dict[str, KillResult]:
-    """Each defined stage re-run alone and SIGKILLed halfway through writing its data.parquet."""
+    """Each defined stage re-run alone and SIGKILLed halfway through writing its kept data."""
     for stage in hostile_run.stages:
-        target = f"{stage}/{DROP}/data.parquet"
+        target = f"{stage_prefix(stage, DROP)}/{PART_FILE}"
         run = run_child(hostile_run.settings, DROP, [stage], kill_at=f"write:{target}", tag=f"kill-{stage}")
         files, temporary = lake_files(hostile_run.lake), temporary_files(hostile_run.lake)
         hostile_run.kills[stage] = KillResult(stage, target, run, files, temporary)

@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmrecipe.settings import Settings
+from mmrecipe.stage_output import DATA, REJECTS, SIDE, stage_prefix, stage_tables_uri
+from mmrecipe.storage import Storage
 from tests.hostile.make_hostile_corpus import Case
 from tests.hostile.stage_runner import final_name
 
@@ -132,8 +134,8 @@ def temporary_files(lake: str | Path) -> dict[str, int]:
 
 
 def partition_files(files: Mapping[str, str], stages: Iterable[str], drop: str) -> tuple[dict, dict]:
-    """(files under `<stage>/<drop>/` of the given stages, every other lake file such as dedup indexes)."""
-    prefixes = tuple(f"{s}/{drop}/" for s in stages)
+    """(files of the drop's partition of the given stages in every tree, every other lake file such as models)."""
+    prefixes = tuple(f"{stage_prefix(s, drop, tree)}/" for s in stages for tree in (DATA, REJECTS, SIDE))
     own = {k: v for k, v in files.items() if k.startswith(prefixes)}
     return own, {k: v for k, v in files.items() if k not in own}
 
@@ -154,8 +156,8 @@ class Outcome:
 def record_ids_by_span(lake: str | Path, drop: str) -> dict[tuple[str, int], str]:
     """raw_crawl's record_id of every span of the drop, by (WARC file name, offset)."""
     ids = {}
-    for name in ("data.parquet", "rejects.parquet"):
-        table = pq.read_table(Path(lake) / "raw_crawl" / drop / name, columns=["record_id", "warc_path", "warc_offset"])
+    for uri in stage_tables_uri(Storage(str(lake)), "raw_crawl", drop):
+        table = pq.read_table(uri, columns=["record_id", "warc_path", "warc_offset"])
         for r in table.to_pylist():
             ids[(os.path.basename(r["warc_path"]), r["warc_offset"])] = r["record_id"]
     return ids
@@ -163,11 +165,11 @@ def record_ids_by_span(lake: str | Path, drop: str) -> dict[tuple[str, int], str
 
 def stage_outcomes(lake: str | Path, stage: str, drop: str) -> dict[str, list[Outcome]]:
     """Every record_id in a stage partition's kept rows and rejects, with its outcome(s)."""
-    folder = Path(lake) / stage / drop
+    data, rejects = stage_tables_uri(Storage(str(lake)), stage, drop)
     found: dict[str, list[Outcome]] = {}
-    for rid in pq.read_table(folder / "data.parquet", columns=["record_id"])["record_id"].to_pylist():
+    for rid in pq.read_table(data, columns=["record_id"])["record_id"].to_pylist():
         found.setdefault(rid, []).append(Outcome("kept"))
-    for r in pq.read_table(folder / "rejects.parquet").to_pylist():
+    for r in pq.read_table(rejects).to_pylist():
         found.setdefault(r["record_id"], []).append(Outcome(r["outcome"], r["reason"], r["detail"] or ""))
     return found
 

@@ -10,6 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.storage import Storage
 from tests.conftest import run_checks
 from tests.hostile.harness import STAGE_KIND, HostileRun, known_stage
 from tests.hostile.make_hostile_corpus import DROP
@@ -42,19 +44,18 @@ def _tamper(path: Path, how: str, saved: dict[Path, bytes]) -> str:
 
 
 @pytest.mark.parametrize("stage", list(STAGE_KIND))
-@pytest.mark.parametrize(("how", "table"), [("remove", "data.parquet"), ("remove", "rejects.parquet"),
-                                            ("duplicate", "rejects.parquet")])  # fmt: skip
+@pytest.mark.parametrize(("how", "table"), [("remove", 0), ("remove", 1), ("duplicate", 1)])  # 0: kept data, 1: rejects
 def test_conservation_check_catches_a_tampered_row(
     stage: str,
     how: str,
-    table: str,
+    table: int,
     hostile_run: HostileRun,
     hostile_instance: dg.DagsterInstance,
     restored: dict[Path, bytes],
 ) -> None:
     known_stage(stage, hostile_run.stages)
     assert any(c["name"] == "conservation" and c["passed"] for c in hostile_run.run.asset(stage)["checks"])
-    record_id = _tamper(hostile_run.lake / stage / DROP / table, how, restored)
+    record_id = _tamper(Path(stage_tables_uri(Storage(str(hostile_run.lake)), stage, DROP)[table]), how, restored)
     evaluation = _conservation(run_checks(hostile_run.settings, hostile_instance, DROP, stage))
     assert not evaluation.passed
     meta = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}

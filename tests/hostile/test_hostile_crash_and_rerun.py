@@ -1,7 +1,7 @@
 """Crash safety and idempotency: SIGKILL mid-write publishes nothing partial; re-runs give the same bytes.
 
 The session's hostile home is materialized once (clean), then each stage is re-run alone and killed
-halfway through writing its `data.parquet`, then every stage is re-run. The published lake must equal
+halfway through writing its kept data, then every stage is re-run. The published lake must equal
 the clean run's byte for byte after each kill and after the re-run, dedup indexes included.
 """
 
@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmrecipe.settings import Settings
+from mmrecipe.stage_output import DATA, PART_FILE, REJECTS, stage_prefix
 from tests.conftest import land_drop
 from tests.hostile.harness import (
     STAGE_KIND,
@@ -54,8 +55,8 @@ def test_sigkill_mid_write_leaves_the_published_partition_intact(
     assert torn is not None and is_temporary(torn), kill.run.trace[-5:]
     assert kill.temporary.get(torn, 0) > 0, "the child died before writing anything: not a mid-write kill"
     assert kill.files == hostile_run.files  # every published file: the clean run's bytes, nothing torn
-    published = {Path(f).name for f in ds.dataset(hostile_run.lake / stage / DROP, format="parquet").files}
-    assert "data.parquet" in published and not any(n.startswith(".tmp-") for n in published)  # readers skip it
+    published = {Path(f).name for f in ds.dataset(hostile_run.lake / stage / DATA, format="parquet").files}
+    assert PART_FILE in published and not any(n.startswith(".tmp-") for n in published)  # readers skip it
     table = pq.read_table(hostile_run.lake / kill.target)
     assert table.num_rows == hostile_run.run.asset(stage)["metadata"]["kept"]
 
@@ -92,14 +93,15 @@ def test_killed_first_run_publishes_nothing_partial_and_rerun_equals_a_clean_run
     with dg.instance_for_test(temp_dir=settings.dagster_home) as instance:
         assert materialize(settings, instance, drop, ["raw_crawl"]).success
     clean = lake_files(settings.lake)
-    assert sorted(clean) == [f"raw_crawl/{drop}/data.parquet", f"raw_crawl/{drop}/rejects.parquet"]
+    data, rejects = (f"{stage_prefix('raw_crawl', drop, tree)}/{PART_FILE}" for tree in (DATA, REJECTS))
+    assert sorted(clean) == [data, rejects]
 
-    for kill_at in (f"write:raw_crawl/{drop}/rejects.parquet", f"rename:raw_crawl/{drop}/data.parquet"):
+    for kill_at in (f"write:{rejects}", f"rename:{data}"):
         settings = land()
         run = run_child(settings, drop, ["raw_crawl"], kill_at=kill_at, tag="kill")
         assert run.killed, run.stderr[-2000:]
         visible = lake_files(settings.lake)
-        assert f"raw_crawl/{drop}/data.parquet" not in visible  # the partition's data never appears half-made
+        assert data not in visible  # the partition's data never appears half-made
         assert all(clean[k] == v for k, v in visible.items())  # whatever is visible is complete
         assert temporary_files(settings.lake), "the kill left no temporary file: it did not happen mid-write"
         print(f"after a kill at {kill_at}: visible {sorted(visible)}")

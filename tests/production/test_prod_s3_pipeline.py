@@ -63,13 +63,13 @@ def test_sample_drop_on_s3_is_sensed_indexed_and_read_back(
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
     meta = metadata_of(result, "raw_crawl")
-    assert meta["path"] == f"s3://{s3_server.bucket}/lake/raw_crawl/sample-a/data.parquet"
-    assert meta["rejects_path"] == f"s3://{s3_server.bucket}/lake/raw_crawl/sample-a/rejects.parquet"
+    assert meta["path"] == f"s3://{s3_server.bucket}/lake/raw_crawl/data/sample-a/part-00000.parquet"
+    assert meta["rejects_path"] == f"s3://{s3_server.bucket}/lake/raw_crawl/rejects/sample-a/part-00000.parquet"
 
     # only the two published tables exist: no temporary names, no folder markers, no open uploads
     assert _lake_keys(s3_server, "lake/") == [
-        "lake/raw_crawl/sample-a/data.parquet",
-        "lake/raw_crawl/sample-a/rejects.parquet",
+        "lake/raw_crawl/data/sample-a/part-00000.parquet",
+        "lake/raw_crawl/rejects/sample-a/part-00000.parquet",
     ]
     assert not s3_server.client().list_multipart_uploads(Bucket=s3_server.bucket).get("Uploads")
 

@@ -20,7 +20,7 @@ from mmrecipe.images import phash_index
 from mmrecipe.images.image_filters import NsfwScorer
 from mmrecipe.images.stage import ImageStageConfig, default_workers, map_in_order, run_image_stage
 from mmrecipe.images.webdataset import read_shard
-from mmrecipe.stage_output import StageWriter
+from mmrecipe.stage_output import StageWriter, stage_tables_uri
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import INDEX_SCHEMA, index_warc
 from tests.warc_fixtures import HttpResponse, warc_bytes
@@ -156,10 +156,10 @@ def land(landing: Storage, lake: Storage, drop: str, responses: list[HttpRespons
 def outcomes(lake: Storage, drop: str) -> dict[str, str]:
     """URL path -> 'kept' or the drop/reject reason, from the published tables."""
     index = {
-        r["record_id"]: r["target_uri"] for r in pq.read_table(lake.uri("raw_crawl", drop, "data.parquet")).to_pylist()
+        r["record_id"]: r["target_uri"] for r in pq.read_table(stage_tables_uri(lake, "raw_crawl", drop)[0]).to_pylist()
     }
-    data = pq.read_table(lake.uri("deduped_images", drop, "data.parquet"), columns=["record_id"]).to_pylist()
-    rejects = pq.read_table(lake.uri("deduped_images", drop, "rejects.parquet")).to_pylist()
+    data = pq.read_table(stage_tables_uri(lake, "deduped_images", drop)[0], columns=["record_id"]).to_pylist()
+    rejects = pq.read_table(stage_tables_uri(lake, "deduped_images", drop)[1]).to_pylist()
     out = {index[r["record_id"]]: "kept" for r in data}
     for r in rejects:
         assert index[r["record_id"]] not in out, "a record appears twice"

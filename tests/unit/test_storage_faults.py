@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import mmrecipe.storage as storage_module
-from mmrecipe.stage_output import PROVENANCE_FIELDS, StageWriter
+from mmrecipe.stage_output import PROVENANCE_FIELDS, StageWriter, stage_tables_uri
 from mmrecipe.storage import Storage
 from tests.hostile.faults import faulty_fs
 from tests.production.prod_support import S3Server, s3_server  # noqa: F401 - the fixture is used by name
@@ -113,7 +113,10 @@ def test_stage_writer_publishes_both_tables_once_through_faults(
     assert data.num_rows == result.counts.kept == 40 and rejects.num_rows == 10
     ids = data["record_id"].to_pylist() + rejects["record_id"].to_pylist()
     assert sorted(ids) == [f"r{i:02d}" for i in range(50)]  # every record once: none lost, none duplicated
-    assert _files(tmp_path / "lake") == ["extracted_text/d1/data.parquet", "extracted_text/d1/rejects.parquet"]
+    assert _files(tmp_path / "lake") == [
+        "extracted_text/data/d1/part-00000.parquet",
+        "extracted_text/rejects/d1/part-00000.parquet",
+    ]
     assert os.listdir(tmp_path / "local-tmp") == []  # the local staging files are gone too
 
 
@@ -207,7 +210,7 @@ def test_a_killed_runs_temporary_files_are_swept_once_they_are_a_day_old(
 ) -> None:
     """Leftovers of killed writers (lake `.tmp-*`, scratch `mmrecipe-*.parquet`) go; live-looking ones stay."""
     monkeypatch.setattr(storage_module, "_SWEPT", set())
-    lake, scratch = tmp_path / "lake" / "raw_crawl" / "d1", tmp_path / "scratch"
+    lake, scratch = tmp_path / "lake" / "raw_crawl" / "data" / "d1", tmp_path / "scratch"
     lake.mkdir(parents=True)
     scratch.mkdir()
     old = [lake / ".tmp-data.parquet-dead", scratch / "mmrecipe-dead.parquet"]
@@ -223,4 +226,4 @@ def test_a_killed_runs_temporary_files_are_swept_once_they_are_a_day_old(
         out.close()
     assert not any(p.exists() for p in old)
     assert all(p.exists() for p in young) and (lake / "keep.parquet").exists()
-    assert storage.exists(storage.uri("raw_crawl", "d1", "data.parquet"))
+    assert storage.exists(stage_tables_uri(storage, "raw_crawl", "d1")[0])
