@@ -355,6 +355,41 @@ def show(asset: str, partition: str | None, rows: int) -> None:
             click.echo(f"  {line}")
 
 
+def lake_listing(settings: Settings) -> list[str]:
+    """Lines naming every landed drop, recipe, release and stage data tree, with its path."""
+    from data_assets.automation import landed_drops
+    from mmrecipe.mixture.manifest import mixture_uri
+    from mmrecipe.mixture.release import RELEASES, latest_release
+    from mmrecipe.stage_output import DATA, stage_partitions
+
+    lake = Storage(settings.lake, endpoint_url=settings.s3_endpoint_url)
+    landing = Storage(settings.landing, endpoint_url=settings.s3_endpoint_url)
+    drops = sorted(landed_drops(landing))
+    lines = [f"drops ({len(drops)}) in {landing.root}"]
+    indexed = set(stage_partitions(lake, "raw_crawl"))
+    lines += [f"  {d:<28} {landing.uri(d)}{'' if d in indexed else '  (not ingested)'}" for d in drops]
+    recipes = recipe_keys(settings.recipes_dir)
+    lines.append(f"recipes ({len(recipes)}) in {settings.recipes_dir}")
+    lines += [f"  {r:<28} mixture {mixture_uri(lake, r)}" for r in recipes]
+    lines.append(f"releases in {lake.uri(RELEASES)}")
+    for recipe in recipes:
+        version = latest_release(lake, recipe)
+        where = lake.uri(RELEASES, recipe, version) if version else "not released"
+        lines.append(f"  {recipe:<28} LATEST={version or '-'}  {where}")
+    lines.append(f"stage tables in {lake.root} (kept rows of every drop: <asset>/{DATA}/**/*.parquet)")
+    for asset in ("raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio"):
+        parts = stage_partitions(lake, asset)
+        lines.append(f"  {asset:<28} {lake.uri(asset, DATA)}  ({len(parts)} drops)")
+    return lines
+
+
+@main.command(name="ls")
+def ls_command() -> None:
+    """List landed drops, recipes, releases and stage tables, with their paths."""
+    for line in lake_listing(Settings.from_env()):
+        click.echo(line)
+
+
 @main.command()
 @click.argument("doc_id")
 def explain(doc_id: str) -> None:

@@ -63,13 +63,19 @@ class TokenizerError(ValueError):
 
 @dataclass
 class BpeTokenizer:
-    """A byte-level BPE tokenizer with its end-of-text id, id dtype and a fingerprint of its file."""
+    """A byte-level BPE tokenizer with its end-of-text id, id dtype, file identity and a fingerprint of its file.
+
+    `vocab_size` is the number of ids it can emit: the BPE vocabulary plus the end-of-text id. Added special
+    tokens beyond it (Whisper's 106 in the shipped GPT-2 file) are encoded as plain text, never as their ids.
+    """
 
     tokenizer: Tokenizer
     name: str
     eot_id: int
     vocab_size: int
     fingerprint: str
+    file_name: str = ""
+    file_sha256: str = ""
 
     @property
     def dtype(self) -> np.dtype:
@@ -107,14 +113,15 @@ def load_tokenizer(spec: str, base_dir: str | None = None) -> BpeTokenizer:
     if eot is None:
         raise TokenizerError(f"tokenizer {spec!r} ({path}) has no {EOT_TOKEN} token to separate documents")
     fingerprint = hashlib.sha256(raw + b"\nencode_special_tokens=1").hexdigest()[:24]
-    bpe = BpeTokenizer(tok, spec, eot, tok.get_vocab_size(with_added_tokens=True), fingerprint)
+    vocab_size = max(tok.get_vocab_size(with_added_tokens=False), eot + 1)
+    bpe = BpeTokenizer(tok, spec, eot, vocab_size, fingerprint, path.name, hashlib.sha256(raw).hexdigest())
     if spec == "gpt2":
         for text, ids in GPT2_REFERENCE.items():
             got = bpe.encode(text)
             if got != ids:
                 raise TokenizerError(f"{path} does not reproduce GPT-2: {text!r} -> {got}, expected {ids}")
-        if eot != 50256:
-            raise TokenizerError(f"{path}: {EOT_TOKEN} is id {eot}, GPT-2 uses 50256")
+        if eot != 50256 or vocab_size != 50257:
+            raise TokenizerError(f"{path}: {EOT_TOKEN} is id {eot} of {vocab_size}, GPT-2 uses 50256 of 50257")
     return bpe
 
 
@@ -251,6 +258,8 @@ class TokenShardWriter:
             "dtype": self.tok.dtype.name,
             "tokenizer": self.tok.name,
             "tokenizer_fingerprint": self.tok.fingerprint,
+            "tokenizer_file": self.tok.file_name,
+            "tokenizer_sha256": self.tok.file_sha256,
             "vocab_size": self.tok.vocab_size,
             "eot_id": self.tok.eot_id,
             "documents": len(self.index_rows),

@@ -146,3 +146,18 @@ def test_the_leaderboard_plot_is_embedded_in_the_ui_and_linked_in_the_lake_file(
     assert meta["plot"].startswith("![bits per byte by recipe](data:image/png;base64,iVBORw0KGgo")
     assert "](leaderboard.png)" not in meta["leaderboard"] and "| english_hq " in meta["leaderboard"]
     assert "![bits per byte by recipe](leaderboard.png)" in Path(home.lake, "leaderboard", "leaderboard.md").read_text()
+
+
+def test_ls_lists_drops_recipes_releases_and_stage_tables(home: Settings) -> None:
+    from mmrecipe.mixture.release import latest_release
+
+    result = CliRunner().invoke(main, ["ls"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    lake = Storage(home.lake)
+    version = latest_release(lake, "default")
+    assert version is not None and version.startswith("v-")
+    assert lines[:2] == [f"drops (1) in {home.landing}", f"  {'d1':<28} {home.landing}/d1"]  # d2 has no manifest
+    assert f"  {'default':<28} LATEST={version}  {home.lake}/releases/default/{version}" in lines
+    assert f"  {'english_hq':<28} mixture {home.lake}/mixture/english_hq" in lines
+    assert f"  {'extracted_text':<28} {home.lake}/extracted_text/data  (2 drops)" in lines

@@ -15,7 +15,7 @@ from mmrecipe.mixture.build import build_mixture, read_summary
 from mmrecipe.mixture.checks import decontamination_verdict, lineage_verdict, token_share_verdict
 from mmrecipe.mixture.manifest import read_manifest
 from mmrecipe.mixture.sources import MixtureInputError
-from mmrecipe.mixture.token_shards import load_token_stream, load_tokenizer, read_token_index
+from mmrecipe.mixture.token_shards import gpt2_tokenizer_path, load_token_stream, load_tokenizer, read_token_index
 from mmrecipe.mixture.webdataset import read_webdataset
 from mmrecipe.recipe import parse_recipe
 from mmrecipe.stage_output import stage_tables_uri
@@ -53,6 +53,8 @@ def test_gpt2_tokenizer_loads_offline_with_gpt2_ids() -> None:
     assert tok.encode("Hello world") == [15496, 995]
     assert tok.encode("a <|endoftext|> b") == [64, 1279, 91, 437, 1659, 5239, 91, 29, 275]  # no injected EOT
     assert [list(x) for x in tok.encode_batch(["Hello world", " the"])] == [[15496, 995], [262]]
+    whisper_special = "<|startoftranscript|><|en|><|notimestamps|>"  # added tokens of the shipped file, ids > 50256
+    assert max(tok.encode(whisper_special)) < tok.vocab_size == 50257
 
 
 def test_mixture_files_manifest_and_token_shards(lake: Storage) -> None:
@@ -75,11 +77,15 @@ def test_mixture_files_manifest_and_token_shards(lake: Storage) -> None:
     header = read_token_index(lake, "mixture/mix/tokens")
     stream = load_token_stream(lake, "mixture/mix/tokens")
     assert header["dtype"] == "uint16" and header["eot_id"] == 50256 and stream.dtype == np.uint16
+    tok = load_tokenizer("gpt2")
+    assert header["vocab_size"] == tok.vocab_size == 50257  # GPT-2's, not the 50363 of the file's added tokens
+    assert (header["tokenizer"], header["tokenizer_file"]) == ("gpt2", "tokenizer.json")
+    assert header["tokenizer_sha256"] == hashlib.sha256(gpt2_tokenizer_path().read_bytes()).hexdigest()
+    assert int(stream.max()) < header["vocab_size"] and int(stream.max()) == 50256  # every id, EOT included
     copies = int(pc.sum(manifest["epochs"]).as_py())
     assert header["documents"] == copies
     assert len(stream) == header["tokens"] == s["achieved_tokens"] + copies  # + one end-of-text per copy
     # every document copy in the stream decodes back to its upstream text
-    tok = load_tokenizer("gpt2")
     index = lake.read_table(lake.uri("mixture", "mix", "tokens", "index.parquet")).to_pylist()
     text_sha = dict(zip(manifest["doc_id"].to_pylist(), manifest["text_sha256"].to_pylist(), strict=True))
     for row in index[:40]:
