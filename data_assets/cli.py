@@ -7,7 +7,7 @@ SQLite) so runs, materializations and checks appear in the Dagster UI exactly as
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
@@ -22,6 +22,7 @@ from mmrecipe.drops import (
     validate_drop_name,
     verify_drop,
 )
+from mmrecipe.proxy_eval.presets import EVAL_PRESETS
 from mmrecipe.settings import REPO_ROOT, Settings, recipe_keys
 from mmrecipe.storage import Storage
 
@@ -185,10 +186,10 @@ def build_leaderboard(settings: Settings) -> bool:
     return _execute(job, _instance(settings), "leaderboard", assets=[dg.AssetKey("leaderboard")])
 
 
-def _eval_config(seeds: str | None, train_tokens: int | None) -> dict | None:
-    config: dict = {"seeds": [int(s) for s in seeds.split(",")]} if seeds else {}
-    config |= {"train_tokens": train_tokens} if train_tokens else {}
-    return config or None
+def _eval_config(preset: str, seeds: str | None, train_tokens: int | None) -> dict:
+    """eval_results' run config: a named preset (mmrecipe.proxy_eval.presets) and the options that override it."""
+    config: dict = {"preset": preset} | ({"seeds": [int(s) for s in seeds.split(",")]} if seeds else {})
+    return config | ({"train_tokens": train_tokens} if train_tokens else {})
 
 
 def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str | None) -> dict | None:
@@ -243,25 +244,36 @@ def ingest(folder: Path, drop: str | None) -> None:
     sys.exit(0 if ok else 1)
 
 
+def _eval_options(default: str) -> Callable:
+    """The --eval-preset, --seeds and --train-tokens options of `build` and `demo`."""
+
+    def add(f: Callable) -> Callable:
+        f = click.option("--train-tokens", type=int, default=None, help="Tokens each proxy model trains on.")(f)
+        f = click.option("--seeds", default=None, help="Comma-separated proxy-model seeds (default: the preset's).")(f)
+        presets = click.Choice(sorted(EVAL_PRESETS))
+        return click.option("--eval-preset", type=presets, default=default, show_default=True,
+                            help="Proxy-eval budget (mmrecipe.proxy_eval.presets).")(f)  # fmt: skip
+
+    return add
+
+
 @main.command()
 @click.argument("recipe")
-@click.option("--seeds", default=None, help="Comma-separated proxy-model seeds (default: eval_results' 0,1,2).")
-@click.option("--train-tokens", type=int, default=None, help="Tokens each proxy model trains on.")
-def build(recipe: str, seeds: str | None, train_tokens: int | None) -> None:
+@_eval_options("full")
+def build(recipe: str, eval_preset: str, seeds: str | None, train_tokens: int | None) -> None:
     """Build RECIPE's mixture, evaluate it and release it if every blocking check passed."""
     from mmrecipe.proxy_eval.report import recipe_report
 
     settings = Settings.from_env()
-    ok = build_recipe(settings, recipe, _eval_config(seeds, train_tokens)) and build_leaderboard(settings)
+    ok = build_recipe(settings, recipe, _eval_config(eval_preset, seeds, train_tokens)) and build_leaderboard(settings)
     if ok:
         click.echo(recipe_report(Storage(settings.lake, endpoint_url=settings.s3_endpoint_url), recipe))
     sys.exit(0 if ok else 1)
 
 
 @main.command()
-@click.option("--seeds", default=None, help="Comma-separated proxy-model seeds (default: eval_results' 0,1,2).")
-@click.option("--train-tokens", type=int, default=None, help="Tokens each proxy model trains on.")
-def demo(seeds: str | None, train_tokens: int | None) -> None:
+@_eval_options("demo")
+def demo(eval_preset: str, seeds: str | None, train_tokens: int | None) -> None:
     """Ingest the bundled sample drops, build every recipe, rank them, and print a per-stage summary."""
     from mmrecipe.proxy_eval.report import format_leaderboard
 
@@ -274,7 +286,7 @@ def demo(seeds: str | None, train_tokens: int | None) -> None:
         check_recipe(settings, recipe)
     ok = all([ingest_drop(settings, f) for f in folders])
     if ok:
-        ok = all([build_recipe(settings, r, _eval_config(seeds, train_tokens)) for r in recipes])
+        ok = all([build_recipe(settings, r, _eval_config(eval_preset, seeds, train_tokens)) for r in recipes])
     if ok:
         ok = build_leaderboard(settings)
     drops = [f.name for f in folders]

@@ -1,6 +1,7 @@
 """eval_results: proxy models trained on one recipe's mixture for N seeds, scored in bits per byte."""
 
 import statistics
+from dataclasses import replace
 
 import dagster as dg
 from pydantic import Field
@@ -10,6 +11,7 @@ from data_assets.pod_resources import pod_resources
 from data_assets.stage_metadata import column_schema
 from mmrecipe.proxy_eval.evaluate import RESULTS_SCHEMA, eval_results_verdict, evaluate_recipe
 from mmrecipe.proxy_eval.model import ModelConfig
+from mmrecipe.proxy_eval.presets import EVAL_PRESETS, EvalPreset, eval_preset
 from mmrecipe.proxy_eval.training import TrainConfig
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import markdown_table
@@ -20,15 +22,16 @@ ASSET = "eval_results"
 
 
 class EvalResultsConfig(dg.Config):
-    """Proxy-model training budget, shape, seeds and device (defaults: ~30-60 s per seed on 2 CPU cores)."""
+    """Proxy-model budget: a named preset (`full`: ~30-60 s per seed on 2 CPU cores; `demo`) and overrides of it."""
 
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    train_tokens: int = 65_536
-    batch_size: int = 16
-    context: int = 128
-    d_model: int = 64
-    n_layer: int = 2
-    n_head: int = 4
+    preset: str = Field(default="full", description=f"one of {sorted(EVAL_PRESETS)} (mmrecipe.proxy_eval.presets)")
+    seeds: list[int] | None = None
+    train_tokens: int | None = None
+    batch_size: int | None = None
+    context: int | None = None
+    d_model: int | None = None
+    n_layer: int | None = None
+    n_head: int | None = None
     lr: float = 1e-2
     device: str = "auto"  # "cpu", "cuda", or "auto": CUDA when the pod has a GPU (see the dagster-k8s/config tag)
     threads: int = 0  # 0: torch's default
@@ -49,19 +52,26 @@ def eval_results(
 ) -> dg.MaterializeResult:
     """Bits per byte of held-out eval sets under small transformers trained on the recipe's mixture, per seed."""
     recipe = context.partition_key
+    try:
+        preset = eval_preset(config.preset)
+    except ValueError as e:
+        raise dg.Failure(description=str(e), allow_retries=False) from None
+    own = {k: v for k, v in config.model_dump().items() if v is not None and k in EvalPreset.__dataclass_fields__}
+    chosen = replace(preset, **{**own, "seeds": tuple(own.get("seeds", preset.seeds))})
+    label = preset.name if chosen == preset else f"{preset.name} (changed: {', '.join(sorted(own))})"
     model_cfg = ModelConfig(
-        context=config.context, d_model=config.d_model, n_layer=config.n_layer, n_head=config.n_head
+        context=chosen.context, d_model=chosen.d_model, n_layer=chosen.n_layer, n_head=chosen.n_head
     )
     train_cfg = TrainConfig(
-        train_tokens=config.train_tokens,
-        batch_size=config.batch_size,
+        train_tokens=chosen.train_tokens,
+        batch_size=chosen.batch_size,
         lr=config.lr,
         device=config.device,
         threads=config.threads or None,
     )
     try:
         out = evaluate_recipe(
-            lake.storage(), recipe, model_cfg, train_cfg, config.seeds, Settings.from_env().recipes_dir
+            lake.storage(), recipe, model_cfg, train_cfg, chosen.seeds, Settings.from_env().recipes_dir, label
         )
     except (ValueError, FileNotFoundError) as e:  # bad config or no mixture: retrying cannot fix these
         raise dg.Failure(description=str(e), allow_retries=False) from e
@@ -85,7 +95,8 @@ def eval_results(
             "loss_curves_path": dg.MetadataValue.path(out.curves_uri),
             "dagster/row_count": len(rows),
             "mixture_version": out.mixture_version,
-            "seeds": ", ".join(str(s) for s in config.seeds),
+            "eval_config": label,
+            "seeds": ", ".join(str(s) for s in chosen.seeds),
             "device": out.runs[0].device,
             "parameters": int(out.parameters),
             "tokens_seen_per_seed": int(out.runs[0].tokens_seen),

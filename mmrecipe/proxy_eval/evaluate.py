@@ -42,6 +42,7 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("final_train_loss", pa.float64(), nullable=False),
         pa.field("wall_s", pa.float64(), nullable=False),
         pa.field("device", pa.string(), nullable=False),
+        pa.field("eval_config", pa.string(), nullable=False),  # the preset's name (mmrecipe.proxy_eval.presets)
     ]
 )
 CURVE_SCHEMA = pa.schema(
@@ -82,6 +83,7 @@ def evaluate_recipe(
     train_cfg: TrainConfig,
     seeds: Sequence[int],
     recipes_dir: str | None = None,
+    eval_config: str = "custom",
 ) -> EvalOutput:
     """Train one proxy model per seed on the recipe's mixture and score each on the mixture's eval sets."""
     if not seeds:
@@ -122,6 +124,7 @@ def evaluate_recipe(
                         "final_train_loss": run.final_loss,
                         "wall_s": round(run.wall_s, 3),
                         "device": run.device,
+                        "eval_config": eval_config,
                     }
                 )
             curve_rows += [{"seed": seed, **{k: v for k, v in p.items()}} for p in run.curve]
@@ -148,7 +151,7 @@ def read_all_results(storage: Storage, recipes: Sequence[str]) -> pa.Table:
     tables = [
         storage.read_table(results_uri(storage, r)) for r in sorted(recipes) if storage.exists(results_uri(storage, r))
     ]
-    return pa.concat_tables(tables) if tables else RESULTS_SCHEMA.empty_table()
+    return pa.concat_tables(tables, promote_options="default") if tables else RESULTS_SCHEMA.empty_table()
 
 
 def eval_results_verdict(storage: Storage, recipe: str) -> Verdict:

@@ -47,7 +47,12 @@ def compute_leaderboard(storage: Storage, recipes: Sequence[str]) -> tuple[list[
     """(recipes with results, scores, markdown) from the eval results in the lake."""
     results = read_all_results(storage, recipes)
     all_scores = scores(results) if results.num_rows else []
-    return sorted({s.recipe for s in all_scores}), all_scores, leaderboard_markdown(all_scores)
+    configs: dict[str, set[str]] = {}
+    for row in results.select(["recipe", "eval_config"]).to_pylist():
+        configs.setdefault(row["eval_config"] or "unrecorded", set()).add(row["recipe"])
+    header = "; ".join(f"{c} ({', '.join(sorted(r))})" for c, r in sorted(configs.items()))
+    md = (f"Eval config: {header}\n\n" if header else "") + leaderboard_markdown(all_scores)
+    return sorted({s.recipe for s in all_scores}), all_scores, md
 
 
 def write_leaderboard(storage: Storage, recipes: Sequence[str]) -> Leaderboard:

@@ -145,7 +145,10 @@ def test_the_leaderboard_plot_is_embedded_in_the_ui_and_linked_in_the_lake_file(
     assert meta is not None
     assert meta["plot"].startswith("![bits per byte by recipe](data:image/png;base64,iVBORw0KGgo")
     assert "](leaderboard.png)" not in meta["leaderboard"] and "| english_hq " in meta["leaderboard"]
-    assert "![bits per byte by recipe](leaderboard.png)" in Path(home.lake, "leaderboard", "leaderboard.md").read_text()
+    text = Path(home.lake, "leaderboard", "leaderboard.md").read_text()
+    assert "![bits per byte by recipe](leaderboard.png)" in text
+    changed = "batch_size, context, d_model, n_layer, seeds, train_tokens"  # TINY_EVAL's overrides of `full`
+    assert text.startswith(f"Eval config: full (changed: {changed}) (default, english_hq)\n")
 
 
 def test_ls_lists_drops_recipes_releases_and_stage_tables(home: Settings) -> None:

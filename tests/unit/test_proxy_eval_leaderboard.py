@@ -67,3 +67,15 @@ def test_markdown_ranks_recipes_and_shows_the_rule_and_noise() -> None:
 
 def test_empty_leaderboard_says_what_to_do() -> None:
     assert "materialize eval_results" in leaderboard_markdown([])
+
+
+def test_eval_presets_are_named_and_demo_is_the_smaller_budget() -> None:
+    from mmrecipe.proxy_eval.presets import EVAL_PRESETS, eval_preset
+
+    full, demo = eval_preset("full"), eval_preset("demo")
+    assert sorted(EVAL_PRESETS) == ["demo", "full"]
+    assert (full.seeds, full.train_tokens) == ((0, 1, 2), 65_536)
+    assert len(demo.seeds) >= 2  # still a seed-noise estimate for the significance rule
+    assert len(demo.seeds) * demo.train_tokens * 4 <= len(full.seeds) * full.train_tokens
+    with pytest.raises(ValueError, match=r"unknown eval preset 'tiny': choose one of \['demo', 'full'\]"):
+        eval_preset("tiny")
