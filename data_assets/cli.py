@@ -135,18 +135,19 @@ def ingest_drop(settings: Settings, folder: Path, drop: str | None = None) -> bo
         return False
     index = _latest_metadata(instance, "raw_crawl", drop) or {}
     if not index.get("responses"):
+        n = index.get("total", 0)
         click.echo(
             f"ingest {drop}: FAILED: no usable HTTP response record in {folder} "
-            f"({index.get('total', 0)} records: {top_reasons(index) or 'no reject reasons'})",
+            f"({n} record{'' if n == 1 else 's'}: {top_reasons(index) or 'no reject reasons'})",
             err=True,
         )
         return False
+    ok = True
     if classifier in defs.resolve_all_asset_keys() and instance.get_latest_materialization_event(classifier) is None:
         global_job = defs.resolve_implicit_global_asset_job_def()
-        if not _execute(global_job, instance, "train quality_classifier", assets=[classifier]):
-            return False
+        ok = _execute(global_job, instance, "train quality_classifier", assets=[classifier])
     rest = sorted(k for k in job.asset_layer.executable_asset_keys if k != raw)
-    ok = _execute(job, instance, f"ingest {drop}", drop, rest)
+    ok = ok and _execute(job, instance, f"ingest {drop}", drop, rest)
     click.echo(stage_summary(settings, [drop], [k.to_user_string() for k in [raw, *rest]]))
     return ok
 

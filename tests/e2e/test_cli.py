@@ -44,6 +44,8 @@ def test_ingest_indexes_the_drop_and_names_the_step_that_failed(tmp_path: Path, 
     assert "ingest crawl-2026-11-01: raw_crawl: ok" in ingest.stdout
     assert "train quality_classifier: FAILED" in ingest.stdout
     assert "step FAILED: quality_classifier" in ingest.stderr and "no positive training documents" in ingest.stderr
+    summary = [line.split() for line in ingest.stdout.splitlines() if line.startswith("raw_crawl ")]
+    assert summary == [["raw_crawl", "crawl-2026-11-01", "8", "7", "0", "1", "truncated_gzip_member", "1"]]
     landed = home / "landing" / "crawl-2026-11-01"
     assert sorted(p.name for p in landed.iterdir()) == ["_MANIFEST.json", "part-0.warc.gz", "part-1.warc.gz"]
     index = pq.read_table(home / "lake" / "raw_crawl" / "data" / "crawl-2026-11-01" / "part-00000.parquet")
@@ -115,7 +117,7 @@ def test_a_garbage_drop_fails_with_its_reject_reasons_and_lands_only_warc_files(
     assert out.splitlines()[0] == "ingest garbage: landed the WARC files only, skipped 1 other files (index.html)"
     assert "ingest garbage: raw_crawl: ok" in out
     assert err.splitlines()[0] == (
-        f"ingest garbage: FAILED: no usable HTTP response record in {folder} (1 records: garbage_bytes 1)"
+        f"ingest garbage: FAILED: no usable HTTP response record in {folder} (1 record: garbage_bytes 1)"
     )
     assert sorted(p.name for p in (Path(settings.landing) / "garbage").iterdir()) == ["_MANIFEST.json", "crawl.warc.gz"]
 
