@@ -1,5 +1,7 @@
 """`mmrecipe build RECIPE` and `mmrecipe explain DOC_ID` on a persistent instance over real WARC-backed drops."""
 
+from pathlib import Path
+
 import pyarrow.compute as pc
 from click.testing import CliRunner
 
@@ -19,6 +21,8 @@ def test_build_then_explain_a_document(recipe_env: Settings) -> None:  # noqa: F
     assert "mixture[default] version " in built.output and "decontamination: worst 13-gram overlap" in built.output
     assert "bits per byte held_out" in built.output and " ± " in built.output
     assert f"release: {recipe_env.lake}/releases/default/v-" in built.output
+    assert "leaderboard: ok" in built.output  # build refreshes the leaderboard
+    assert (Path(recipe_env.lake) / "leaderboard" / "leaderboard.md").read_text().startswith("Eval config: full (")
 
     manifest = read_manifest(Storage(recipe_env.lake), "default")
     row = manifest.filter(pc.equal(manifest["source"], "web_en")).to_pylist()[0]
@@ -31,3 +35,11 @@ def test_build_then_explain_a_document(recipe_env: Settings) -> None:  # noqa: F
 
     unknown = runner.invoke(main, ["explain", "default:web_en:000000000000000000000000"])
     assert unknown.exit_code == 1 and "is not in the mixture of recipe 'default'" in unknown.output
+
+    # a valid recipe whose run fails (its eval set is missing): the step is named, the earlier report is not shown
+    recipe = Path(recipe_env.recipes_dir) / "default.yaml"
+    recipe.write_text(recipe.read_text().replace("eval_sets: [held_out]", "eval_sets: [held_out, missing_set]"))
+    failed = runner.invoke(main, ["build", "default", "--seeds", "0,1", "--train-tokens", "8192"])
+    assert failed.exit_code == 1
+    assert "build default: FAILED" in failed.stdout and "step FAILED: mixture" in failed.stderr
+    assert "mixture[default] version " not in failed.output and "release: " not in failed.output
