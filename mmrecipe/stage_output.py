@@ -9,7 +9,8 @@ Every stage streams its records into a `StageWriter`. Kept rows go to the `data`
     <lake>/<asset>/side/<partition>/…                       side files: dedup indexes, WebDataset shards, outcomes
 
 so HF `datasets` (`data_dir=<lake>/<asset>/data`), duckdb and `pyarrow.dataset` read kept rows alone. Parts are
-written under temporary dot-names (`.tmp-…`) that no `*.parquet` glob matches and renamed when complete.
+written under temporary dot-names (`.tmp-…`) that no `*.parquet` glob matches and renamed when complete. A
+partition commit file belongs outside the `data` tree or under a dot-name: HF `datasets` reads `_`-prefixed files.
 """
 
 from __future__ import annotations
