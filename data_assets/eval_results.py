@@ -1,7 +1,6 @@
 """eval_results: proxy models trained on one recipe's mixture for N seeds, scored in bits per byte."""
 
 import statistics
-from dataclasses import replace
 
 import dagster as dg
 from pydantic import Field
@@ -11,7 +10,7 @@ from data_assets.pod_resources import pod_resources
 from data_assets.stage_metadata import column_schema
 from mmrecipe.proxy_eval.evaluate import RESULTS_SCHEMA, eval_results_verdict, evaluate_recipe
 from mmrecipe.proxy_eval.model import ModelConfig
-from mmrecipe.proxy_eval.presets import EVAL_PRESETS, EvalPreset, eval_preset
+from mmrecipe.proxy_eval.presets import EVAL_PRESETS, eval_preset, with_overrides
 from mmrecipe.proxy_eval.training import TrainConfig
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import markdown_table
@@ -56,9 +55,7 @@ def eval_results(
         preset = eval_preset(config.preset)
     except ValueError as e:
         raise dg.Failure(description=str(e), allow_retries=False) from None
-    own = {k: v for k, v in config.model_dump().items() if v is not None and k in EvalPreset.__dataclass_fields__}
-    chosen = replace(preset, **{**own, "seeds": tuple(own.get("seeds", preset.seeds))})
-    label = preset.name if chosen == preset else f"{preset.name} (changed: {', '.join(sorted(own))})"
+    chosen, label = with_overrides(preset, config.model_dump())
     model_cfg = ModelConfig(
         context=chosen.context, d_model=chosen.d_model, n_layer=chosen.n_layer, n_head=chosen.n_head
     )

@@ -8,7 +8,9 @@ training); the preset's name is recorded in every eval_results row and in the le
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,3 +38,11 @@ def eval_preset(name: str) -> EvalPreset:
     if name not in EVAL_PRESETS:
         raise ValueError(f"unknown eval preset {name!r}: choose one of {sorted(EVAL_PRESETS)}")
     return EVAL_PRESETS[name]
+
+
+def with_overrides(preset: EvalPreset, overrides: Mapping[str, Any]) -> tuple[EvalPreset, str]:
+    """`preset` with the given fields replaced (None: keep), and its label, e.g. `demo (changed: train_tokens)`."""
+    own = {f.name: overrides[f.name] for f in fields(preset) if f.name != "name" and overrides.get(f.name) is not None}
+    chosen = replace(preset, **own | ({"seeds": tuple(own["seeds"])} if "seeds" in own else {}))
+    changed = sorted(k for k in own if getattr(chosen, k) != getattr(preset, k))
+    return chosen, f"{preset.name} (changed: {', '.join(changed)})" if changed else preset.name

@@ -70,7 +70,7 @@ def test_empty_leaderboard_says_what_to_do() -> None:
 
 
 def test_eval_presets_are_named_and_demo_is_the_smaller_budget() -> None:
-    from mmrecipe.proxy_eval.presets import EVAL_PRESETS, eval_preset
+    from mmrecipe.proxy_eval.presets import EVAL_PRESETS, eval_preset, with_overrides
 
     full, demo = eval_preset("full"), eval_preset("demo")
     assert sorted(EVAL_PRESETS) == ["demo", "full"]
@@ -79,3 +79,11 @@ def test_eval_presets_are_named_and_demo_is_the_smaller_budget() -> None:
     assert len(demo.seeds) * demo.train_tokens * 4 <= len(full.seeds) * full.train_tokens
     with pytest.raises(ValueError, match=r"unknown eval preset 'tiny': choose one of \['demo', 'full'\]"):
         eval_preset("tiny")
+    assert with_overrides(demo, {"seeds": [0, 1], "train_tokens": None, "lr": 0.1}) == (demo, "demo")
+    chosen, label = with_overrides(demo, {"seeds": [4], "train_tokens": 512})
+    assert (chosen.seeds, chosen.train_tokens, chosen.d_model, label) == (
+        (4,),
+        512,
+        64,
+        "demo (changed: seeds, train_tokens)",
+    )
