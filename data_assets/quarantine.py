@@ -10,6 +10,8 @@ import dagster as dg
 
 from mmrecipe.quarantine import CheckEvaluation, Materialization, Quarantine, gate_drops, gated_stages
 
+NO_RUN = "(reported without a run)"  # events recorded with `report_runless_asset_event` or the REST API
+
 
 def definitions() -> dg.Definitions:
     """The code location's Definitions, imported on use (they hold the assets that read the gate)."""
@@ -53,9 +55,8 @@ def current_materializations(
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
             ).records
             if records:
-                out[(asset, partition)] = Materialization(
-                    records[0].storage_id, records[0].run_id, records[0].timestamp
-                )
+                r = records[0]
+                out[(asset, partition)] = Materialization(r.storage_id, r.run_id or NO_RUN, r.timestamp)
     return out
 
 
@@ -86,11 +87,11 @@ def latest_evaluations(
         target = ev.target_materialization_data
         out[key] = CheckEvaluation(
             passed=ev.passed,
-            run_id=record.run_id or "(reported without a run)",
+            run_id=record.run_id or NO_RUN,
             timestamp=record.timestamp,
             warning_only=ev.severity == dg.AssetCheckSeverity.WARN,
             target_storage_id=target.storage_id if target else None,
-            target_run_id=target.run_id if target else None,
+            target_run_id=(target.run_id or NO_RUN) if target else None,
         )
     return out
 

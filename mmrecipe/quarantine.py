@@ -95,8 +95,9 @@ def check_verdict(
     else:  # no recorded target: it counts only if it was reported after the current materialization
         current_target = evaluation.timestamp >= current.timestamp
     if not current_target:
-        on = evaluation.target_run_id or "an earlier materialization"
-        return verdict(STALE, f"stale: evaluated on run {on}, current materialization run {current.run_id}")
+        on = f"materialization of run {evaluation.target_run_id}" if evaluation.target_run_id else "an older one"
+        detail = f"stale: evaluated on run {evaluation.run_id} ({on}), current materialization run {current.run_id}"
+        return verdict(STALE, detail)
     if evaluation.passed:
         return verdict(PASSED, f"passed in run {evaluation.run_id}")
     if evaluation.warning_only:

@@ -19,17 +19,32 @@ from mmrecipe.quarantine import (
 )
 
 CURRENT = Materialization(storage_id=20, run_id="run-mat-2", timestamp=200.0)
-CASES = [
-    # (case, current materialization, latest evaluation, status, admits, detail contains)
-    ("passed on current", CURRENT, CheckEvaluation(True, "run-chk", 201.0, target_storage_id=20), PASSED, True, "run-chk"),
-    ("failed on current", CURRENT, CheckEvaluation(False, "run-chk", 201.0, target_storage_id=20), FAILED, False, "failed in run run-chk"),
-    ("never run", CURRENT, None, NEVER_RUN, False, "never run"),
-    ("never materialized", None, CheckEvaluation(True, "run-chk", 201.0, target_storage_id=20), NOT_MATERIALIZED, False, "never been materialized"),
-    ("passed on an older materialization", CURRENT, CheckEvaluation(True, "run-chk", 150.0, target_storage_id=10, target_run_id="run-mat-1"), STALE, False, "stale: evaluated on run run-mat-1, current materialization run run-mat-2"),
-    ("warning severity", CURRENT, CheckEvaluation(False, "run-chk", 201.0, warning_only=True, target_storage_id=20), WARNED, True, "does not block"),
-    ("reported without target, after", CURRENT, CheckEvaluation(True, "", 250.0), PASSED, True, "passed"),
-    ("reported without target, before", CURRENT, CheckEvaluation(True, "", 150.0), STALE, False, "stale"),
-]  # fmt: skip
+
+
+def evaluated(passed: bool, at: float = 201.0, target: int | None = 20, **kw: object) -> CheckEvaluation:
+    return CheckEvaluation(passed, "run-chk" if target else "", at, target_storage_id=target, **kw)  # type: ignore[arg-type]
+
+
+STALE_DETAIL = (
+    "stale: evaluated on run run-chk (materialization of run run-mat-1), current materialization run run-mat-2"
+)
+CASES = [  # (case, current materialization, latest evaluation, status, admits, detail contains)
+    ("passed on current", CURRENT, evaluated(True), PASSED, True, "passed in run run-chk"),
+    ("failed on current", CURRENT, evaluated(False), FAILED, False, "failed in run run-chk"),
+    ("never run", CURRENT, None, NEVER_RUN, False, "never run on extracted_text[d1]"),
+    ("never materialized", None, evaluated(True), NOT_MATERIALIZED, False, "never been materialized"),
+    (
+        "older materialization",
+        CURRENT,
+        evaluated(True, 150.0, 10, target_run_id="run-mat-1"),
+        STALE,
+        False,
+        STALE_DETAIL,
+    ),
+    ("warning severity", CURRENT, evaluated(False, warning_only=True), WARNED, True, "does not block"),
+    ("no target, reported after", CURRENT, evaluated(True, 250.0, None), PASSED, True, "passed"),
+    ("no target, reported before", CURRENT, evaluated(True, 150.0, None), STALE, False, "stale"),
+]
 
 
 @pytest.mark.parametrize(
@@ -51,15 +66,16 @@ def test_check_verdict(
 
 def test_gate_drops_quarantines_only_drops_with_a_blocking_failure() -> None:
     checks = {"extracted_text": ["conservation", "no_pii_left"], "raw_crawl": ["conservation"]}
-    mats = {(a, d): Materialization(i, f"mat-{a}-{d}", 100.0) for i, (a, d) in enumerate(
-        (a, d) for a in checks for d in ("d1", "d2", "d3"))}  # fmt: skip
+    keys = [(a, d) for a in checks for d in ("d1", "d2", "d3")]
+    mats = {key: Materialization(i, f"mat-{key[0]}-{key[1]}", 100.0) for i, key in enumerate(keys)}
     ok = {
         (a, c, d): CheckEvaluation(True, f"chk-{d}", 101.0, target_storage_id=mats[(a, d)].storage_id)
         for a, names in checks.items()
         for c in names
         for d in ("d1", "d2", "d3")
     }
-    evals = ok | {("extracted_text", "no_pii_left", "d2"): CheckEvaluation(False, "chk-bad", 101.0, target_storage_id=mats[("extracted_text", "d2")].storage_id)}  # fmt: skip
+    bad = CheckEvaluation(False, "chk-bad", 101.0, target_storage_id=mats[("extracted_text", "d2")].storage_id)
+    evals = ok | {("extracted_text", "no_pii_left", "d2"): bad}
     del evals[("raw_crawl", "conservation", "d3")]
     q = gate_drops(["d3", "d1", "d2", "d1"], checks, mats, evals)
     assert q.admitted == ("d1",)
@@ -86,4 +102,5 @@ def test_no_admitted_drop_is_a_clear_error() -> None:
 def test_gated_stages_follow_the_reader_upstream() -> None:
     parents = {"extracted_text": ["filtered_text"], "filtered_text": ["raw_crawl"], "deduped_images": ["raw_crawl"]}
     assert gated_stages(parents, ["extracted_text"]) == ["extracted_text", "filtered_text", "raw_crawl"]
-    assert gated_stages(parents, ["deduped_images", "transcribed_audio"]) == ["deduped_images", "raw_crawl", "transcribed_audio"]  # fmt: skip
+    images_and_audio = gated_stages(parents, ["deduped_images", "transcribed_audio"])
+    assert images_and_audio == ["deduped_images", "raw_crawl", "transcribed_audio"]
