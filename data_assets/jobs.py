@@ -14,8 +14,6 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from partitions import drops_partitions, recipes_partitions
-
 DROP_STAGES = "drop_stages"
 RECIPE_STAGES = "recipe_stages"
 
@@ -44,14 +42,12 @@ STEP_RETRY_POLICY = step_retry_policy()
 drop_stages_job = dg.define_asset_job(
     "drop_stages_job",
     selection=dg.AssetSelection.groups(DROP_STAGES),
-    partitions_def=drops_partitions,
     op_retry_policy=STEP_RETRY_POLICY,
     description="Every drop-partitioned stage for one source drop, with their checks.",
 )
 recipe_stages_job = dg.define_asset_job(
     "recipe_stages_job",
     selection=dg.AssetSelection.groups(RECIPE_STAGES),
-    partitions_def=recipes_partitions,
     op_retry_policy=STEP_RETRY_POLICY,
     description="Mixture, evaluation and release for one recipe over all ingested drops.",
 )

@@ -120,6 +120,7 @@ def transcribed_audio(
 transcribed_audio_conservation = conservation_check(ASSET, "audio")
 
 
+# partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(
     asset=transcribed_audio,
     name="no_pii_left",
@@ -150,6 +151,7 @@ class CalibrationWerConfig(dg.Config):
     max_wer: float = 0.15
 
 
+# partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(
     asset=transcribed_audio,
     name="calibration_wer",
