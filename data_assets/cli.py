@@ -15,7 +15,8 @@ import dagster as dg
 
 from mmrecipe.drops import MANIFEST, DropError, manifest_for_folder, parse_manifest, validate_drop_name, verify_drop
 from mmrecipe.settings import REPO_ROOT, Settings, recipe_keys
-from mmrecipe.storage import Storage
+from resources.settings import deployment_settings
+from resources.storage import storage_resources
 
 SAMPLE_DROPS = REPO_ROOT / "samples" / "drops"
 QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -56,7 +57,7 @@ def _report(result: dg.ExecuteInProcessResult, what: str) -> bool:
 def land_folder(settings: Settings, folder: Path, drop: str) -> None:
     """Copy a local drop folder into the landing location; the manifest is written last."""
     validate_drop_name(drop)
-    landing = Storage(settings.landing, endpoint_url=settings.s3_endpoint_url)
+    landing = storage_resources(settings)[1].storage()
     manifest_file = folder / MANIFEST
     if manifest_file.exists():
         manifest = parse_manifest(manifest_file.read_text(), str(manifest_file))
@@ -174,7 +175,7 @@ def main() -> None:
 def ingest(folder: Path, drop: str | None) -> None:
     """Land FOLDER as a drop, register it and materialize its drop stages."""
     try:
-        ok = ingest_drop(Settings.from_env(), folder, drop)
+        ok = ingest_drop(deployment_settings(), folder, drop)
     except DropError as e:
         raise click.ClickException(str(e)) from None
     sys.exit(0 if ok else 1)
@@ -188,9 +189,9 @@ def build(recipe: str, seeds: str | None, train_tokens: int | None) -> None:
     """Build RECIPE's mixture, evaluate it and release it if every blocking check passed."""
     from mmrecipe.proxy_eval.report import recipe_report
 
-    settings = Settings.from_env()
+    settings = deployment_settings()
     ok = build_recipe(settings, recipe, _eval_config(seeds, train_tokens))
-    click.echo(recipe_report(Storage(settings.lake, endpoint_url=settings.s3_endpoint_url), recipe))
+    click.echo(recipe_report(storage_resources(settings)[0].storage(), recipe))
     sys.exit(0 if ok else 1)
 
 
@@ -201,7 +202,7 @@ def demo(seeds: str | None, train_tokens: int | None) -> None:
     """Ingest the bundled sample drops, build every recipe, rank them, and print a per-stage summary."""
     from mmrecipe.proxy_eval.report import format_leaderboard
 
-    settings = Settings.from_env()
+    settings = deployment_settings()
     folders = sorted(p for p in SAMPLE_DROPS.iterdir() if p.is_dir()) if SAMPLE_DROPS.is_dir() else []
     if not folders:
         raise click.ClickException(f"no sample drops found in {SAMPLE_DROPS}")
@@ -217,7 +218,7 @@ def demo(seeds: str | None, train_tokens: int | None) -> None:
     click.echo("\n" + stage_summary(settings, drops, [s for s in drop_stages if s in defined]))
     click.echo(stage_summary(settings, recipes, ["mixture", "eval_results", "release"], header=False))
     if ok:
-        click.echo("\n" + format_leaderboard(Storage(settings.lake, endpoint_url=settings.s3_endpoint_url), recipes))
+        click.echo("\n" + format_leaderboard(storage_resources(settings)[0].storage(), recipes))
     sys.exit(0 if ok else 1)
 
 
@@ -227,13 +228,13 @@ def demo(seeds: str | None, train_tokens: int | None) -> None:
 @click.option("--rows", default=5, show_default=True, help="How many sample rows to print.")
 def show(asset: str, partition: str, rows: int) -> None:
     """Counts, drop reasons and sample rows of one materialized ASSET PARTITION."""
-    settings = Settings.from_env()
+    settings = deployment_settings()
     meta = _latest_metadata(_instance(settings), asset, partition)
     if meta is None or "path" not in meta:
         raise click.ClickException(
             f"{asset}[{partition}] has no materialization with a path: run `mmrecipe ingest` / `mmrecipe build` first"
         )
-    storage = Storage(settings.lake, endpoint_url=settings.s3_endpoint_url)
+    storage = storage_resources(settings)[0].storage()
     click.echo(f"{asset}[{partition}]  {meta['path']}")
     click.echo("  " + "  ".join(f"{k}={meta[k]}" for k in ("total", "kept", "dropped", "rejected") if k in meta))
     rejects = meta.get("rejects_path")
@@ -258,9 +259,9 @@ def explain(doc_id: str) -> None:
     """Lineage of one mixture document: recipe → mixture → stage row → raw_crawl record → WARC bytes."""
     from mmrecipe import lineage
 
-    settings = Settings.from_env()
-    storage = Storage(settings.lake, endpoint_url=settings.s3_endpoint_url)
-    landing = Storage(settings.landing, endpoint_url=settings.s3_endpoint_url)
+    settings = deployment_settings()
+    storage = storage_resources(settings)[0].storage()
+    landing = storage_resources(settings)[1].storage()
     try:
         click.echo(lineage.format_lineage(lineage.explain(storage, doc_id, landing=landing)))
     except LookupError as e:

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from data_assets.pod_resources import pod_resources
+from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.stage_metadata import column_schema
 from mmrecipe.mixture.build import build_mixture, load_eval_sets
 from mmrecipe.mixture.checks import Verdict, decontamination_verdict, lineage_verdict, token_share_verdict
@@ -17,6 +17,7 @@ from mmrecipe.stage_output import markdown_table
 from mmrecipe.storage import Storage
 from partitions import recipes_partitions
 from resources import LakeResource
+from resources.pod_resources import pod_resources
 
 ASSET = "mixture"
 FIGURE_KEYS = ("pii", "opt_out", "noai", "redact")  # upstream metadata counts worth repeating in the data card
@@ -25,7 +26,7 @@ FIGURE_KEYS = ("pii", "opt_out", "noai", "redact")  # upstream metadata counts w
 class MixtureConfig(dg.Config):
     """Where eval sets live and how large shards are."""
 
-    eval_sets_dir: str = ""  # empty: $MMRECIPE_EVALSETS, else the repo's samples/evalsets
+    eval_sets_dir: str = ""  # empty: MMRECIPE_EVALSETS, else the bundled eval sets
     shard_tokens: int = 1 << 24
     shard_images: int = 1000
 
@@ -53,6 +54,7 @@ def upstream_figures(instance: dg.DagsterInstance, stages: list[str], drops: lis
 
 
 @dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
     partitions_def=recipes_partitions,
     group_name="recipe_stages",
     kinds={"parquet", "numpy", "webdataset"},
@@ -62,13 +64,17 @@ def upstream_figures(instance: dg.DagsterInstance, stages: list[str], drops: lis
     deps=[dg.AssetDep(stage, partition_mapping=dg.AllPartitionMapping()) for stage in STAGES],
     metadata={"dagster/column_schema": column_schema(MANIFEST_SCHEMA)},
 )
-def mixture(context: dg.AssetExecutionContext, config: MixtureConfig, lake: LakeResource) -> dg.MaterializeResult:
+def mixture(
+    context: dg.AssetExecutionContext, config: MixtureConfig, lake: LakeResource, settings: dg.ResourceParam[Settings]
+) -> dg.MaterializeResult:
     """Training mixture of one recipe: GPT-2 token shards, WebDataset image-caption shards, manifest and data card."""
     storage = lake.storage()
     try:
-        recipe = load_recipe(Settings.from_env().recipes_dir, context.partition_key)
+        recipe = load_recipe(settings.recipes_dir, context.partition_key)
         drops = sorted(context.instance.get_dynamic_partitions("drops"))
-        eval_sets = load_eval_sets(config.eval_sets_dir or default_eval_sets_dir(), recipe.eval_sets)
+        eval_sets = load_eval_sets(
+            config.eval_sets_dir or settings.eval_sets_dir or default_eval_sets_dir(), recipe.eval_sets
+        )
         figures = upstream_figures(context.instance, recipe.stages(), drops)
         result = build_mixture(storage, recipe, drops, eval_sets, config.shard_tokens, config.shard_images, figures)
     except (RecipeError, MixtureInputError, TokenizerError, FileNotFoundError) as e:

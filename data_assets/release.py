@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.mixture import blocking_check_keys
 from data_assets.stage_metadata import column_schema
 from mmrecipe.mixture.build import read_summary
@@ -44,6 +45,7 @@ def failing_blocking_checks(
 
 
 @dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
     partitions_def=recipes_partitions,
     group_name="recipe_stages",
     kinds={"parquet"},

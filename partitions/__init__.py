@@ -2,9 +2,10 @@
 
 import dagster as dg
 
-from mmrecipe.settings import Settings, recipe_keys
+from mmrecipe.settings import recipe_keys
+from resources.settings import deployment_settings
 
 drops_partitions = dg.DynamicPartitionsDefinition(name="drops")
-recipes_partitions = dg.StaticPartitionsDefinition(recipe_keys(Settings.from_env().recipes_dir))
+recipes_partitions = dg.StaticPartitionsDefinition(recipe_keys(deployment_settings().recipes_dir))
 
 __all__ = ["drops_partitions", "recipes_partitions"]
