@@ -15,7 +15,6 @@ import dagster as dg
 
 from mmrecipe.drops import MANIFEST, DropError, manifest_for_folder, parse_manifest, validate_drop_name, verify_drop
 from mmrecipe.settings import REPO_ROOT, Settings, recipe_keys
-from resources.settings import deployment_settings
 from resources.storage import storage_resources
 
 SAMPLE_DROPS = REPO_ROOT / "samples" / "drops"
@@ -175,7 +174,7 @@ def main() -> None:
 def ingest(folder: Path, drop: str | None) -> None:
     """Land FOLDER as a drop, register it and materialize its drop stages."""
     try:
-        ok = ingest_drop(deployment_settings(), folder, drop)
+        ok = ingest_drop(Settings.from_env(), folder, drop)
     except DropError as e:
         raise click.ClickException(str(e)) from None
     sys.exit(0 if ok else 1)
@@ -189,7 +188,7 @@ def build(recipe: str, seeds: str | None, train_tokens: int | None) -> None:
     """Build RECIPE's mixture, evaluate it and release it if every blocking check passed."""
     from mmrecipe.proxy_eval.report import recipe_report
 
-    settings = deployment_settings()
+    settings = Settings.from_env()
     ok = build_recipe(settings, recipe, _eval_config(seeds, train_tokens))
     click.echo(recipe_report(storage_resources(settings)[0].storage(), recipe))
     sys.exit(0 if ok else 1)
@@ -202,7 +201,7 @@ def demo(seeds: str | None, train_tokens: int | None) -> None:
     """Ingest the bundled sample drops, build every recipe, rank them, and print a per-stage summary."""
     from mmrecipe.proxy_eval.report import format_leaderboard
 
-    settings = deployment_settings()
+    settings = Settings.from_env()
     folders = sorted(p for p in SAMPLE_DROPS.iterdir() if p.is_dir()) if SAMPLE_DROPS.is_dir() else []
     if not folders:
         raise click.ClickException(f"no sample drops found in {SAMPLE_DROPS}")
@@ -228,7 +227,7 @@ def demo(seeds: str | None, train_tokens: int | None) -> None:
 @click.option("--rows", default=5, show_default=True, help="How many sample rows to print.")
 def show(asset: str, partition: str, rows: int) -> None:
     """Counts, drop reasons and sample rows of one materialized ASSET PARTITION."""
-    settings = deployment_settings()
+    settings = Settings.from_env()
     meta = _latest_metadata(_instance(settings), asset, partition)
     if meta is None or "path" not in meta:
         raise click.ClickException(
@@ -259,7 +258,7 @@ def explain(doc_id: str) -> None:
     """Lineage of one mixture document: recipe → mixture → stage row → raw_crawl record → WARC bytes."""
     from mmrecipe import lineage
 
-    settings = deployment_settings()
+    settings = Settings.from_env()
     storage = storage_resources(settings)[0].storage()
     landing = storage_resources(settings)[1].storage()
     try:

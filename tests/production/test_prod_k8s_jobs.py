@@ -85,7 +85,7 @@ def test_production_definitions_use_the_k8s_job_executor(settings: Settings, mon
     from data_assets.definitions import build_defs
 
     monkeypatch.setenv("MMRECIPE_EXECUTOR", "k8s")
-    defs = build_defs(settings)
+    defs = build_defs(Settings.from_env())
     for job_name in ("drop_stages_job", "recipe_stages_job"):
         assert defs.resolve_job_def(job_name).executor_def.name == "k8s", job_name
 
