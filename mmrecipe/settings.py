@@ -317,11 +317,6 @@ class Settings:
             ),
         )
 
-    def stage_device(self, gpus: int) -> str:
-        """The torch/CTranslate2 device of a stage whose pod size has `gpus` GPUs: `cuda` when it gets one."""
-        gets_gpu = gpus > 0 and (self.gpu.mode == "on" or (self.gpu.mode == "auto" and self.executor == "k8s"))
-        return "cuda" if gets_gpu else "cpu"
-
 
 def _asset_hours(env: Mapping[str, str]) -> dict[str, float]:
     """Per-asset fail windows from `MMRECIPE_FRESHNESS_<ASSET>_HOURS` variables (asset names lower-cased)."""

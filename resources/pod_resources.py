@@ -54,8 +54,13 @@ def stage_gpus(asset: str, settings: Settings) -> int:
 
 
 def stage_device(asset: str, settings: Settings) -> str:
-    """The device `asset`'s models run on: `cuda` when the stage gets a GPU in this deployment, else `cpu`."""
-    return settings.stage_device(stage_gpus(asset, settings))
+    """The device `asset`'s models run on: `cuda` when the stage gets a GPU in this deployment, else `cpu`.
+
+    A stage gets its GPU under the k8s executor (its pod requests one), or under any executor with
+    `MMRECIPE_GPU=on` (a GPU workstation); never with `MMRECIPE_GPU=off`.
+    """
+    gpu_here = settings.gpu.mode == "on" or (settings.gpu.mode == "auto" and settings.executor == "k8s")
+    return "cuda" if stage_gpus(asset, settings) and gpu_here else "cpu"
 
 
 def pod_resources(asset: str, settings: Settings | None = None) -> dict[str, Any]:
