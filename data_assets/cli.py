@@ -24,7 +24,7 @@ from mmrecipe.drops import (
 )
 from mmrecipe.proxy_eval.presets import EVAL_PRESETS
 from mmrecipe.settings import REPO_ROOT, Settings, recipe_keys
-from mmrecipe.storage import Storage
+from resources.storage import storage_resources
 
 SAMPLE_DROPS = REPO_ROOT / "samples" / "drops"
 QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -68,7 +68,7 @@ def land_folder(settings: Settings, folder: Path, drop: str) -> list[str]:
     Nothing is copied when the folder holds no WARC file, and a landing that fails verification is removed.
     """
     validate_drop_name(drop)
-    landing = Storage(settings.landing, endpoint_url=settings.s3_endpoint_url)
+    landing = storage_resources(settings)[1].storage()
     manifest_file = folder / MANIFEST
     warcs, others = folder_files(str(folder))
     if manifest_file.exists():
@@ -268,7 +268,7 @@ def build(recipe: str, eval_preset: str, seeds: str | None, train_tokens: int | 
     settings = Settings.from_env()
     ok = build_recipe(settings, recipe, _eval_config(eval_preset, seeds, train_tokens)) and build_leaderboard(settings)
     if ok:
-        click.echo(recipe_report(Storage(settings.lake, endpoint_url=settings.s3_endpoint_url), recipe))
+        click.echo(recipe_report(storage_resources(settings)[0].storage(), recipe))
     sys.exit(0 if ok else 1)
 
 
@@ -296,7 +296,7 @@ def demo(eval_preset: str, seeds: str | None, train_tokens: int | None) -> None:
     click.echo("\n" + stage_summary(settings, drops, [s for s in drop_stages if s in defined]))
     click.echo(stage_summary(settings, recipes, ["mixture", "eval_results", "release"], header=False))
     if ok:
-        click.echo("\n" + format_leaderboard(Storage(settings.lake, endpoint_url=settings.s3_endpoint_url), recipes))
+        click.echo("\n" + format_leaderboard(storage_resources(settings)[0].storage(), recipes))
     sys.exit(0 if ok else 1)
 
 
@@ -352,7 +352,7 @@ def show(asset: str, partition: str | None, rows: int) -> None:
 
     settings = Settings.from_env()
     meta, partition = _show_target(settings, asset, partition)
-    storage = Storage(settings.lake, endpoint_url=settings.s3_endpoint_url)
+    storage = storage_resources(settings)[0].storage()
     click.echo(f"{asset}[{partition or ''}]  {meta.get('path', '(no path recorded)')}")
     click.echo("  " + _one_line_metadata(meta))
     rejects = meta.get("rejects_path")
@@ -375,8 +375,8 @@ def lake_listing(settings: Settings) -> list[str]:
     from mmrecipe.mixture.release import RELEASES, latest_release
     from mmrecipe.stage_output import DATA, stage_partitions
 
-    lake = Storage(settings.lake, endpoint_url=settings.s3_endpoint_url)
-    landing = Storage(settings.landing, endpoint_url=settings.s3_endpoint_url)
+    lake = storage_resources(settings)[0].storage()
+    landing = storage_resources(settings)[1].storage()
     drops = sorted(landed_drops(landing))
     lines = [f"drops ({len(drops)}) in {landing.root}"]
     indexed = set(stage_partitions(lake, "raw_crawl"))
@@ -410,8 +410,8 @@ def explain(doc_id: str) -> None:
     from mmrecipe import lineage
 
     settings = Settings.from_env()
-    storage = Storage(settings.lake, endpoint_url=settings.s3_endpoint_url)
-    landing = Storage(settings.landing, endpoint_url=settings.s3_endpoint_url)
+    storage = storage_resources(settings)[0].storage()
+    landing = storage_resources(settings)[1].storage()
     try:
         click.echo(lineage.format_lineage(lineage.explain(storage, doc_id, landing=landing)))
     except LookupError as e:
