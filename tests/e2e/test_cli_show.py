@@ -1,7 +1,7 @@
 """`mmrecipe show` on every asset of the Definitions, in-process with click's CliRunner, over real materializations.
 
 One home is built per module: two drops whose recipe stages (mixture, eval_results, release, leaderboard) are
-materialized, then drop d1 landed with a manifest and run through every drop stage for real.
+materialized, then drop d1 landed with a manifest and run through every drop stage for real; d3 is registered only.
 """
 
 from collections.abc import Iterator
@@ -16,7 +16,7 @@ from data_assets.cli import _instance, main
 from mmrecipe.drops import MANIFEST, manifest_for_folder
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
-from tests.assets.test_recipe_stages import RECIPES, SHORT_EVAL, TINY_EVAL
+from tests.assets.test_recipe_stages import RECIPES, SHORT_EVAL, TINY_EVAL, record_drop_stages
 from tests.unit.test_mixture_helpers import build_drop, eval_text, topic_texts
 
 DROP_STAGES = ("raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio")
@@ -58,7 +58,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         for k, drop in enumerate(("d1", "d2")):
             build_drop(lake, landing, drop, topic_texts(k * 12, 12))
         instance, defs = _instance(settings), build_defs(settings)
-        instance.add_dynamic_partitions("drops", ["d1", "d2"])
+        for drop in ("d1", "d2"):
+            record_drop_stages(settings, instance, drop)  # the gate's evidence for build_drop's tables
         for recipe in RECIPES:
             config = {"ops": {"eval_results": {"config": TINY_EVAL}}}
             _run(defs, instance, "recipe_stages_job", recipe, ["mixture", "eval_results", "release"], config)
@@ -70,6 +71,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         _run(defs, instance, "__ASSET_JOB", None, ["quality_classifier"],
              {"ops": {"quality_classifier": {"config": classifier}}})  # fmt: skip
         _run(defs, instance, "drop_stages_job", "d1", list(DROP_STAGES[1:]))
+        instance.add_dynamic_partitions("drops", ["d3"])  # registered, never materialized
         yield settings
 
 
@@ -124,11 +126,11 @@ def test_show_cuts_long_values_with_an_ellipsis_and_keeps_rows_on_one_line(home:
     ("args", "first_line"),
     [
         (["nosuchasset", "x"], "Error: unknown asset 'nosuchasset': choose one of deduped_images, eval_results, "),
-        (["raw_crawl", "d9"], "Error: unknown partition 'd9' of raw_crawl: choose one of d1, d2"),
+        (["raw_crawl", "d9"], "Error: unknown partition 'd9' of raw_crawl: choose one of d1, d2, d3"),
         (["mixture", "nosuch"], "Error: unknown partition 'nosuch' of mixture: choose one of default, english_hq"),
-        (["raw_crawl"], "Error: raw_crawl is partitioned: choose one of d1, d2"),
+        (["raw_crawl"], "Error: raw_crawl is partitioned: choose one of d1, d2, d3"),
         (["leaderboard", "default"], "Error: leaderboard is not partitioned: run `mmrecipe show leaderboard`"),
-        (["raw_crawl", "d2"], "Error: raw_crawl[d2] has no materialization yet: run `mmrecipe ingest DIR` first"),
+        (["raw_crawl", "d3"], "Error: raw_crawl[d3] has no materialization yet: run `mmrecipe ingest DIR` first"),
     ],
 )
 def test_show_names_what_is_wrong(home: Settings, args: list[str], first_line: str) -> None:
