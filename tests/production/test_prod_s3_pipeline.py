@@ -121,6 +121,6 @@ def test_every_drop_stage_runs_with_the_lake_on_s3(
     lake = Storage(s3_settings.lake, endpoint_url=s3_server.endpoint_url)
     for stage in stages:
         meta = metadata_of(result, stage)
-        assert meta["path"].startswith(f"s3://{s3_server.bucket}/lake/{stage}/sample-a/"), stage
+        assert meta["path"] == f"s3://{s3_server.bucket}/lake/{stage}/data/sample-a/part-00000.parquet", stage
         assert lake.exists(meta["path"]) and lake.exists(meta["rejects_path"]), stage
         assert lake.read_table(meta["path"]).num_rows == meta["dagster/row_count"], stage
