@@ -1,8 +1,9 @@
-"""Write `mmrecipe/text/spacy_en_tables.py`: the rule tables of spaCy's blank English tokenizer and sentencizer.
+"""Write `mmrecipe/text/spacy_en_tables.py`: the rule tables of spaCy's blank English tokenizer and sentencizer,
+and datatrove's punctuation sets, which its Gopher and FineWeb filters test words and lines against.
 
 `mmrecipe.text.words` re-implements spaCy's tokenizer algorithm over these tables, so the text stage gives the
 same words as datatrove (which runs `spacy.blank("en")`) without importing spaCy. Run it with the python of
-the datatrove venv, which has the pinned spaCy (`python scripts/datatrove_venv.py` creates it):
+the datatrove venv, which has the pinned spaCy and datatrove (`python scripts/datatrove_venv.py` creates it):
 
     benchmarks/.venv-datatrove/bin/python scripts/export_spacy_tables.py
 """
@@ -10,9 +11,11 @@ the datatrove venv, which has the pinned spaCy (`python scripts/datatrove_venv.p
 from __future__ import annotations
 
 import re
+from importlib.metadata import version
 from pathlib import Path
 
 import spacy
+from datatrove.utils.text import PUNCTUATION_SET, TERMINAL_PUNCTUATION
 from spacy.attrs import ORTH
 from spacy.pipeline import Sentencizer
 
@@ -33,9 +36,9 @@ def main() -> None:
         raise SystemExit("spaCy's English tokenizer changed (token_match / faster_heuristics): update words.py")
     rules = {text: tuple(t[ORTH] for t in tokens) for text, tokens in sorted(tokenizer.rules.items())}
     lines = [
-        f'"""Rule tables of spaCy {spacy.__version__}\'s blank English tokenizer and sentencizer (generated, MIT).',
+        f'"""Tables of spaCy {spacy.__version__}\'s blank English tokenizer and sentencizer (MIT) and of datatrove.',
         "",
-        "Written by scripts/export_spacy_tables.py from spaCy's own tables; do not edit by hand.",
+        "Written by scripts/export_spacy_tables.py from spaCy's and datatrove's own tables; do not edit by hand.",
         '"""',
         "",
         f"SPACY_VERSION = {spacy.__version__!r}",
@@ -44,6 +47,10 @@ def main() -> None:
         f"INFIX = {pattern(tokenizer.infix_finditer)!r}",
         f"URL_MATCH = {pattern(tokenizer.url_match)!r}",
         f"SENTENCE_PUNCT = {''.join(sorted(Sentencizer.default_punct_chars))!r}",
+        "# datatrove's sets (Apache-2.0): its Gopher filter's punctuation, its FineWeb filter's line endings",
+        f"DATATROVE_VERSION = {version('datatrove')!r}",
+        f"DATATROVE_PUNCTUATION = {''.join(sorted(PUNCTUATION_SET))!r}",
+        f"DATATROVE_TERMINAL_PUNCTUATION = {''.join(sorted(TERMINAL_PUNCTUATION))!r}",
         "SPECIAL_CASES: dict[str, tuple[str, ...]] = {",
         *(f"    {text!r}: {orths!r}," for text, orths in rules.items()),
         "}",
