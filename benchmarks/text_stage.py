@@ -6,7 +6,7 @@ docs/s, per round and as medians over `--rounds` alternating runs of the two sid
   language ID, Gopher/C4/FineWeb rules, PII, quality classifier, toxicity, MinHash bands) + the
   dedup decision and extracted_text writing; and the same with raw_crawl's indexing of the WARC
   (the graph's first stage, shared with the image and audio stages) added;
-- datatrove 0.10.1, in its own venv (`benchmarks/.venv-datatrove`, created on first run, never
+- datatrove 0.10.1, in its own venv (`benchmarks/.venv-datatrove`, made by `benchmarks/datatrove_env.py`, never
   imported here): WarcReader → Trafilatura(favour_precision) → GopherRepetition → GopherQuality →
   C4Quality(no terminal-punct filter, as FineWeb) → FineWebQuality → MinhashDedupSignature (5-grams,
   14 x 8), one task, one worker;
@@ -39,30 +39,13 @@ import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_DROPS = REPO / "samples" / "drops"
+from datatrove_env import REPO, ensure_datatrove_venv, sample_pages
+
 HQ_URLS = REPO / "samples" / "reference" / "hq_urls.txt"
-DT_VENV = REPO / "benchmarks" / ".venv-datatrove"
-DT_PACKAGES = ["datatrove[io,processing]==0.10.1", "spacy==3.8.18", "lxml_html_clean==0.4.6"]
 _PARAGRAPH = re.compile(rb"<p[ >].*?</p>", re.DOTALL | re.IGNORECASE)
 
 
 # --- input ---------------------------------------------------------------------------------------
-def sample_pages() -> list[tuple[str, bytes, bytes]]:
-    """(url, HTTP header block, body) of every HTTP-200 HTML response of the sample drops."""
-    from fastwarc.warc import ArchiveIterator, WarcRecordType
-
-    pages = []
-    for warc in sorted(SAMPLE_DROPS.glob("*/*.warc.gz")):
-        with warc.open("rb") as f:
-            for rec in ArchiveIterator(f, record_types=WarcRecordType.response, parse_http=True):
-                ctype = rec.http_headers.get("Content-Type", "")
-                if rec.http_headers.status_code == 200 and "html" in ctype:
-                    url = rec.headers.get("WARC-Target-URI").strip("<>")
-                    pages.append((url, f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n".encode(), rec.reader.read()))
-    return pages
-
-
 def mirror(body: bytes, k: int) -> bytes:
     """Copy k of a page: one paragraph removed and one added (copy 0 is the page itself)."""
     if k == 0:
@@ -227,16 +210,6 @@ print(json.dumps({"seconds": seconds, "stats": summary}))
 """
 
 
-def ensure_datatrove() -> Path:
-    """The datatrove venv's python, creating the venv (no torch is pulled in) on first use."""
-    python = DT_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(DT_VENV)], check=True)
-        (DT_VENV / ".gitignore").write_text("*\n")
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *DT_PACKAGES], check=True)
-    return python
-
-
 def run_datatrove(data_dir: Path, work: Path, name: str = "dt") -> dict:
     """datatrove's wall time (its own measure) and CPU time (its process and extractor sandbox, from rusage).
 
@@ -244,7 +217,7 @@ def run_datatrove(data_dir: Path, work: Path, name: str = "dt") -> dict:
     """
     script = work / "datatrove_pipeline.py"
     script.write_text(DT_SCRIPT)
-    python = ensure_datatrove()
+    python = ensure_datatrove_venv()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [str(python), str(script), str(data_dir), str(work / name)], check=True, capture_output=True, text=True

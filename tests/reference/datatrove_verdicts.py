@@ -1,7 +1,8 @@
 """datatrove 0.10.1's verdicts on texts, run by the python of the datatrove venv (never imported by mmrecipe).
 
 Reads a JSON list of texts on stdin; writes, for each text, the verdict of each of FineWeb's four filters run
-on it alone and of the four in FineWeb's order: `[reason or null, text after the filter]`.
+on it alone and of the four in FineWeb's order (`[reason or null, text after the filter]`), and its English
+words (`split_into_words`: spaCy's blank English tokens, stripped).
 """
 
 import json
@@ -14,6 +15,7 @@ from datatrove.pipeline.filters import (
     GopherQualityFilter,
     GopherRepetitionFilter,
 )
+from datatrove.utils.text import split_into_words
 
 FILTERS = {
     "gopher_repetition": GopherRepetitionFilter(),
@@ -42,6 +44,7 @@ def main() -> None:
                 break
             final = [None, current]
         row["end_to_end"] = final
+        row["words"] = split_into_words(text)
         out.append(row)
     json.dump(out, sys.stdout)
 
