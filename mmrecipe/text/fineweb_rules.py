@@ -23,6 +23,8 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
+import numpy as np
+
 from mmrecipe.text.quality_rules import (
     C4_END_PUNCTUATION,
     POLICY_SUBSTRINGS,
@@ -62,24 +64,112 @@ def _ngram_signal(n: int) -> str:
     return f"top_{n}gram_frac" if n <= 4 else f"dup_{n}gram_frac"
 
 
-def _skip_ahead_duplicates(tokens: list[str], n: int) -> int:
-    """Characters of repeated n-grams (words joined without spaces), skipping n words after each repeat."""
-    grams = list(map("".join, zip(*(tokens[k:] for k in range(n)), strict=False)))
-    counts = Counter(grams)
-    if len(counts) == len(grams):
-        return 0
-    seen: set[str] = set()
-    repeated = next_free = 0
-    for i in [i for i, gram in enumerate(grams) if counts[gram] > 1]:  # a gram seen once cannot repeat
-        if i < next_free:
-            continue
-        gram = grams[i]
-        if gram in seen:
-            repeated += len(gram)
-            next_free = i + n
+_MOD = (2_147_483_647, 2_147_483_629)  # two primes below 2**31: products of residues fit in int64
+_BASE = 1_000_003
+_MAX_GRAM_CHARS = 1 << 16
+_POW = [np.ones(_MAX_GRAM_CHARS, dtype=np.int64) for _ in _MOD]
+for _table, _mod in zip(_POW, _MOD, strict=True):
+    for _k in range(1, _MAX_GRAM_CHARS):
+        _table[_k] = _table[_k - 1] * _BASE % _mod
+_token_hashes: dict[str, tuple[int, int]] = {}
+
+
+def _token_hash(token: str) -> tuple[int, int]:
+    """A word's polynomial hash (both moduli): concatenations' hashes follow from their words'."""
+    found = _token_hashes.get(token)
+    if found is None:
+        h1 = h2 = 0
+        for c in map(ord, token):
+            h1, h2 = (h1 * _BASE + c) % _MOD[0], (h2 * _BASE + c) % _MOD[1]
+        if len(_token_hashes) > 500_000:
+            _token_hashes.clear()
+        found = _token_hashes[token] = (h1, h2)
+    return found
+
+
+class _WordGrams:
+    """A document's word n-grams, counted as datatrove counts them without building every n-gram's string.
+
+    Top 2-4-grams (words joined with spaces; words hold no whitespace, so equal strings are equal word tuples)
+    are numbered exactly, n-gram by n-gram. Duplicated 5-10-grams (words joined without spaces, so different
+    word tuples can be equal strings) are first grouped by a hash of their string; only n-grams whose hash
+    repeats get their string built and compared, so the result is exact.
+    """
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens = tokens
+        index: dict[str, int] = {}
+        self.ids = np.array([index.setdefault(t, len(index)) for t in tokens], dtype=np.int64)
+        self.vocab, self.words = len(index), list(index)
+        self._tuples = {1: self.ids}
+        self.lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        self.offsets = np.concatenate(([0], np.cumsum(self.lengths)))
+        self._word_hashes: list[np.ndarray] = []  # per position, the word's hash, per modulus
+        self._grams: tuple[int, list[np.ndarray]] = (0, [])  # (n, the n-grams' hashes per modulus)
+
+    def _tuple_ids(self, n: int) -> np.ndarray:
+        """Per position, the number of its word n-gram (equal numbers: equal word tuples)."""
+        if n not in self._tuples:
+            previous = self._tuple_ids(n - 1)
+            keys = previous[:-1] * self.vocab + self.ids[n - 1 :]
+            self._tuples[n] = np.unique(keys, return_inverse=True)[1].reshape(-1)
+        return self._tuples[n]
+
+    def top_chars(self, n: int) -> int:
+        """Characters of the most frequent n-gram (joined with spaces) times its count; ties: the first seen."""
+        ids = self._tuple_ids(n)
+        _, first, counts = np.unique(ids, return_index=True, return_counts=True)
+        top = counts.max()
+        at = int(first[counts == top].min())
+        return (int(self.lengths[at : at + n].sum()) + n - 1) * int(top)
+
+    def _hashes(self, n: int) -> np.ndarray | None:
+        """Per position, a 62-bit hash of the n-gram's string (None if a word is too long for the tables).
+
+        Called with growing n: n-gram m's hash extends n-gram m-1's by one word's.
+        """
+        if self.lengths.max() >= _MAX_GRAM_CHARS:
+            return None
+        if not self._word_hashes:
+            distinct = np.array([_token_hash(t) for t in self.words], dtype=np.int64).reshape(-1, 2)
+            self._word_hashes = [distinct[self.ids, k] for k in range(2)]
+            self._grams = (1, self._word_hashes)
+        have, grams = self._grams
+        if n < have:
+            raise ValueError(f"n-gram hashes go up from {have}, not back to {n}")
+        for m in range(have + 1, n + 1):
+            tail = self.lengths[m - 1 :]
+            grams = [
+                (g[:-1] * table[tail] + h[m - 1 :]) % mod
+                for g, h, table, mod in zip(grams, self._word_hashes, _POW, _MOD, strict=True)
+            ]
+        self._grams = (n, grams)
+        return grams[0] << 31 | grams[1]
+
+    def skip_ahead_chars(self, n: int) -> int:
+        """Characters of repeated n-grams (words joined without spaces), skipping n words after each repeat."""
+        if len(self.tokens) < n:
+            return 0
+        hashes = self._hashes(n)
+        if hashes is None:
+            positions = range(len(self.tokens) - n + 1)
         else:
-            seen.add(gram)
-    return repeated
+            _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+            positions = np.flatnonzero(counts[inverse.reshape(-1)] > 1).tolist()
+        text, offsets = "".join(self.tokens), self.offsets.tolist()
+        grams = [text[offsets[i] : offsets[i + n]] for i in positions]
+        counts = Counter(grams)
+        seen: set[str] = set()
+        repeated = next_free = 0
+        for i, gram in zip(positions, grams, strict=True):
+            if i < next_free or counts[gram] < 2:  # an n-gram seen once cannot repeat
+                continue
+            if gram in seen:
+                repeated += len(gram)
+                next_free = i + n
+            else:
+                seen.add(gram)
+        return repeated
 
 
 def _gopher_repetition(text: str, tokens: list[str], t: RuleThresholds, sig: dict[str, float]) -> str | None:
@@ -99,18 +189,17 @@ def _gopher_repetition(text: str, tokens: list[str], t: RuleThresholds, sig: dic
     for name in ("dup_line_frac", "dup_line_char_frac"):
         if _on(getattr(t, name)) and sig[name] > getattr(t, name):
             return f"gopher_{name}"
+    grams = _WordGrams(tokens)
     for n in range(2, 11):
         name, limit = _ngram_signal(n), getattr(t, _ngram_signal(n))
         if limit < 0:
             continue
         if n <= 4:
-            grams = Counter(map(" ".join, zip(*(tokens[k:] for k in range(n)), strict=False)))
-            if not grams:
+            if len(tokens) < n:
                 continue
-            gram, count = grams.most_common(1)[0]
-            sig[name] = len(gram) * count / len(text)
+            sig[name] = grams.top_chars(n) / len(text)
         else:
-            sig[name] = _skip_ahead_duplicates(tokens, n) / len(text)
+            sig[name] = grams.skip_ahead_chars(n) / len(text)
         if sig[name] > limit:
             return f"gopher_{name.removesuffix('_frac')}"
     return None
