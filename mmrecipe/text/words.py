@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
+from itertools import pairwise
 
 from mmrecipe.text.spacy_en_tables import INFIX, PREFIX, SENTENCE_PUNCT, SPECIAL_CASES, SUFFIX, URL_MATCH
 
@@ -129,13 +130,14 @@ def _matcher_patterns() -> dict[str, list[tuple[tuple[str, ...], str]]]:
 
 
 _PATTERNS = _matcher_patterns()
+_PATTERN_STARTS = frozenset(pattern[:2] for patterns in _PATTERNS.values() for pattern, _ in patterns)
 
 
 def _apply_special_cases(tokens: list[str], spaced: set[int]) -> list[str]:
     """spaCy's `_apply_special_cases`: spans of tokens that spell a special case get the special case's tokens."""
-    starts = [i for i, t in enumerate(tokens) if t in _PATTERNS]
-    if not starts:
+    if _PATTERN_STARTS.isdisjoint(pairwise(tokens)):  # every pattern has two tokens or more
         return tokens
+    starts = [i for i, t in enumerate(tokens) if t in _PATTERNS]
     matches = []
     for i in starts:
         for pattern, _ in _PATTERNS[tokens[i]]:
