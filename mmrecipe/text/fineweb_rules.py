@@ -33,7 +33,7 @@ from mmrecipe.text.quality_rules import (
     RuleThresholds,
     apply_rules,
     duplicates,
-    signal_detail,
+    run_families,
 )
 from mmrecipe.text.spacy_en_tables import DATATROVE_PUNCTUATION, DATATROVE_TERMINAL_PUNCTUATION
 from mmrecipe.text.words import sentence_count, words
@@ -175,20 +175,14 @@ class _WordGrams:
 def _gopher_repetition(text: str, tokens: list[str], t: RuleThresholds, sig: dict[str, float]) -> str | None:
     if not text:
         return "gopher_empty"
-    paragraphs = _PARAGRAPHS.split(text.strip())
-    n_dup, chars_dup = duplicates(paragraphs)
-    sig["dup_para_frac"] = n_dup / len(paragraphs)
-    sig["dup_para_char_frac"] = chars_dup / len(text)
-    for name in ("dup_para_frac", "dup_para_char_frac"):
-        if _on(getattr(t, name)) and sig[name] > getattr(t, name):
-            return f"gopher_{name}"
-    lines = _LINES.split(text)
-    n_dup, chars_dup = duplicates(lines)
-    sig["dup_line_frac"] = n_dup / len(lines)
-    sig["dup_line_char_frac"] = chars_dup / len(text)
-    for name in ("dup_line_frac", "dup_line_char_frac"):
-        if _on(getattr(t, name)) and sig[name] > getattr(t, name):
-            return f"gopher_{name}"
+    for unit, pieces in (("para", lambda: _PARAGRAPHS.split(text.strip())), ("line", lambda: _LINES.split(text))):
+        found = pieces()
+        n_dup, chars_dup = duplicates(found)
+        sig[f"dup_{unit}_frac"] = n_dup / len(found)
+        sig[f"dup_{unit}_char_frac"] = chars_dup / len(text)
+        for name in (f"dup_{unit}_frac", f"dup_{unit}_char_frac"):
+            if _on(getattr(t, name)) and sig[name] > getattr(t, name):
+                return f"gopher_{name}"
     grams = _WordGrams(tokens)
     for n in range(2, 11):
         name, limit = _ngram_signal(n), getattr(t, _ngram_signal(n))
@@ -304,16 +298,7 @@ def apply_fineweb_rules(text: str, thresholds: RuleThresholds) -> RuleResult:
 
     Signals of rules that did not run are NaN. The returned text is C4's kept lines (when `c4_edit_lines`).
     """
-    sig: dict[str, float] = dict.fromkeys(SIGNALS, float("nan"))
-    tokens = words(text)
-    reason = _gopher_repetition(text, tokens, thresholds, sig) or _gopher_quality(text, tokens, thresholds, sig)
-    if reason:
-        return RuleResult(reason, signal_detail(reason, sig), sig, text)
-    reason, kept = _c4(text, thresholds, sig)
-    if reason:
-        return RuleResult(reason, signal_detail(reason, sig), sig, text)
-    reason = _fineweb(kept, thresholds, sig)
-    return RuleResult(reason, signal_detail(reason, sig) if reason else "", sig, kept)
+    return run_families(text, words(text), thresholds, (_gopher_repetition, _gopher_quality, _c4, _fineweb))
 
 
 FAMILIES = ("gopher_repetition", "gopher_quality", "c4", "fineweb")

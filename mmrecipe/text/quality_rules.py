@@ -28,7 +28,7 @@ Rules whose threshold is negative are disabled.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from itertools import compress, filterfalse
@@ -395,16 +395,31 @@ def apply_rules(text: str, thresholds: RuleThresholds) -> RuleResult:
     Signals of stages that did not run are NaN. C4 may remove lines: FineWeb rules and the returned
     text use the C4-kept lines (when `c4_edit_lines`).
     """
+    return run_families(text, tokenize(text), thresholds, (_gopher_repetition, _gopher_quality, _c4, _fineweb))
+
+
+WordRule = Callable[[str, list[str], RuleThresholds, dict[str, float]], str | None]
+TextRule = Callable[[str, RuleThresholds, dict[str, float]], str | None]
+LineRule = Callable[[str, RuleThresholds, dict[str, float]], tuple[str | None, str]]
+
+
+def run_families(
+    text: str, words: list[str], thresholds: RuleThresholds, rules: tuple[WordRule, WordRule, LineRule, TextRule]
+) -> RuleResult:
+    """Gopher repetition, Gopher quality, C4 and FineWeb families in that order, stopping at the first failure.
+
+    Signals of families that did not run are NaN. C4 may remove lines: FineWeb and the returned text use the
+    C4-kept lines.
+    """
+    gopher_repetition, gopher_quality, c4, fineweb = rules
     sig: dict[str, float] = dict.fromkeys(SIGNALS, float("nan"))
-    words = tokenize(text)
-    reason = _gopher_repetition(text, words, thresholds, sig)
-    reason = reason or _gopher_quality(text, words, thresholds, sig)
+    reason = gopher_repetition(text, words, thresholds, sig) or gopher_quality(text, words, thresholds, sig)
     if reason:
         return RuleResult(reason, signal_detail(reason, sig), sig, text)
-    reason, kept = _c4(text, thresholds, sig)
+    reason, kept = c4(text, thresholds, sig)
     if reason:
         return RuleResult(reason, signal_detail(reason, sig), sig, text)
-    reason = _fineweb(kept, thresholds, sig)
+    reason = fineweb(kept, thresholds, sig)
     return RuleResult(reason, signal_detail(reason, sig) if reason else "", sig, kept)
 
 
