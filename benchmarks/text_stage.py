@@ -334,6 +334,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=30, help="replicas of the 67 sample pages in the 1x WARC")
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of both sides on the 1x input")
+    parser.add_argument("--rss-scale", type=int, default=4, help="input multiple of the peak-RSS run (0: none)")
     parser.add_argument("--workdir", default="", help="where to write inputs and outputs (default: a temp dir)")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "text_stage_results.md"))
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
@@ -351,13 +352,15 @@ def main() -> None:
         lines.append(line)
 
     inputs, stage = {}, {}
-    for scale in (1, 4):
+    scales = (1, opts.rss_scale) if opts.rss_scale > 1 else (1,)
+    for scale in scales:
         drop, root = f"bench-{scale}x", work / f"{scale}x"
         n = make_warc(root / "landing" / drop / "crawl.warc.gz", opts.copies * scale)
         inputs[scale] = (n, str(root / "lake"), str(root / "landing"), drop)
     for _, lake, landing, drop in inputs.values():
         run_child("prepare", lake, landing, drop)
-    stage[4] = run_child("stage", *inputs[4][1:])
+    if len(scales) > 1:
+        stage[scales[1]] = run_child("stage", *inputs[scales[1]][1:])
     docs, lake1, landing1, drop1 = inputs[1]
     warc1, texts1 = Path(landing1) / drop1 / "crawl.warc.gz", work / "texts-1x.json"
     runs: dict[str, list[dict]] = {k: [] for k in ("ours", "ours_traf", "dt", "floor", "rules", "dt_rules")}
@@ -382,7 +385,12 @@ def main() -> None:
     say()
     say(
         f"Input: {opts.copies} copies of the 67 HTTP-200 HTML pages of `samples/drops` ({docs} documents, 1x) "
-        f"and {4 * opts.copies} copies ({inputs[4][0]} documents, 4x), built as the module docstring says "
+        + (
+            f"and {opts.rss_scale * opts.copies} copies ({inputs[scales[1]][0]} documents, {opts.rss_scale}x), "
+            if len(scales) > 1
+            else ""
+        )
+        + "built as the module docstring says "
         f"(near-duplicate mirrors: {s1['repeated_texts']} of the {docs} extracted texts "
         f"({s1['repeated_texts'] / docs:.0%}) "
         "repeated one already decided in the drop and reused its verdict: the verdict cache's hit rate)."
@@ -455,7 +463,7 @@ def main() -> None:
     )
     say()
     say("Peak RSS of the stage process (raw_crawl index + filtered_text + extracted_text, models loaded):")
-    for scale in (1, 4):
+    for scale in scales:
         say(
             f"- {scale}x ({inputs[scale][0]} documents): {stage[scale]['peak_rss_mb']:.0f} MB "
             f"(wall {_wall(stage[scale]):.1f} s)"
