@@ -89,7 +89,8 @@ def scorer() -> QualityScorer:
 
 def run(tmp_path: Path, scorer: QualityScorer, **config: object) -> tuple[StageOutput, TextStageReport, Storage]:
     """The drop through filtered_text; the whitespace rules unless `rules_preset` says otherwise (its Python
-    documentation pages pass those; datatrove's rules drop them for their code, see test_rules_presets)."""
+    documentation pages pass those; datatrove's rules drop them for their code: see
+    test_english_pages_get_datatroves_verdicts_by_default)."""
     config.setdefault("rules_preset", "whitespace")
     lake, landing = land_and_index(tmp_path)
     with StageWriter(lake, "filtered_text", "d1", FILTERED_TEXT_SCHEMA) as out:
