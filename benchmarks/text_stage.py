@@ -1,18 +1,19 @@
-"""Benchmark of the text stage against an equivalent datatrove 0.10 pipeline, on the same WARC input.
+"""Benchmark of the text stage against datatrove 0.10.1's FineWeb pipeline, like for like, on the same WARC input.
 
-Run: `.venv/bin/python benchmarks/text_stage.py [--rounds 3]` (about 7 minutes on 2 cores). It prints
-docs/s, per round and as medians over `--rounds` alternating runs of the two sides, of
-- this stage's document path: filtered_text (read by offset, decode, opt-out, resiliparse,
-  language ID, Gopher/C4/FineWeb rules, PII, quality classifier, toxicity, MinHash bands) + the
-  dedup decision and extracted_text writing; and the same with raw_crawl's indexing of the WARC
-  (the graph's first stage, shared with the image and audio stages) added;
-- datatrove 0.10.1, in its own venv (`benchmarks/.venv-datatrove`, made by `benchmarks/datatrove_env.py`, never
-  imported here): WarcReader → Trafilatura(favour_precision) → GopherRepetition → GopherQuality →
-  C4Quality(no terminal-punct filter, as FineWeb) → FineWebQuality → MinhashDedupSignature (5-grams,
-  14 x 8), one task, one worker;
-- MinHash signatures alone: `mmrecipe.dedup.minhash_signatures` vs. a per-document
-  `datasketch.MinHash(num_perm=112).update_batch` loop over the same texts' word 5-grams;
-and the peak RSS of this stage's process at 1x and 4x the input.
+Run: `.venv/bin/python benchmarks/text_stage.py [--copies 30] [--rounds 3] [--rss-scale 4]`. Each round runs both
+sides of every row back to back, each in its own process, and the results table states what differs per row:
+- whole text stage, same extractor: raw_crawl indexing + filtered_text (read by offset, decode, opt-out,
+  trafilatura, language ID, Gopher/C4/FineWeb rules, PII, quality classifier, toxicity, MinHash bands) +
+  extracted_text (dedup) vs datatrove: WarcReader → Trafilatura(favour_precision) → GopherRepetition →
+  GopherQuality → C4Quality(no terminal-punct filter, as FineWeb) → FineWebQuality → MinhashDedupSignature
+  (one task, one worker), in its own venv (`benchmarks/datatrove_env.py` makes it; never imported here);
+- whole text stage, each side's default (resiliparse here; datatrove 0.10.1 has no resiliparse extractor);
+- the four rule families alone on identical texts (the resiliparse texts of the input) vs datatrove's four
+  filters chained;
+- the stage vs its floor: fastwarc read + resiliparse extraction alone over the same WARC.
+Both sides' times include their model/tokenizer loading (not Python imports). It also prints the verdict
+cache's hit rate, MinHash signatures alone (`mmrecipe.dedup.minhash_signatures` vs a per-document
+`datasketch.MinHash(num_perm=112).update_batch` loop), and the peak RSS at 1x and `--rss-scale` x the input.
 
 Input: every HTTP-200 HTML response of the sample drops (67 real pages), replicated `--copies`
 times into one gzipped WARC. Copy 0 is unchanged; copy k > 0 gets a `?mirror=k` URL, loses its
