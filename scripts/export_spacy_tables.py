@@ -3,7 +3,7 @@ and datatrove's punctuation sets, which its Gopher and FineWeb filters test word
 
 `mmrecipe.text.words` re-implements spaCy's tokenizer algorithm over these tables, so the text stage gives the
 same words as datatrove (which runs `spacy.blank("en")`) without importing spaCy. Run it with the python of
-the datatrove venv, which has the pinned spaCy and datatrove (`python scripts/datatrove_venv.py` creates it):
+the datatrove venv, which has the pinned spaCy and datatrove (`python benchmarks/datatrove_env.py` creates it):
 
     benchmarks/.venv-datatrove/bin/python scripts/export_spacy_tables.py
 """
