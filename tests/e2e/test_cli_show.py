@@ -114,12 +114,15 @@ def test_every_materializable_asset_is_covered(home: Settings) -> None:
 
 
 def test_show_cuts_long_values_with_an_ellipsis_and_keeps_rows_on_one_line(home: Settings) -> None:
-    code, lines = _show("extracted_text", "d1", "--rows", "3")
+    from mmrecipe.preview import one_line
+
+    code, lines = _show("raw_crawl", "d1", "--rows", "3")
     rows = [line for line in lines if line.startswith("    - ")]
     assert code == 0 and len(rows) == 3
-    assert all("text=" in r and "…" in r for r in rows)  # page texts are longer than a cell
+    assert all("warc_path=" in r and "…" in r for r in rows)  # absolute WARC paths are longer than a cell
     cells = [c.split("=", 1)[1] for r in rows for c in r[6:].split("; ") if "=" in c]
     assert max(len(c) for c in cells) <= 60
+    assert one_line("first line\nsecond\tline  " + "x" * 80, 30) == "first line second line " + "x" * 6 + "…"
 
 
 @pytest.mark.parametrize(
