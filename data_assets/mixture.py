@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from data_assets.pod_resources import pod_resources
+from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.quarantine import definitions, drop_gate, read_gate
 from data_assets.stage_metadata import column_schema
 from mmrecipe.mixture.build import build_mixture, load_eval_sets
@@ -19,6 +19,7 @@ from mmrecipe.stage_output import markdown_table
 from mmrecipe.storage import Storage
 from partitions import drops_partitions, recipes_partitions
 from resources import LakeResource
+from resources.pod_resources import pod_resources
 
 ASSET = "mixture"
 FIGURE_KEYS = ("pii", "opt_out", "noai", "redact")  # upstream metadata counts worth repeating in the data card
@@ -27,7 +28,7 @@ FIGURE_KEYS = ("pii", "opt_out", "noai", "redact")  # upstream metadata counts w
 class MixtureConfig(dg.Config):
     """Where eval sets live and how large shards are."""
 
-    eval_sets_dir: str = ""  # empty: $MMRECIPE_EVALSETS, else the repo's samples/evalsets
+    eval_sets_dir: str = ""  # empty: MMRECIPE_EVALSETS, else the bundled eval sets
     shard_tokens: int = 1 << 24
     shard_images: int = 1000
 
@@ -55,6 +56,7 @@ def upstream_figures(instance: dg.DagsterInstance, stages: list[str], drops: lis
 
 
 @dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
     partitions_def=recipes_partitions,
     group_name="recipe_stages",
     kinds={"parquet", "numpy", "webdataset"},
@@ -64,17 +66,21 @@ def upstream_figures(instance: dg.DagsterInstance, stages: list[str], drops: lis
     deps=[dg.AssetDep(stage, partition_mapping=dg.AllPartitionMapping()) for stage in STAGES],
     metadata={"dagster/column_schema": column_schema(MANIFEST_SCHEMA)},
 )
-def mixture(context: dg.AssetExecutionContext, config: MixtureConfig, lake: LakeResource) -> dg.MaterializeResult:
+def mixture(
+    context: dg.AssetExecutionContext, config: MixtureConfig, lake: LakeResource, settings: dg.ResourceParam[Settings]
+) -> dg.MaterializeResult:
     """Training mixture of one recipe: GPT-2 token shards, WebDataset image-caption shards, manifest and data card."""
     storage = lake.storage()
     try:
-        recipe = load_recipe(Settings.from_env().recipes_dir, context.partition_key)
+        recipe = load_recipe(settings.recipes_dir, context.partition_key)
         gate = drop_gate(definitions(), drops_partitions, recipe.stages())
         quarantine = read_gate(context.instance, gate, context.instance.get_dynamic_partitions(drops_partitions.name))
         drops = require_admitted(quarantine, recipe.name)
         for drop, verdicts in quarantine.quarantined.items():
             context.log.warning(f"drop {drop} quarantined: " + "; ".join(f"{v.check_key} {v.detail}" for v in verdicts))
-        eval_sets = load_eval_sets(config.eval_sets_dir or default_eval_sets_dir(), recipe.eval_sets)
+        eval_sets = load_eval_sets(
+            config.eval_sets_dir or settings.eval_sets_dir or default_eval_sets_dir(), recipe.eval_sets
+        )
         figures = upstream_figures(context.instance, recipe.stages(), drops)
         result = build_mixture(
             storage, recipe, drops, eval_sets, config.shard_tokens, config.shard_images, figures, quarantine.rows()
@@ -126,7 +132,14 @@ def _result(verdict: Verdict) -> dg.AssetCheckResult:
 
 def _check(name: str, description: str, verdict_of: Callable[[Storage, str], Verdict]) -> dg.AssetChecksDefinition:
     # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
-    @dg.asset_check(asset=mixture, name=name, blocking=True, partitions_def=recipes_partitions, description=description)
+    @dg.asset_check(
+        retry_policy=STEP_RETRY_POLICY,
+        asset=mixture,
+        name=name,
+        blocking=True,
+        partitions_def=recipes_partitions,
+        description=description,
+    )
     def _run(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
         return _result(verdict_of(lake.storage(), context.partition_key))
 

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.quarantine import blocking_checks, definitions, drop_gate, read_gate
 from data_assets.stage_metadata import column_schema
 from mmrecipe.mixture.build import read_summary
@@ -30,6 +31,7 @@ def release_evidence(instance: dg.DagsterInstance, recipe: str, summary: dict) -
 
 
 @dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
     partitions_def=recipes_partitions,
     group_name="recipe_stages",
     kinds={"parquet"},

@@ -188,3 +188,42 @@ def test_invalid_recipe_fails_the_mixture_naming_file_and_field(
     assert failure.description == (f"{path}: field 'sources[0].weight': must be a positive number, got -1")
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert not Path(recipe_env.lake, "mixture", "default").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "config_device", "device"),
+    [
+        ({}, "", "cpu"),  # embedded default
+        ({"MMRECIPE_EXECUTOR": "k8s"}, "", "cuda"),  # production: eval_results' pod has a GPU
+        ({"MMRECIPE_EXECUTOR": "k8s", "MMRECIPE_GPU": "off"}, "", "cpu"),
+        ({"MMRECIPE_EXECUTOR": "k8s"}, "cpu", "cpu"),  # the run config wins
+    ],
+)
+def test_proxy_training_runs_on_the_device_the_deployment_gives_eval_results(
+    recipe_env: Settings,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    config_device: str,
+    device: str,
+) -> None:
+    import torch
+
+    from mmrecipe.proxy_eval import training
+
+    asked: list[str] = []
+
+    def resolve_device(name: str) -> torch.device:  # the boundary where training builds its torch device
+        asked.append(name)
+        return torch.device("cpu")  # no GPU here: train on the CPU, record what was asked for
+
+    monkeypatch.setattr(training, "resolve_device", resolve_device)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    deployment = Settings.from_env()
+    config = {**TINY_EVAL, "seeds": [0], "device": config_device}
+    result = run_recipe(
+        deployment, instance, "default", ("mixture", "eval_results"), {"ops": {"eval_results": {"config": config}}}
+    )
+    assert result.success
+    assert asked == [device]
