@@ -25,7 +25,7 @@ FIGURE_KEYS = ("pii", "opt_out", "noai", "redact")  # upstream metadata counts w
 class MixtureConfig(dg.Config):
     """Where eval sets live and how large shards are."""
 
-    eval_sets_dir: str = ""  # empty: $MMRECIPE_EVALSETS, else the repo's samples/evalsets
+    eval_sets_dir: str = ""  # empty: $MMRECIPE_EVALSETS, else the installed eval sets
     shard_tokens: int = 1 << 24
     shard_images: int = 1000
 

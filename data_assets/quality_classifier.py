@@ -1,15 +1,13 @@
 """quality_classifier: the DCLM-style fastText model that scores every document's P(high quality)."""
 
-import os
 from dataclasses import asdict
 
 import dagster as dg
 from pydantic import Field
 
 from mmrecipe.crawl_index import index_uri
-from mmrecipe.settings import REPO_ROOT
 from mmrecipe.stage_output import markdown_table
-from mmrecipe.text.classifier_data import read_text_documents, read_url_list, training_set
+from mmrecipe.text.classifier_data import default_reference_texts, read_text_documents, read_url_list, training_set
 from mmrecipe.text.quality_classifier import (
     ClassifierInfo,
     QualityScorer,
@@ -23,12 +21,16 @@ from resources import LakeResource, LandingResource
 
 
 class QualityClassifierConfig(dg.Config):
-    """Reference positives, crawl negatives and fastText settings (paths relative to the repository root)."""
+    """Reference positives, crawl negatives and fastText settings."""
 
     drops: list[str] = Field(default_factory=list)  # drops to sample from; empty: every drop raw_crawl indexed
-    positive_urls_file: str = "samples/reference/hq_urls.txt"
+    positive_texts_file: str = Field(
+        default=default_reference_texts(),
+        description="Reference documents, the positives: a UTF-8 text file, documents separated by blank lines "
+        "(default: the Python Language Reference installed with mmrecipe; empty: none)",
+    )
+    positive_urls_file: str = Field(default="", description="Crawled pages that are positives too: one URL a line")
     positive_urls: list[str] = Field(default_factory=list)
-    positive_texts_file: str = ""
     max_negatives: int = 2000
     max_calibration: int = 2000
     seed: int = 0
@@ -51,10 +53,6 @@ TRAIN_WHEN_MISSING = (
 ).with_label("train when missing")
 
 
-def _path(p: str) -> str:
-    return p if os.path.isabs(p) else str(REPO_ROOT / p)
-
-
 @dg.asset(
     group_name="models",
     kinds={"fasttext"},
@@ -66,23 +64,22 @@ def _path(p: str) -> str:
 def quality_classifier(
     context: dg.AssetExecutionContext, config: QualityClassifierConfig, lake: LakeResource, landing: LandingResource
 ) -> dg.MaterializeResult:
-    """fastText classifier of P(high quality): reference pages vs. a fixed-seed sample of crawled pages."""
+    """fastText classifier of P(high quality): reference texts vs. a fixed-seed sample of crawled pages."""
     storage = lake.storage()
     indexed = [d for d in storage.list_dirs(storage.uri("raw_crawl")) if storage.exists(index_uri(storage, d))]
     drops = config.drops or indexed
-    urls = list(config.positive_urls)
-    if config.positive_urls_file and os.path.exists(_path(config.positive_urls_file)):
-        urls += read_url_list(_path(config.positive_urls_file))
-    texts = read_text_documents(_path(config.positive_texts_file)) if config.positive_texts_file else []
+    urls = list(config.positive_urls) + (read_url_list(config.positive_urls_file) if config.positive_urls_file else [])
+    texts = read_text_documents(config.positive_texts_file) if config.positive_texts_file else []
     data = training_set(
         storage, landing.storage(), drops, urls, texts, config.max_negatives, config.max_calibration, config.seed,
         config.extractor,
     )  # fmt: skip
     if not data.positives:
         raise ValueError(
-            f"no positive training documents: none of the {len(urls)} reference URLs is an HTTP-200 HTML page "
-            f"in raw_crawl of drops {drops}, and no positive_texts_file was given. Materialize raw_crawl for a "
-            "drop that contains them, or set positive_urls / positive_urls_file / positive_texts_file."
+            f"no positive training documents: positive_texts_file {config.positive_texts_file!r} holds none, and "
+            f"none of the {len(urls)} reference URLs is an HTTP-200 HTML page in raw_crawl of drops {drops}. "
+            "Point positive_texts_file at a file of reference documents (blank-line separated), or set "
+            "positive_urls / positive_urls_file to pages of an indexed drop."
         )
     params = TrainingParams(config.dim, config.epoch, config.lr, config.word_ngrams, 1, config.bucket, config.seed)
     model = train_classifier(data.positives, data.negatives, params)

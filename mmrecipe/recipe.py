@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from mmrecipe.settings import REPO_ROOT
+from mmrecipe.package_data import bundled
 
 STAGES = ("extracted_text", "deduped_images", "transcribed_audio")
 # The text column each stage contributes to the token stream.
@@ -143,8 +143,8 @@ class Recipe:
 
 
 def default_eval_sets_dir() -> Path:
-    """Where eval sets named by recipes live: $MMRECIPE_EVALSETS or the repo's samples/evalsets."""
-    return Path(os.environ.get("MMRECIPE_EVALSETS") or REPO_ROOT / "samples" / "evalsets")
+    """Where eval sets named by recipes live: $MMRECIPE_EVALSETS or the installed package's data/evalsets."""
+    return Path(os.environ.get("MMRECIPE_EVALSETS") or bundled("evalsets"))
 
 
 def recipe_path(recipes_dir: str, name: str) -> Path:
