@@ -10,6 +10,7 @@ and run monitoring (no cluster here): Postgres storage, S3 compute logs, run ret
 """
 
 import fnmatch
+import json
 import os
 import shlex
 import shutil
@@ -18,9 +19,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 
+from mmrecipe.mixture.release import RELEASES
 from tests.conftest import SAMPLE_DROPS
 from tests.production.prod_support import PROD_INSTANCE_YAML, REPO, S3_TEST_ENV, PostgresServer, S3Server
 
@@ -34,8 +37,8 @@ RUNNER = (
 )
 
 
-def dockerfile_build_stage() -> list[tuple[str, list[str]]]:
-    """(instruction, arguments) of the Dockerfile's first (build) stage, continuation lines joined."""
+def dockerfile_stages() -> list[list[tuple[str, list[str]]]]:
+    """(instruction, arguments) of each Dockerfile stage, continuation lines joined."""
     text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
     stages: list[list[tuple[str, list[str]]]] = []
     for line in text.splitlines():
@@ -45,8 +48,17 @@ def dockerfile_build_stage() -> list[tuple[str, list[str]]]:
         if word.upper() == "FROM":
             stages.append([])
         elif stages:
-            stages[-1].append((word.upper(), shlex.split(rest)))
-    return stages[0]
+            stages[-1].append((word.upper(), json.loads(rest) if rest.startswith("[") else shlex.split(rest)))
+    return stages
+
+
+def test_the_final_stage_ships_the_venv_only_and_runs_as_the_charts_user() -> None:
+    final = dockerfile_stages()[-1]
+    assert [args for word, args in final if word == "COPY"] == [["--from=build", "/opt/venv", "/opt/venv"]]
+    assert [args for word, args in final if word == "USER"] == [["10001:10001"]]  # the chart's runAsUser
+    cmd = next(args for word, args in final if word == "CMD")
+    assert cmd[:3] == ["dagster", "code-server", "start"] and "3030" in cmd
+    assert cmd[cmd.index("--module-name") + 1] == "data_assets.definitions"
 
 
 def copy_like_docker(dest_root: Path) -> Path:
@@ -55,7 +67,7 @@ def copy_like_docker(dest_root: Path) -> Path:
     patterns = [p.strip() for p in ignore_file.read_text().splitlines() if p.strip() and not p.startswith("#")]
     ignored = shutil.ignore_patterns(*[p.rsplit("/", 1)[-1] for p in patterns])
     workdir, install_dir = Path("/"), None
-    for word, args in dockerfile_build_stage():
+    for word, args in dockerfile_stages()[0]:
         if word == "WORKDIR":
             workdir = workdir / args[0]
         elif word == "COPY":
@@ -137,7 +149,8 @@ def test_the_image_layout_ingests_a_drop_and_builds_a_recipe_on_postgres_and_s3(
         return subprocess.run([sys.executable, "-S", *args], cwd=work, env=env, capture_output=True, text=True,
                               timeout=1200)  # fmt: skip
 
-    where = python("-c", "import data_assets, mmrecipe, recipes, sys; print(mmrecipe.__file__, data_assets.__file__)")
+    # the CMD's code location loads from the installed tree
+    where = python("-c", "import data_assets.definitions, mmrecipe; print(mmrecipe.__file__, data_assets.__file__)")
     assert where.returncode == 0, where.stderr
     assert all(Path(f).is_relative_to(image_site) for f in where.stdout.split()), where.stdout
     assert python("-c", f"import sys; sys.path.remove({str(image_site)!r}); import mmrecipe").returncode != 0
@@ -160,8 +173,7 @@ def test_the_image_layout_ingests_a_drop_and_builds_a_recipe_on_postgres_and_s3(
         assert f"lake/{stage}/{DROP}/data.parquet" in keys, stage
     assert any(k.startswith(f"lake/mixture/{RECIPE}/") for k in keys)
     assert any(k.startswith(f"lake/eval_results/{RECIPE}/") for k in keys)
-    assert any(k.startswith(f"lake/release/{RECIPE}/") for k in keys)
-    assert any(k.startswith("compute-logs/") for k in keys)  # the prod instance's S3 compute logs were used
+    assert any(k.startswith(f"lake/{RELEASES}/{RECIPE}/") for k in keys)  # the release was promoted
 
     import psycopg2
 
@@ -170,5 +182,8 @@ def test_the_image_layout_ingests_a_drop_and_builds_a_recipe_on_postgres_and_s3(
         cur = conn.cursor()
         cur.execute("SELECT status, count(*) FROM runs GROUP BY status")
         runs = dict(cur.fetchall())
+        cur.execute("SELECT asset_key FROM asset_keys")
+        assets = {dg.AssetKey.from_db_string(k).to_user_string() for (k,) in cur.fetchall()}
     assert runs == {"SUCCESS": 4}, runs  # raw_crawl, the classifier, the other drop stages, the recipe
+    assert {"raw_crawl", "quality_classifier", "extracted_text", "mixture", "eval_results", "release"} <= assets
     assert not (tmp_path / "home" / "lake").exists()  # nothing went to the embedded default
