@@ -193,4 +193,6 @@ def test_classifier_is_trained_when_missing_and_fails_clearly_without_positives(
     )  # fmt: skip
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "no positive training documents: none of the 1 reference URLs" in failure.step_failure_data.error.to_string()
+    error = failure.step_failure_data.error.to_string()
+    assert "no positive training documents: positive_texts_file '' holds none" in error
+    assert "none of the 1 reference URLs is an HTTP-200 HTML page" in error
