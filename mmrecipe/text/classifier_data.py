@@ -2,11 +2,11 @@
 
 Positives are the documents of a reference text file (separated by blank lines; by default the
 Python Language Reference installed with the package, see `default_reference_texts`) and/or the
-crawled pages whose URL is in a reference list. The other HTTP-200 HTML
-pages of the chosen drops are ordered by sha256(seed:record_id); the first half (at most
-`max_negatives`) become negatives and the rest (at most `max_calibration`) a held-out calibration
-sample whose scores define the percentile → score-threshold mapping. Only with fewer than two
-other pages does calibration fall back to the training negatives (recorded in the result).
+crawled pages whose URL is in a reference list. The other HTTP-200 HTML pages of the chosen drops
+are ordered by sha256(seed:record_id); the first half (at most `max_negatives`) become negatives and
+the rest (at most `max_calibration`) a held-out calibration sample whose scores define the
+percentile → score-threshold mapping. Only with fewer than two other pages does calibration fall
+back to the training negatives (recorded in the result).
 """
 
 from __future__ import annotations
@@ -59,6 +59,11 @@ def read_url_list(path: str | Path) -> list[str]:
 
 def read_text_documents(path: str | Path) -> list[str]:
     """Documents of a reference text file, separated by blank lines."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"reference text file {str(path)!r} does not exist: point the quality classifier's positive_texts_file "
+            "(or `mmrecipe ingest --reference-texts`) at a UTF-8 file of documents separated by blank lines"
+        )
     text = Path(path).read_text(encoding="utf-8")
     return [d.strip() for d in _BLANK_LINES.split(text) if d.strip()]
 

@@ -94,6 +94,8 @@ def test_reference_files(tmp_path: Path) -> None:
     docs = tmp_path / "docs.txt"
     docs.write_text("First document.\nStill first.\n\n\nSecond document.\n")
     assert read_text_documents(docs) == ["First document.\nStill first.", "Second document."]
+    with pytest.raises(FileNotFoundError, match=r"reference text file '.*absent\.txt' does not exist: point"):
+        read_text_documents(tmp_path / "absent.txt")
     assert preprocess("Hello, World!\nAgain") == "hello, world! again"
 
 
