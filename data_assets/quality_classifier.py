@@ -53,6 +53,12 @@ TRAIN_WHEN_MISSING = (
 ).with_label("train when missing")
 
 
+def _sources(config: QualityClassifierConfig) -> str:
+    """Where the positives came from: the reference text file, the URL list file and/or inline URLs."""
+    inline = f"{len(config.positive_urls)} positive_urls" if config.positive_urls else ""
+    return ", ".join(s for s in (config.positive_texts_file, config.positive_urls_file, inline) if s)
+
+
 @dg.asset(
     group_name="models",
     kinds={"fasttext"},
@@ -85,7 +91,7 @@ def quality_classifier(
     model = train_classifier(data.positives, data.negatives, params)
     info = ClassifierInfo(
         model_version(model), asdict(params), len(data.positives), len(data.negatives),
-        config.positive_texts_file or config.positive_urls_file, config.seed, drops=sorted(drops),
+        _sources(config), config.seed, drops=sorted(drops),
     )  # fmt: skip
     info.quantiles = score_quantiles(QualityScorer(model, info).score(data.calibration).tolist())
     info.version = model_version(model, info.quantiles)
@@ -96,6 +102,7 @@ def quality_classifier(
             "path": dg.MetadataValue.path(uri),
             "version": info.version,
             "n_positive": info.n_positive,
+            "positive_source": info.positive_source,
             "n_negative": info.n_negative,
             "n_calibration": len(data.calibration),
             "calibration_held_out": data.calibration_is_heldout,
