@@ -5,6 +5,7 @@ from dataclasses import asdict
 import dagster as dg
 from pydantic import Field
 
+from data_assets.jobs import STEP_RETRY_POLICY
 from mmrecipe.crawl_index import index_uri
 from mmrecipe.stage_output import markdown_table
 from mmrecipe.text.classifier_data import default_reference_texts, read_text_documents, read_url_list, training_set
@@ -60,6 +61,7 @@ def _sources(config: QualityClassifierConfig) -> str:
 
 
 @dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
     group_name="models",
     kinds={"fasttext"},
     owners=["team:data-platform"],
