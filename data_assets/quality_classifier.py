@@ -7,6 +7,7 @@ from pydantic import Field
 
 from data_assets.jobs import STEP_RETRY_POLICY
 from mmrecipe.crawl_index import index_uri
+from mmrecipe.settings import Settings
 from mmrecipe.stage_output import markdown_table
 from mmrecipe.text.classifier_data import default_reference_texts, read_text_documents, read_url_list, training_set
 from mmrecipe.text.quality_classifier import (
@@ -26,9 +27,9 @@ class QualityClassifierConfig(dg.Config):
 
     drops: list[str] = Field(default_factory=list)  # drops to sample from; empty: every drop raw_crawl indexed
     positive_texts_file: str = Field(
-        default=default_reference_texts(),
+        default="",
         description="Reference documents, the positives: a UTF-8 text file, documents separated by blank lines "
-        "(default: the Python Language Reference installed with mmrecipe; empty: none)",
+        "(empty: MMRECIPE_REFERENCE_TEXTS, else the Python Language Reference installed with mmrecipe)",
     )
     positive_urls_file: str = Field(default="", description="Crawled pages that are positives too: one URL a line")
     positive_urls: list[str] = Field(default_factory=list)
@@ -54,10 +55,10 @@ TRAIN_WHEN_MISSING = (
 ).with_label("train when missing")
 
 
-def _sources(config: QualityClassifierConfig) -> str:
+def _sources(config: QualityClassifierConfig, texts_file: str) -> str:
     """Where the positives came from: the reference text file, the URL list file and/or inline URLs."""
     inline = f"{len(config.positive_urls)} positive_urls" if config.positive_urls else ""
-    return ", ".join(s for s in (config.positive_texts_file, config.positive_urls_file, inline) if s)
+    return ", ".join(s for s in (texts_file, config.positive_urls_file, inline) if s)
 
 
 @dg.asset(
@@ -70,21 +71,26 @@ def _sources(config: QualityClassifierConfig) -> str:
     automation_condition=TRAIN_WHEN_MISSING,
 )
 def quality_classifier(
-    context: dg.AssetExecutionContext, config: QualityClassifierConfig, lake: LakeResource, landing: LandingResource
+    context: dg.AssetExecutionContext,
+    config: QualityClassifierConfig,
+    lake: LakeResource,
+    landing: LandingResource,
+    settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """fastText classifier of P(high quality): reference texts vs. a fixed-seed sample of crawled pages."""
     storage = lake.storage()
     indexed = [d for d in storage.list_dirs(storage.uri("raw_crawl")) if storage.exists(index_uri(storage, d))]
     drops = config.drops or indexed
     urls = list(config.positive_urls) + (read_url_list(config.positive_urls_file) if config.positive_urls_file else [])
-    texts = read_text_documents(config.positive_texts_file) if config.positive_texts_file else []
+    texts_file = config.positive_texts_file or settings.reference_texts or default_reference_texts()
+    texts = read_text_documents(texts_file)
     data = training_set(
         storage, landing.storage(), drops, urls, texts, config.max_negatives, config.max_calibration, config.seed,
         config.extractor,
     )  # fmt: skip
     if not data.positives:
         raise ValueError(
-            f"no positive training documents: positive_texts_file {config.positive_texts_file!r} holds none, and "
+            f"no positive training documents: the reference text file {texts_file!r} holds none, and "
             f"none of the {len(urls)} reference URLs is an HTTP-200 HTML page in raw_crawl of drops {drops}. "
             "Point positive_texts_file at a file of reference documents (blank-line separated), or set "
             "positive_urls / positive_urls_file to pages of an indexed drop."
@@ -93,7 +99,7 @@ def quality_classifier(
     model = train_classifier(data.positives, data.negatives, params)
     info = ClassifierInfo(
         model_version(model), asdict(params), len(data.positives), len(data.negatives),
-        _sources(config), config.seed, drops=sorted(drops),
+        _sources(config, texts_file), config.seed, drops=sorted(drops),
     )  # fmt: skip
     info.quantiles = score_quantiles(QualityScorer(model, info).score(data.calibration).tolist())
     info.version = model_version(model, info.quantiles)

