@@ -83,17 +83,21 @@ def quality_classifier(
     drops = config.drops or indexed
     urls = list(config.positive_urls) + (read_url_list(config.positive_urls_file) if config.positive_urls_file else [])
     texts_file = config.positive_texts_file or settings.reference_texts or default_reference_texts()
-    texts = read_text_documents(texts_file)
+    try:
+        texts = read_text_documents(texts_file)
+    except FileNotFoundError as e:
+        raise dg.Failure(description=str(e), allow_retries=False) from e  # retrying cannot fix a missing file
     data = training_set(
         storage, landing.storage(), drops, urls, texts, config.max_negatives, config.max_calibration, config.seed,
         config.extractor,
     )  # fmt: skip
     if not data.positives:
-        raise ValueError(
-            f"no positive training documents: the reference text file {texts_file!r} holds none, and "
+        raise dg.Failure(
+            description=f"no positive training documents: the reference text file {texts_file!r} holds none, and "
             f"none of the {len(urls)} reference URLs is an HTTP-200 HTML page in raw_crawl of drops {drops}. "
             "Point positive_texts_file at a file of reference documents (blank-line separated), or set "
-            "positive_urls / positive_urls_file to pages of an indexed drop."
+            "positive_urls / positive_urls_file to pages of an indexed drop.",
+            allow_retries=False,  # retrying cannot fix the configuration
         )
     params = TrainingParams(config.dim, config.epoch, config.lr, config.word_ngrams, 1, config.bucket, config.seed)
     model = train_classifier(data.positives, data.negatives, params)

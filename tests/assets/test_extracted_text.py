@@ -197,3 +197,4 @@ def test_classifier_is_trained_when_missing_and_fails_clearly_without_positives(
     error = failure.step_failure_data.error.to_string()
     assert f"no positive training documents: the reference text file '{empty}' holds none" in error
     assert "none of the 1 reference URLs is an HTTP-200 HTML page" in error
+    assert not [e for e in result.all_events if e.is_step_up_for_retry]  # a configuration error is not retried
