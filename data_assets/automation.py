@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from data_assets.jobs import DROP_STAGES, RECIPE_STAGES
+from data_assets.jobs import DROP_STAGES, RECIPE_STAGES, STEP_RETRY_POLICY
 from mmrecipe.drops import MANIFEST, DropError, validate_drop_name
 from mmrecipe.settings import AutomationSettings
 from mmrecipe.stage_output import markdown_table
@@ -193,6 +193,7 @@ def drop_lag_check(stage_keys: Sequence[dg.AssetKey], max_lag_hours: float) -> d
     """The `raw_crawl.drops_processed_in_time` check, executable on demand (the drop_lag sensor reports it too)."""
 
     @dg.asset_check(
+        retry_policy=STEP_RETRY_POLICY,
         asset="raw_crawl",
         name=DROP_LAG_CHECK,
         blocking=False,

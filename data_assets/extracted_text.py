@@ -150,6 +150,7 @@ extracted_text_conservation = conservation_check("extracted_text", "html")
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(asset=extracted_text, name="no_pii_left", blocking=True, partitions_def=drops_partitions,
+                retry_policy=STEP_RETRY_POLICY,
                 description="An independent PII scanner finds nothing in any kept document.")  # fmt: skip
 def no_pii_left(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     storage = lake.storage()
@@ -166,6 +167,7 @@ def no_pii_left(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> d
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(asset=extracted_text, name="language_id_coverage", partitions_def=drops_partitions,
+                retry_policy=STEP_RETRY_POLICY,
                 description="Every kept document has an identified language and a score in (0, 1].")  # fmt: skip
 def language_id_coverage(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     storage = lake.storage()
@@ -190,6 +192,7 @@ class KeepRateConfig(dg.Config):
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(asset=extracted_text, name="keep_rate", partitions_def=drops_partitions,
+                retry_policy=STEP_RETRY_POLICY,
                 description="The share of HTML records kept is within the configured bounds (warning).")  # fmt: skip
 def keep_rate(
     context: dg.AssetCheckExecutionContext, config: KeepRateConfig, lake: LakeResource

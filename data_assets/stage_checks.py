@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from data_assets.jobs import STEP_RETRY_POLICY
 from mmrecipe.crawl_index import read_records, stage_tables_uri
 from mmrecipe.storage import Storage
 from partitions import drops_partitions
@@ -40,6 +41,7 @@ def conservation_check(asset: str, kind: str) -> dg.AssetChecksDefinition:
 
     # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
     @dg.asset_check(
+        retry_policy=STEP_RETRY_POLICY,
         asset=asset,
         name="conservation",
         blocking=True,
