@@ -11,3 +11,9 @@ fi
 if [ -f .ci/install-services.sh ]; then
   bash .ci/install-services.sh
 fi
+
+# --- datatrove reference environment (issue 16; owned by the text rules, separate from the blocks above) ---
+# datatrove 0.10.1 + spaCy in benchmarks/.venv-datatrove, and the trafilatura sdist's test pages in
+# benchmarks/.cache, for tests/reference/test_datatrove_agreement.py (and benchmarks/text_stage.py).
+# Pinned in benchmarks/datatrove_env.py; idempotent; needs no root.
+python3 benchmarks/datatrove_env.py
