@@ -34,7 +34,7 @@ def hostile_corpus(tmp_path_factory: pytest.TempPathFactory) -> CorpusDir:
 def hostile_run(tmp_path_factory: pytest.TempPathFactory, hostile_corpus: CorpusDir) -> HostileRun:
     """Every drop stage materialized once on the hostile drop, in a child process, with secrets in its env."""
     if not (SAMPLE_DROPS / "sample-a").is_dir():
-        pytest.skip("samples/drops is absent: the control records and the classifier's reference pages come from it")
+        pytest.skip("samples/drops is absent: the control records come from it")
     settings = home_settings(tmp_path_factory.mktemp("hostile-home"))
     land_drop(settings, DROP, src=hostile_corpus.drop_dir(DROP))
     secret = "s3cr3t-" + secrets.token_hex(16)

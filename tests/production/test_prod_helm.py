@@ -13,7 +13,6 @@ from dagster_k8s.container_context import K8sContainerContext
 from tests.production.prod_support import (
     HELM_DIR,
     PROD_INSTANCE_YAML,
-    REPO,
     PostgresServer,
     S3Server,
     helm_template,
@@ -235,12 +234,3 @@ def test_official_chart_values_agree_with_the_production_instance() -> None:
         {"host": "mmrecipe-code-server", "port": 3030, "name": "mmrecipe"}
     ]
     assert official["dagster-user-deployments"] == {"enabled": True, "enableSubchart": False}
-
-
-def test_dockerfile_builds_a_non_root_image_that_serves_the_code_location() -> None:
-    dockerfile = (REPO / "Dockerfile").read_text()
-    users = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
-    assert users and users[-1].split(":")[0] == "10001", "the final image must run as uid 10001 (the chart's runAsUser)"
-    assert re.search(r"torch==2\.13\.0", dockerfile), "torch must be pinned to 2.13.0 and installed first"
-    assert "dagster" in dockerfile and "EXPOSE 3030" in dockerfile
-    assert "--no-cache-dir" in dockerfile
