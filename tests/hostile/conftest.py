@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 
 from mmrecipe.stage_output import PART_FILE, stage_prefix
 from tests.conftest import SAMPLE_DROPS, land_drop
@@ -36,7 +35,7 @@ def hostile_corpus(tmp_path_factory: pytest.TempPathFactory) -> CorpusDir:
 def hostile_run(tmp_path_factory: pytest.TempPathFactory, hostile_corpus: CorpusDir) -> HostileRun:
     """Every drop stage materialized once on the hostile drop, in a child process, with secrets in its env."""
     if not (SAMPLE_DROPS / "sample-a").is_dir():
-        pytest.skip("samples/drops is absent: the control records and the classifier's reference pages come from it")
+        pytest.skip("samples/drops is absent: the control records come from it")
     settings = home_settings(tmp_path_factory.mktemp("hostile-home"))
     land_drop(settings, DROP, src=hostile_corpus.drop_dir(DROP))
     secret = "s3cr3t-" + secrets.token_hex(16)
@@ -67,5 +66,5 @@ def hostile_rerun(hostile_run: HostileRun, hostile_kills: dict[str, KillResult])
 @pytest.fixture(scope="session")
 def hostile_instance(hostile_run: HostileRun) -> Iterator[dg.DagsterInstance]:
     """The persistent instance the child runs recorded into."""
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(hostile_run.settings.dagster_home)) as instance:
+    with dg.DagsterInstance.from_config(hostile_run.settings.dagster_home) as instance:
         yield instance

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from mmrecipe.drops import MANIFEST, manifest_for_folder
+from mmrecipe.package_data import bundled
 from tests.ui.dagster_dev import CHROMIUM_ARGS, REPO, DagsterDev, chromium_path, dagster_dev, process_group_alive
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SAMPLES = REPO / "samples" / "drops"
-EVALSETS = REPO / "samples" / "evalsets"
+EVALSETS = bundled("evalsets")
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"  # ignored by git; `make screenshots` refreshes the README's
 STAGES = ["raw_crawl", "extracted_text", "deduped_images", "transcribed_audio", "mixture", "eval_results"]
 DROP_STAGES = ["raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio"]

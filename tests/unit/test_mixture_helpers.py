@@ -16,6 +16,7 @@ from pydoc_data.topics import topics
 import pyarrow as pa
 from PIL import Image
 
+from mmrecipe.package_data import bundled
 from mmrecipe.stage_output import PROVENANCE_FIELDS, StageWriter
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import INDEX_SCHEMA, index_warc
@@ -215,7 +216,7 @@ def recipe_text(total: int = 20000, w_web: float = 0.8, w_cap: float = 0.1, w_sp
     return RECIPE_YAML.format(total=total, w_web=w_web, w_cap=w_cap, w_speech=w_speech)
 
 
-EVAL_FILE = Path(__file__).resolve().parents[2] / "samples" / "evalsets" / "en_docs.txt"
+EVAL_FILE = bundled("evalsets", "en_docs.txt")
 
 
 def eval_text(max_chars: int | None = None) -> str:
