@@ -182,7 +182,12 @@ def build_recipe(settings: Settings, recipe: str, eval_config: dict | None = Non
     if not job.asset_layer.executable_asset_keys:
         raise click.ClickException("no recipe-stage assets are defined in this code location")
     run_config = {**QUIET_RUN, "ops": {"eval_results": {"config": eval_config}}} if eval_config else QUIET_RUN
-    return _execute(job, _instance(settings), f"build {recipe}", recipe, run_config=run_config)
+    instance = _instance(settings)
+    ok = _execute(job, instance, f"build {recipe}", recipe, run_config=run_config)
+    quarantined = (_latest_metadata(instance, "mixture", recipe) or {}).get("quarantined_drops", "none")
+    if quarantined != "none":  # the gate left drops out: say which and why, not just "ok"
+        click.echo(f"  quarantined drops (left out of mixture[{recipe}]):\n{quarantined}")
+    return ok
 
 
 def build_leaderboard(settings: Settings) -> bool:
