@@ -1,13 +1,14 @@
 # Two commands on a fresh machine:
 #   make demo   - the bundled sample drops through all six stages on the embedded default
-#   make test   - the test suite
+#   make test   - the test suite (what CI runs)
+#   make test-fast - every unit and asset test that needs no servers (pytest -m "not slow"), under 2 minutes
 # Both create .venv and install everything first (torch's local CPU wheel before the rest).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint
+.PHONY: demo test test-fast install lint
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +27,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -125,13 +125,13 @@ def child_classifier(lake: str, landing: str, drop: str) -> dict:
 
 def child_stage(lake_root: str, landing_root: str, drop: str, workers: str = "1") -> dict:
     """raw_crawl indexing, filtered_text and extracted_text for one drop, timed; with peak RSS."""
+    from mmrecipe.crawl_index import index_drop
     from mmrecipe.dedup import BandIndex, IndexEntries
     from mmrecipe.stage_output import StageWriter
     from mmrecipe.storage import Storage
     from mmrecipe.text.dedup_stage import dedup_drop, extracted_schema
     from mmrecipe.text.pipeline import FILTERED_TEXT_SCHEMA, WRITE_BATCH_ROWS, TextStageConfig, filter_drop
     from mmrecipe.text.quality_classifier import load_scorer
-    from mmrecipe.warc_index import INDEX_SCHEMA, index_warc
 
     lake, landing = Storage(lake_root), Storage(landing_root)
     scorer = load_scorer(lake)
@@ -142,11 +142,7 @@ def child_stage(lake_root: str, landing_root: str, drop: str, workers: str = "1"
     LanguageIdentifier(), toxicity_scores(["warm up"])  # model loading is not per-document work
     c0 = time.process_time()
     t0 = time.perf_counter()
-    with StageWriter(lake, "raw_crawl", drop, INDEX_SCHEMA) as out:
-        for name in sorted(p.name for p in Path(landing.uri(drop)).glob("*.warc.gz")):
-            for row, reason, detail in index_warc(landing, drop, landing.uri(drop, name), name):
-                out.reject(row, reason, detail) if reason else out.keep(row)
-        out.close()
+    index_drop(landing, lake, drop, sorted(p.name for p in Path(landing.uri(drop)).glob("*.warc.gz")))
     t1, c1 = time.perf_counter(), time.process_time()
     with StageWriter(lake, "filtered_text", drop, FILTERED_TEXT_SCHEMA, WRITE_BATCH_ROWS) as out:
         report = filter_drop(lake, landing, drop, out, config, scorer)
@@ -413,15 +409,10 @@ def extracted_texts(lake: str, drop: str) -> list[str]:
 
 def child_prepare(lake: str, landing: str, drop: str) -> dict:
     """Index the drop and train the quality classifier (untimed: the stage re-indexes, timed, in its own run)."""
-    from mmrecipe.stage_output import StageWriter
+    from mmrecipe.crawl_index import index_drop
     from mmrecipe.storage import Storage
-    from mmrecipe.warc_index import INDEX_SCHEMA, index_warc
 
-    storage, source = Storage(lake), Storage(landing)
-    with StageWriter(storage, "raw_crawl", drop, INDEX_SCHEMA) as out:
-        for row, reason, detail in index_warc(source, drop, source.uri(drop, "crawl.warc.gz"), "crawl.warc.gz"):
-            out.reject(row, reason, detail) if reason else out.keep(row)
-        out.close()
+    index_drop(Storage(landing), Storage(lake), drop, ["crawl.warc.gz"])
     return child_classifier(lake, landing, drop)
 
 

@@ -1,7 +1,5 @@
 """eval_results: proxy models trained on one recipe's mixture for N seeds, scored in bits per byte."""
 
-import statistics
-
 import dagster as dg
 from pydantic import Field
 
@@ -9,6 +7,7 @@ from data_assets.plots import png_md
 from data_assets.pod_resources import pod_resources
 from data_assets.stage_metadata import column_schema
 from mmrecipe.proxy_eval.evaluate import RESULTS_SCHEMA, eval_results_verdict, evaluate_recipe
+from mmrecipe.proxy_eval.leaderboard import Score, scores
 from mmrecipe.proxy_eval.model import ModelConfig
 from mmrecipe.proxy_eval.training import TrainConfig
 from mmrecipe.settings import Settings
@@ -66,17 +65,14 @@ def eval_results(
     except (ValueError, FileNotFoundError) as e:  # bad config or no mixture: retrying cannot fix these
         raise dg.Failure(description=str(e), allow_retries=False) from e
     rows = out.results.to_pylist()
-    by_set: dict[str, list[float]] = {}
-    for r in rows:
-        by_set.setdefault(r["eval_set"], []).append(r["bpb"])
     summary = [
         {
-            "eval_set": name,
-            "seeds": len(v),
-            "bpb_mean": round(statistics.fmean(v), 4),
-            "bpb_std": round(statistics.stdev(v), 4) if len(v) > 1 else "n/a",
+            "eval_set": s.eval_set,
+            "seeds": s.n,
+            "bpb_mean": round(s.mean, 4),
+            "bpb_std": round(s.std, 4) if s.n > 1 else "n/a",
         }
-        for name, v in sorted(by_set.items())
+        for s in scores(out.results)
     ]
     wall = sum(r.wall_s for r in out.runs)
     return dg.MaterializeResult(
@@ -104,6 +100,10 @@ def eval_results(
             "loss_curve": png_md(out.loss_png, f"training loss, mixture[{recipe}]"),
         }
     )
+
+
+def _std(score: Score) -> float | str:
+    return round(score.std, 4) if score.n > 1 else "n/a"
 
 
 @dg.asset_check(

@@ -10,7 +10,7 @@ import pytest
 
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
-from sensors.dedup_refresh import text_dedup_refresh
+from sensors.stale_drops import text_dedup_refresh
 from tests.conftest import land_drop, materialize_drop, metadata_of, run_sensor_requests
 from tests.warc_fixtures import HttpResponse, warc_bytes
 

@@ -3,7 +3,7 @@
 The text is the Python reference manual's topics (`pydoc_data.topics`, shipped with CPython: real prose
 nobody here wrote); the image is matplotlib's public-domain `grace_hopper.jpg`; transcripts are the
 LibriVox reference transcripts. WARC files are written with `tests.warc_fixtures`, indexed with the real
-`mmrecipe.warc_index.index_warc`, and the stage rows point at those real records.
+`mmrecipe.crawl_index.index_drop`, and the stage rows point at those real records.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pydoc_data.topics import topics
 import pyarrow as pa
 from PIL import Image
 
+from mmrecipe.crawl_index import index_drop
 from mmrecipe.stage_output import PROVENANCE_FIELDS, StageWriter
 from mmrecipe.storage import Storage
-from mmrecipe.warc_index import INDEX_SCHEMA, index_warc
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 TOPICS = sorted(topics)
@@ -116,13 +116,9 @@ def build_drop(
     responses += [HttpResponse(f"http://{drop}.example.org/a/{i}.wav", b"RIFF....", "audio/wav") for i in range(audio)]
     warc_uri = landing.uri(drop, "crawl.warc.gz")
     landing.write_bytes(warc_uri, warc_bytes(responses))
-    with StageWriter(lake, "raw_crawl", drop, INDEX_SCHEMA) as out:
-        index_rows = []
-        for row, reason, detail in index_warc(landing, drop, warc_uri, "crawl.warc.gz"):
-            assert reason is None, detail
-            out.keep(row)
-            index_rows.append(row)
-        out.close()
+    indexed = index_drop(landing, lake, drop, ["crawl.warc.gz"])
+    assert not indexed.counts.rejected
+    index_rows = lake.read_table(indexed.data_uri).to_pylist()
     by_uri = {r["target_uri"]: r for r in index_rows if r["record_type"] == "response"}
     prov = lambda uri: {k: by_uri[uri][k] for k in REJECTS_COLS}  # noqa: E731
     ids: dict[str, list[str]] = {"extracted_text": [], "deduped_images": [], "transcribed_audio": []}
