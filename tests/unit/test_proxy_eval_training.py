@@ -60,7 +60,9 @@ def test_untrained_model_scores_about_log2_vocab_bits_per_token(tiny_tok: BpeTok
 def test_training_lowers_the_loss_and_the_bits_per_byte(stream: np.ndarray, tiny_tok: BpeTokenizer) -> None:
     tok = tiny_tok
     cfg = ModelConfig(vocab_size=tok.vocab_size, context=32, d_model=32, n_layer=1, n_head=2)
-    run = train(stream, cfg, TrainConfig(train_tokens=8 * 32 * 20, batch_size=8, lr=2e-2, log_every=5, threads=1), seed=0)
+    run = train(
+        stream, cfg, TrainConfig(train_tokens=8 * 32 * 20, batch_size=8, lr=2e-2, log_every=5, threads=1), seed=0
+    )
     assert run.steps == 20 and run.tokens_seen == 20 * 8 * 32
     assert [p["step"] for p in run.curve] == [0, 5, 10, 15, 19]
     start = math.log(tok.vocab_size)  # near-uniform logits at init
