@@ -20,9 +20,16 @@ CLI = str(Path(sys.executable).with_name("mmrecipe"))
 DEMO_ARGS = ["demo", "--seeds", "0,1", "--train-tokens", "4096"]
 
 
+# Fixtures that start a real server or fetch a tool: a test using one is in the slow lane.
+SERVER_FIXTURES = frozenset({"postgres_server", "s3_server", "s3_requests", "helm", "ui_server", "sample_demo"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tag each test with its lane (`fast`: what `make test-fast` runs; `slow`) for .ci/lane_times.py."""
+    """Mark server tests slow, and tag each test with its lane (fast: `make test-fast`) for .ci/lane_times.py."""
     for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
         item.user_properties.append(("lane", "slow" if item.get_closest_marker("slow") else "fast"))
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
+import pytest
 from PIL import Image
 
 from mmrecipe.images import phash_index
@@ -15,6 +16,8 @@ from resources import LakeResource
 from sensors.stale_drops import stale_image_drops
 from tests.conftest import REPO, SAMPLE_DROPS, land_drop, materialize_drop, metadata_of, run_checks
 from tests.warc_fixtures import HttpResponse, warc_bytes
+
+pytestmark = pytest.mark.slow  # several drops through every image stage
 
 FIXTURES = REPO / "tests" / "fixtures" / "images"
 ASSETS = ("raw_crawl", "deduped_images")

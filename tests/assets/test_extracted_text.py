@@ -14,6 +14,8 @@ from sensors.stale_drops import text_dedup_refresh
 from tests.conftest import land_drop, materialize_drop, metadata_of, run_sensor_requests
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
+pytestmark = pytest.mark.slow  # two drops through every text stage, and classifier training
+
 DROP_A, DROP_B = "2026-01-a", "2026-02-b"
 A_DOCS = ["exceptions", "execmodel", "customization", "naming", "import", "assignment"]
 B_NEW = ["function", "class", "identifiers"]

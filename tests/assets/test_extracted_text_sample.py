@@ -10,6 +10,8 @@ from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
 from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of
 
+pytestmark = pytest.mark.slow  # the sample drops through every text stage
+
 PLANTED = SAMPLE_DROPS.parent / "reference" / "planted.json"
 DROPS = ("sample-a", "sample-b")
 

@@ -20,6 +20,8 @@ from sensors.stale_drops import audio_dedup_refresh
 from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of, run_sensor_requests
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
+pytestmark = pytest.mark.slow  # real Whisper ASR on several drops
+
 REPO = Path(__file__).resolve().parents[2]
 SPEECH = Path(default_calibration_dir())
 ASSETS = ("raw_crawl", "transcribed_audio")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ["raw_crawl", "extracted_text", "deduped_images", "transcribed_audio", "mixture", "eval_results"]
@@ -25,6 +26,7 @@ def test_six_partitioned_stages_each_with_a_check() -> None:
     assert set(STAGES) <= blocking, f"stages without a blocking check: {set(STAGES) - blocking}"
 
 
+@pytest.mark.slow  # `dagster definitions validate` in a subprocess
 def test_dagster_definitions_validate(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MMRECIPE_", "DAGSTER_"))}
     env["MMRECIPE_HOME"] = str(tmp_path)

@@ -14,6 +14,8 @@ from tests.conftest import run_checks
 from tests.hostile.harness import STAGE_KIND, HostileRun
 from tests.hostile.make_hostile_corpus import DROP
 
+pytestmark = pytest.mark.slow  # every drop stage on the hostile corpus, in child processes
+
 
 def _conservation(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
     return next(e for e in result.get_asset_check_evaluations() if e.check_name == "conservation")

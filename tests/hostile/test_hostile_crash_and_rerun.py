@@ -30,6 +30,8 @@ from tests.hostile.harness import (
 )
 from tests.hostile.make_hostile_corpus import DROP
 
+pytestmark = pytest.mark.slow  # every drop stage on the hostile corpus, in child processes
+
 
 def test_every_published_lake_file_went_through_a_temporary_name(hostile_run: HostileRun) -> None:
     """The write trace of the clean run: each lake file was written under a hidden temporary name, then renamed."""

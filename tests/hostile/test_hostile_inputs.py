@@ -28,6 +28,8 @@ from tests.hostile.harness import (
 )
 from tests.hostile.make_hostile_corpus import DROP, HUGE_DROP, KEPT, build_hostile_files, grace_hopper
 
+pytestmark = pytest.mark.slow  # every drop stage on the hostile corpus, in child processes
+
 QUALITY_RULE = r"dropped:(gopher|c4|fineweb)_\w+"
 NOT_KEPT = r"(dropped|rejected):\w+"
 # What each stage must do with each hostile record of its kind: a regex over "kept" / "dropped:REASON" /

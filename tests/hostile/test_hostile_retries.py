@@ -18,6 +18,8 @@ from tests.hostile.faults import FaultyHandler, faulty_fs
 from tests.hostile.harness import CorpusDir, fresh_home, lake_files, materialize, temporary_files
 from tests.hostile.make_hostile_corpus import DROP
 
+pytestmark = pytest.mark.slow  # every drop stage on the hostile corpus, in child processes
+
 FILES = ("00-controls.warc.gz", "06-images.warc.gz", "08-dup-a.warc.gz", "09-dup-b.warc.gz")
 STAGES = ["raw_crawl", "deduped_images"]  # deduped_images also keeps a cross-drop pHash index in the lake
 

@@ -30,6 +30,8 @@ from tests.hostile.harness import (
 )
 from tests.hostile.make_hostile_corpus import DROP
 
+pytestmark = pytest.mark.slow  # every drop stage on the hostile corpus, in child processes
+
 HOSTILE_NAMES = ["../x", "a/../../x", "..", "with space", "dröp", "ünïcödé-drop", "x" * 129, "-flag", ".hidden"]
 
 

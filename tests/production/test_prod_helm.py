@@ -12,6 +12,8 @@ from dagster_k8s.container_context import K8sContainerContext
 
 from tests.production.prod_support import HELM_DIR, PROD_INSTANCE_YAML, REPO, helm_template, validate_manifests
 
+pytestmark = pytest.mark.slow  # real servers and tools: Postgres, moto S3, helm
+
 EXAMPLE = yaml.safe_load((HELM_DIR / "examples" / "values-aws.yaml").read_text())
 
 

@@ -36,6 +36,8 @@ from sensors.source_drops import source_drops
 from tests.conftest import SAMPLE_DROPS, land_drop
 from tests.production.prod_support import PROD_INSTANCE_YAML, PostgresServer, S3Server
 
+pytestmark = pytest.mark.slow  # real servers and tools: Postgres, moto S3, helm
+
 
 @pytest.fixture(autouse=True)
 def _in_a_pod(in_cluster_service_account: Path) -> None:

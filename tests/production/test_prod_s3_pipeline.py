@@ -21,6 +21,8 @@ from sensors.source_drops import source_drops
 from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of
 from tests.production.prod_support import S3Server, upload_folder
 
+pytestmark = pytest.mark.slow  # real servers and tools: Postgres, moto S3, helm
+
 COLUMNS = ["record_id", "warc_offset", "warc_length", "record_type", "target_uri", "payload_sha256"]
 
 

@@ -63,6 +63,7 @@ def test_a_stage_module_s_own_condition_and_owners_win() -> None:
     assert bare.automation_condition is None and bare.owners == DEFAULT_OWNERS  # not drop-partitioned: no eager
 
 
+@pytest.mark.slow  # every drop stage of a drop
 def test_eager_requests_the_downstream_stages_of_a_drop_once_raw_crawl_materialized(
     settings: Settings, instance: dg.DagsterInstance, defs: dg.Definitions
 ) -> None:

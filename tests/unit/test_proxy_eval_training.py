@@ -98,6 +98,7 @@ def test_too_short_stream_is_refused() -> None:
         train(np.zeros(10, dtype=np.uint16), TINY, TrainConfig(), seed=0)
 
 
+@pytest.mark.slow  # three GPT-2-vocabulary proxy models
 def test_evaluate_recipe_writes_results_per_seed_and_eval_set(tmp_path: Path) -> None:
     lake, _ = build_lake(tmp_path, ["d1"])
     recipe = parse_recipe(recipe_text(total=6000), "/r/mix.yaml")

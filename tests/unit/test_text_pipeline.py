@@ -148,6 +148,7 @@ def test_quality_threshold_drops_the_lowest_scores(tmp_path: Path, scorer: Quali
     assert pc.min(lake.read_table(result.data_uri)["quality_score"]).as_py() >= cut
 
 
+@pytest.mark.slow  # process pools of 1..n workers, twice
 def test_outputs_are_deterministic_for_any_number_of_workers(tmp_path: Path, scorer: QualityScorer) -> None:
     a, report_a, lake_a = run(tmp_path / "a", scorer, batch_size=4)
     b, report_b, lake_b = run(tmp_path / "b", scorer, batch_size=4, workers=2)
