@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from data_assets.plots import png_md
+from data_assets.plots import loss_curve_png, png_md
 from data_assets.pod_resources import pod_resources
 from data_assets.stage_metadata import column_schema
 from mmrecipe.proxy_eval.evaluate import RESULTS_SCHEMA, eval_results_verdict, evaluate_recipe
@@ -60,7 +60,7 @@ def eval_results(
     )
     try:
         out = evaluate_recipe(
-            lake.storage(), recipe, model_cfg, train_cfg, config.seeds, Settings.from_env().recipes_dir
+            lake.storage(), recipe, model_cfg, train_cfg, config.seeds, Settings.from_env().recipes_dir, loss_curve_png
         )
     except (ValueError, FileNotFoundError) as e:  # bad config or no mixture: retrying cannot fix these
         raise dg.Failure(description=str(e), allow_retries=False) from e

@@ -10,6 +10,7 @@ import torch
 from test_mixture_helpers import build_lake, eval_text, recipe_text
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from data_assets.plots import loss_curve_png
 from mmrecipe.mixture.build import build_mixture
 from mmrecipe.mixture.token_shards import EOT_TOKEN, BpeTokenizer, load_tokenizer
 from mmrecipe.proxy_eval.bits_per_byte import bits_per_byte
@@ -103,7 +104,8 @@ def test_evaluate_recipe_writes_results_per_seed_and_eval_set(tmp_path: Path) ->
     lake, _ = build_lake(tmp_path, ["d1"])
     recipe = parse_recipe(recipe_text(total=6000), "/r/mix.yaml")
     build_mixture(lake, recipe, ["d1"], {"held_out": eval_text(2000), "other": eval_text(4000)[2000:]})
-    out = evaluate_recipe(lake, "mix", TINY, TrainConfig(train_tokens=512, batch_size=4, lr=1e-2), seeds=[0, 1, 2])
+    train_cfg = TrainConfig(train_tokens=512, batch_size=4, lr=1e-2)
+    out = evaluate_recipe(lake, "mix", TINY, train_cfg, seeds=[0, 1, 2], plot=loss_curve_png)
     rows = out.results.to_pylist()
     assert sorted((r["seed"], r["eval_set"]) for r in rows) == [
         (s, e) for s in (0, 1, 2) for e in ("held_out", "other")
