@@ -104,22 +104,13 @@ def child_classifier(lake: str, landing: str, drop: str) -> dict:
     """Train and publish the quality classifier for a benchmark lake (not part of the timed stage)."""
     from mmrecipe.storage import Storage
     from mmrecipe.text.classifier_data import read_url_list, training_set
-    from mmrecipe.text.quality_classifier import (
-        ClassifierInfo,
-        QualityScorer,
-        TrainingParams,
-        model_version,
-        publish,
-        score_quantiles,
-        train_classifier,
-    )
+    from mmrecipe.text.quality_classifier import TrainingParams, train_and_publish
 
     t0 = time.perf_counter()
     data = training_set(Storage(lake), Storage(landing), [drop], read_url_list(HQ_URLS), max_negatives=500)
-    model = train_classifier(data.positives, data.negatives, TrainingParams())
-    info = ClassifierInfo(model_version(model), {}, len(data.positives), len(data.negatives), "hq_urls", 0)
-    info.quantiles = score_quantiles(QualityScorer(model, info).score(data.calibration).tolist())
-    publish(Storage(lake), model, info)
+    train_and_publish(
+        Storage(lake), data.positives, data.negatives, data.calibration, TrainingParams(), "hq_urls", [drop]
+    )
     return {"seconds": time.perf_counter() - t0, "positives": len(data.positives)}
 
 

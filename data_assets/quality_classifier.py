@@ -1,7 +1,6 @@
 """quality_classifier: the DCLM-style fastText model that scores every document's P(high quality)."""
 
 import os
-from dataclasses import asdict
 
 import dagster as dg
 from pydantic import Field
@@ -10,15 +9,7 @@ from mmrecipe.crawl_index import index_uri
 from mmrecipe.settings import REPO_ROOT
 from mmrecipe.stage_output import markdown_table
 from mmrecipe.text.classifier_data import read_text_documents, read_url_list, training_set
-from mmrecipe.text.quality_classifier import (
-    ClassifierInfo,
-    QualityScorer,
-    TrainingParams,
-    model_version,
-    publish,
-    score_quantiles,
-    train_classifier,
-)
+from mmrecipe.text.quality_classifier import TrainingParams, train_and_publish
 from resources import LakeResource, LandingResource
 
 
@@ -85,14 +76,8 @@ def quality_classifier(
             "drop that contains them, or set positive_urls / positive_urls_file / positive_texts_file."
         )
     params = TrainingParams(config.dim, config.epoch, config.lr, config.word_ngrams, 1, config.bucket, config.seed)
-    model = train_classifier(data.positives, data.negatives, params)
-    info = ClassifierInfo(
-        model_version(model), asdict(params), len(data.positives), len(data.negatives),
-        config.positive_texts_file or config.positive_urls_file, config.seed, drops=sorted(drops),
-    )  # fmt: skip
-    info.quantiles = score_quantiles(QualityScorer(model, info).score(data.calibration).tolist())
-    info.version = model_version(model, info.quantiles)
-    uri = publish(storage, model, info)
+    source = config.positive_texts_file or config.positive_urls_file
+    info, uri = train_and_publish(storage, data.positives, data.negatives, data.calibration, params, source, drops)
     deciles = {f"p{p}": round(info.quantiles[p], 4) for p in range(0, 101, 10)}
     return dg.MaterializeResult(
         metadata={
