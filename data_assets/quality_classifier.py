@@ -5,6 +5,7 @@ import os
 import dagster as dg
 from pydantic import Field
 
+from data_assets.jobs import STEP_RETRY_POLICY
 from mmrecipe.crawl_index import index_uri
 from mmrecipe.settings import REPO_ROOT
 from mmrecipe.stage_output import markdown_table
@@ -47,6 +48,7 @@ def _path(p: str) -> str:
 
 
 @dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
     group_name="models",
     kinds={"fasttext"},
     owners=["team:data-platform"],

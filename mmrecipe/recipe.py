@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,8 +142,8 @@ class Recipe:
 
 
 def default_eval_sets_dir() -> Path:
-    """Where eval sets named by recipes live: $MMRECIPE_EVALSETS or the repo's samples/evalsets."""
-    return Path(os.environ.get("MMRECIPE_EVALSETS") or REPO_ROOT / "samples" / "evalsets")
+    """Where eval sets named by recipes live by default: the repo's samples/evalsets."""
+    return Path(REPO_ROOT / "samples" / "evalsets")
 
 
 def recipe_path(recipes_dir: str, name: str) -> Path:

@@ -80,7 +80,7 @@ class _ParquetSink:
         self.storage, self.uri, self.schema, self.batch_rows = storage, uri, schema, batch_rows
         self.rows: list[dict[str, Any]] = []
         self.count = 0
-        self._tmp = os.path.join(_tmp_dir(), f"mmrecipe-{uuid.uuid4().hex}.parquet")
+        self._tmp = os.path.join(_tmp_dir(storage), f"mmrecipe-{uuid.uuid4().hex}.parquet")
         self._writer = pq.ParquetWriter(self._tmp, schema, **PARQUET_OPTIONS)
 
     def add(self, row: Mapping[str, Any]) -> None:
@@ -108,10 +108,9 @@ class _ParquetSink:
             os.unlink(self._tmp)
 
 
-def _tmp_dir() -> str:
+def _tmp_dir(storage: Storage) -> str:
     """The local scratch folder of Parquet being written (killed runs' leftovers there expire after a day)."""
-    path = os.environ.get("MMRECIPE_TMP") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "mmrecipe")
-    os.makedirs(path, exist_ok=True)
+    path = storage.scratch_dir()
     sweep_stale_temp_files(path, "mmrecipe-")
     return path
 

@@ -17,7 +17,9 @@ Reads, listings and Parquet go through pyarrow's S3 filesystem; uploads go throu
 because pyarrow cannot abort a multipart upload. S3 readers fetch a 4 MiB window per request
 (`S3ReadAhead`), so scanning a WARC in offset order is a handful of GETs, not one per record.
 Both clients use the standard AWS credential chain (environment, IRSA web identity, instance
-profile) and honour `AWS_ENDPOINT_URL`.
+profile). Endpoint and region are given explicitly (the edge reads `MMRECIPE_S3_ENDPOINT_URL` /
+`AWS_ENDPOINT_URL*` and `AWS_REGION` into the settings), because the two clients' own chains differ:
+boto3 ignores `AWS_REGION`. `scratch` is the local folder for files before they are published.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -304,6 +307,7 @@ class Storage:
     root: str
     endpoint_url: str | None = None
     region: str | None = None
+    scratch: str | None = None
     _fs: pafs.FileSystem | None = field(default=None, repr=False, compare=False)
     _client: Any = field(default=None, repr=False, compare=False)
 
@@ -322,11 +326,12 @@ class Storage:
     def is_s3(self) -> bool:
         return is_s3(self.root)
 
-    def _endpoint(self) -> str | None:
-        return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-
-    def _region(self) -> str | None:
-        return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    def scratch_dir(self) -> str:
+        """The local folder (created) where files wait before they are published here: `scratch`, else
+        `<system temp>/mmrecipe`."""
+        path = self.scratch or os.path.join(tempfile.gettempdir(), "mmrecipe")
+        os.makedirs(path, exist_ok=True)
+        return path
 
     @property
     def fs(self) -> pafs.FileSystem:
@@ -338,12 +343,12 @@ class Storage:
                     "connect_timeout": 10.0,
                     "request_timeout": 60.0,
                 }
-                endpoint = self._endpoint()
+                endpoint = self.endpoint_url
                 if endpoint:
                     kwargs["endpoint_override"] = endpoint
                     kwargs["scheme"] = "https" if endpoint.startswith("https") else "http"
-                if self._region():
-                    kwargs["region"] = self._region()
+                if self.region:
+                    kwargs["region"] = self.region
                 self._fs = pafs.S3FileSystem(**kwargs)
             else:
                 self._fs = pafs.LocalFileSystem()
@@ -358,7 +363,7 @@ class Storage:
 
             config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60)
             self._client = boto3.session.Session().client(
-                "s3", endpoint_url=self._endpoint(), region_name=self._region(), config=config
+                "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
             )
         return self._client
 

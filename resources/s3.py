@@ -5,7 +5,6 @@ last folder a previous tick resolved (`StartAfter`), so a tick costs one request
 `page_size` *new* drops instead of a walk over every WARC file ever landed.
 """
 
-import os
 from collections.abc import Iterator
 
 from dagster_aws.s3 import S3Resource
@@ -19,8 +18,7 @@ _PAST_FOLDER = chr(ord("/") + 1)
 
 def build_s3_resource(settings: Settings) -> S3Resource:
     """The S3 client resource for the settings' endpoint and region (standard AWS credential chain)."""
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    return S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=region, max_attempts=5)
+    return S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region, max_attempts=5)
 
 
 def folder_key(name: str) -> str:

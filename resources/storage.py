@@ -7,6 +7,7 @@ import dagster as dg
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
 from resources.s3 import build_s3_resource
+from resources.settings import deployment_settings
 from resources.transcriber import TranscriberResource
 
 
@@ -15,10 +16,12 @@ class StorageResource(dg.ConfigurableResource):
 
     root: str
     endpoint_url: str | None = None
+    region: str | None = None
+    scratch: str | None = None
 
     def storage(self) -> Storage:
         """The pure-library view of this root."""
-        return Storage(self.root, endpoint_url=self.endpoint_url)
+        return Storage(self.root, endpoint_url=self.endpoint_url, region=self.region, scratch=self.scratch)
 
 
 class LakeResource(StorageResource):
@@ -29,12 +32,20 @@ class LandingResource(StorageResource):
     """The landing location: each source drop is a folder of WARC files plus `_MANIFEST.json`."""
 
 
+def storage_resources(settings: Settings) -> tuple[LakeResource, LandingResource]:
+    """The lake and landing resources of `settings` (S3 endpoint, region and local scratch included)."""
+    common = {"endpoint_url": settings.s3_endpoint_url, "region": settings.s3_region, "scratch": settings.tmp_dir}
+    return LakeResource(root=settings.lake, **common), LandingResource(root=settings.landing, **common)
+
+
 def build_resources(settings: Settings | None = None) -> dict[str, Any]:
-    """The resources of the code location, configured from the environment."""
-    settings = settings or Settings.from_env()
+    """The resources of the code location: `settings` (default: the deployment's) and what is built from it."""
+    settings = settings or deployment_settings()
+    lake, landing = storage_resources(settings)
     return {
-        "lake": LakeResource(root=settings.lake, endpoint_url=settings.s3_endpoint_url),
-        "landing": LandingResource(root=settings.landing, endpoint_url=settings.s3_endpoint_url),
+        "lake": lake,
+        "landing": landing,
         "s3": build_s3_resource(settings),
-        "transcriber": TranscriberResource.from_env(),
+        "transcriber": TranscriberResource.from_settings(settings),
+        "settings": settings,
     }

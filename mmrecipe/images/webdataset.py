@@ -37,10 +37,7 @@ class ShardWriter:
         if max_samples < 1:
             raise ValueError(f"max_samples must be >= 1, got {max_samples}")
         self.storage, self.prefix_uri, self.max_samples = storage, prefix_uri, max_samples
-        tmp_root = os.environ.get("MMRECIPE_TMP") or None
-        if tmp_root:
-            os.makedirs(tmp_root, exist_ok=True)
-        self._dir = tempfile.TemporaryDirectory(prefix="mmrecipe-shards-", dir=tmp_root)
+        self._dir = tempfile.TemporaryDirectory(prefix="mmrecipe-shards-", dir=storage.scratch_dir())
         self._tar: tarfile.TarFile | None = None
         self._paths: list[str] = []
         self._in_shard = 0

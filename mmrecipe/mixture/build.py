@@ -167,8 +167,13 @@ def build_mixture(
     shard_tokens: int = 1 << 24,
     shard_images: int = 1000,
     upstream_figures: Mapping[str, Mapping[str, int]] | None = None,
+    quarantined: Sequence[Mapping[str, Any]] = (),
 ) -> MixtureResult:
-    """Build (or rebuild) the mixture of `recipe` over `drops` in `storage`; see the module docstring."""
+    """Build (or rebuild) the mixture of `recipe` over the admitted `drops` in `storage`; see the module docstring.
+
+    `quarantined` names the drops left out and the checks that keep them out (`Quarantine.rows()`); it is
+    recorded in mixture.json and the data card.
+    """
     inputs = stage_inputs(storage, recipe.stages(), drops)
     tok = load_tokenizer(recipe.tokenizer, base_dir=str(Path(recipe.path).parent) if recipe.path else None)
     stages = {stage: _stage_table(storage, tok, inputs, stage) for stage in recipe.stages()}
@@ -260,6 +265,8 @@ def build_mixture(
         for n, t in sorted(eval_sets.items())
     }
     summary["upstream_figures"] = {k: dict(v) for k, v in sorted((upstream_figures or {}).items())}
+    summary["drops"] = sorted(set(drops))
+    summary["quarantined"] = [dict(r) for r in quarantined]
     card = render_data_card(summary)
     put(DATA_CARD_FILE, card.encode("utf-8"))
     summary["files"] = dict(sorted(files.items()))

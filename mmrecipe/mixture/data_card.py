@@ -89,6 +89,10 @@ def render_data_card(summary: Mapping[str, Any]) -> str:
     short = [src for src in s["sources"] if src["too_small"]]
     if short:
         lines += ["**Too-small sources**", ""] + [f"- `{src['name']}`: {src['note']}" for src in short] + [""]
+    lines += ["## Drops", "", f"Admitted: {', '.join(s.get('drops', [])) or 'none'}", ""]
+    held = s.get("quarantined", [])
+    lines += ["**Quarantined drops** (a blocking check did not pass on the current materialization)", ""]
+    lines += [markdown_table(held, ["drop", "check", "status", "detail"], max_chars=160) if held else "none", ""]
     lines += ["## Filters applied at mixture time (rows excluded per source)", ""]
     excl = [
         {

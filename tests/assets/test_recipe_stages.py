@@ -7,9 +7,10 @@ import dagster as dg
 import pytest
 
 from mmrecipe.mixture.release import MARKER, latest_release, read_release
+from mmrecipe.recipe import STAGES
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
-from tests.conftest import metadata_of
+from tests.conftest import metadata_of, run_checks
 from tests.unit.test_mixture_helpers import build_drop, eval_text, recipe_text, topic_texts
 
 pytestmark = pytest.mark.slow  # whole recipe graph: mixture, proxy-model training, release
@@ -22,9 +23,41 @@ RECIPES = {
 }
 
 
+REAL_CHECKS = ("extracted_text", ["conservation", "no_pii_left"])  # they run on build_drop's tables as they are
+
+
+def text_checks(settings: Settings, instance: dg.DagsterInstance, drop: str) -> tuple[dict[str, bool], str]:
+    """extracted_text's blocking checks, run for real on the drop's current tables: passed by name, and the run."""
+    result = run_checks(settings, instance, drop, *REAL_CHECKS)
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}, result.run_id
+
+
+def record_drop_stages(settings: Settings, instance: dg.DagsterInstance, drop: str) -> None:
+    """Give a drop built by `build_drop` (tables written straight to the lake) its Dagster evidence.
+
+    Every gated drop stage gets a materialization reported for `drop`; extracted_text's blocking checks
+    then run for real, and the other stages' blocking checks (which need a real pipeline's tables:
+    phash index, WARC manifest, ASR) get a passing evaluation reported after their materialization.
+    """
+    from data_assets.quarantine import definitions, drop_gate
+    from partitions import drops_partitions
+
+    if not instance.has_dynamic_partition("drops", drop):
+        instance.add_dynamic_partitions("drops", [drop])
+    for stage, checks in drop_gate(definitions(), drops_partitions, STAGES).items():
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=stage, partition=drop))
+        for check in checks if stage != REAL_CHECKS[0] else ():
+            instance.report_runless_asset_event(
+                dg.AssetCheckEvaluation(asset_key=dg.AssetKey(stage), check_name=check, passed=True, partition=drop)
+            )
+    assert text_checks(settings, instance, drop)[0] == {"conservation": True, "no_pii_left": True}
+
+
 @pytest.fixture
-def recipe_env(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Two drops in the lake, the test's recipes (named like the shipped ones) and a held-out eval set."""
+def recipe_env(
+    settings: Settings, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """Two drops in the lake and on the instance, the test's recipes (named like the shipped ones), an eval set."""
     recipes, evalsets = tmp_path / "recipes", tmp_path / "evalsets"
     recipes.mkdir()
     evalsets.mkdir()
@@ -37,6 +70,7 @@ def recipe_env(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     lake, landing = Storage(settings.lake), Storage(settings.landing)
     for k, drop in enumerate(("d1", "d2")):
         build_drop(lake, landing, drop, topic_texts(k * 12, 12))
+        record_drop_stages(settings, instance, drop)
     return Settings.from_env()
 
 
@@ -89,7 +123,9 @@ def test_build_evaluate_release_and_leaderboard(recipe_env: Settings, instance: 
         lake = Storage(recipe_env.lake)
         assert latest_release(lake, recipe) == rel["version"]
         marker = read_release(lake, recipe, rel["version"])
-        assert marker is not None and set(marker["checks_passed"]) == set(checks_of(result)) - {"complete_and_current"}
+        mixture_checks = {f"mixture:{name}" for name in checks_of(result)} - {"mixture:complete_and_current"}
+        assert marker is not None and mixture_checks < set(marker["checks_passed"])
+        assert {"extracted_text:no_pii_left", "raw_crawl:conservation"} < set(marker["checks_passed"])
         for name, sha in marker["files"].items():  # the release is a verified copy of the mixture
             data = Path(recipe_env.lake, "releases", recipe, rel["version"], name).read_bytes()
             assert hashlib.sha256(data).hexdigest() == sha
@@ -128,7 +164,7 @@ def test_release_blocked_by_failing_check_then_released_after_fix(
     direct = run_recipe(recipe_env, instance, "default", ("release",))  # forced by hand: the body refuses
     assert not direct.success and not Path(recipe_env.lake, "releases").exists()
     failure = next(e for e in direct.all_events if e.is_step_failure).step_failure_data
-    assert "is not releasable: decontaminated: FAILED" in failure.user_failure_data.description
+    assert "is not releasable: default: mixture:decontaminated failed in run" in failure.user_failure_data.description
     assert not [e for e in direct.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]  # no pointless retries
 
     (evalsets / "held_out.txt").write_text(eval_text(SHORT_EVAL))  # the fix: a clean eval set
@@ -154,3 +190,42 @@ def test_invalid_recipe_fails_the_mixture_naming_file_and_field(
     assert failure.description == (f"{path}: field 'sources[0].weight': must be a positive number, got -1")
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert not Path(recipe_env.lake, "mixture", "default").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "config_device", "device"),
+    [
+        ({}, "", "cpu"),  # embedded default
+        ({"MMRECIPE_EXECUTOR": "k8s"}, "", "cuda"),  # production: eval_results' pod has a GPU
+        ({"MMRECIPE_EXECUTOR": "k8s", "MMRECIPE_GPU": "off"}, "", "cpu"),
+        ({"MMRECIPE_EXECUTOR": "k8s"}, "cpu", "cpu"),  # the run config wins
+    ],
+)
+def test_proxy_training_runs_on_the_device_the_deployment_gives_eval_results(
+    recipe_env: Settings,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    config_device: str,
+    device: str,
+) -> None:
+    import torch
+
+    from mmrecipe.proxy_eval import training
+
+    asked: list[str] = []
+
+    def resolve_device(name: str) -> torch.device:  # the boundary where training builds its torch device
+        asked.append(name)
+        return torch.device("cpu")  # no GPU here: train on the CPU, record what was asked for
+
+    monkeypatch.setattr(training, "resolve_device", resolve_device)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    deployment = Settings.from_env()
+    config = {**TINY_EVAL, "seeds": [0], "device": config_device}
+    result = run_recipe(
+        deployment, instance, "default", ("mixture", "eval_results"), {"ops": {"eval_results": {"config": config}}}
+    )
+    assert result.success
+    assert asked == [device]

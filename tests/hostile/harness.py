@@ -257,9 +257,9 @@ def fresh_home(path: Path) -> Settings:
 def adhoc_job(
     settings: Settings, assets: Iterable[str], checks: bool = True, retry_policy: Any = None
 ) -> "dg.JobDefinition":
-    """A job over exactly `assets` (optionally without their checks or with a retry policy), bound to the
-    code location's assets, checks and resources; the production jobs retry failed steps with backoff,
-    which tests of deterministic failures do not want to wait for."""
+    """A job over exactly `assets` (optionally without their checks), bound to the code location's assets,
+    checks and resources. Its steps retry as every asset does (`data_assets.jobs.STEP_RETRY_POLICY`);
+    `retry_policy` applies only to ops without their own (the checks)."""
     import dagster as dg
 
     from data_assets.definitions import build_defs
@@ -280,7 +280,7 @@ def materialize(
     checks: bool = True,
     run_config: Mapping[str, Any] | None = None,
 ) -> "dg.ExecuteInProcessResult":
-    """Materialize `assets` of `drop` in this process, without step retries; errors are in the result."""
+    """Materialize `assets` of `drop` in this process (with the assets' step retries); errors are in the result."""
     if not instance.has_dynamic_partition("drops", drop):
         instance.add_dynamic_partitions("drops", [drop])
     job = adhoc_job(settings, assets, checks)

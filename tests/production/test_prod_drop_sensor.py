@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from mmrecipe.drops import MANIFEST, manifest_for_folder
-from mmrecipe.settings import Settings
+from mmrecipe.settings import ScanLimits, Settings
 from resources import build_resources
 from sensors.source_drops import DropCursor, source_drops
 from tests.production.prod_support import RequestLog, S3Server, upload_folder
@@ -57,10 +57,8 @@ class Landing:
 
 
 @pytest.fixture(params=["local", "s3"])
-def landing(request: pytest.FixtureRequest, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Landing:
-    monkeypatch.setenv("MMRECIPE_SENSOR_PAGE_SIZE", "2")
-    monkeypatch.setenv("MMRECIPE_SENSOR_MAX_DROPS_PER_TICK", "3")
-    monkeypatch.setenv("MMRECIPE_SENSOR_FULL_RESCAN_TICKS", "3")
+def landing(request: pytest.FixtureRequest, settings: Settings) -> Landing:
+    settings = dataclasses.replace(settings, sensor=ScanLimits(page_size=2, max_drops_per_tick=3, full_rescan_ticks=3))
     if request.param == "local":
         return Landing(settings, Path(settings.landing), None)
     s3: S3Server = request.getfixturevalue("s3_server")

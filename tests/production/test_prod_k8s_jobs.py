@@ -19,8 +19,8 @@ from dagster_k8s import K8sRunLauncher
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import construct_dagster_k8s_job, get_k8s_job_name, get_user_defined_k8s_config
 
-from data_assets.pod_resources import GPU_POOL, POD_SIZES, POOL_TAG, gpu_node_selector
 from mmrecipe.settings import Settings
+from resources.pod_resources import GPU_POOL, POD_SIZES, POOL_TAG
 from tests.production.prod_support import HELM_DIR, PROD_INSTANCE_YAML, helm_template, validate_manifests
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mmrecipe:0.1.0-3f9c2ab"
@@ -85,7 +85,7 @@ def test_production_definitions_use_the_k8s_job_executor(settings: Settings, mon
     from data_assets.definitions import build_defs
 
     monkeypatch.setenv("MMRECIPE_EXECUTOR", "k8s")
-    defs = build_defs(settings)
+    defs = build_defs(Settings.from_env())
     for job_name in ("drop_stages_job", "recipe_stages_job"):
         assert defs.resolve_job_def(job_name).executor_def.name == "k8s", job_name
 
@@ -129,7 +129,7 @@ def test_every_asset_step_builds_a_valid_sized_job(
         assert res["limits"]["ephemeral-storage"] == size.scratch, name
         if name in GPU_STAGES:
             assert res["requests"]["nvidia.com/gpu"] == res["limits"]["nvidia.com/gpu"] == "1", name
-            assert pod["nodeSelector"] == gpu_node_selector({})
+            assert pod["nodeSelector"] == {"mmrecipe.io/node-pool": "gpu"}
             assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
             assert ops[name].tags[POOL_TAG] == GPU_POOL, f"{name} is not in the gpu pool"
         else:
@@ -139,20 +139,3 @@ def test_every_asset_step_builds_a_valid_sized_job(
     stages = {"raw_crawl", "extracted_text", "deduped_images", "transcribed_audio", "mixture", "eval_results"}
     unsized = sorted(s for s in stages & set(ops) if "dagster-k8s/config" not in ops[s].tags)
     assert unsized == [], f"stages without pod_resources op tags: {unsized}"
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("", {"mmrecipe.io/node-pool": "gpu"}),
-        ("nvidia.com/gpu.present=true", {"nvidia.com/gpu.present": "true"}),
-        ("pool=gpu, zone=us-east-1a", {"pool": "gpu", "zone": "us-east-1a"}),
-    ],
-)
-def test_gpu_node_selector_comes_from_the_environment(raw: str, expected: dict[str, str]) -> None:
-    assert gpu_node_selector({"MMRECIPE_GPU_NODE_SELECTOR": raw}) == expected
-
-
-def test_malformed_gpu_node_selector_says_how_to_write_it() -> None:
-    with pytest.raises(ValueError, match="label=value pairs"):
-        gpu_node_selector({"MMRECIPE_GPU_NODE_SELECTOR": "just-a-label"})

@@ -14,7 +14,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._daemon.freshness import FreshnessDaemon
 
-from data_assets.automation import AutomationSettings, apply_policies
+from data_assets.automation import apply_policies, freshness_policy
 from mmrecipe.settings import REPO_ROOT, Settings
 from tests.conftest import land_drop, materialize_drop
 from tests.warc_fixtures import HttpResponse, warc_bytes
@@ -40,7 +40,7 @@ H = timedelta(hours=1)
 def test_freshness_windows_come_from_the_environment(
     env: dict[str, str], asset: str, group: str | None, fail: timedelta, warn: timedelta | None
 ) -> None:
-    policy = AutomationSettings.from_env(env).freshness_policy(asset, group)
+    policy = freshness_policy(Settings.from_env(env).automation, asset, group)
     assert isinstance(policy, TimeWindowFreshnessPolicy)
     assert policy.fail_window.to_timedelta() == fail
     assert (policy.warn_window.to_timedelta() if policy.warn_window else None) == warn
@@ -52,20 +52,20 @@ def test_freshness_windows_come_from_the_environment(
         ({"MMRECIPE_FRESHNESS_HOURS": "soon"}, "MMRECIPE_FRESHNESS_HOURS='soon'"),
         ({"MMRECIPE_FRESHNESS_RAW_CRAWL_HOURS": "0"}, "MMRECIPE_FRESHNESS_RAW_CRAWL_HOURS='0'"),
         ({"MMRECIPE_FRESHNESS_RAW_CRAWL_HOURS": "nan"}, "expected a number"),
-        ({"MMRECIPE_FRESHNESS_WARN_FRACTION": "1.5"}, "must be below 1"),
+        ({"MMRECIPE_FRESHNESS_WARN_FRACTION": "1.5"}, "expected a number in [0, 1)"),
         ({"MMRECIPE_DROP_LAG_HOURS": "-1"}, "MMRECIPE_DROP_LAG_HOURS='-1'"),
     ],
 )
 def test_bad_freshness_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError) as err:
-        AutomationSettings.from_env(env)
+        Settings.from_env(env)
     assert message in str(err.value)
 
 
 def test_a_freshness_variable_for_an_unknown_asset_is_an_error() -> None:
     from data_assets import raw_crawl
 
-    settings = AutomationSettings.from_env({"MMRECIPE_FRESHNESS_RAW_CRAWLL_HOURS": "3"})
+    settings = Settings.from_env({"MMRECIPE_FRESHNESS_RAW_CRAWLL_HOURS": "3"}).automation
     with pytest.raises(ValueError, match="MMRECIPE_FRESHNESS_RAW_CRAWLL_HOURS name no asset") as err:
         apply_policies(dg.load_assets_from_modules([raw_crawl]), settings)
     assert "raw_crawl" in str(err.value)
@@ -77,7 +77,7 @@ def test_every_asset_of_the_code_location_has_a_freshness_policy(
     from data_assets.definitions import build_defs
 
     monkeypatch.setenv("MMRECIPE_FRESHNESS_RAW_CRAWL_HOURS", "5")
-    graph = build_defs(settings).resolve_asset_graph()
+    graph = build_defs(Settings.from_env()).resolve_asset_graph()
     keys = sorted(graph.get_all_asset_keys())
     assert dg.AssetKey("raw_crawl") in keys
     for key in keys:
@@ -107,7 +107,8 @@ def test_freshness_passes_then_warns_then_fails_as_the_clock_advances(
     module.write_text(
         "import dagster as dg\n"
         "from data_assets.definitions import build_defs\n"
-        "base = build_defs()\n"
+        "from mmrecipe.settings import Settings\n"
+        "base = build_defs(Settings.from_env())\n"
         "never_built = dg.AssetSpec('never_built', freshness_policy=dg.FreshnessPolicy.time_window(\n"
         "    fail_window=__import__('datetime').timedelta(hours=1)))\n"
         "defs = dg.Definitions.merge(base, dg.Definitions(assets=[never_built]))\n"

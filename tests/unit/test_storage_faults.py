@@ -93,13 +93,10 @@ def test_reads_survive_transient_faults(tmp_path: Path, op: str) -> None:
     assert faults.failed[op] == 3
 
 
-def test_stage_writer_publishes_both_tables_once_through_faults(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MMRECIPE_TMP", str(tmp_path / "local-tmp"))
+def test_stage_writer_publishes_both_tables_once_through_faults(tmp_path: Path) -> None:
     schema = pa.schema([*PROVENANCE_FIELDS, pa.field("text", pa.string())])
     fs, faults = faulty_fs({"open_output": 2, "write": 2, "move": 1})
-    storage = Storage(str(tmp_path / "lake"), _fs=fs)
+    storage = Storage(str(tmp_path / "lake"), scratch=str(tmp_path / "local-tmp"), _fs=fs)
     with StageWriter(storage, "extracted_text", "d1", schema, batch_rows=7) as out:
         for i in range(50):
             prov = {"record_id": f"r{i:02d}", "drop": "d1", "warc_path": "x.warc.gz", "warc_offset": i * 100}
@@ -213,8 +210,7 @@ def test_a_killed_runs_temporary_files_are_swept_once_they_are_a_day_old(
     two_days_ago = time.time() - 2 * 86400
     for p in [*old, lake / "keep.parquet"]:
         os.utime(p, (two_days_ago, two_days_ago))
-    monkeypatch.setenv("MMRECIPE_TMP", str(scratch))
-    storage = Storage(str(tmp_path / "lake"))
+    storage = Storage(str(tmp_path / "lake"), scratch=str(scratch))
     with StageWriter(storage, "raw_crawl", "d1", pa.schema(PROVENANCE_FIELDS)) as out:
         out.close()
     assert not any(p.exists() for p in old)

@@ -39,3 +39,17 @@ def test_pages_without_main_text_give_empty_text() -> None:
 def test_unknown_extractor() -> None:
     with pytest.raises(ValueError, match="use one of resiliparse, trafilatura"):
         extract_text("<p>x</p>", "justext")
+
+
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+def test_a_page_gives_the_same_text_whatever_the_process_extracted_before(extractor: str) -> None:
+    require_samples()
+    pages = [
+        decode_html(body, ctype).text for d in ("sample-a", "sample-b") for ctype, body in sample_pages(d).values()
+    ]
+    first = [extract_text(page, extractor) for page in pages]
+    again = [extract_text(page, extractor) for page in pages]
+    backwards = [extract_text(page, extractor) for page in reversed(pages)][::-1]
+    assert len(pages) == 67 and sum(map(bool, first)) > 60
+    changed = [i for i, (a, b, c) in enumerate(zip(first, again, backwards, strict=True)) if not a == b == c]
+    assert changed == [], f"{len(changed)} of {len(pages)} pages changed text when extracted again"

