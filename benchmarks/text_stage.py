@@ -1,18 +1,19 @@
-"""Benchmark of the text stage against an equivalent datatrove 0.10 pipeline, on the same WARC input.
+"""Benchmark of the text stage against datatrove 0.10.1's FineWeb pipeline, like for like, on the same WARC input.
 
-Run: `.venv/bin/python benchmarks/text_stage.py [--rounds 3]` (about 7 minutes on 2 cores). It prints
-docs/s, per round and as medians over `--rounds` alternating runs of the two sides, of
-- this stage's document path: filtered_text (read by offset, decode, opt-out, resiliparse,
-  language ID, Gopher/C4/FineWeb rules, PII, quality classifier, toxicity, MinHash bands) + the
-  dedup decision and extracted_text writing; and the same with raw_crawl's indexing of the WARC
-  (the graph's first stage, shared with the image and audio stages) added;
-- datatrove 0.10.1, in its own venv (`benchmarks/.venv-datatrove`, created on first run, never
-  imported here): WarcReader → Trafilatura(favour_precision) → GopherRepetition → GopherQuality →
-  C4Quality(no terminal-punct filter, as FineWeb) → FineWebQuality → MinhashDedupSignature (5-grams,
-  14 x 8), one task, one worker;
-- MinHash signatures alone: `mmrecipe.dedup.minhash_signatures` vs. a per-document
-  `datasketch.MinHash(num_perm=112).update_batch` loop over the same texts' word 5-grams;
-and the peak RSS of this stage's process at 1x and 4x the input.
+Run: `.venv/bin/python benchmarks/text_stage.py [--copies 30] [--rounds 3] [--rss-scale 4]`. Each round runs both
+sides of every row back to back, each in its own process, and the results table states what differs per row:
+- whole text stage, same extractor: raw_crawl indexing + filtered_text (read by offset, decode, opt-out,
+  trafilatura, language ID, Gopher/C4/FineWeb rules, PII, quality classifier, toxicity, MinHash bands) +
+  extracted_text (dedup) vs datatrove: WarcReader → Trafilatura(favour_precision) → GopherRepetition →
+  GopherQuality → C4Quality(no terminal-punct filter, as FineWeb) → FineWebQuality → MinhashDedupSignature
+  (one task, one worker), in its own venv (`benchmarks/datatrove_env.py` makes it; never imported here);
+- whole text stage, each side's default (resiliparse here; datatrove 0.10.1 has no resiliparse extractor);
+- the four rule families alone on identical texts (the resiliparse texts of the input) vs datatrove's four
+  filters chained;
+- the stage vs its floor: fastwarc read + resiliparse extraction alone over the same WARC.
+Both sides' times include their model/tokenizer loading (not Python imports). It also prints the verdict
+cache's hit rate, MinHash signatures alone (`mmrecipe.dedup.minhash_signatures` vs a per-document
+`datasketch.MinHash(num_perm=112).update_batch` loop), and the peak RSS at 1x and `--rss-scale` x the input.
 
 Input: every HTTP-200 HTML response of the sample drops (67 real pages), replicated `--copies`
 times into one gzipped WARC. Copy 0 is unchanged; copy k > 0 gets a `?mirror=k` URL, loses its
@@ -39,30 +40,13 @@ import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_DROPS = REPO / "samples" / "drops"
+from datatrove_env import REPO, ensure_datatrove_venv, sample_pages
+
 HQ_URLS = REPO / "samples" / "reference" / "hq_urls.txt"
-DT_VENV = REPO / "benchmarks" / ".venv-datatrove"
-DT_PACKAGES = ["datatrove[io,processing]==0.10.1", "spacy==3.8.18", "lxml_html_clean==0.4.6"]
 _PARAGRAPH = re.compile(rb"<p[ >].*?</p>", re.DOTALL | re.IGNORECASE)
 
 
 # --- input ---------------------------------------------------------------------------------------
-def sample_pages() -> list[tuple[str, bytes, bytes]]:
-    """(url, HTTP header block, body) of every HTTP-200 HTML response of the sample drops."""
-    from fastwarc.warc import ArchiveIterator, WarcRecordType
-
-    pages = []
-    for warc in sorted(SAMPLE_DROPS.glob("*/*.warc.gz")):
-        with warc.open("rb") as f:
-            for rec in ArchiveIterator(f, record_types=WarcRecordType.response, parse_http=True):
-                ctype = rec.http_headers.get("Content-Type", "")
-                if rec.http_headers.status_code == 200 and "html" in ctype:
-                    url = rec.headers.get("WARC-Target-URI").strip("<>")
-                    pages.append((url, f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n".encode(), rec.reader.read()))
-    return pages
-
-
 def mirror(body: bytes, k: int) -> bytes:
     """Copy k of a page: one paragraph removed and one added (copy 0 is the page itself)."""
     if k == 0:
@@ -114,8 +98,13 @@ def child_classifier(lake: str, landing: str, drop: str) -> dict:
     return {"seconds": time.perf_counter() - t0, "positives": len(data.positives)}
 
 
-def child_stage(lake_root: str, landing_root: str, drop: str, workers: str = "1") -> dict:
-    """raw_crawl indexing, filtered_text and extracted_text for one drop, timed; with peak RSS."""
+def child_stage(
+    lake_root: str, landing_root: str, drop: str, workers: str = "1", extractor: str = "resiliparse"
+) -> dict:
+    """raw_crawl indexing, filtered_text and extracted_text for one drop, timed; with peak RSS.
+
+    Model loading (language ID, toxicity) is timed, as datatrove's loading of its extractor and spaCy is.
+    """
     from mmrecipe.crawl_index import index_drop
     from mmrecipe.dedup import BandIndex, IndexEntries
     from mmrecipe.stage_output import StageWriter
@@ -126,11 +115,8 @@ def child_stage(lake_root: str, landing_root: str, drop: str, workers: str = "1"
 
     lake, landing = Storage(lake_root), Storage(landing_root)
     scorer = load_scorer(lake)
-    config = TextStageConfig(quality_min_score=scorer.info.score_at_percentile(10), workers=int(workers))
-    from mmrecipe.text.language_id import LanguageIdentifier
-    from mmrecipe.text.toxicity import toxicity_scores
-
-    LanguageIdentifier(), toxicity_scores(["warm up"])  # model loading is not per-document work
+    threshold = scorer.info.score_at_percentile(10)
+    config = TextStageConfig(extractor=extractor, quality_min_score=threshold, workers=int(workers))
     c0 = time.process_time()
     t0 = time.perf_counter()
     index_drop(landing, lake, drop, sorted(p.name for p in Path(landing.uri(drop)).glob("*.warc.gz")))
@@ -155,10 +141,39 @@ def child_stage(lake_root: str, landing_root: str, drop: str, workers: str = "1"
         "dedup_s": t3 - t2,
         "candidates": filtered.counts.kept,
         "repeated_texts": report.repeated_texts,
+        "rules_preset": config.rules_preset,
         "kept": extracted.counts.kept,
         "dropped": dict(sorted(extracted.counts.dropped.items())),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def child_floor(warc: str, texts_out: str) -> dict:
+    """The floor: fastwarc read + resiliparse extraction alone over the WARC's responses; writes the texts."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+    from resiliparse.extract.html2text import extract_plain_text
+
+    c0, t0 = time.process_time(), time.perf_counter()
+    texts = []
+    with open(warc, "rb") as f:
+        for rec in ArchiveIterator(f, record_types=WarcRecordType.response, parse_http=True):
+            html = rec.reader.read().decode("utf-8", "replace")
+            texts.append(extract_plain_text(html, main_content=True))
+    result = {"docs": len(texts), "seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+    Path(texts_out).write_text(json.dumps(texts))
+    return result
+
+
+def child_rules(texts_in: str) -> dict:
+    """The FineWeb rule set alone (Gopher repetition, Gopher quality, C4, FineWeb) over identical texts."""
+    from mmrecipe.text.fineweb_rules import apply_fineweb_rules
+    from mmrecipe.text.quality_rules import thresholds_for
+
+    texts = [t for t in json.loads(Path(texts_in).read_text()) if t.strip()]
+    en = thresholds_for("en")
+    c0, t0 = time.process_time(), time.perf_counter()
+    kept = sum(apply_fineweb_rules(t, en).reason is None for t in texts)
+    return {"docs": len(texts), "kept": kept, "seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
 
 
 def _wall(run: dict) -> float:
@@ -171,6 +186,12 @@ def _stage_wall(run: dict) -> float:
 
 def _stage_cpu(run: dict) -> float:
     return run["cpu_s"] - run["index_cpu_s"]
+
+
+def timed_stage(*args: str) -> dict:
+    """A stage run with its whole wall time (raw_crawl index + filtered_text + extracted_text) as `seconds`."""
+    run = run_child("stage", *args)
+    return run | {"seconds": _wall(run)}
 
 
 def run_child(kind: str, *args: str) -> dict:
@@ -214,14 +235,34 @@ print(json.dumps({"seconds": seconds, "stats": summary}))
 """
 
 
-def ensure_datatrove() -> Path:
-    """The datatrove venv's python, creating the venv (no torch is pulled in) on first use."""
-    python = DT_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(DT_VENV)], check=True)
-        (DT_VENV / ".gitignore").write_text("*\n")
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *DT_PACKAGES], check=True)
-    return python
+DT_FILTERS_SCRIPT = """
+import json, sys, time
+from datatrove.data import Document
+from datatrove.pipeline.filters import (
+    C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter,
+)
+
+texts = [t for t in json.load(open(sys.argv[1])) if t.strip()]
+filters = [GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(filter_no_terminal_punct=False),
+           FineWebQualityFilter()]
+c0, t0 = time.process_time(), time.perf_counter()
+kept = 0
+for i, text in enumerate(texts):
+    doc = Document(text=text, id=str(i))
+    kept += all(f.filter(doc) is True for f in filters)  # stops at the first filter that drops it
+print(json.dumps({"docs": len(texts), "kept": kept, "seconds": time.perf_counter() - t0,
+                  "cpu_s": time.process_time() - c0}))
+"""
+
+
+def run_datatrove_filters(texts: Path, work: Path) -> dict:
+    """datatrove's four filters alone, chained as in FineWeb, over the same texts in one process."""
+    script = work / "datatrove_filters.py"
+    script.write_text(DT_FILTERS_SCRIPT)
+    out = subprocess.run(
+        [str(ensure_datatrove_venv()), str(script), str(texts)], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def run_datatrove(data_dir: Path, work: Path, name: str = "dt") -> dict:
@@ -231,7 +272,7 @@ def run_datatrove(data_dir: Path, work: Path, name: str = "dt") -> dict:
     """
     script = work / "datatrove_pipeline.py"
     script.write_text(DT_SCRIPT)
-    python = ensure_datatrove()
+    python = ensure_datatrove_venv()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [str(python), str(script), str(data_dir), str(work / name)], check=True, capture_output=True, text=True
@@ -273,17 +314,22 @@ def minhash_comparison(texts: list[str]) -> dict:
 
 
 # --- main ------------------------------------------------------------------------------------------
+def _median(runs: list[dict], key: str = "seconds") -> float:
+    return statistics.median(r[key] for r in runs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=30, help="replicas of the 67 sample pages in the 1x WARC")
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of both sides on the 1x input")
+    parser.add_argument("--rss-scale", type=int, default=4, help="input multiple of the peak-RSS run (0: none)")
     parser.add_argument("--workdir", default="", help="where to write inputs and outputs (default: a temp dir)")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "text_stage_results.md"))
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.child:
-        fn = {"prepare": child_prepare, "stage": child_stage}[opts.child]
+        fn = {"prepare": child_prepare, "stage": child_stage, "floor": child_floor, "rules": child_rules}[opts.child]
         print(json.dumps(fn(*opts.args)))
         return
     work = Path(opts.workdir or tempfile.mkdtemp(prefix="mmrecipe-bench-"))
@@ -294,79 +340,106 @@ def main() -> None:
         lines.append(line)
 
     inputs, stage = {}, {}
-    for scale in (1, 4):
+    scales = (1, opts.rss_scale) if opts.rss_scale > 1 else (1,)
+    for scale in scales:
         drop, root = f"bench-{scale}x", work / f"{scale}x"
         n = make_warc(root / "landing" / drop / "crawl.warc.gz", opts.copies * scale)
         inputs[scale] = (n, str(root / "lake"), str(root / "landing"), drop)
     for _, lake, landing, drop in inputs.values():
         run_child("prepare", lake, landing, drop)
-    stage[4] = run_child("stage", *inputs[4][1:])
-    ours, theirs = [], []
+    if len(scales) > 1:
+        stage[scales[1]] = run_child("stage", *inputs[scales[1]][1:])
+    docs, lake1, landing1, drop1 = inputs[1]
+    warc1, texts1 = Path(landing1) / drop1 / "crawl.warc.gz", work / "texts-1x.json"
+    runs: dict[str, list[dict]] = {k: [] for k in ("ours", "ours_traf", "dt", "floor", "rules", "dt_rules")}
     for r in range(opts.rounds):  # alternate, so that the machine's load hits both sides alike
-        ours.append(run_child("stage", *inputs[1][1:]))
-        theirs.append(run_datatrove(Path(inputs[1][2]) / inputs[1][3], work, f"dt-{r}"))
-        print(f"round {r + 1}: {_wall(ours[-1]):.1f} s vs datatrove {theirs[-1]['seconds']:.1f} s", flush=True)
-    parallel = run_child("stage", *inputs[1][1:], "2")
-    docs = inputs[1][0]
-    s1 = sorted(ours, key=_wall)[len(ours) // 2]  # the median run, for the drop counts and RSS
+        runs["ours"].append(timed_stage(lake1, landing1, drop1))
+        runs["ours_traf"].append(timed_stage(lake1, landing1, drop1, "1", "trafilatura"))
+        runs["dt"].append(run_datatrove(Path(landing1) / drop1, work, f"dt-{r}"))
+        runs["floor"].append(run_child("floor", str(warc1), str(texts1)))
+        runs["rules"].append(run_child("rules", str(texts1)))
+        runs["dt_rules"].append(run_datatrove_filters(texts1, work))
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]['seconds']:.1f} s" for k, v in runs.items()), flush=True)
+    parallel = run_child("stage", lake1, landing1, drop1, "2")
+    s1 = sorted(runs["ours"], key=_wall)[len(runs["ours"]) // 2]  # the median run, for the drop counts and RSS
     stage[1] = s1
-    dt = theirs[0]
-    pairs = list(zip(ours, theirs, strict=True))
-    ratios = {  # (wall, CPU) per round: the text stage alone, and with raw_crawl's indexing of the WARC
-        "stage": [(d["seconds"] / _stage_wall(o), d["cpu_s"] / _stage_cpu(o)) for o, d in pairs],
-        "with index": [(d["seconds"] / _wall(o), d["cpu_s"] / o["cpu_s"]) for o, d in pairs],
-    }
-    mh = minhash_comparison(extracted_texts(inputs[1][1], inputs[1][3]))
+    dt = runs["dt"][0]
+    mh = minhash_comparison(extracted_texts(lake1, drop1))
 
     say(
         f"# Text stage benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} shared cores, "
-        f"Python {sys.version.split()[0]})"
+        f"Python {sys.version.split()[0]}; the machine was loaded by other work)"
     )
     say()
     say(
         f"Input: {opts.copies} copies of the 67 HTTP-200 HTML pages of `samples/drops` ({docs} documents, 1x) "
-        f"and {4 * opts.copies} copies ({inputs[4][0]} documents, 4x), built as the module docstring says."
+        + (
+            f"and {opts.rss_scale * opts.copies} copies ({inputs[scales[1]][0]} documents, {opts.rss_scale}x), "
+            if len(scales) > 1
+            else ""
+        )
+        + "built as the module docstring says "
+        f"(near-duplicate mirrors: {s1['repeated_texts']} of the {docs} extracted texts "
+        f"({s1['repeated_texts'] / docs:.0%}) "
+        "repeated one already decided in the drop and reused its verdict: the verdict cache's hit rate)."
     )
-    say("Both pipelines run in one process (datatrove: tasks=1, workers=1; its extractor sandbox is a second process).")
     say(
-        f"{opts.rounds} rounds, each running this stage and then datatrove on the 1x input, so that the shared "
-        "machine's load falls on both alike. Wall time is what a run takes here; CPU time (user+sys) is the "
-        "steadier comparison."
+        f"Every process runs one worker on one core; {opts.rounds} round(s), each running every row's two sides "
+        "back to back, medians quoted. Each side's time includes its own model and tokenizer loading (mmrecipe: "
+        "language ID and toxicity models; datatrove: trafilatura and spaCy), not Python's imports. "
+        f"mmrecipe uses the `{s1['rules_preset']}` rules preset (datatrove's exact verdicts for English)."
+    )
+    say()
+    say("| comparison | what differs between the sides | mmrecipe s | other side s | ratio (wall) | ratio (CPU) |")
+    say("|---|---|---|---|---|---|")
+
+    def row(label: str, differs: str, ours: list[dict], theirs: list[dict], key: str = "seconds") -> float:
+        o, t = _median(ours, key), _median(theirs)
+        cpu = _median(theirs, "cpu_s") / _median(ours, "cpu_s")
+        say(f"| {label} | {differs} | {o:.1f} | {t:.1f} | **{t / o:.1f}x** | {cpu:.1f}x |")
+        return t / o
+
+    row(
+        "whole text stage, same extractor (trafilatura) vs datatrove FineWeb pipeline",
+        "mmrecipe also runs PII, quality classifier, toxicity, cross-drop dedup, raw_crawl indexing; datatrove "
+        "only computes MinHash signatures",
+        runs["ours_traf"],
+        runs["dt"],
+    )
+    row(
+        "whole text stage, each side's default (mmrecipe: resiliparse; datatrove: trafilatura)",
+        "the extractor, and the steps above",
+        runs["ours"],
+        runs["dt"],
+    )
+    row(
+        f"filters alone on identical text ({runs['rules'][0]['docs']} resiliparse texts of the 1x input)",
+        "nothing: Gopher repetition → Gopher quality → C4 → FineWeb on both, chained; "
+        f"kept {runs['rules'][0]['kept']} (mmrecipe) vs {runs['dt_rules'][0]['kept']} (datatrove)",
+        runs["rules"],
+        runs["dt_rules"],
+    )
+    floor = _median(runs["floor"]) / _median(runs["ours"])
+    say(
+        f"| text stage vs the floor (fastwarc read + resiliparse extraction alone, same WARC) | the stage also "
+        f"indexes the WARC, reads by offset, and runs every filter, model, dedup and writer | "
+        f"{_median(runs['ours']):.1f} | {_median(runs['floor']):.1f} | **{floor:.2f}x** | "
+        f"{_median(runs['floor'], 'cpu_s') / _median(runs['ours'], 'cpu_s'):.2f}x |"
     )
     say()
     say(
-        "| round | text stage wall s | CPU s | raw_crawl index wall s | datatrove wall s | CPU s | "
-        "ratio: stage (wall, CPU) | ratio: stage + index (wall, CPU) |"
-    )
-    say("|---|---|---|---|---|---|---|---|")
-    for r, (o, d) in enumerate(pairs):
-        (sw, sc), (iw, ic) = ratios["stage"][r], ratios["with index"][r]
-        say(
-            f"| {r + 1} | {_stage_wall(o):.1f} | {_stage_cpu(o):.1f} | {o['index_s']:.1f} | {d['seconds']:.1f} | "
-            f"{d['cpu_s']:.1f} | {sw:.1f}x, {sc:.1f}x | {iw:.1f}x, {ic:.1f}x |"
-        )
-    say()
-    for name, label in (("stage", "Text stage"), ("with index", "Text stage + raw_crawl indexing")):
-        wall, cpu = zip(*ratios[name], strict=True)
-        say(
-            f"**{label} vs datatrove, median of {opts.rounds} rounds: {statistics.median(wall):.1f}x (wall), "
-            f"{statistics.median(cpu):.1f}x (CPU)**; lowest round {min(wall):.1f}x (wall), {min(cpu):.1f}x (CPU)."
-        )
-        say()
-    say(
-        "- The text stage is filtered_text (read by offset, decode, opt-out, extraction, language ID, rules, PII, "
-        "quality classifier, toxicity, MinHash bands) + extracted_text (cross-drop dedup decision and writing); "
-        "raw_crawl's index of the WARC is the graph's first stage, shared with the image and audio stages. "
-        f"Median run: {docs / _stage_wall(s1):.0f} docs/s, filtered_text alone {docs / s1['filter_s']:.0f} docs/s. "
-        f"{s1['repeated_texts']} of its documents had an extracted text already decided earlier in the drop, and "
-        "reused that verdict."
+        "- mmrecipe's whole-stage time is raw_crawl indexing + filtered_text (read by offset, decode, opt-out, "
+        "extraction, language ID, rules, PII, quality classifier, toxicity, MinHash bands) + extracted_text "
+        f"(cross-drop dedup and writing). Median run: {docs / _wall(s1):.0f} docs/s "
+        f"(without indexing {docs / _stage_wall(s1):.0f} docs/s)."
     )
     say(
-        f"- datatrove 0.10.1 is WarcReader → Trafilatura → GopherRepetition → GopherQuality → C4 → FineWeb → "
-        f"MinhashDedupSignature; median run {docs / statistics.median(d['seconds'] for d in theirs):.1f} docs/s."
+        "- datatrove 0.10.1 is WarcReader → Trafilatura → GopherRepetition → GopherQuality → C4 → FineWeb → "
+        f"MinhashDedupSignature (tasks=1, workers=1); median run {docs / _median(runs['dt']):.1f} docs/s. datatrove "
+        "0.10.1 has no resiliparse extractor, so there is no resiliparse-on-both row."
     )
     say(
-        f"- filtered_text with `workers=2` (2 spawned processes; not used for the ratio): "
+        f"- filtered_text with `workers=2` (2 spawned processes; not used for the ratios): "
         f"{parallel['filter_s']:.1f} s, {docs / parallel['filter_s']:.0f} docs/s."
     )
     say()
@@ -378,7 +451,7 @@ def main() -> None:
     )
     say()
     say("Peak RSS of the stage process (raw_crawl index + filtered_text + extracted_text, models loaded):")
-    for scale in (1, 4):
+    for scale in scales:
         say(
             f"- {scale}x ({inputs[scale][0]} documents): {stage[scale]['peak_rss_mb']:.0f} MB "
             f"(wall {_wall(stage[scale]):.1f} s)"

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from data_assets.jobs import DROP_STAGES, RECIPE_STAGES
+from data_assets.jobs import DROP_STAGES, RECIPE_STAGES, STEP_RETRY_POLICY
 from mmrecipe.drop_lag import drop_lags, lag_verdict, landed_drops
 from mmrecipe.settings import AutomationSettings
 from mmrecipe.storage import Storage
@@ -112,6 +112,7 @@ def drop_lag_check(stage_keys: Sequence[dg.AssetKey], max_lag_hours: float) -> d
     """The `raw_crawl.drops_processed_in_time` check, executable on demand (the drop_lag sensor reports it too)."""
 
     @dg.asset_check(
+        retry_policy=STEP_RETRY_POLICY,
         asset="raw_crawl",
         name=DROP_LAG_CHECK,
         blocking=False,

@@ -112,6 +112,7 @@ deduped_images_conservation = conservation_check("deduped_images", "image")
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(
+    retry_policy=STEP_RETRY_POLICY,
     asset=deduped_images,
     name="no_near_duplicates_kept",
     blocking=True,
@@ -139,6 +140,7 @@ def no_near_duplicates_kept(context: dg.AssetCheckExecutionContext, lake: LakeRe
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(
+    retry_policy=STEP_RETRY_POLICY,
     asset=deduped_images,
     name="caption_coverage",
     blocking=False,

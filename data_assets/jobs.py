@@ -1,9 +1,9 @@
 """The jobs users launch (all drop stages for one drop, all recipe stages for one recipe) and the step
-retry policy that every asset carries.
+retry policy that every asset and asset check carries.
 
-`STEP_RETRY_POLICY` is set on each `@dg.asset` itself, not on these jobs, so every run retries a
-failed step the same way however it starts: these jobs, the automation and dedup-refresh sensors
-and the UI (which launch the implicit asset job). Storage calls are already retried inside
+`STEP_RETRY_POLICY` is set on each `@dg.asset` and `@dg.asset_check` itself, not on these jobs, so
+every run retries a failed step the same way however it starts: these jobs, the automation and
+dedup-refresh sensors and the UI (which launch the implicit asset job). Storage calls are already retried inside
 mmrecipe (`mmrecipe.storage.retried`, ~1.4 s of backoff); the step retry covers what outlasts
 that: an S3 brown-out, a throttled bucket, a pod evicted mid-step. Every stage rewrites its whole
 partition atomically and deterministically, so a retried step cannot duplicate rows. Tune with

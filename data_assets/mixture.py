@@ -132,7 +132,14 @@ def _result(verdict: Verdict) -> dg.AssetCheckResult:
 
 def _check(name: str, description: str, verdict_of: Callable[[Storage, str], Verdict]) -> dg.AssetChecksDefinition:
     # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
-    @dg.asset_check(asset=mixture, name=name, blocking=True, partitions_def=recipes_partitions, description=description)
+    @dg.asset_check(
+        retry_policy=STEP_RETRY_POLICY,
+        asset=mixture,
+        name=name,
+        blocking=True,
+        partitions_def=recipes_partitions,
+        description=description,
+    )
     def _run(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
         return _result(verdict_of(lake.storage(), context.partition_key))
 

@@ -53,6 +53,7 @@ def raw_crawl(
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(
+    retry_policy=STEP_RETRY_POLICY,
     asset=raw_crawl,
     name="conservation",
     blocking=True,

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from data_assets.jobs import STEP_RETRY_POLICY
 from mmrecipe.conservation import record_ids_conserved
 from partitions import drops_partitions
 from resources import LakeResource
@@ -12,6 +13,7 @@ def conservation_check(asset: str, kind: str) -> dg.AssetChecksDefinition:
 
     # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
     @dg.asset_check(
+        retry_policy=STEP_RETRY_POLICY,
         asset=asset,
         name="conservation",
         blocking=True,

@@ -124,6 +124,7 @@ transcribed_audio_conservation = conservation_check(ASSET, "audio")
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(
+    retry_policy=STEP_RETRY_POLICY,
     asset=transcribed_audio,
     name="no_pii_left",
     blocking=True,
@@ -155,6 +156,7 @@ class CalibrationWerConfig(dg.Config):
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
 @dg.asset_check(
+    retry_policy=STEP_RETRY_POLICY,
     asset=transcribed_audio,
     name="calibration_wer",
     blocking=True,

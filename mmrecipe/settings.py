@@ -142,7 +142,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MMRECIPE_GPU_NODE_SELECTOR", "`mmrecipe.io/node-pool=gpu`", "`label=value[,label=value]`",
              "node selector of GPU pods", _selector),
     Variable("MMRECIPE_STEP_RETRIES", "`3`", "an integer ≥ 0",
-             "retries of a failed step of every asset, in every run (0: none)", _integer(0)),
+             "retries of a failed step of every asset and check, in every run (0: none)", _integer(0)),
     Variable("MMRECIPE_STEP_RETRY_DELAY_S", "`2`", "a number ≥ 0",
              "first retry delay in seconds, doubled per attempt, ±50% jitter", _number(0)),
     # ASR

@@ -93,6 +93,7 @@ def materialize_drop(
     drop: str,
     assets: Sequence[str] = ("raw_crawl",),
     raise_on_error: bool = True,
+    run_config: Mapping | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Materialize the named drop-stage assets (and their checks) for one drop on `instance`."""
     from data_assets.definitions import build_defs
@@ -105,6 +106,7 @@ def materialize_drop(
         partition_key=drop,
         asset_selection=[dg.AssetKey(a) for a in assets],
         raise_on_error=raise_on_error,
+        run_config=run_config,
     )
 
 

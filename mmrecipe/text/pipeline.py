@@ -2,7 +2,8 @@
 
 Order of the steps, each of which can end a record with its own reason code:
 HTTP status → read by offset → decode → opt-out (`noai`) → extraction → language ID → Gopher
-repetition → Gopher quality → C4 → FineWeb → PII redaction (never drops) → quality classifier →
+repetition → Gopher quality → C4 → FineWeb (the rule set of the `rules_preset` for the document's language:
+datatrove's exact verdicts for English, see `fineweb_rules`) → PII redaction (never drops) → quality classifier →
 toxicity. Documents that pass every step are the candidates of cross-drop dedup: they are kept
 rows of `filtered_text`, and their exact keys and LSH bands go to the drop's dedup index.
 Every step after extraction depends on the extracted text alone, so a text already decided in this
@@ -34,11 +35,12 @@ from mmrecipe.dedup import IndexEntries, MinHashConfig
 from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS, StageWriter
 from mmrecipe.storage import Storage
 from mmrecipe.text.extraction import DEFAULT_MAX_DEPTH, EXTRACTORS, RESILIPARSE
+from mmrecipe.text.fineweb_rules import FINEWEB_LANGUAGE, PRESETS, rules_for
 from mmrecipe.text.language_id import LanguageIdentifier
 from mmrecipe.text.pages import DEFAULT_MAX_PAGE_BYTES, DROPPED, Outcome, Page, read_page
 from mmrecipe.text.pii import PII_TYPES, redact
 from mmrecipe.text.quality_classifier import ClassifierInfo, QualityScorer
-from mmrecipe.text.quality_rules import SIGNALS, RuleThresholds, apply_rules, thresholds_for
+from mmrecipe.text.quality_rules import SIGNALS, RuleThresholds, thresholds_for
 from mmrecipe.text.toxicity import toxicity_scores
 from mmrecipe.warc_index import RecordReader
 
@@ -75,7 +77,8 @@ class TextStageConfig:
     extractor: str = RESILIPARSE
     lid_model: str | None = None
     min_language_score: float = 0.65
-    languages: tuple[str, ...] = ()  # allowed languages; empty means all
+    languages: tuple[str, ...] = ()  # allowed languages; empty means all (English only with the `fineweb` preset)
+    rules_preset: str = "multilingual"  # or "fineweb" (English only, as FineWeb) or "whitespace"; see fineweb_rules
     thresholds: RuleThresholds = field(default_factory=RuleThresholds)
     language_thresholds: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     quality_min_score: float = 0.0
@@ -86,7 +89,21 @@ class TextStageConfig:
     workers: int = 1  # processes for the per-document steps; outputs are identical for any number
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
 
+    @property
+    def allowed_languages(self) -> tuple[str, ...]:
+        """The languages a document may have to be kept (empty: any)."""
+        return (FINEWEB_LANGUAGE,) if self.rules_preset == "fineweb" else self.languages
+
     def __post_init__(self) -> None:
+        if self.rules_preset not in PRESETS:
+            raise ValueError(
+                f"unknown rules_preset {self.rules_preset!r} in the text stage config: use one of {PRESETS}"
+            )
+        if self.rules_preset == "fineweb" and set(self.languages) - {FINEWEB_LANGUAGE}:
+            raise ValueError(
+                f"rules_preset 'fineweb' keeps English only, but languages is {list(self.languages)}: "
+                "drop the other languages, or use the 'multilingual' preset"
+            )
         if self.extractor not in EXTRACTORS:
             raise ValueError(f"unknown extractor {self.extractor!r} in the text stage config: use one of {EXTRACTORS}")
         for language, overrides in self.language_thresholds.items():
@@ -209,12 +226,13 @@ class TextFilter:
             if score < self.config.min_language_score:
                 detail = f"{lang or '?'} at {score:.3f} < {self.config.min_language_score}"
                 results[i] = Outcome(DROPPED, "low_language_score", detail)
-            elif self.config.languages and lang not in self.config.languages:
-                results[i] = Outcome(DROPPED, "language_not_allowed", f"{lang} not in {list(self.config.languages)}")
+            elif (allowed := self.config.allowed_languages) and lang not in allowed:
+                results[i] = Outcome(DROPPED, "language_not_allowed", f"{lang} not in {list(allowed)}")
 
     def _rules(self, results: list[_Doc | Outcome]) -> None:
         for i, doc in self._alive(results):
-            verdict = apply_rules(doc.text, self.thresholds(doc.language))
+            rules = rules_for(self.config.rules_preset, doc.language)
+            verdict = rules(doc.text, self.thresholds(doc.language))
             doc.signals = verdict.signals
             if verdict.reason:
                 results[i] = Outcome(DROPPED, verdict.reason, verdict.detail)

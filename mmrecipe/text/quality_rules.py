@@ -1,23 +1,26 @@
-"""Heuristic quality signals of a document and the first Gopher / C4 / FineWeb rule it fails.
+"""The whitespace rule set: Gopher / C4 / FineWeb heuristics over whitespace-separated words, for any language.
 
-The rules and default thresholds are those of datatrove's GopherRepetitionFilter,
-GopherQualityFilter, C4QualityFilter and FineWebQualityFilter as run in FineWeb (which itself took
-them from Rae et al. 2021 and Raffel et al. 2020), applied in that order. Each failing rule has its
-own reason code (`gopher_short_doc`, `c4_curly_bracket`, `fineweb_line_punct`, ...).
+This is the rule set of the `whitespace` preset, and of every language but English under the default
+`multilingual` preset (FineWeb-2 style: per-language thresholds). English documents get datatrove's exact
+verdicts from `fineweb_rules` instead. The rules, their order (Gopher repetition, Gopher quality, C4, FineWeb)
+and default thresholds are those of datatrove's filters as run in FineWeb (after Rae et al. 2021 and Raffel et
+al. 2020); each failing rule has its own reason code (`gopher_short_doc`, `c4_curly_bracket`, ...).
 
-Differences from datatrove, on purpose:
-* Words are whitespace-separated tokens, as in the Gopher paper and Dolma's Gopher tagger (one
-  token per character for CJK/Thai, which are written without spaces, and for which the word-length
-  and word-n-gram rules are off by default). datatrove instead uses
-  spaCy, whose separate punctuation tokens push code-bearing documents under the 80 % alphabetic
-  words threshold. Stop words are matched case-insensitively with surrounding punctuation removed.
-* The duplicated-n-gram fraction is the Gopher paper's definition computed with arrays: characters
-  of all words covered by a repeated n-gram occurrence (first occurrences excluded), over len(text).
-* Language-bound thresholds are per language: stop words for common languages, and for Chinese,
-  Japanese and Thai (one token per character) the average-word-length rule is off.
-* The C4 terminal-punctuation line filter is off by default, as in FineWeb (which replaces it
-  with `fineweb_line_punct`); when it is on and the document then has too few sentences because
-  of it, the reason is `c4_terminal_punct`.
+Where this rule set differs from datatrove's (so its verdicts differ on some documents):
+* Words are whitespace-separated tokens, as in the Gopher paper and Dolma's Gopher tagger (one token per
+  character for CJK/Thai, which are written without spaces, and for which the word-length and word-n-gram rules
+  are off by default); datatrove uses spaCy, whose punctuation tokens count as words. Stop words are matched
+  case-insensitively with surrounding punctuation removed.
+* The duplicated-n-gram fraction is the Gopher paper's definition: characters of all words covered by a
+  repeated n-gram occurrence (first occurrences excluded, overlaps counted); datatrove skips ahead n words.
+* C4 counts sentences by sentence-final punctuation (a regex), not spaCy's sentencizer.
+* FineWeb's line-ending punctuation includes quotes and the ellipsis, and its short-line and duplicated-character
+  ratios fail at `>=` where datatrove fails at `>`.
+* Language-bound thresholds are per language: stop words for common languages, and for Chinese, Japanese and
+  Thai (one token per character) the average-word-length rule is off.
+* The C4 terminal-punctuation line filter is off by default, as in FineWeb (which replaces it with
+  `fineweb_line_punct`); when it is on and the document then has too few sentences because of it, the reason
+  is `c4_terminal_punct`.
 
 Rules whose threshold is negative are disabled.
 """
@@ -25,7 +28,7 @@ Rules whose threshold is negative are disabled.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from itertools import compress, filterfalse
@@ -166,7 +169,7 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text) if _HAS_ONE_CHAR_SCRIPT.search(text) else text.split()
 
 
-def _duplicates(items: list[str]) -> tuple[int, int]:
+def duplicates(items: list[str]) -> tuple[int, int]:
     """(number of repeated elements, their total characters), first occurrences excluded."""
     seen: set[str] = set()
     n = chars = 0
@@ -224,11 +227,11 @@ def _repetition_signals(words: list[str], text_len: int, t: RuleThresholds | Non
 
 def _gopher_repetition(text: str, words: list[str], t: RuleThresholds, sig: dict[str, float]) -> str | None:
     paragraphs = _PARAGRAPH.split(text.strip())
-    n_dup, chars_dup = _duplicates(paragraphs)
+    n_dup, chars_dup = duplicates(paragraphs)
     sig["dup_para_frac"] = n_dup / max(len(paragraphs), 1)
     sig["dup_para_char_frac"] = chars_dup / max(len(text), 1)
     lines = _LINES.split(text)
-    n_dup, chars_dup = _duplicates(lines)
+    n_dup, chars_dup = duplicates(lines)
     sig["dup_line_frac"] = n_dup / max(len(lines), 1)
     sig["dup_line_char_frac"] = chars_dup / max(len(text), 1)
     for name in ("dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac"):
@@ -363,7 +366,7 @@ def _fineweb(text: str, t: RuleThresholds, sig: dict[str, float]) -> str | None:
         return "fineweb_empty"
     sig["line_punct_ratio"] = sum(line.rstrip().endswith(END_PUNCTUATION) for line in lines) / len(lines)
     sig["short_line_ratio"] = sum(len(line) <= t.short_line_length for line in lines) / len(lines)
-    sig["char_dup_ratio"] = _duplicates(lines)[1] / max(len(text.replace("\n", "")), 1)
+    sig["char_dup_ratio"] = duplicates(lines)[1] / max(len(text.replace("\n", "")), 1)
     sig["newline_word_ratio"] = text.count("\n") / max(len(tokenize(text)), 1)
     if t.line_punct_thr >= 0 and sig["line_punct_ratio"] < t.line_punct_thr:
         return "fineweb_line_punct"
@@ -392,19 +395,35 @@ def apply_rules(text: str, thresholds: RuleThresholds) -> RuleResult:
     Signals of stages that did not run are NaN. C4 may remove lines: FineWeb rules and the returned
     text use the C4-kept lines (when `c4_edit_lines`).
     """
+    return run_families(text, tokenize(text), thresholds, (_gopher_repetition, _gopher_quality, _c4, _fineweb))
+
+
+WordRule = Callable[[str, list[str], RuleThresholds, dict[str, float]], str | None]
+TextRule = Callable[[str, RuleThresholds, dict[str, float]], str | None]
+LineRule = Callable[[str, RuleThresholds, dict[str, float]], tuple[str | None, str]]
+
+
+def run_families(
+    text: str, words: list[str], thresholds: RuleThresholds, rules: tuple[WordRule, WordRule, LineRule, TextRule]
+) -> RuleResult:
+    """Gopher repetition, Gopher quality, C4 and FineWeb families in that order, stopping at the first failure.
+
+    Signals of families that did not run are NaN. C4 may remove lines: FineWeb and the returned text use the
+    C4-kept lines.
+    """
+    gopher_repetition, gopher_quality, c4, fineweb = rules
     sig: dict[str, float] = dict.fromkeys(SIGNALS, float("nan"))
-    words = tokenize(text)
-    reason = _gopher_repetition(text, words, thresholds, sig)
-    reason = reason or _gopher_quality(text, words, thresholds, sig)
+    reason = gopher_repetition(text, words, thresholds, sig) or gopher_quality(text, words, thresholds, sig)
     if reason:
-        return RuleResult(reason, _detail(reason, sig), sig, text)
-    reason, kept = _c4(text, thresholds, sig)
+        return RuleResult(reason, signal_detail(reason, sig), sig, text)
+    reason, kept = c4(text, thresholds, sig)
     if reason:
-        return RuleResult(reason, _detail(reason, sig), sig, text)
-    reason = _fineweb(kept, thresholds, sig)
-    return RuleResult(reason, _detail(reason, sig) if reason else "", sig, kept)
+        return RuleResult(reason, signal_detail(reason, sig), sig, text)
+    reason = fineweb(kept, thresholds, sig)
+    return RuleResult(reason, signal_detail(reason, sig) if reason else "", sig, kept)
 
 
-def _detail(reason: str | None, sig: dict[str, float]) -> str:
+def signal_detail(reason: str | None, sig: dict[str, float]) -> str:
+    """The detail of a verdict: `reason: signal=value, ...` over the signals that were computed."""
     shown = {k: round(v, 4) for k, v in sig.items() if v == v}
     return f"{reason}: " + ", ".join(f"{k}={v}" for k, v in shown.items())

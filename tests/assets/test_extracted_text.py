@@ -65,7 +65,10 @@ def materialize_classifier(settings: Settings, instance: dg.DagsterInstance, ref
 
 
 def text(settings: Settings, instance: dg.DagsterInstance, drop: str) -> dg.ExecuteInProcessResult:
-    """filtered_text and extracted_text of one drop, keeping every document the classifier scores (percentile 0)."""
+    """filtered_text and extracted_text of one drop, keeping every document the classifier scores (percentile 0).
+
+    The whitespace rules: datatrove's (the default for English) drop these Python documentation pages for their
+    code (tests/unit/test_text_pipeline.py), and this test is about the assets, not the rules."""
     from data_assets.definitions import build_defs
 
     job = build_defs(settings).resolve_job_def("drop_stages_job")
@@ -73,7 +76,9 @@ def text(settings: Settings, instance: dg.DagsterInstance, drop: str) -> dg.Exec
         instance=instance,
         partition_key=drop,
         asset_selection=[dg.AssetKey("filtered_text"), dg.AssetKey("extracted_text")],
-        run_config={"ops": {"filtered_text": {"config": {"quality_drop_below_percentile": 0.0}}}},
+        run_config={
+            "ops": {"filtered_text": {"config": {"quality_drop_below_percentile": 0.0, "rules_preset": "whitespace"}}}
+        },
     )
 
 
@@ -116,6 +121,7 @@ def assert_drop_a_reasons_checks_and_metadata(result: dg.ExecuteInProcessResult,
     assert "| en | 7 |" in meta["languages"] and "score" in meta["quality_histogram"]
     assert meta["stale_later_drops"] == "none"
     filtered = metadata_of(result, "filtered_text")
+    assert filtered["rules_preset"] == "whitespace"
     assert filtered["quality_threshold_percentile"] == 0.0 and "data:image/png;base64," in filtered["quality_chart"]
     checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {

@@ -305,7 +305,7 @@ def latin1_html(real_french: bytes | None) -> bytes:
 
 
 # --- the drop -----------------------------------------------------------------------------
-CTRL_HTML = "http://docs.example.org/3.11/library/textwrap.html"
+CTRL_HTML = "http://docs.example.org/3.11/library/copy.html"  # prose enough for datatrove's rules (the default)
 CTRL_IMAGE = "http://docs.example.org/3.11/_images/astronaut.jpg"
 CTRL_AUDIO = "http://docs.example.org/media/audio/ss01-0880.wav"
 REAL_FRENCH = "http://reference.example.net/manual/pr01.fr.html"

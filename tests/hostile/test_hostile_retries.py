@@ -1,5 +1,5 @@
 """Transient faults during real materializations: short ones are absorbed by the storage retries, longer
-ones by the step RetryPolicy every asset carries, in every run however it starts (a named job, or the implicit
+ones by the step RetryPolicy every asset and check carries, in every run however it starts (a named job, or the implicit
 asset job that sensors and the UI launch); either way the outputs equal a clean run's, nothing duplicated.
 A permanent failure (`dg.Failure(allow_retries=False)`) is not retried."""
 
@@ -138,7 +138,7 @@ def _implicit_asset_job(settings: Settings) -> dg.JobDefinition:
     return build_defs(settings).resolve_implicit_global_asset_job_def()
 
 
-def test_every_asset_carries_the_step_retry_policy_in_every_job() -> None:
+def test_every_asset_and_check_carries_the_step_retry_policy_in_every_job() -> None:
     from data_assets.definitions import build_defs
 
     defs = build_defs(Settings.from_env({}))
@@ -147,6 +147,8 @@ def test_every_asset_carries_the_step_retry_policy_in_every_job() -> None:
     assert {a.key.to_user_string(): a.op.retry_policy for a in assets} == {
         a.key.to_user_string(): STEP_RETRY_POLICY for a in assets
     }
+    checks = {str(key): c.node_def.retry_policy for c in defs.asset_checks or [] for key in c.check_keys}
+    assert len(checks) >= 12 and checks == dict.fromkeys(checks, STEP_RETRY_POLICY)
     prod = yaml.safe_load(PROD_INSTANCE_YAML.read_text())["run_retries"]  # run retries: lost run workers only
     assert prod == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
 

@@ -1,6 +1,6 @@
 """The per-document text stage end to end in mmrecipe: a real WARC, real models, every record's outcome."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from pydoc_data.topics import topics
 
@@ -14,6 +14,7 @@ from mmrecipe.storage import Storage
 from mmrecipe.text.extraction import EXTRACTORS
 from mmrecipe.text.pipeline import FILTERED_TEXT_SCHEMA, TextStageConfig, TextStageReport, filter_drop
 from mmrecipe.text.quality_classifier import ClassifierInfo, QualityScorer, TrainingParams, train_classifier
+from mmrecipe.text.quality_rules import RuleResult, RuleThresholds
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 GOOD = ["exceptions", "execmodel", "customization", "naming", "import", "assignment", "function", "class"]
@@ -85,6 +86,10 @@ def scorer() -> QualityScorer:
 
 
 def run(tmp_path: Path, scorer: QualityScorer, **config: object) -> tuple[StageOutput, TextStageReport, Storage]:
+    """The drop through filtered_text; the whitespace rules unless `rules_preset` says otherwise (its Python
+    documentation pages pass those; datatrove's rules drop them for their code: see
+    test_english_pages_get_datatroves_verdicts_by_default)."""
+    config.setdefault("rules_preset", "whitespace")
     lake, landing = land_and_index(tmp_path)
     with StageWriter(lake, "filtered_text", "d1", FILTERED_TEXT_SCHEMA) as out:
         report = filter_drop(lake, landing, "d1", out, TextStageConfig(**config), scorer)  # type: ignore[arg-type]
@@ -174,6 +179,20 @@ def test_trafilatura_is_recorded_as_the_extractor(tmp_path: Path, scorer: Qualit
     assert kept.num_rows >= 8 and set(kept["extractor"].to_pylist()) == {"trafilatura"}
 
 
+@pytest.mark.parametrize("preset", ["multilingual", "fineweb"])
+def test_english_pages_get_datatroves_verdicts_by_default(tmp_path: Path, scorer: QualityScorer, preset: str) -> None:
+    """datatrove counts each punctuation mark of these documentation pages' code as a word: most fail its
+    alpha-word ratio, which the whitespace rules (the other tests here) let them pass."""
+    result, _, lake = run(tmp_path, scorer, toxicity_threshold=0.5, rules_preset=preset)
+    outcome = dict(outcomes(lake, result))
+    code_pages = [*GOOD[1:], "calls-latin1", "noimageai", "pii"]
+    assert {name: outcome[name] for name in code_pages} == dict.fromkeys(code_pages, "gopher_alpha_words")
+    assert outcome["short"] == "gopher_short_doc" and outcome["rant"] == "toxic"
+    kept = lake.read_table(result.data_uri)
+    assert [u.rsplit("/", 1)[1] for u in kept["url"].to_pylist()] == ["exceptions.html"]
+    assert TextStageConfig(rules_preset=preset).allowed_languages == (("en",) if preset == "fineweb" else ())
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -181,6 +200,8 @@ def test_trafilatura_is_recorded_as_the_extractor(tmp_path: Path, scorer: Qualit
         ({"language_thresholds": {"de": {"min_doc_wordz": 5}}}, r"language_thresholds\['de'\]: unknown"),
         ({"batch_size": 0}, "batch_size and workers must be at least 1"),
         ({"workers": 0}, "batch_size and workers must be at least 1"),
+        ({"rules_preset": "gopher"}, "unknown rules_preset 'gopher'"),
+        ({"rules_preset": "fineweb", "languages": ("en", "de")}, "rules_preset 'fineweb' keeps English only"),
     ],
 )
 def test_config_mistakes_fail_before_any_record(config: dict, message: str) -> None:
@@ -202,10 +223,21 @@ def test_a_repeated_text_reuses_its_verdict_with_the_same_output(
     landing.write_bytes(landing.uri("d1", "crawl.warc.gz"), warc_bytes(responses() + mirrors))
     index_drop(landing, lake, "d1", ["crawl.warc.gz"])
     calls: list[str] = []
-    real_rules = pipeline.apply_rules
-    monkeypatch.setattr(pipeline, "apply_rules", lambda text, t: calls.append(text) or real_rules(text, t))
+    real_rules_for = pipeline.rules_for
+
+    def counted_rules_for(preset: str, language: str) -> Callable[[str, RuleThresholds], RuleResult]:
+        return lambda text, t: calls.append(text) or real_rules_for(preset, language)(text, t)
+
+    monkeypatch.setattr(pipeline, "rules_for", counted_rules_for)
     with StageWriter(lake, "filtered_text", "d1", FILTERED_TEXT_SCHEMA) as out:
-        report = filter_drop(lake, landing, "d1", out, TextStageConfig(batch_size=3, toxicity_threshold=0.5), scorer)
+        report = filter_drop(
+            lake,
+            landing,
+            "d1",
+            out,
+            TextStageConfig(batch_size=3, toxicity_threshold=0.5, rules_preset="whitespace"),
+            scorer,
+        )
         result = out.close()
     assert len(calls) == len(set(calls))  # no text went through the rules twice, across batches too
     assert report.repeated_texts == 2  # the pii and rant mirrors (the short mirror is a page of its own)

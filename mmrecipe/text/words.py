@@ -1,0 +1,202 @@
+"""Words and sentences of a text exactly as spaCy's blank English tokenizer and sentencizer split them.
+
+datatrove's Gopher, C4 and FineWeb filters (and so FineWeb) count words with `spacy.blank("en")`: every
+punctuation mark is its own token. This module runs spaCy's tokenizer algorithm (whitespace chunks, special
+cases, prefixes, suffixes, URL match, infixes, then the special-case matcher) over spaCy's own rule tables,
+exported to `spacy_en_tables.py` by `scripts/export_spacy_tables.py`, so spaCy is not needed at run time.
+Whitespace chunks are tokenized once and remembered, as spaCy's cache does.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import defaultdict
+from itertools import pairwise
+
+from mmrecipe.text.spacy_en_tables import INFIX, PREFIX, SENTENCE_PUNCT, SPECIAL_CASES, SUFFIX, URL_MATCH
+
+_PREFIX = re.compile(PREFIX).search
+_SUFFIX = re.compile(SUFFIX).search
+_INFIXES = re.compile(INFIX).finditer
+_URL = re.compile(URL_MATCH).match
+_PIECES = re.compile(r"\s+|\S+")  # \s is str.isspace, the test spaCy splits on
+_SENTENCE_PUNCT = frozenset(SENTENCE_PUNCT)
+MEMO_CHUNKS = 200_000  # whitespace chunks whose tokens are remembered (the memo is cleared when full)
+_memo: dict[str, tuple[str, ...]] = {}
+
+
+def _affix_split(string: str, specials: bool) -> tuple[list[str], str, list[str]]:
+    """(prefixes, the rest, suffixes in the order they were cut) of a chunk (spaCy's `_split_affixes`)."""
+    prefixes: list[str] = []
+    suffixes: list[str] = []
+    last_size = 0
+    while string and len(string) != last_size:
+        if specials and string in SPECIAL_CASES:
+            break
+        last_size = len(string)
+        match = _PREFIX(string)
+        pre_len = match.end() - match.start() if match else 0
+        if pre_len:
+            prefix, minus_pre = string[:pre_len], string[pre_len:]
+            if minus_pre and specials and minus_pre in SPECIAL_CASES:
+                prefixes.append(prefix)
+                string = minus_pre
+                break
+        match = _SUFFIX(string[pre_len:])
+        suf_len = match.end() - match.start() if match else 0
+        if suf_len:
+            suffix, minus_suf = string[-suf_len:], string[:-suf_len]
+            if minus_suf and specials and minus_suf in SPECIAL_CASES:
+                suffixes.append(suffix)
+                string = minus_suf
+                break
+        if pre_len and suf_len and pre_len + suf_len <= len(string):
+            string = string[pre_len:-suf_len]
+            prefixes.append(prefix)
+            suffixes.append(suffix)
+        elif pre_len:
+            string = minus_pre
+            prefixes.append(prefix)
+        elif suf_len:
+            string = minus_suf
+            suffixes.append(suffix)
+    return prefixes, string, suffixes
+
+
+def _chunk_tokens(chunk: str, specials: bool = True) -> tuple[str, ...]:
+    """The tokens of one whitespace-delimited chunk (spaCy's `_tokenize`: affixes, then `_attach_tokens`)."""
+    if specials and chunk in SPECIAL_CASES:
+        return SPECIAL_CASES[chunk]
+    out, string, suffixes = _affix_split(chunk, specials)
+    if string:
+        if specials and string in SPECIAL_CASES:
+            out.extend(SPECIAL_CASES[string])
+        elif _URL(string):
+            out.append(string)
+        else:
+            start = 0
+            for match in _INFIXES(string):
+                infix_start, infix_end = match.span()
+                if infix_start == 0:
+                    continue
+                if infix_start != start:
+                    out.append(string[start:infix_start])
+                if infix_start != infix_end:
+                    out.append(string[infix_start:infix_end])
+                start = infix_end
+            if start < len(string):
+                out.append(string[start:])
+    out.extend(reversed(suffixes))
+    return tuple(out)
+
+
+def _affix_tokens(text: str, specials: bool = True) -> tuple[list[str], set[int]]:
+    """(tokens, indices of tokens followed by a space) before the special-case matcher (`_tokenize_affixes`).
+
+    Like str.split, but a whitespace run is a token of its own, less the one space that follows a token.
+    """
+    tokens: list[str] = []
+    spaced: set[int] = set()
+    memo = _memo if specials else {}
+    for piece in _PIECES.findall(text):
+        if piece[0] == " " and tokens:
+            spaced.add(len(tokens) - 1)
+            piece = piece[1:]
+            if not piece:
+                continue
+        found = memo.get(piece)
+        if found is None:
+            found = _chunk_tokens(piece, specials)
+            if len(memo) >= MEMO_CHUNKS:
+                memo.clear()
+            memo[piece] = found
+        tokens.extend(found)
+    return tokens, spaced
+
+
+def _matcher_patterns() -> dict[str, list[tuple[tuple[str, ...], str]]]:
+    """Special cases that affix splitting can hide, as spaCy's `_special_matcher` holds them: first token → patterns.
+
+    A pattern is the special case's tokens without special cases; one-token patterns change nothing and are left out.
+    """
+    patterns: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+    for text in SPECIAL_CASES:
+        if _PREFIX(text) or _SUFFIX(text) or any(True for _ in _INFIXES(text)) or " " in text:
+            tokens = tuple(_affix_tokens(text, specials=False)[0])
+            if len(tokens) > 1:
+                patterns[tokens[0]].append((tokens, text))
+    return dict(patterns)
+
+
+_PATTERNS = _matcher_patterns()
+_PATTERN_STARTS = frozenset(pattern[:2] for patterns in _PATTERNS.values() for pattern, _ in patterns)
+
+
+def _apply_special_cases(tokens: list[str], spaced: set[int]) -> list[str]:
+    """spaCy's `_apply_special_cases`: spans of tokens that spell a special case get the special case's tokens."""
+    if _PATTERN_STARTS.isdisjoint(pairwise(tokens)):  # every pattern has two tokens or more
+        return tokens
+    starts = [i for i, t in enumerate(tokens) if t in _PATTERNS]
+    matches = []
+    for i in starts:
+        for pattern, _ in _PATTERNS[tokens[i]]:
+            if tuple(tokens[i : i + len(pattern)]) == pattern:
+                matches.append((i, i + len(pattern)))
+    if not matches:
+        return tokens
+    seen: set[int] = set()
+    kept = []
+    for start, end in sorted(set(matches), key=lambda m: (m[0] - m[1], m[0])):  # longest first, then leftmost
+        if start not in seen and end - 1 not in seen:
+            kept.append((start, end))
+        seen.update(range(start, end))
+    out: list[str] = []
+    at = 0
+    for start, end in sorted(kept):
+        text = "".join(t + " " if i in spaced else t for i, t in enumerate(tokens[start:end], start))
+        text = text[:-1] if end - 1 in spaced else text
+        if text in SPECIAL_CASES:
+            out += tokens[at:start]
+            out += SPECIAL_CASES[text]
+            at = end
+    return out + tokens[at:] if at else tokens
+
+
+def tokens(text: str) -> list[str]:
+    """The texts of the tokens of `spacy.blank("en")(text)`, whitespace tokens included."""
+    return _apply_special_cases(*_affix_tokens(text))
+
+
+def words(text: str) -> list[str]:
+    """datatrove's English words of a text: spaCy's tokens, stripped, without the empty ones."""
+    return [w for w in map(str.strip, tokens(text)) if w]
+
+
+_punct: dict[str, bool] = {}
+
+
+def _is_punct(token: str) -> bool:
+    """spaCy's `is_punct`: every character is Unicode punctuation (category P*)."""
+    found = _punct.get(token)
+    if found is None:
+        found = _punct[token] = all(unicodedata.category(c).startswith("P") for c in token)
+        if len(_punct) > MEMO_CHUNKS:
+            _punct.clear()
+    return found
+
+
+def sentence_count(text: str) -> int:
+    """How many sentences spaCy's sentencizer finds in a text (datatrove's `split_into_sentences` length; 1 if empty).
+
+    A sentence ends after a token of sentence punctuation and the next token that is not punctuation starts one.
+    """
+    count = 1
+    seen_period = False
+    for token in tokens(text):
+        if token in _SENTENCE_PUNCT:
+            seen_period = True
+        elif seen_period and not _is_punct(token):
+            count += 1
+            seen_period = False
+    return count
