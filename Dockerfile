@@ -23,18 +23,19 @@ RUN python -m venv /opt/venv
 # torch first, pinned, from the CPU (or CUDA) index: anything else would pull several GB of CUDA
 # packages through a transitive dependency.
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch==2.13.0
-WORKDIR /app
-COPY pyproject.toml README.md workspace.yaml ./
+WORKDIR /src
+COPY pyproject.toml README.md ./
 COPY mmrecipe ./mmrecipe
 COPY data_assets ./data_assets
 COPY resources ./resources
 COPY sensors ./sensors
 COPY partitions ./partitions
 COPY recipes ./recipes
-# Editable, so the package finds recipes/ next to its sources (mmrecipe.settings.REPO_ROOT = /app).
-RUN pip install --no-cache-dir -e . \
+# Non-editable: the code, the recipes and the package data stages read by default (eval sets, calibration
+# speech, reference texts; see mmrecipe/data/PROVENANCE.md) install into the venv, the only thing shipped.
+RUN pip install --no-cache-dir . \
     && pip install --no-cache-dir --force-reinstall --no-deps fasttext-community==0.11.9 \
-    && python -m compileall -q /app /opt/venv/lib
+    && python -m compileall -q /opt/venv/lib
 
 FROM ${PYTHON_IMAGE}
 RUN apt-get update \
@@ -44,7 +45,6 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid 10001 --home-dir /tmp/home --no-create-home --shell /usr/sbin/nologin mmrecipe \
     && mkdir -p /opt/dagster/dagster_home
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /app /app
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -53,7 +53,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MPLCONFIGDIR=/tmp/home/matplotlib \
     MMRECIPE_HOME=/tmp/mmrecipe \
     MMRECIPE_TMP=/tmp/mmrecipe/tmp
-WORKDIR /app
+WORKDIR /opt/dagster
 USER 10001:10001
 EXPOSE 3030
 ENTRYPOINT ["/usr/bin/tini", "--"]

@@ -1,6 +1,6 @@
 """Benchmark of the transcribed_audio ASR path against faster-whisper used well, on real speech.
 
-On the same clips (default: the bundled LibriVox calibration set, `samples/calibration/speech`) it
+On the same clips (default: the bundled LibriVox calibration set, `mmrecipe/data/calibration_speech`) it
 prints, per method, the real-time factor (compute seconds per second of audio) and the corpus WER
 against the reference transcripts:
 

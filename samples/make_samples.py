@@ -20,7 +20,7 @@ What it does
    (``docs.example.org`` ...) while all traffic stays on that namespace's
    loopback.  Without ``unshare`` it falls back to ``127.0.0.1:PORT`` URLs.
 4. Writes ``_MANIFEST.json`` per drop, ``samples/reference/*``,
-   ``samples/evalsets/*`` and ``samples/PROVENANCE.md``, then verifies the WARCs
+   ``mmrecipe/data/evalsets/*`` (package data) and ``samples/PROVENANCE.md``, then verifies the WARCs
    with fastwarc.
 
 WARC bytes are not reproducible (WARC-Date, Date headers, record ids); the
@@ -48,6 +48,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
+EVALSETS = ROOT / "mmrecipe" / "data" / "evalsets"  # installed with the package: eval_results reads them by default
 CACHE = Path(os.environ.get("MMRECIPE_SAMPLE_CACHE", "/tmp/mmrecipe-sample-src"))
 BUILD = Path(os.environ.get("MMRECIPE_SAMPLE_BUILD", "/tmp/mmrecipe-sample-build"))
 FIXED_MTIME = 1675814400  # 2023-02-08T00:00:00Z, Last-Modified of every served file
@@ -1350,8 +1351,10 @@ def cut(text: str, limit: int) -> str:
 
 
 def write_evalsets(used_sources: set[str]) -> list[tuple[str, list[str], str]]:
-    ev = SAMPLES / "evalsets"
-    ev.mkdir(parents=True, exist_ok=True)
+    ev = EVALSETS
+    if ev.exists():
+        shutil.rmtree(ev)
+    ev.mkdir(parents=True)
     made = []
     parts, srcs = [], []
     for name in PY_EVAL:
@@ -1505,9 +1508,9 @@ def write_provenance(built, apt_versions, src, evals, report):
         "\nReference transcripts in `reference/audio_transcripts.tsv` are the `.txt` files of the pocketsphinx test data, "
         "unchanged (including the reader's repetition 'a more a amiable').\n"
     )
-    L.append("## Held-out eval sets (`evalsets/`, not in any drop)\n")
+    L.append("## Held-out eval sets (`mmrecipe/data/evalsets/`, package data, not in any drop)\n")
     for name, srcs, lic in evals:
-        size = (SAMPLES / "evalsets" / name).stat().st_size
+        size = (EVALSETS / name).stat().st_size
         L.append(
             f"- `{name}` ({size} bytes, {lic}): plain text extracted with resiliparse "
             f"`extract_plain_text(main_content=True)`, cut at a paragraph boundary, from: "
@@ -1546,7 +1549,7 @@ def main():
     BUILD.mkdir(parents=True, exist_ok=True)
     built = build_sites(src, use_netns)
 
-    for sub in ("drops", "evalsets", "reference"):
+    for sub in ("drops", "reference"):
         if (SAMPLES / sub).exists():
             shutil.rmtree(SAMPLES / sub)
     drop_dirs = {}

@@ -14,14 +14,14 @@ from mmrecipe.audio.speech_detection import SpeechRegions
 from mmrecipe.audio.transcribed_audio import AudioStageSettings, AudioStats, ClipOutcome, prepare_clip
 from mmrecipe.audio.transcription import Transcriber
 from mmrecipe.audio.wer import WerResult, word_error_rate
-from mmrecipe.settings import REPO_ROOT
+from mmrecipe.package_data import bundled
 
 TRANSCRIPTS_FILE = "transcripts.tsv"
 
 
 def default_calibration_dir() -> str:
-    """The calibration set bundled with the code: `samples/calibration/speech`."""
-    return str(REPO_ROOT / "samples" / "calibration" / "speech")
+    """The calibration set installed with the package: `mmrecipe/data/calibration_speech`."""
+    return str(bundled("calibration_speech"))
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 """The quality classifier's training data: reference (positive) documents and a fixed-seed crawl sample.
 
-Positives are the crawled pages whose URL is in a reference list (e.g. `samples/reference/hq_urls.txt`)
-and/or the documents of a reference text file (separated by blank lines). The other HTTP-200 HTML
-pages of the chosen drops are ordered by sha256(seed:record_id); the first half (at most
-`max_negatives`) become negatives and the rest (at most `max_calibration`) a held-out calibration
-sample whose scores define the percentile → score-threshold mapping. Only with fewer than two
-other pages does calibration fall back to the training negatives (recorded in the result).
+Positives are the documents of a reference text file (separated by blank lines; by default the
+Python Language Reference installed with the package, see `default_reference_texts`) and/or the
+crawled pages whose URL is in a reference list. The other HTTP-200 HTML pages of the chosen drops
+are ordered by sha256(seed:record_id); the first half (at most `max_negatives`) become negatives and
+the rest (at most `max_calibration`) a held-out calibration sample whose scores define the
+percentile → score-threshold mapping. Only with fewer than two other pages does calibration fall
+back to the training negatives (recorded in the result).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmrecipe.crawl_index import read_records
+from mmrecipe.package_data import bundled
 from mmrecipe.storage import Storage
 from mmrecipe.text.pages import Page, read_page
 from mmrecipe.warc_index import RecordReader, normalize_uri
@@ -40,6 +42,15 @@ class TrainingSet:
     calibration_is_heldout: bool = True
 
 
+def default_reference_texts() -> str:
+    """The default positives installed with the package: 63 topics of the Python Language Reference.
+
+    Real edited prose (PSF License v2) from CPython's `pydoc_data`, independent of what was crawled;
+    built by `samples/make_reference_texts.py`.
+    """
+    return str(bundled("reference", "python_reference.txt"))
+
+
 def read_url_list(path: str | Path) -> list[str]:
     """URLs of a reference list file: one per line, blank lines and `#` comments ignored."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -48,6 +59,11 @@ def read_url_list(path: str | Path) -> list[str]:
 
 def read_text_documents(path: str | Path) -> list[str]:
     """Documents of a reference text file, separated by blank lines."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"reference text file {str(path)!r} does not exist: point the quality classifier's positive_texts_file "
+            "(or `mmrecipe ingest --reference-texts`) at a UTF-8 file of documents separated by blank lines"
+        )
     text = Path(path).read_text(encoding="utf-8")
     return [d.strip() for d in _BLANK_LINES.split(text) if d.strip()]
 

@@ -195,10 +195,14 @@ def test_classifier_is_trained_when_missing_and_fails_clearly_without_positives(
     )
     assert after.get_num_requested(key) == 1  # the automation sensor trains it once a drop is indexed
 
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
     result = materialize_classifier(
-        settings, instance, tmp_path / "absent.txt", positive_texts_file="", positive_urls_file="",
-        positive_urls=["http://nowhere.example/"],
-    )  # fmt: skip
+        settings, instance, empty, positive_urls_file="", positive_urls=["http://nowhere.example/"]
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "no positive training documents: none of the 1 reference URLs" in failure.step_failure_data.error.to_string()
+    error = failure.step_failure_data.error.to_string()
+    assert f"no positive training documents: the reference text file '{empty}' holds none" in error
+    assert "none of the 1 reference URLs is an HTTP-200 HTML page" in error
+    assert not [e for e in result.all_events if e.is_step_up_for_retry]  # a configuration error is not retried

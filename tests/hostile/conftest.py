@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import land_drop
 from tests.hostile.harness import (
@@ -64,5 +63,5 @@ def hostile_rerun(hostile_run: HostileRun, hostile_kills: dict[str, KillResult])
 @pytest.fixture(scope="session")
 def hostile_instance(hostile_run: HostileRun) -> Iterator[dg.DagsterInstance]:
     """The persistent instance the child runs recorded into."""
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(hostile_run.settings.dagster_home)) as instance:
+    with dg.DagsterInstance.from_config(hostile_run.settings.dagster_home) as instance:
         yield instance

@@ -226,7 +226,6 @@ def ordered_assets(defs: Any, wanted: list[str] | None) -> list[tuple[str, bool]
 
 def run(drop: str, summary_path: str, assets: list[str] | None, kill_at: tuple[str, str] | None) -> dict:
     import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
 
     from data_assets.definitions import build_defs
 
@@ -234,7 +233,7 @@ def run(drop: str, summary_path: str, assets: list[str] | None, kill_at: tuple[s
     trace_path = summary_path + ".trace.jsonl"
     handler = install_tracing(settings.lake, trace_path, kill_at)
     os.makedirs(settings.dagster_home, exist_ok=True)
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(settings.dagster_home))
+    instance = dg.DagsterInstance.from_config(settings.dagster_home)
     if not instance.has_dynamic_partition("drops", drop):
         instance.add_dynamic_partitions("drops", [drop])
     defs = build_defs(settings)

@@ -6,32 +6,18 @@ in S3 (moto here). The sample drop's raw_crawl runs on it; a second instance ope
 config then reads the run, the events, the partitions, the pool limit and the sensor state back.
 """
 
+import json
+import os
 import shutil
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
 import psycopg2
 import pytest
-from click.testing import CliRunner
-from dagster._cli import cli as dagster_cli
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.remote_origin import (
-    InProcessCodeLocationOrigin,
-    RemoteInstigatorOrigin,
-    RemoteRepositoryOrigin,
-)
-from dagster._core.scheduler.instigation import (
-    InstigatorState,
-    InstigatorStatus,
-    InstigatorType,
-    SensorInstigatorData,
-    TickData,
-    TickStatus,
-)
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from mmrecipe.settings import Settings
+from mmrecipe.settings import REPO_ROOT, Settings
 from sensors.source_drops import source_drops
 from tests.conftest import SAMPLE_DROPS, land_drop
 from tests.production.prod_support import PROD_INSTANCE_YAML, PostgresServer, S3Server
@@ -63,25 +49,42 @@ def _prod_home(tmp_path: Path, pg: PostgresServer, s3: S3Server, monkeypatch: py
     return home
 
 
-def _sensor_origin() -> RemoteInstigatorOrigin:
-    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="data_assets.definitions"), "mmrecipe")
-    return RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), "source_drops")
+# Every process the `dagster` command starts (it spawns a code server) sees the test's ServiceAccount files,
+# as a pod would: a sitecustomize on PYTHONPATH points kubernetes' in-cluster loader at them.
+SITECUSTOMIZE = """import os
+if os.environ.get("MMRECIPE_TEST_SA_DIR"):
+    import kubernetes.config.incluster_config as c
+    c.SERVICE_TOKEN_FILENAME = os.path.join(os.environ["MMRECIPE_TEST_SA_DIR"], "token")
+    c.SERVICE_CERT_FILENAME = os.path.join(os.environ["MMRECIPE_TEST_SA_DIR"], "ca.crt")
+"""
+
+
+def dagster_cli(sa: Path, *args: str) -> str:
+    """Run the `dagster` command (as an operator or the chart's hooks would) on the environment's instance."""
+    (sa / "site").mkdir(exist_ok=True)
+    (sa / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    path = os.pathsep.join([str(sa / "site"), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
+    env = os.environ | {"MMRECIPE_TEST_SA_DIR": str(sa), "PYTHONPATH": path}
+    exe = str(Path(sys.executable).with_name("dagster"))
+    done = subprocess.run([exe, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"dagster {' '.join(args)} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
+    return done.stdout
 
 
 def test_prod_instance_config_has_the_production_services(
     tmp_path: Path, postgres_server: PostgresServer, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
     from dagster_k8s import K8sRunLauncher
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
     home = _prod_home(tmp_path, postgres_server, s3_server, monkeypatch)
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    assert Path(home, "dagster.yaml").is_file()
+    with dg.DagsterInstance.get() as instance:  # from $DAGSTER_HOME, as every prod process opens it
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
-        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
         assert isinstance(instance.compute_log_manager, S3ComputeLogManager)
         launcher = instance.run_launcher
         assert isinstance(launcher, K8sRunLauncher)
@@ -109,13 +112,15 @@ def test_sample_drop_materializes_on_postgres_and_round_trips(
     postgres_server: PostgresServer,
     s3_server: S3Server,
     monkeypatch: pytest.MonkeyPatch,
+    in_cluster_service_account: Path,
 ) -> None:
     from data_assets.definitions import build_defs
+    from data_assets.quarantine import latest_evaluations
     from resources import build_resources
 
-    home = _prod_home(tmp_path, postgres_server, s3_server, monkeypatch)
+    _prod_home(tmp_path, postgres_server, s3_server, monkeypatch)
     land_drop(settings, "sample-a", src=SAMPLE_DROPS / "sample-a")
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with dg.DagsterInstance.get() as instance:
         # the sensor registers the drop (dynamic partitions live in Postgres too)
         tick = source_drops(dg.build_sensor_context(instance=instance, resources=build_resources(settings)))
         assert [r.partition_key for r in tick.run_requests] == ["sample-a"]
@@ -128,30 +133,16 @@ def test_sample_drop_materializes_on_postgres_and_round_trips(
         run_id = result.run_id
         mat = result.asset_materializations_for_node("raw_crawl")[-1]
         rows = mat.metadata["dagster/row_count"].value
-        # schedule storage: the sensor's state and a tick, as the daemon would store them
-        origin = _sensor_origin()
-        data = SensorInstigatorData(cursor=tick.cursor, last_tick_timestamp=time.time())
-        instance.add_instigator_state(InstigatorState(origin, InstigatorType.SENSOR, InstigatorStatus.RUNNING, data))
-        instance.create_tick(
-            TickData(
-                instigator_origin_id=origin.get_id(),
-                instigator_name="source_drops",
-                instigator_type=InstigatorType.SENSOR,
-                status=TickStatus.SUCCESS,
-                timestamp=time.time(),
-                run_ids=[run_id],
-                run_keys=[r.run_key for r in tick.run_requests],
-                cursor=tick.cursor,
-                selector_id=origin.get_selector().get_id(),
-            )
-        )
 
+    # schedule storage: the sensor switched on and its cursor set, with the commands an operator uses;
     # the gpu pool limit, set with the command the chart's post-install hook runs
-    out = CliRunner().invoke(dagster_cli, ["instance", "concurrency", "set", "gpu", "2"])
-    assert out.exit_code == 0, out.output
+    location = ["-m", "data_assets.definitions"]
+    dagster_cli(in_cluster_service_account, "sensor", "cursor", "source_drops", "--set", tick.cursor or "", *location)
+    dagster_cli(in_cluster_service_account, "sensor", "start", "source_drops", *location)
+    dagster_cli(in_cluster_service_account, "instance", "concurrency", "set", "gpu", "2")
 
     # a fresh instance from the same config reads everything back from Postgres
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as again:
+    with dg.DagsterInstance.get() as again:
         run = again.get_run_by_id(run_id)
         assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
         assert run.tags["dagster/partition"] == "sample-a"
@@ -159,18 +150,10 @@ def test_sample_drop_materializes_on_postgres_and_round_trips(
         assert event is not None and event.run_id == run_id
         stored = event.asset_materialization
         assert stored.partition == "sample-a" and stored.metadata["dagster/row_count"].value == rows > 0
-        checks = again.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(dg.AssetKey("raw_crawl"), "conservation"), limit=5
-        )
-        assert [c.run_id for c in checks] == [run_id] and checks[0].status.value == "SUCCEEDED"
+        (check,) = latest_evaluations(again, {"raw_crawl": ["conservation"]}, ["sample-a"]).values()
+        assert check.run_id == run_id and check.passed
         assert again.get_dynamic_partitions("drops") == ["sample-a"]
-        assert again.event_log_storage.get_concurrency_info("gpu").slot_count == 2
-        origin = _sensor_origin()
-        state = again.get_instigator_state(origin.get_id(), origin.get_selector().get_id())
-        assert state is not None and state.instigator_data.cursor == tick.cursor
-        ticks = again.get_ticks(origin.get_id(), origin.get_selector().get_id())
-        assert [t.run_ids for t in ticks] == [[run_id]] and ticks[0].status == TickStatus.SUCCESS
-
+    assert '"gpu": 0 / 2 slots' in dagster_cli(in_cluster_service_account, "instance", "concurrency", "get", "gpu")
     # the rows are in Postgres itself, and the step's compute logs in the S3 bucket
     conn = psycopg2.connect(
         host=postgres_server.host,
@@ -180,6 +163,11 @@ def test_sample_drop_materializes_on_postgres_and_round_trips(
         dbname=postgres_server.db,
     )
     with conn, conn.cursor() as cur:
+        cur.execute("SELECT status, instigator_body FROM instigators WHERE instigator_type = 'SENSOR'")
+        ((status, body),) = cur.fetchall()
+        state = json.loads(body)
+        assert status == "RUNNING" and state["origin"]["job_name"] == "source_drops"
+        assert state["job_specific_data"]["cursor"] == tick.cursor
         cur.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,))
         assert cur.fetchall() == [("SUCCESS",)]
         cur.execute(

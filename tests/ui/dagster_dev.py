@@ -126,7 +126,7 @@ def dagster_dev(home: Path, extra_env: Mapping[str, str] | None = None, timeout:
     """`dagster dev -w workspace.yaml` with MMRECIPE_HOME=`home`, DAGSTER_HOME=`home/dagster`; killed on exit."""
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copyfile(REPO / "data_assets" / "dagster.yaml", dagster_home / "dagster.yaml")
     for sub in ("lake", "landing"):
         (home / sub).mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MMRECIPE_", "DAGSTER_"))}

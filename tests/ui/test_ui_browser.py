@@ -11,6 +11,7 @@ import playwright.sync_api as playwright_sync
 import pytest
 
 from mmrecipe.drops import MANIFEST, manifest_for_folder
+from mmrecipe.package_data import bundled
 from tests.conftest import require_service
 from tests.ui.dagster_dev import CHROMIUM_ARGS, REPO, DagsterDev, chromium_path, dagster_dev, process_group_alive
 from tests.warc_fixtures import HttpResponse, warc_bytes
@@ -18,7 +19,7 @@ from tests.warc_fixtures import HttpResponse, warc_bytes
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SAMPLES = REPO / "samples" / "drops"
-EVALSETS = REPO / "samples" / "evalsets"
+EVALSETS = bundled("evalsets")
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 STAGES = ["raw_crawl", "extracted_text", "deduped_images", "transcribed_audio", "mixture", "eval_results"]
 DROP_STAGES = ["raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio"]

@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 
 from mmrecipe.audio import decoding
+from mmrecipe.audio.calibration import default_calibration_dir
 from mmrecipe.audio.decoding import TARGET_RATE, AudioRejected, DecodeLimits, decode_audio
 
-SPEECH = Path(__file__).resolve().parents[2] / "samples" / "calibration" / "speech"
+SPEECH = Path(default_calibration_dir())
 
 
 def speech_int16(name: str = "ss01-0880.flac") -> np.ndarray:

@@ -5,10 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmrecipe.audio.calibration import default_calibration_dir
 from mmrecipe.audio.decoding import TARGET_RATE, decode_audio
 from mmrecipe.audio.speech_detection import SpeechRegions, VadSettings, detect_speech
 
-SPEECH = Path(__file__).resolve().parents[2] / "samples" / "calibration" / "speech"
+SPEECH = Path(default_calibration_dir())
 RNG = np.random.default_rng(20231)
 
 

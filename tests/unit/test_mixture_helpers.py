@@ -21,6 +21,7 @@ from mmrecipe.audio.transcribed_audio import SCHEMA as AUDIO_SCHEMA
 from mmrecipe.crawl_index import index_drop
 from mmrecipe.images.stage import IMAGE_SCHEMA
 from mmrecipe.opt_out import OPT_OUT_REASON
+from mmrecipe.package_data import bundled
 from mmrecipe.stage_output import StageWriter
 from mmrecipe.storage import Storage
 from mmrecipe.text.pii import PII_TYPES
@@ -201,7 +202,7 @@ def recipe_text(total: int = 20000, w_web: float = 0.8, w_cap: float = 0.1, w_sp
     return RECIPE_YAML.format(total=total, w_web=w_web, w_cap=w_cap, w_speech=w_speech)
 
 
-EVAL_FILE = Path(__file__).resolve().parents[2] / "samples" / "evalsets" / "en_docs.txt"
+EVAL_FILE = bundled("evalsets", "en_docs.txt")
 
 
 def eval_text(max_chars: int | None = None) -> str:

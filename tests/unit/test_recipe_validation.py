@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mmrecipe.recipe import RecipeError, load_recipe, parse_recipe
+from mmrecipe.recipe import RecipeError, default_eval_sets_dir, load_recipe, parse_recipe
 from mmrecipe.settings import REPO_ROOT, recipe_keys
 
 VALID = """\
@@ -96,4 +96,4 @@ def test_shipped_recipes_are_valid_and_differ() -> None:
     assert len({tuple(sorted(r.target_shares().items())) for r in recipes}) == len(recipes)
     for r in recipes:
         assert r.tokenizer == "gpt2" and r.eval_sets
-        assert all((REPO_ROOT / "samples" / "evalsets" / f"{e}.txt").is_file() for e in r.eval_sets), r.name
+        assert all((default_eval_sets_dir() / f"{e}.txt").is_file() for e in r.eval_sets), r.name

@@ -1,15 +1,15 @@
 """The DCLM-style fastText quality classifier: deterministic training, separation, versioned storage."""
 
+import hashlib
 import sys
 import types
 from pathlib import Path
-from pydoc_data.topics import topics
 
 import numpy as np
 import pytest
 
 from mmrecipe.storage import Storage
-from mmrecipe.text.classifier_data import read_text_documents, read_url_list
+from mmrecipe.text.classifier_data import default_reference_texts, read_text_documents, read_url_list
 from mmrecipe.text.quality_classifier import (
     ClassifierInfo,
     QualityScorer,
@@ -24,9 +24,10 @@ from mmrecipe.text.quality_classifier import (
 )
 from mmrecipe.text.toxicity import toxicity_scores
 
-# Positives: prose sections of the Python language reference. Negatives: its keyword/symbol index pages,
-# which are lists of names and references (the kind of page a quality classifier should score low).
-PROSE = [t for t in topics.values() if len(t.split()) > 300 and t.count("\n\n") > 5][:30]
+# Positives: the long documents of the reference texts installed as the default positives (Python Language
+# Reference prose). Negatives: keyword/symbol lists made from them, the kind of page a classifier should score low.
+REFERENCE = read_text_documents(default_reference_texts())
+PROSE = [t for t in REFERENCE if len(t.split()) > 300][:30]
 LISTS = [" ".join(t.split()[:40]) + "\n" + "\n".join(sorted(set(t.split()))[:120]) for t in PROSE[:30]]
 SMALL = TrainingParams(dim=16, bucket=20_000)
 
@@ -105,9 +106,20 @@ def test_reference_files(tmp_path: Path) -> None:
     docs = tmp_path / "docs.txt"
     docs.write_text("First document.\nStill first.\n\n\nSecond document.\n")
     assert read_text_documents(docs) == ["First document.\nStill first.", "Second document."]
+    with pytest.raises(FileNotFoundError, match=r"reference text file '.*absent\.txt' does not exist: point"):
+        read_text_documents(tmp_path / "absent.txt")
     assert preprocess("Hello, World!\nAgain") == "hello, world! again"
 
 
 def test_toxicity_scores_offensive_language_high() -> None:
     scores = toxicity_scores(["You are a fucking idiot and a piece of shit.", PROSE[0], ""])
     assert scores[0] > 0.9 and scores[1] < 0.2 and scores[2] == 0.0
+
+
+def test_the_default_reference_texts_are_the_documented_package_data() -> None:
+    path = Path(default_reference_texts())
+    assert path.parent.parent.name == "data" and path.parent.parent.parent.name == "mmrecipe"
+    provenance = (path.parent.parent / "PROVENANCE.md").read_text()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in provenance  # the file PROVENANCE.md describes
+    assert len(REFERENCE) == 63 and min(len(d.split()) for d in REFERENCE) >= 100
+    assert REFERENCE[0].startswith('The "assert" statement') and len(PROSE) == 30
