@@ -2,10 +2,11 @@
 
 import pytest
 
+from mmrecipe.package_data import bundled
 from mmrecipe.text.decoding import decode_html
 from mmrecipe.text.extraction import extract_text
 from mmrecipe.text.language_id import LanguageIdentifier, default_model_path, model_path
-from tests.unit.test_text_samples import SAMPLES, require_samples, sample_pages
+from tests.unit.test_text_samples import require_samples, sample_pages
 
 REFERENCE_PAGES = {
     "en": "http://reference.example.net/manual/ch04.en.html",
@@ -37,8 +38,7 @@ def test_debian_reference_translations(lid: LanguageIdentifier, lang: str) -> No
     ("name", "lang"), [("en_docs.txt", "en"), ("de_reference.txt", "de"), ("fr_reference.txt", "fr")]
 )
 def test_evalset_texts(lid: LanguageIdentifier, name: str, lang: str) -> None:
-    require_samples()
-    text = (SAMPLES / "evalsets" / name).read_text(encoding="utf-8")
+    text = bundled("evalsets", name).read_text(encoding="utf-8")
     [(found, score)] = lid.predict([text])
     assert found == lang and score >= 0.65
 
