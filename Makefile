@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   - the bundled sample drops through all six stages on the embedded default
-#   make test   - the test suite
+#   make test   - the test suite (what CI runs)
+#   make test-fast - every unit and asset test that needs no servers (pytest -m "not slow"), under 2 minutes
 # Both create .venv and install everything first (torch's local CPU wheel before the rest).
 PYTHON ?= python3
 VENV   := .venv
@@ -10,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # default index gives the CUDA build, use PyTorch's CPU index: make TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 TORCH_INDEX_URL ?=
 
-.PHONY: demo test install lint screenshots
+.PHONY: demo test test-fast install lint screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,9 @@ test: $(STAMP)
 screenshots: $(STAMP)
 	$(BIN)/python -m pytest tests/ui/test_ui_browser.py -m browser
 	cp test-artifacts/screenshots/*.png tests/ui/screenshots/
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

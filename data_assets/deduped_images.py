@@ -3,11 +3,8 @@
 Cross-drop ownership (see `mmrecipe.images.phash_index`): a drop is deduplicated only against drops
 whose key sorts before it. When an earlier-key drop is materialized after a later one, the later
 one becomes stale: the materialization lists it in `stale_drops`, and the `stale_image_drops`
-sensor re-materializes stale drops one at a time in key order until none is left.
+sensor (`sensors.stale_drops`) re-materializes stale drops one at a time in key order until none is left.
 """
-
-import hashlib
-import json
 
 import dagster as dg
 import numpy as np
@@ -162,24 +159,3 @@ def caption_coverage(context: dg.AssetCheckExecutionContext, lake: LakeResource)
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"coverage": float(round(coverage, 4)), "kept": len(values), "uncaptioned": values.count("none")},
     )
-
-
-@dg.sensor(
-    name="stale_image_drops",
-    target=dg.AssetSelection.assets("deduped_images"),
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Re-materializes the earliest drop whose image dedup predates a change to an earlier-key drop.",
-)
-def stale_image_drops(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
-    """One run request for the earliest stale drop; its run key names the basis it will be decided against."""
-    storage = lake.storage()
-    registered = set(context.instance.get_dynamic_partitions(drops_partitions.name))
-    stale = [d for d in phash_index.stale_drops(storage) if d in registered]
-    if not stale:
-        return dg.SensorResult(skip_reason="no stale image drops")
-    drop = stale[0]
-    basis = phash_index.current_basis(storage, drop)
-    run_key = f"{drop}:" + hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
-    context.log.info(f"drop {drop!r} was deduplicated against an outdated basis: re-materializing it")
-    return dg.SensorResult(run_requests=[dg.RunRequest(partition_key=drop, run_key=run_key)])

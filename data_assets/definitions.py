@@ -50,7 +50,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         assets=automation.assets,
         asset_checks=[*dg.load_asset_checks_from_modules(STAGE_MODULES), *automation.asset_checks],
         jobs=[drop_stages_job, recipe_stages_job],
-        sensors=[*SENSORS, *automation.sensors, deduped_images.stale_image_drops],
+        sensors=[*SENSORS, *automation.sensors],
         resources=build_resources(settings),
         executor=executor_of(settings),
     )

@@ -1,14 +1,13 @@
 """eval_results: proxy models trained on one recipe's mixture for N seeds, scored in bits per byte."""
 
-import statistics
-
 import dagster as dg
 from pydantic import Field
 
 from data_assets.jobs import STEP_RETRY_POLICY
-from data_assets.plots import png_md
+from data_assets.plots import loss_curve_png, png_md
 from data_assets.stage_metadata import column_schema
 from mmrecipe.proxy_eval.evaluate import RESULTS_SCHEMA, eval_results_verdict, evaluate_recipe
+from mmrecipe.proxy_eval.leaderboard import Score, scores
 from mmrecipe.proxy_eval.model import ModelConfig
 from mmrecipe.proxy_eval.presets import EVAL_PRESETS, eval_preset, with_overrides
 from mmrecipe.proxy_eval.training import TrainConfig
@@ -72,21 +71,20 @@ def eval_results(
         threads=config.threads or None,
     )
     try:
-        out = evaluate_recipe(lake.storage(), recipe, model_cfg, train_cfg, chosen.seeds, settings.recipes_dir, label)
+        out = evaluate_recipe(
+            lake.storage(), recipe, model_cfg, train_cfg, chosen.seeds, settings.recipes_dir, label, loss_curve_png
+        )
     except (ValueError, FileNotFoundError) as e:  # bad config or no mixture: retrying cannot fix these
         raise dg.Failure(description=str(e), allow_retries=False) from e
     rows = out.results.to_pylist()
-    by_set: dict[str, list[float]] = {}
-    for r in rows:
-        by_set.setdefault(r["eval_set"], []).append(r["bpb"])
     summary = [
         {
-            "eval_set": name,
-            "seeds": len(v),
-            "bpb_mean": round(statistics.fmean(v), 4),
-            "bpb_std": round(statistics.stdev(v), 4) if len(v) > 1 else "n/a",
+            "eval_set": s.eval_set,
+            "seeds": s.n,
+            "bpb_mean": round(s.mean, 4),
+            "bpb_std": round(s.std, 4) if s.n > 1 else "n/a",
         }
-        for name, v in sorted(by_set.items())
+        for s in scores(out.results)
     ]
     wall = sum(r.wall_s for r in out.runs)
     return dg.MaterializeResult(
@@ -115,6 +113,10 @@ def eval_results(
             "loss_curve": png_md(out.loss_png, f"training loss, mixture[{recipe}]"),
         }
     )
+
+
+def _std(score: Score) -> float | str:
+    return round(score.std, 4) if score.n > 1 else "n/a"
 
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)

@@ -4,7 +4,7 @@ Cross-drop dedup (see `mmrecipe.dedup.band_index`): filtered_text[drop] writes t
 exact keys and LSH bands; extracted_text[drop] keeps the documents with no earlier copy in
 (drop key, record) order and records the index versions it read. When an earlier drop is
 materialized after a later one (or changes), the `text_dedup_refresh` sensor
-(`sensors.dedup_refresh`) sees the later drop's recorded versions go stale and re-materializes
+(`sensors.stale_drops`) sees the later drop's recorded versions go stale and re-materializes
 its extracted_text, which then equals what in-order materialization gives.
 """
 

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from data_assets.jobs import STEP_RETRY_POLICY
-from data_assets.plots import png_md
+from data_assets.plots import leaderboard_png, png_md
 from data_assets.stage_metadata import column_schema
 from mmrecipe.proxy_eval.leaderboard import RULE
 from mmrecipe.proxy_eval.report import SCORES_SCHEMA, write_leaderboard
@@ -22,7 +22,7 @@ from resources import LakeResource
 )
 def leaderboard(lake: LakeResource) -> dg.MaterializeResult:
     """Bits per byte of every evaluated recipe on each eval set: mean ± seed std, and which gaps exceed seed noise."""
-    board = write_leaderboard(lake.storage(), recipes_partitions.get_partition_keys())
+    board = write_leaderboard(lake.storage(), recipes_partitions.get_partition_keys(), leaderboard_png)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(board.markdown_uri),

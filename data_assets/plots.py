@@ -1,4 +1,4 @@
-"""Small PNG charts as markdown metadata: drop reasons and score histograms, shown inline in the UI.
+"""The project's PNG charts: drop reasons, score histograms, the leaderboard and loss curves.
 
 Each helper renders a matplotlib `Figure` (no pyplot: no global backend state, no display) to a compact
 PNG and returns `dg.MetadataValue.md("![title](data:image/png;base64,…)")`, which the Dagster UI renders.
@@ -12,7 +12,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import dagster as dg
+import pyarrow as pa
 from matplotlib.figure import Figure
+
+from mmrecipe.proxy_eval.leaderboard import AVERAGE, Score
 
 FIGSIZE = (5.0, 2.6)
 DPI = 80
@@ -26,12 +29,17 @@ def png_md(png: bytes, title: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})")
 
 
-def figure_md(fig: Figure, title: str) -> dg.MetadataValue:
-    """A figure as an inline markdown image."""
+def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
+    """A figure as deterministic PNG bytes (no software/version stamp)."""
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return png_md(buf.getvalue(), title)
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def figure_md(fig: Figure, title: str) -> dg.MetadataValue:
+    """A figure as an inline markdown image."""
+    return png_md(figure_png(fig), title)
 
 
 def bar_chart_md(counts: Mapping[str, int], title: str, xlabel: str = "count") -> dg.MetadataValue:
@@ -77,3 +85,35 @@ def histogram_chart_md(
     ax.set_ylabel("count", fontsize=8)
     ax.tick_params(labelsize=8)
     return figure_md(fig, title)
+
+
+def leaderboard_png(all_scores: Sequence[Score]) -> bytes:
+    """A grouped bar chart of mean bpb per eval set and recipe, with ±1 std error bars."""
+    eval_sets = [*sorted({s.eval_set for s in all_scores} - {AVERAGE}), AVERAGE]
+    recipes = sorted({s.recipe for s in all_scores})
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(recipes))
+    for k, recipe in enumerate(recipes):
+        got = [next((s for s in all_scores if s.recipe == recipe and s.eval_set == e), None) for e in eval_sets]
+        xs = [i + k * width for i, s in enumerate(got) if s]
+        ax.bar(xs, [s.mean for s in got if s], width, yerr=[s.std for s in got if s], capsize=3, label=recipe)
+    ax.set_xticks([i + width * (len(recipes) - 1) / 2 for i in range(len(eval_sets))], eval_sets)
+    ax.set_ylabel("bits per byte (lower is better)")
+    ax.legend(fontsize=8)
+    return figure_png(fig, dpi=100)
+
+
+def loss_curve_png(curves: pa.Table, title: str) -> bytes:
+    """Training loss against tokens seen, one line per seed, from rows (seed, tokens_seen, loss)."""
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    rows = curves.select(["seed", "tokens_seen", "loss"]).to_pylist()
+    for seed in sorted({r["seed"] for r in rows}):
+        pts = [(r["tokens_seen"], r["loss"]) for r in rows if r["seed"] == seed]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=f"seed {seed}")
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("train loss (nats/token)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return figure_png(fig, dpi=100)

@@ -1,7 +1,5 @@
 """quality_classifier: the DCLM-style fastText model that scores every document's P(high quality)."""
 
-from dataclasses import asdict
-
 import dagster as dg
 from pydantic import Field
 
@@ -10,15 +8,7 @@ from mmrecipe.crawl_index import index_uri
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import markdown_table, stage_partitions
 from mmrecipe.text.classifier_data import default_reference_texts, read_text_documents, read_url_list, training_set
-from mmrecipe.text.quality_classifier import (
-    ClassifierInfo,
-    QualityScorer,
-    TrainingParams,
-    model_version,
-    publish,
-    score_quantiles,
-    train_classifier,
-)
+from mmrecipe.text.quality_classifier import TrainingParams, train_and_publish
 from resources import LakeResource, LandingResource
 
 
@@ -100,14 +90,8 @@ def quality_classifier(
             allow_retries=False,  # retrying cannot fix the configuration
         )
     params = TrainingParams(config.dim, config.epoch, config.lr, config.word_ngrams, 1, config.bucket, config.seed)
-    model = train_classifier(data.positives, data.negatives, params)
-    info = ClassifierInfo(
-        model_version(model), asdict(params), len(data.positives), len(data.negatives),
-        _sources(config, texts_file), config.seed, drops=sorted(drops),
-    )  # fmt: skip
-    info.quantiles = score_quantiles(QualityScorer(model, info).score(data.calibration).tolist())
-    info.version = model_version(model, info.quantiles)
-    uri = publish(storage, model, info)
+    source = _sources(config, texts_file)
+    info, uri = train_and_publish(storage, data.positives, data.negatives, data.calibration, params, source, drops)
     deciles = {f"p{p}": round(info.quantiles[p], 4) for p in range(0, 101, 10)}
     return dg.MaterializeResult(
         metadata={

@@ -7,10 +7,10 @@ import pyarrow as pa
 
 from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
-from mmrecipe.crawl_index import coverage_problems
+from mmrecipe.crawl_index import coverage_problems, index_drop
 from mmrecipe.drops import DropError, verify_drop
-from mmrecipe.stage_output import StageWriter, stage_tables_uri
-from mmrecipe.warc_index import INDEX_SCHEMA, WarcLimits, index_warc
+from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.warc_index import INDEX_SCHEMA, WarcLimits
 from partitions import drops_partitions
 from resources import LakeResource, LandingResource
 from resources.pod_resources import pod_resources
@@ -43,18 +43,11 @@ def raw_crawl(
     except DropError as e:  # a bad drop stays bad: retrying the step cannot help
         raise dg.Failure(description=str(e), allow_retries=False) from None
     limits = WarcLimits(max_record_bytes=config.max_record_bytes)
-    mimes: Counter[str] = Counter()
-    responses = 0
-    with StageWriter(lake.storage(), "raw_crawl", drop, INDEX_SCHEMA) as out:
-        for name in manifest.warc_files:
-            for row, reason, detail in index_warc(source, drop, source.uri(drop, name), name, limits):
-                if reason:
-                    out.reject(row, reason, detail)
-                    continue
-                out.keep(row)
-                responses += row["record_type"] == "response"
-                mimes[row["mime_type"] or f"({row['record_type']})"] += 1
-        result = out.close()
+    storage = lake.storage()
+    result = index_drop(source, storage, drop, manifest.warc_files, limits)
+    kinds = storage.read_table(result.data_uri, ["record_type", "mime_type"]).to_pylist()
+    mimes = Counter(r["mime_type"] or f"({r['record_type']})" for r in kinds)
+    responses = sum(r["record_type"] == "response" for r in kinds)
     preview = ["record_type", "target_uri", "http_status", "mime_type", "payload_length", "warc_offset"]
     extra = {
         "warc_files": len(manifest.warc_files),

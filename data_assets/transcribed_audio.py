@@ -2,7 +2,7 @@
 
 The drop's clip outcomes (decode, speech detection, ASR, transcript filters) are stored beside
 its tables (`mmrecipe.audio.clip_outcomes`) before PII redaction and cross-drop dedup. When an
-earlier-key drop arrives later, the `audio_dedup_refresh` sensor (`sensors.dedup_refresh`)
+earlier-key drop arrives later, the `audio_dedup_refresh` sensor (`sensors.stale_drops`)
 re-materializes the stale drop, which reuses those outcomes and only redoes the dedup.
 """
 

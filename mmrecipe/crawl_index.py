@@ -6,13 +6,14 @@ that its conservation check uses, so `in` is defined once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import StageOutput, StageWriter, stage_tables_uri
 from mmrecipe.storage import Storage, retried
+from mmrecipe.warc_index import INDEX_SCHEMA, WarcLimits, index_warc
 
 HTML_MIME = ("text/html", "application/xhtml+xml")
 AUDIO_EXTRA_MIME = ("application/ogg",)
@@ -28,6 +29,20 @@ def _kind_filter(kind: str) -> pc.Expression:
     if kind == "audio":
         return response & (pc.starts_with(mime, "audio/") | mime.isin(list(AUDIO_EXTRA_MIME)))
     raise ValueError(f"unknown record kind {kind!r}: use html, image or audio")
+
+
+def index_drop(
+    source: Storage, lake: Storage, drop: str, warc_files: Sequence[str], limits: WarcLimits | None = None
+) -> StageOutput:
+    """The raw_crawl index of a drop's WARC files (at `source`/<drop>/<name>), published to the lake."""
+    with StageWriter(lake, "raw_crawl", drop, INDEX_SCHEMA) as out:
+        for name in warc_files:
+            for row, reason, detail in index_warc(source, drop, source.uri(drop, name), name, limits or WarcLimits()):
+                if reason:
+                    out.reject(row, reason, detail)
+                else:
+                    out.keep(row)
+        return out.close()
 
 
 def index_uri(storage: Storage, drop: str) -> str:

@@ -10,6 +10,7 @@ from resiliparse.parse.html import HTMLTree
 ROBOTS_META_NAMES = frozenset({"robots", "ai", "ccbot", "gptbot"})
 NOAI = "noai"
 NOIMAGEAI = "noimageai"
+OPT_OUT_REASON = "opt_out"  # the drop reason of a record whose page or header opts out of AI training
 
 
 def _directives(value: str) -> set[str]:

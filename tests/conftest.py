@@ -2,7 +2,10 @@
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +16,34 @@ from mmrecipe.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DROPS = REPO / "samples" / "drops"
+CLI = str(Path(sys.executable).with_name("mmrecipe"))
+DEMO_ARGS = ["demo", "--seeds", "0,1", "--train-tokens", "4096"]
+
+
+# Fixtures that start a real server or fetch a tool: a test using one is in the slow lane.
+SERVER_FIXTURES = frozenset({"postgres_server", "s3_server", "s3_requests", "helm", "ui_server", "sample_demo"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark server tests slow, and tag each test with its lane (fast: `make test-fast`) for .ci/lane_times.py."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        item.user_properties.append(("lane", "slow" if item.get_closest_marker("slow") else "fast"))
+
+
+def require_service(available: object, reason: str) -> None:
+    """Skip a test whose server or tool is missing on this machine; in CI (`CI=true`) fail it instead.
+
+    CI installs every service the suite uses (.ci/install-system.sh), so there a missing one is a broken
+    install, not a reason to skip the tests that would catch a regression.
+    """
+    if available:
+        return
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI=true: a missing service fails the run instead of skipping)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 @pytest.fixture
@@ -122,3 +153,38 @@ def run_sensor_requests(
         assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
         results[request.partition_key] = result
     return results
+
+
+def run_cli(args: Sequence[str], home: Path) -> subprocess.CompletedProcess[str]:
+    """The installed `mmrecipe` console script run on `home` as MMRECIPE_HOME, with no other mmrecipe settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MMRECIPE_", "DAGSTER_"))}
+    env |= {"MMRECIPE_HOME": str(home), "MMRECIPE_TMP": str(home / "tmp")}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=1200)
+
+
+@dataclass(frozen=True)
+class SampleDemo:
+    """The bundled sample drops run once through the whole graph by `mmrecipe demo`, for every test to read."""
+
+    home: Path
+    stdout: str
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env({"MMRECIPE_HOME": str(self.home)})
+
+
+@pytest.fixture(scope="session")
+def sample_demo(tmp_path_factory: pytest.TempPathFactory) -> SampleDemo:
+    """`mmrecipe demo` on the committed sample drops, once per test session (every stage, both recipes)."""
+    home = tmp_path_factory.mktemp("sample-demo") / "home"
+    demo = run_cli(DEMO_ARGS, home)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    return SampleDemo(home, demo.stdout)
+
+
+@pytest.fixture
+def sample_instance(sample_demo: SampleDemo) -> Iterator[dg.DagsterInstance]:
+    """The persistent instance the sample demo ran on (read only)."""
+    with dg.DagsterInstance.from_config(sample_demo.settings.dagster_home) as inst:
+        yield inst

@@ -61,7 +61,7 @@ from mmrecipe.images.decoding import (
 from mmrecipe.images.image_filters import ImageFilters, NsfwScorer
 from mmrecipe.images.phash import phash_batch, reduced_phash_input, to_int64
 from mmrecipe.images.webdataset import ShardWriter
-from mmrecipe.opt_out import opts_out_of_images, robots_directives
+from mmrecipe.opt_out import OPT_OUT_REASON, opts_out_of_images, robots_directives
 from mmrecipe.stage_output import (
     PROVENANCE_COLUMNS,
     PROVENANCE_FIELDS,
@@ -391,10 +391,10 @@ class ImageStage:
             self.terminal[pos] = ("rejected", "http_error", f"HTTP status {status} for an image/* response")
             return None
         if caption.opt_out:
-            self.terminal[pos] = ("dropped", "opt_out", f"referenced by {caption.opt_out_page} (noimageai/noai)")
+            self.terminal[pos] = ("dropped", OPT_OUT_REASON, f"referenced by {caption.opt_out_page} (noimageai/noai)")
             return None
         if opts_out_of_images(robots_directives(headers)):
-            self.terminal[pos] = ("dropped", "opt_out", f"X-Robots-Tag: {headers.get('x-robots-tag', '')}")
+            self.terminal[pos] = ("dropped", OPT_OUT_REASON, f"X-Robots-Tag: {headers.get('x-robots-tag', '')}")
             return None
         mime_drop = self.cfg.filters.mime_drop(row["mime_type"])
         if mime_drop:

@@ -3,7 +3,7 @@
 Writes `<lake>/eval_results/<recipe>/`:
     results.parquet      one row per (seed, eval set): bits per byte, NLL bits, bytes, tokens, tokens seen, wall time
     loss_curves.parquet  one row per logged step and seed: tokens seen, train loss, learning rate
-    loss_curve.png       the loss curves, one line per seed
+    loss_curve.png       the loss curves, one line per seed (drawn by the `plot` the caller passes)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -21,7 +21,6 @@ from mmrecipe.mixture.checks import Verdict
 from mmrecipe.mixture.manifest import EVALSETS_DIR, MIXTURE_ASSET, TOKENS_DIR, mixture_uri
 from mmrecipe.mixture.token_shards import load_token_stream, load_tokenizer
 from mmrecipe.proxy_eval.bits_per_byte import bits_per_byte
-from mmrecipe.proxy_eval.leaderboard import loss_curve_png
 from mmrecipe.proxy_eval.model import ModelConfig
 from mmrecipe.proxy_eval.training import TrainConfig, TrainResult, train
 from mmrecipe.storage import Storage
@@ -84,6 +83,7 @@ def evaluate_recipe(
     seeds: Sequence[int],
     recipes_dir: str | None = None,
     eval_config: str = "custom",
+    plot: Callable[[pa.Table, str], bytes] | None = None,
 ) -> EvalOutput:
     """Train one proxy model per seed on the recipe's mixture and score each on the mixture's eval sets."""
     if not seeds:
@@ -136,12 +136,13 @@ def evaluate_recipe(
         shutil.rmtree(workdir, ignore_errors=True)
     results = pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA)
     curves = pa.Table.from_pylist(curve_rows, schema=CURVE_SCHEMA)
-    png = loss_curve_png(curves, f"proxy model on mixture[{recipe}]")
+    png = plot(curves, f"proxy model on mixture[{recipe}]") if plot else b""
     out_results = results_uri(storage, recipe)
     out_curves = storage.uri(EVAL_ASSET, recipe, "loss_curves.parquet")
     out_png = storage.uri(EVAL_ASSET, recipe, "loss_curve.png")
     storage.write_table(out_curves, curves)
-    storage.write_bytes(out_png, png)
+    if png:
+        storage.write_bytes(out_png, png)
     storage.write_table(out_results, results)  # written last: the leaderboard reads this one
     return EvalOutput(results, curves, runs, png, out_results, out_curves, out_png, summary["version"], parameters)
 

@@ -11,7 +11,6 @@ estimate, so nothing is called significant. Lower bits per byte is better.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,51 +129,3 @@ def leaderboard_markdown(all_scores: Sequence[Score]) -> str:
 
 def _mean_of(all_scores: Sequence[Score], recipe: str, eval_set: str) -> float:
     return next((s.mean for s in all_scores if s.recipe == recipe and s.eval_set == eval_set), math.inf)
-
-
-def leaderboard_png(all_scores: Sequence[Score]) -> bytes:
-    """A grouped bar chart of mean bpb per eval set and recipe, with ±1 std error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    eval_sets = [*sorted({s.eval_set for s in all_scores} - {AVERAGE}), AVERAGE]
-    recipes = sorted({s.recipe for s in all_scores})
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
-    width = 0.8 / max(1, len(recipes))
-    for k, recipe in enumerate(recipes):
-        got = [next((s for s in all_scores if s.recipe == recipe and s.eval_set == e), None) for e in eval_sets]
-        xs = [i + k * width for i, s in enumerate(got) if s]
-        ax.bar(xs, [s.mean for s in got if s], width, yerr=[s.std for s in got if s], capsize=3, label=recipe)
-    ax.set_xticks([i + width * (len(recipes) - 1) / 2 for i in range(len(eval_sets))], eval_sets)
-    ax.set_ylabel("bits per byte (lower is better)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def loss_curve_png(curves: pa.Table, title: str) -> bytes:
-    """A plot of training loss against tokens seen, one line per seed, from rows (seed, tokens_seen, loss)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-    rows = curves.select(["seed", "tokens_seen", "loss"]).to_pylist()
-    for seed in sorted({r["seed"] for r in rows}):
-        pts = [(r["tokens_seen"], r["loss"]) for r in rows if r["seed"] == seed]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=f"seed {seed}")
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel("train loss (nats/token)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -13,7 +13,6 @@ from mmrecipe.proxy_eval.leaderboard import (
     Score,
     comparisons,
     leaderboard_markdown,
-    leaderboard_png,
     scores,
 )
 from mmrecipe.storage import Storage
@@ -55,10 +54,12 @@ def compute_leaderboard(storage: Storage, recipes: Sequence[str]) -> tuple[list[
     return sorted({s.recipe for s in all_scores}), all_scores, md
 
 
-def write_leaderboard(storage: Storage, recipes: Sequence[str]) -> Leaderboard:
-    """Compute the leaderboard over `recipes` and write its markdown, plot and scores table to the lake."""
+def write_leaderboard(
+    storage: Storage, recipes: Sequence[str], plot: Callable[[Sequence[Score]], bytes] | None = None
+) -> Leaderboard:
+    """Compute the leaderboard over `recipes` and write its markdown, scores table and `plot`'s PNG to the lake."""
     names, all_scores, md = compute_leaderboard(storage, recipes)
-    png = leaderboard_png(all_scores) if all_scores else b""
+    png = plot(all_scores) if plot and all_scores else b""
     md_uri = storage.uri(LEADERBOARD, "leaderboard.md")
     scores_uri = storage.uri(LEADERBOARD, "scores.parquet")
     table = pa.Table.from_pylist(

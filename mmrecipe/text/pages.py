@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mmrecipe.opt_out import ROBOTS_META_NAMES, opts_out_of_images, opts_out_of_text, robots_directives
+from mmrecipe.opt_out import OPT_OUT_REASON, ROBOTS_META_NAMES, opts_out_of_images, opts_out_of_text, robots_directives
 from mmrecipe.text.decoding import decode_html
 from mmrecipe.text.extraction import DEFAULT_MAX_DEPTH, HtmlTooDeep, extract_text
 from mmrecipe.warc_index import RecordReader
@@ -63,7 +63,7 @@ def read_page(
     html = record.payload if _ROBOTS_META.search(decoded.text) else None  # parse the page only if it may opt out
     directives = robots_directives(record.http_headers, html, decoded.charset)
     if opts_out_of_text(directives):
-        return Outcome(DROPPED, "opt_out", "robots directives: " + ", ".join(sorted(directives)))
+        return Outcome(DROPPED, OPT_OUT_REASON, "robots directives: " + ", ".join(sorted(directives)))
     try:
         text = extract_text(decoded.text, extractor, max_html_depth)
     except HtmlTooDeep as e:

@@ -3,9 +3,11 @@
 `no_pii_left` runs this over every kept document. Where the redactor uses regexes over the whole
 text, this scanner walks whitespace tokens and digit runs with plain string methods and its own
 validators, so a bug in one (a regex, an overlap rule, a placeholder that breaks a neighbour) is
-unlikely to be repeated in the other. It applies the same definitions: Luhn-valid card numbers
-with a card-network prefix, mod-97-valid IBANs, possible SSNs, parseable IP addresses outside
-version contexts, emails, and phone numbers (+CC international or North American).
+unlikely to be repeated in the other. Its definitions are its own too, so a wrong entry in one of
+pii.py's tables does not fool it: IBANs are judged by python-stdnum (its per-country IBAN registry and
+mod-97), card numbers by stdnum's Luhn and this module's card-network prefixes, version contexts by
+this module's word list; plus possible SSNs, parseable IP addresses, emails, and phone numbers
+(+CC international or North American).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import string
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from stdnum import iban, luhn
+
 _STRIP = "()[]{}<>\"'“”‘’,;:!?.*`"
 _VERSION_WORDS = {
     "version", "versions", "ver", "v", "release", "rel", "build", "python", "java", "node", "php", "perl", "ruby",
@@ -22,15 +26,7 @@ _VERSION_WORDS = {
     "macos", "ios", "android", "api", "sdk", "package", "lib", "library", "edition", "debian", "ubuntu", "rc", "patch",
     "release-candidate",
 }  # fmt: skip
-_IBAN_LEN = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
-    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
-    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
-    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
-    "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15,
-    "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19,
-    "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
-}  # fmt: skip
+IBAN_MAX_LEN = 34  # ISO 13616
 _CARD_PREFIXES = ("4", "34", "37", "36", "38", "39", "30", "35", "62", "65", "6011", "644", "645", "646", "647", "648",
                   "649")  # fmt: skip
 
@@ -57,19 +53,12 @@ def _tokens(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def _luhn(digits: str) -> bool:
-    acc = 0
-    for pos, d in enumerate(int(c) for c in digits[::-1]):
-        acc += sum(divmod(d * 2, 10)) if pos % 2 == 1 else d
-    return acc % 10 == 0
-
-
 def _is_card(digits: str) -> bool:
     if not 13 <= len(digits) <= 19:
         return False
     two = int(digits[:2])
     network = digits.startswith(_CARD_PREFIXES) or 51 <= two <= 55 or 2221 <= int(digits[:4]) <= 2720
-    return 13 <= len(digits) <= 19 and network and _luhn(digits)
+    return network and luhn.is_valid(digits)
 
 
 def _digit_runs(text: str) -> Iterator[tuple[int, str]]:
@@ -135,21 +124,19 @@ def _ssn(token: str) -> bool:
 
 
 def _iban(tokens: list[tuple[int, str]], k: int) -> str | None:
+    """The IBAN starting at token k (grouped in any way), judged by python-stdnum's registry, not pii.py's table."""
     first = tokens[k][1].strip(_STRIP)
-    want = _IBAN_LEN.get(first[:2])
-    if want is None or len(first) < 4 or not first[2:4].isdigit():
+    if len(first) < 4 or not first[:2].isalpha() or not first[2:4].isdigit():
         return None
     compact, used = "", []
     for _, tok in tokens[k:]:
         core = tok.strip(_STRIP)
-        if not core.isalnum() or len(compact) + len(core) > want:
+        if not core.isalnum() or len(compact) + len(core) > IBAN_MAX_LEN:
             break
         compact += core.upper()
         used.append(tok)
-        if len(compact) == want:
-            moved = compact[4:] + compact[:4]
-            digits = "".join(str(ord(c) - 55) if c.isalpha() else c for c in moved)
-            return " ".join(used) if int(digits) % 97 == 1 else None
+        if len(compact) >= 15 and iban.is_valid(compact):
+            return " ".join(used)
     return None
 
 

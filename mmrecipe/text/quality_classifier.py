@@ -171,6 +171,25 @@ def publish(storage: Storage, model_bytes: bytes, info: ClassifierInfo) -> str:
     return model_uri
 
 
+def train_and_publish(
+    storage: Storage,
+    positives: Sequence[str],
+    negatives: Sequence[str],
+    calibration: Sequence[str],
+    params: TrainingParams,
+    source: str,
+    drops: Sequence[str] = (),
+) -> tuple[ClassifierInfo, str]:
+    """Train a classifier, calibrate its score quantiles on `calibration` pages, publish it; (info, where)."""
+    model = train_classifier(positives, negatives, params)
+    info = ClassifierInfo(
+        model_version(model), asdict(params), len(positives), len(negatives), source, params.seed, drops=sorted(drops)
+    )
+    info.quantiles = score_quantiles(QualityScorer(model, info).score(list(calibration)).tolist())
+    info.version = model_version(model, info.quantiles)
+    return info, publish(storage, model, info)
+
+
 def load_scorer(storage: Storage, version: str | None = None) -> QualityScorer:
     """The scorer of a stored classifier version (default: the current one)."""
     if version is None:

@@ -9,18 +9,19 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from data_assets.deduped_images import stale_image_drops
 from mmrecipe.images import phash_index
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
 from resources import LakeResource
+from sensors.stale_drops import stale_image_drops
 from tests.conftest import REPO, SAMPLE_DROPS, land_drop, materialize_drop, metadata_of, run_checks
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
+pytestmark = pytest.mark.slow  # several drops through every image stage
+
 FIXTURES = REPO / "tests" / "fixtures" / "images"
 ASSETS = ("raw_crawl", "deduped_images")
-needs_sample = pytest.mark.skipif(not (SAMPLE_DROPS / "sample-a").is_dir(), reason="samples/drops/sample-a missing")
 
 
 def _jpeg(name: str, scale: float = 1.0, quality: int = 90) -> bytes:
@@ -112,7 +113,6 @@ def _planted_images() -> list[dict]:
     return [c for c in planted["cases"] if "image" in c["kind"] or c.get("image_urls")]
 
 
-@needs_sample
 def test_sample_drops_collapse_planted_duplicates_and_caption_from_alt_text(
     settings: Settings, instance: dg.DagsterInstance
 ) -> None:

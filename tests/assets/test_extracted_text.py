@@ -11,9 +11,11 @@ import pytest
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
-from sensors.dedup_refresh import text_dedup_refresh
+from sensors.stale_drops import text_dedup_refresh
 from tests.conftest import land_drop, materialize_drop, metadata_of, run_sensor_requests
 from tests.warc_fixtures import HttpResponse, warc_bytes
+
+pytestmark = pytest.mark.slow  # two drops through every text stage, and classifier training
 
 DROP_A, DROP_B = "2026-01-a", "2026-02-b"
 A_DOCS = ["exceptions", "execmodel", "customization", "naming", "import", "assignment"]

@@ -18,6 +18,8 @@ from mmrecipe.storage import Storage
 from mmrecipe.text.classifier_data import default_reference_texts, read_text_documents
 from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of
 
+pytestmark = pytest.mark.slow  # the sample drops through every text stage
+
 PLANTED = SAMPLE_DROPS.parent / "reference" / "planted.json"
 DROPS = ("sample-a", "sample-b")
 RULES_PRESET = "whitespace"
@@ -37,8 +39,6 @@ def outcome_by_url(storage: Storage, drop: str) -> dict[str, str]:
 
 @pytest.fixture
 def sample_run(settings: Settings, instance: dg.DagsterInstance) -> dict[str, dg.ExecuteInProcessResult]:
-    if not SAMPLE_DROPS.is_dir():
-        pytest.skip("samples/drops is absent")
     from data_assets.definitions import build_defs
 
     for drop in DROPS:

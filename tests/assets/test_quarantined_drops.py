@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
+import pytest
 
 from mmrecipe.mixture.release import EVIDENCE_FILE, MARKER, latest_release
 from mmrecipe.settings import Settings
@@ -14,6 +15,8 @@ from mmrecipe.storage import Storage
 from tests.assets.test_recipe_stages import recipe_env, run_recipe, text_checks  # noqa: F401 - the fixture
 from tests.conftest import metadata_of
 from tests.unit.test_mixture_helpers import build_drop, topic_texts
+
+pytestmark = pytest.mark.slow  # mixture and release runs over several drops, per test
 
 PII = "Write to jane.doe@example.com or call +1 415 555 0134 for the full records."
 

@@ -6,14 +6,11 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-import pytest
 from fastwarc.warc import ArchiveIterator
 
 from mmrecipe.settings import Settings
 from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of, run_checks
 from tests.warc_fixtures import HttpResponse, warc_bytes
-
-needs_sample = pytest.mark.skipif(not (SAMPLE_DROPS / "sample-a").is_dir(), reason="samples/drops/sample-a missing")
 
 
 def _fastwarc_count(folder: Path) -> int:
@@ -28,7 +25,6 @@ def _check(result: dg.ExecuteInProcessResult, name: str = "conservation") -> dg.
     return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
 
 
-@needs_sample
 def test_sample_drop_index_has_one_row_per_warc_record(settings: Settings, instance: dg.DagsterInstance) -> None:
     folder = land_drop(settings, "sample-a", src=SAMPLE_DROPS / "sample-a")
     result = materialize_drop(settings, instance, "sample-a")

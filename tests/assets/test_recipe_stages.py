@@ -13,6 +13,8 @@ from mmrecipe.storage import Storage
 from tests.conftest import metadata_of, run_checks
 from tests.unit.test_mixture_helpers import build_drop, eval_text, recipe_text, topic_texts
 
+pytestmark = pytest.mark.slow  # whole recipe graph: mixture, proxy-model training, release
+
 TINY_EVAL = {"seeds": [0, 1], "train_tokens": 512, "batch_size": 4, "context": 32, "d_model": 32, "n_layer": 1}
 SHORT_EVAL = 6000  # characters of the held-out set: scoring it stays well under a second per seed
 RECIPES = {

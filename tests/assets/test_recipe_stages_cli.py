@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pyarrow.compute as pc
+import pytest
 from click.testing import CliRunner
 
 from data_assets.cli import _instance, main
@@ -10,6 +11,8 @@ from mmrecipe.mixture.manifest import read_manifest
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
 from tests.assets.test_recipe_stages import recipe_env  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.slow  # whole graph through the CLI
 
 
 def test_build_then_explain_a_document(recipe_env: Settings) -> None:  # noqa: F811

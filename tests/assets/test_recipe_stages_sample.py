@@ -1,7 +1,10 @@
-"""The bundled sample drops through every drop stage, both shipped recipes, release and the leaderboard."""
+"""The bundled sample drops through every drop stage, both shipped recipes, release and the leaderboard.
+
+The graph runs once per session (`sample_demo`, shared with tests/e2e/test_demo.py); this file asserts on the
+runs, checks and tables it left in its instance and lake.
+"""
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import pyarrow.compute as pc
@@ -11,18 +14,12 @@ from mmrecipe.lineage import explain
 from mmrecipe.mixture.build import read_summary
 from mmrecipe.mixture.checks import mixture_texts
 from mmrecipe.mixture.manifest import read_manifest
-from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
-from tests.conftest import SAMPLE_DROPS, land_drop, metadata_of
+from tests.conftest import REPO, SampleDemo
 
-REPO = Path(__file__).resolve().parents[2]
 DROPS = ("sample-a", "sample-b")
 RECIPES = ("default", "english_hq")
-TINY_EVAL = {"seeds": [0, 1], "train_tokens": 1024, "batch_size": 4, "context": 32, "d_model": 32, "n_layer": 1}
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not SAMPLE_DROPS.is_dir(), reason="samples/drops is not in this checkout"),
-]
+pytestmark = pytest.mark.slow
 
 
 def planted(kind: str) -> list[dict]:
@@ -30,39 +27,40 @@ def planted(kind: str) -> list[dict]:
     return [c for c in cases if c["kind"] == kind]
 
 
+def last_run_events(instance: dg.DagsterInstance, job: str, partition: str | None = None) -> list[dg.EventLogEntry]:
+    """Every event of the latest successful run of `job` (for `partition`) on the instance."""
+    tags = {"dagster/partition": partition} if partition else {}
+    runs = instance.get_run_records(dg.RunsFilter(job_name=job, tags=tags, statuses=[dg.DagsterRunStatus.SUCCESS]))
+    assert runs, f"no successful {job} run for {partition}"
+    return instance.all_logs(runs[0].dagster_run.run_id)
+
+
+def materialization_metadata(events: list[dg.EventLogEntry], asset: str) -> dict:
+    mats = [e.asset_materialization for e in events if e.asset_materialization]
+    mat = [m for m in mats if m.asset_key == dg.AssetKey(asset)][-1]
+    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+
+
 def test_sample_drops_to_released_mixtures_and_a_leaderboard(
-    settings: Settings, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+    sample_demo: SampleDemo, sample_instance: dg.DagsterInstance
 ) -> None:
-    from data_assets.definitions import build_defs
-
-    monkeypatch.setenv("MMRECIPE_EXECUTOR", "in_process")
-    defs = build_defs(Settings.from_env())
-    drop_job = defs.resolve_job_def("drop_stages_job")
+    settings = sample_demo.settings
     for drop in DROPS:
-        land_drop(settings, drop, src=SAMPLE_DROPS / drop)
-        instance.add_dynamic_partitions("drops", [drop])
-        raw = drop_job.execute_in_process(
-            instance=instance, partition_key=drop, asset_selection=[dg.AssetKey("raw_crawl")]
-        )
-        assert raw.success
-    global_job = defs.get_implicit_global_asset_job_def()
-    assert global_job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey("quality_classifier")]).success
-    for drop in DROPS:
-        assert drop_job.execute_in_process(instance=instance, partition_key=drop).success
-
+        events = last_run_events(sample_instance, "drop_stages_job", drop)
+        assert {e.asset_materialization.asset_key.to_user_string() for e in events if e.asset_materialization} >= {
+            "extracted_text", "deduped_images", "transcribed_audio"}  # fmt: skip
     lake = Storage(settings.lake)
-    recipe_job = defs.resolve_job_def("recipe_stages_job")
     for recipe in RECIPES:
-        run_config = {"ops": {"eval_results": {"config": TINY_EVAL}}}
-        result = recipe_job.execute_in_process(instance=instance, partition_key=recipe, run_config=run_config)
-        assert result.success
-        assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
+        events = last_run_events(sample_instance, "recipe_stages_job", recipe)
+        checks = [e.dagster_event.event_specific_data for e in events if e.dagster_event and
+                  e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]  # fmt: skip
+        assert {c.check_name: c.passed for c in checks} == {
             "token_shares_within_tolerance": True,
             "decontaminated": True,
             "manifest_resolves_to_raw_crawl": True,
             "complete_and_current": True,
         }
-        assert metadata_of(result, "release")["version"].startswith("v-")
+        assert materialization_metadata(events, "release")["version"].startswith("v-")
         summary = read_summary(lake, recipe)
         assert {i["drop"] for i in summary["inputs"]} == set(DROPS)
         manifest = read_manifest(lake, recipe)
@@ -78,8 +76,8 @@ def test_sample_drops_to_released_mixtures_and_a_leaderboard(
 
     english = read_manifest(lake, "english_hq")
     assert set(english["source"].to_pylist()) <= {"web_en_hq", "speech"}
-    board = global_job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey("leaderboard")])
-    meta = metadata_of(board, "leaderboard")
+    board = sample_instance.fetch_materializations(dg.AssetKey("leaderboard"), limit=1).records[0]
+    meta = {k: getattr(v, "value", v) for k, v in board.asset_materialization.metadata.items()}
     assert meta["recipes"] == "default, english_hq"
     for eval_set in ("en_docs", "de_reference", "fr_reference", "average"):
         assert eval_set in meta["leaderboard"]

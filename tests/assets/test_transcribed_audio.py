@@ -18,9 +18,11 @@ from mmrecipe.audio.wer import word_error_rate
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
-from sensors.dedup_refresh import audio_dedup_refresh
+from sensors.stale_drops import audio_dedup_refresh
 from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of, run_sensor_requests
 from tests.warc_fixtures import HttpResponse, warc_bytes
+
+pytestmark = pytest.mark.slow  # real Whisper ASR on several drops
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECH = Path(default_calibration_dir())
@@ -29,7 +31,6 @@ CONTRACT = [
     "record_id", "drop", "warc_path", "warc_offset", "url", "duration_s", "sample_rate", "channels", "codec",
     "transcript", "segments", "language", "language_probability", "model", "speech_ratio", "dedup_cluster",
 ]  # fmt: skip
-needs_sample = pytest.mark.skipif(not (SAMPLE_DROPS / "sample-a").is_dir(), reason="samples/drops/sample-a missing")
 
 
 def checks_of(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -41,7 +42,6 @@ def tables(settings: Settings, drop: str) -> tuple[list[dict], list[dict]]:
     return pq.read_table(data).to_pylist(), pq.read_table(rejects).to_pylist()
 
 
-@needs_sample
 def test_sample_drop_speech_is_transcribed_close_to_its_known_transcripts(
     settings: Settings, instance: dg.DagsterInstance
 ) -> None:

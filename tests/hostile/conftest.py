@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from mmrecipe.stage_output import PART_FILE, stage_prefix
-from tests.conftest import SAMPLE_DROPS, land_drop
+from tests.conftest import land_drop
 from tests.hostile.harness import (
     SECRET_ENV,
     ChildRun,
@@ -34,8 +34,6 @@ def hostile_corpus(tmp_path_factory: pytest.TempPathFactory) -> CorpusDir:
 @pytest.fixture(scope="session")
 def hostile_run(tmp_path_factory: pytest.TempPathFactory, hostile_corpus: CorpusDir) -> HostileRun:
     """Every drop stage materialized once on the hostile drop, in a child process, with secrets in its env."""
-    if not (SAMPLE_DROPS / "sample-a").is_dir():
-        pytest.skip("samples/drops is absent: the control records come from it")
     settings = home_settings(tmp_path_factory.mktemp("hostile-home"))
     land_drop(settings, DROP, src=hostile_corpus.drop_dir(DROP))
     secret = "s3cr3t-" + secrets.token_hex(16)

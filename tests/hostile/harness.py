@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
-import pytest
 
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import DATA, REJECTS, SIDE, stage_prefix, stage_tables_uri
@@ -249,12 +248,6 @@ def defined_drop_stages(settings: Settings) -> list[str]:
             raise AssertionError(f"drop stages {sorted(set(names) - set(order))} depend on each other in a cycle")
         order.append(ready[0])
     return order
-
-
-def known_stage(stage: str, stages: list[str]) -> None:
-    """Skip a table row whose stage is not defined in this code location yet."""
-    if stage not in stages:
-        pytest.skip("stage not defined yet")
 
 
 def fresh_home(path: Path) -> Settings:

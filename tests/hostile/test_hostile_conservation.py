@@ -13,8 +13,10 @@ import pytest
 from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
 from tests.conftest import run_checks
-from tests.hostile.harness import STAGE_KIND, HostileRun, known_stage
+from tests.hostile.harness import STAGE_KIND, HostileRun
 from tests.hostile.make_hostile_corpus import DROP
+
+pytestmark = pytest.mark.slow  # every drop stage on the hostile corpus, in child processes
 
 
 def _conservation(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
@@ -53,7 +55,6 @@ def test_conservation_check_catches_a_tampered_row(
     hostile_instance: dg.DagsterInstance,
     restored: dict[Path, bytes],
 ) -> None:
-    known_stage(stage, hostile_run.stages)
     assert any(c["name"] == "conservation" and c["passed"] for c in hostile_run.run.asset(stage)["checks"])
     record_id = _tamper(Path(stage_tables_uri(Storage(str(hostile_run.lake)), stage, DROP)[table]), how, restored)
     evaluation = _conservation(run_checks(hostile_run.settings, hostile_instance, DROP, stage))

@@ -23,7 +23,6 @@ from tests.hostile.harness import (
     KillResult,
     fresh_home,
     is_temporary,
-    known_stage,
     lake_files,
     materialize,
     partition_files,
@@ -31,6 +30,8 @@ from tests.hostile.harness import (
     temporary_files,
 )
 from tests.hostile.make_hostile_corpus import DROP
+
+pytestmark = pytest.mark.slow  # every drop stage on the hostile corpus, in child processes
 
 
 def test_every_published_lake_file_went_through_a_temporary_name(hostile_run: HostileRun) -> None:
@@ -48,7 +49,6 @@ def test_every_published_lake_file_went_through_a_temporary_name(hostile_run: Ho
 def test_sigkill_mid_write_leaves_the_published_partition_intact(
     stage: str, hostile_run: HostileRun, hostile_kills: dict[str, KillResult]
 ) -> None:
-    known_stage(stage, hostile_run.stages)
     kill = hostile_kills[stage]
     assert kill.run.killed, f"the kill hook never fired (exit {kill.run.returncode}):\n{kill.run.stderr[-2000:]}"
     torn = kill.torn_file

@@ -23,12 +23,13 @@ from tests.hostile.harness import (
     case_outcome,
     cases_of,
     home_settings,
-    known_stage,
     record_ids_by_span,
     run_child,
     stage_outcomes,
 )
 from tests.hostile.make_hostile_corpus import DROP, HUGE_DROP, KEPT, build_hostile_files, grace_hopper
+
+pytestmark = pytest.mark.slow  # every drop stage on the hostile corpus, in child processes
 
 QUALITY_RULE = r"dropped:(gopher|c4|fineweb)_\w+"
 NOT_KEPT = r"(dropped|rejected):\w+"
@@ -105,6 +106,7 @@ def test_raw_crawl_gives_every_span_its_verdict(hostile_run: HostileRun, hostile
 
 
 def test_every_stage_completes_and_its_blocking_checks_pass(hostile_run: HostileRun) -> None:
+    assert set(hostile_run.stages) == set(STAGE_KIND)  # every stage this suite tables is defined, and no other
     assert [a["asset"] for a in hostile_run.run.summary["assets"] if a["asset"] in hostile_run.stages] == (
         hostile_run.stages
     )
@@ -122,7 +124,6 @@ def test_every_stage_completes_and_its_blocking_checks_pass(hostile_run: Hostile
 def test_each_hostile_record_gets_a_specific_reason(
     stage: str, hostile_run: HostileRun, hostile_corpus: CorpusDir
 ) -> None:
-    known_stage(stage, hostile_run.stages)
     kind = STAGE_KIND[stage]
     outcomes = stage_outcomes(hostile_run.lake, stage, DROP)
     ids = record_ids_by_span(hostile_run.lake, DROP)
@@ -148,7 +149,6 @@ def test_each_hostile_record_gets_a_specific_reason(
 def test_duplicate_warc_record_ids_stay_two_records(
     stage: str, kind: str, hostile_run: HostileRun, hostile_corpus: CorpusDir
 ) -> None:
-    known_stage(stage, hostile_run.stages)
     index = pq.read_table(stage_tables_uri(Storage(str(hostile_run.lake)), "raw_crawl", DROP)[0]).to_pylist()
     ids = record_ids_by_span(hostile_run.lake, DROP)
     pair = [c for c in hostile_corpus.cases if c.id.startswith(DUPLICATE_PAIRS[kind])]
@@ -167,7 +167,6 @@ def test_duplicate_warc_record_ids_stay_two_records(
 
 @pytest.mark.parametrize("stage", list(STAGE_KIND))
 def test_peak_rss_is_bounded(stage: str, hostile_run: HostileRun) -> None:
-    known_stage(stage, hostile_run.stages)
     asset = hostile_run.run.asset(stage)
     peak_mb, growth_mb = asset["peak_kb"] / 1024, (asset["peak_kb"] - asset["rss_before_kb"]) / 1024
     print(f"{stage}: peak RSS {peak_mb:.0f} MB (+{growth_mb:.0f} MB during the stage), {asset['seconds']} s")
@@ -176,7 +175,6 @@ def test_peak_rss_is_bounded(stage: str, hostile_run: HostileRun) -> None:
 
 
 def test_latin1_page_declared_utf8_is_decoded_without_mojibake(hostile_run: HostileRun) -> None:
-    known_stage("filtered_text", hostile_run.stages)
     rows = pq.read_table(stage_tables_uri(Storage(str(hostile_run.lake)), "filtered_text", DROP)[0]).to_pylist()
     page = next(r for r in rows if r["url"].endswith("/latin1.html"))
     text = page["text"]
@@ -186,7 +184,6 @@ def test_latin1_page_declared_utf8_is_decoded_without_mojibake(hostile_run: Host
 
 
 def test_cmyk_jpeg_is_converted_to_the_right_colours(hostile_run: HostileRun) -> None:
-    known_stage("deduped_images", hostile_run.stages)
     rows = pq.read_table(stage_tables_uri(Storage(str(hostile_run.lake)), "deduped_images", DROP)[0]).to_pylist()
     row = next(r for r in rows if r["url"].endswith("/cmyk.jpg"))
     photo = grace_hopper()

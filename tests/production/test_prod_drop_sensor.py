@@ -19,6 +19,8 @@ from sensors.source_drops import DropCursor, source_drops
 from tests.production.prod_support import RequestLog, S3Server, upload_folder
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
+pytestmark = pytest.mark.slow  # real servers and tools: Postgres, moto S3, helm
+
 WARC = warc_bytes([HttpResponse("http://example.org/", b"<html><p>hello</p></html>")])
 
 

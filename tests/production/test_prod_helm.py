@@ -19,6 +19,8 @@ from tests.production.prod_support import (
     validate_manifests,
 )
 
+pytestmark = pytest.mark.slow  # real servers and tools: Postgres, moto S3, helm
+
 EXAMPLE = yaml.safe_load((HELM_DIR / "examples" / "values-aws.yaml").read_text())
 
 

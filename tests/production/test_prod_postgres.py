@@ -22,7 +22,7 @@ from sensors.source_drops import source_drops
 from tests.conftest import SAMPLE_DROPS, land_drop
 from tests.production.prod_support import PROD_INSTANCE_YAML, PostgresServer, S3Server
 
-needs_sample = pytest.mark.skipif(not (SAMPLE_DROPS / "sample-a").is_dir(), reason="samples/drops/sample-a missing")
+pytestmark = pytest.mark.slow  # real servers and tools: Postgres, moto S3, helm
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +106,6 @@ def test_prod_instance_config_has_the_production_services(
         )
 
 
-@needs_sample
 def test_sample_drop_materializes_on_postgres_and_round_trips(
     tmp_path: Path,
     settings: Settings,

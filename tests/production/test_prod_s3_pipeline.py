@@ -21,7 +21,8 @@ from sensors.source_drops import source_drops
 from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of
 from tests.production.prod_support import S3Server, upload_folder
 
-needs_sample = pytest.mark.skipif(not (SAMPLE_DROPS / "sample-a").is_dir(), reason="samples/drops/sample-a missing")
+pytestmark = pytest.mark.slow  # real servers and tools: Postgres, moto S3, helm
+
 COLUMNS = ["record_id", "warc_offset", "warc_length", "record_type", "target_uri", "payload_sha256"]
 
 
@@ -46,7 +47,6 @@ def _lake_keys(s3: S3Server, prefix: str) -> list[str]:
     return sorted(o["Key"] for o in listing.get("Contents", []))
 
 
-@needs_sample
 def test_sample_drop_on_s3_is_sensed_indexed_and_read_back(
     settings: Settings, instance: dg.DagsterInstance, s3_server: S3Server
 ) -> None:
@@ -93,7 +93,6 @@ def test_sample_drop_on_s3_is_sensed_indexed_and_read_back(
     assert local_index.sort_by("record_id").equals(index.select(COLUMNS).sort_by("record_id"))
 
 
-@needs_sample
 @pytest.mark.slow
 def test_every_drop_stage_runs_with_the_lake_on_s3(
     settings: Settings, instance: dg.DagsterInstance, s3_server: S3Server

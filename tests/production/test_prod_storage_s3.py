@@ -17,6 +17,8 @@ from mmrecipe.warc_index import RecordReader, index_warc
 from tests.production.prod_support import REPO, RequestLog, S3Server
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
+pytestmark = pytest.mark.slow  # real servers and tools: Postgres, moto S3, helm
+
 
 def _keys(s3: S3Server, prefix: str = "") -> list[str]:
     listing = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix=prefix)

@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import playwright.sync_api as playwright_sync
 import pytest
 
 from mmrecipe.drops import MANIFEST, manifest_for_folder
 from mmrecipe.package_data import bundled
+from tests.conftest import require_service
 from tests.ui.dagster_dev import CHROMIUM_ARGS, REPO, DagsterDev, chromium_path, dagster_dev, process_group_alive
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
@@ -27,14 +29,9 @@ BAD_DROP = "sample-c-mirror"  # sorts after sample-b: the sensor lists only fold
 AUTOMATION = {"dagster/from_automation_condition", "dagster/sensor_name", "dagster/auto_materialize"}
 VIEWPORT = {"width": 1280, "height": 800}
 
-if not chromium_path():
-    pytest.skip(
-        "no chromium at /usr/bin/chromium: `apt-get install chromium` (.ci/install-system.sh does)",
-        allow_module_level=True,
-    )
-if not SAMPLES.is_dir():
-    pytest.skip("samples/drops is absent (make it with samples/make_samples.py)", allow_module_level=True)
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
+require_service(
+    chromium_path(), "no chromium at /usr/bin/chromium: `apt-get install chromium` (.ci/install-system.sh does)"
+)
 
 
 def contaminated_drop(folder: Path) -> None:

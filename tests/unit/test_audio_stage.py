@@ -20,10 +20,9 @@ from mmrecipe.audio.transcribed_audio import (
 )
 from mmrecipe.audio.transcription import Transcriber, TranscriberSettings, default_model_dir
 from mmrecipe.audio.wer import word_error_rate
-from mmrecipe.crawl_index import read_records
-from mmrecipe.stage_output import StageWriter
+from mmrecipe.crawl_index import index_drop, read_records
 from mmrecipe.storage import Storage
-from mmrecipe.warc_index import INDEX_SCHEMA, RecordReader, index_warc
+from mmrecipe.warc_index import RecordReader
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 SPEECH = Path(default_calibration_dir())
@@ -75,12 +74,8 @@ def drop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Storage, list[dict]]
     storage = Storage(str(root))
     responses = [HttpResponse(HOST + url, body, ctype, status) for url, (body, ctype, status, _, _) in CASES.items()]
     responses.append(HttpResponse(HOST + "index.html", b"<html><body>audio index</body></html>"))
-    storage.write_bytes(storage.uri("landing", "a.warc.gz"), warc_bytes(responses))
-    with StageWriter(storage, "raw_crawl", "d1", INDEX_SCHEMA) as out:
-        for row, reason, detail in index_warc(storage, "d1", storage.uri("landing", "a.warc.gz"), "a.warc.gz"):
-            assert reason is None, detail
-            out.keep(row)
-        out.close()
+    storage.write_bytes(storage.uri("d1", "a.warc.gz"), warc_bytes(responses))
+    assert not index_drop(storage, storage, "d1", ["a.warc.gz"]).counts.rejected
     return storage, read_records(storage, "d1", "audio", columns=INPUT_COLUMNS).to_pylist()
 
 

@@ -22,6 +22,8 @@ from mmrecipe.audio.transcription import (
 )
 from mmrecipe.audio.wer import word_error_rate
 
+pytestmark = pytest.mark.slow  # real Whisper ASR on real speech
+
 WER_BOUND = 0.10  # measured 0.042 with tiny.en int8 on these clips
 SETTINGS = TranscriberSettings(default_model_dir(), model_name="tiny.en")
 CLIPS = load_calibration_set(default_calibration_dir())

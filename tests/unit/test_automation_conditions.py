@@ -41,8 +41,6 @@ def test_drop_stages_downstream_of_raw_crawl_follow_it_eagerly(defs: dg.Definiti
 def test_release_waits_for_every_upstream_blocking_check(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     release = dg.AssetKey("release")
-    if not graph.has(release):
-        pytest.skip("the release asset is not defined yet (issue 6)")
     assert "all_deps_blocking_checks_passed" in _labels(graph.get(release).automation_condition)
 
 
@@ -65,13 +63,12 @@ def test_a_stage_module_s_own_condition_and_owners_win() -> None:
     assert bare.automation_condition is None and bare.owners == DEFAULT_OWNERS  # not drop-partitioned: no eager
 
 
+@pytest.mark.slow  # every drop stage of a drop
 def test_eager_requests_the_downstream_stages_of_a_drop_once_raw_crawl_materialized(
     settings: Settings, instance: dg.DagsterInstance, defs: dg.Definitions
 ) -> None:
     graph = defs.resolve_asset_graph()
     downstream = [k for k in drop_stage_keys(defs.assets) if k != RAW]
-    if not downstream:
-        pytest.skip("no drop stage downstream of raw_crawl is defined yet")
     ready = {k for k in downstream if graph.get(k).parent_keys == {RAW}}  # everything else waits for its parents
     assert ready, "some drop stage should read raw_crawl alone"
     land_drop(settings, "d1", WARC)

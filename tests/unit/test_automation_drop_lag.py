@@ -8,14 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from data_assets.automation import (
-    DROP_LAG_CHECK,
-    AutomationSettings,
-    DropLag,
-    drop_lag_sensor,
-    drop_lags,
-    landed_drops,
-)
+from data_assets.automation import DROP_LAG_CHECK, AutomationSettings, drop_lag_sensor
+from mmrecipe.drop_lag import DropLag, drop_lags, landed_drops
 from mmrecipe.drops import MANIFEST
 from mmrecipe.settings import Settings
 from resources import build_resources
@@ -24,7 +18,8 @@ from tests.production.prod_support import S3Server, s3_server  # noqa: F401 - th
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 WARC = {"crawl-0.warc.gz": warc_bytes([HttpResponse("http://example.org/", b"<html><p>hello</p></html>")])}
-RAW, TEXT = dg.AssetKey("raw_crawl"), dg.AssetKey("extracted_text")
+RAW = dg.AssetKey("raw_crawl")
+STAGES = ["extracted_text", "raw_crawl"]
 HOUR = 3600.0
 CHECK_KEY = dg.AssetCheckKey(RAW, DROP_LAG_CHECK)
 
@@ -44,19 +39,19 @@ CHECK_KEY = dg.AssetCheckKey(RAW, DROP_LAG_CHECK)
 def test_drop_status_from_landing_and_materialization_times(
     landed_h: float, materialized_h: dict[str, float], now_h: float, expected_status: str, expected_missing: tuple
 ) -> None:
-    def materialized_at(key: dg.AssetKey, drop: str) -> float | None:
+    def materialized_at(stage: str, drop: str) -> float | None:
         assert drop == "d1"
-        hours = materialized_h.get(key.to_user_string())
+        hours = materialized_h.get(stage)
         return None if hours is None else hours * HOUR
 
-    (lag,) = drop_lags({"d1": landed_h * HOUR}, materialized_at, sorted([RAW, TEXT]), 6 * HOUR, now_h * HOUR)
+    (lag,) = drop_lags({"d1": landed_h * HOUR}, materialized_at, STAGES, 6 * HOUR, now_h * HOUR)
     assert lag == DropLag("d1", landed_h * HOUR, tuple(sorted(expected_missing)), expected_status)
 
 
 def test_a_drop_with_an_invalid_name_is_reported_once_late() -> None:
-    lags = drop_lags({"bad name": 0.0}, lambda k, d: None, [RAW], 6 * HOUR, 7 * HOUR)
+    lags = drop_lags({"bad name": 0.0}, lambda s, d: None, ["raw_crawl"], 6 * HOUR, 7 * HOUR)
     assert [(g.drop, g.status, g.missing) for g in lags] == [("bad name", "invalid_name", ("raw_crawl",))]
-    assert drop_lags({"bad name": 0.0}, lambda k, d: None, [RAW], 6 * HOUR, 1 * HOUR)[0].status == "waiting"
+    assert drop_lags({"bad name": 0.0}, lambda s, d: None, ["raw_crawl"], 6 * HOUR, 1 * HOUR)[0].status == "waiting"
 
 
 def _land_at(settings: Settings, drop: str, at: float) -> None:

@@ -15,14 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageEnhance
 
+from mmrecipe.crawl_index import index_drop
 from mmrecipe.drops import MANIFEST, manifest_for_folder, verify_drop
 from mmrecipe.images import phash_index
 from mmrecipe.images.image_filters import NsfwScorer
 from mmrecipe.images.stage import ImageStageConfig, default_workers, map_in_order, run_image_stage
 from mmrecipe.images.webdataset import read_shard
-from mmrecipe.stage_output import StageWriter, stage_tables_uri
+from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
-from mmrecipe.warc_index import INDEX_SCHEMA, index_warc
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
@@ -146,11 +146,7 @@ def land(landing: Storage, lake: Storage, drop: str, responses: list[HttpRespons
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "crawl-00000.warc.gz").write_bytes(warc_bytes(responses))
     (folder / MANIFEST).write_text(manifest_for_folder(str(folder), drop).to_json())
-    with StageWriter(lake, "raw_crawl", drop, INDEX_SCHEMA) as out:
-        for name in verify_drop(landing, drop).warc_files:
-            for row, reason, detail in index_warc(landing, drop, landing.uri(drop, name), name):
-                out.reject(row, reason, detail) if reason else out.keep(row)
-        out.close()
+    index_drop(landing, lake, drop, verify_drop(landing, drop).warc_files)
 
 
 def outcomes(lake: Storage, drop: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from mmrecipe.mixture.webdataset import read_webdataset
 from mmrecipe.recipe import parse_recipe
 from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
+from mmrecipe.text.pii import PII_TYPES
 from mmrecipe.warc_index import INDEX_SCHEMA
 
 DROPS = ["d1", "d2"]
@@ -65,9 +66,9 @@ def test_mixture_files_manifest_and_token_shards(lake: Storage) -> None:
     assert set(manifest["source"].to_pylist()) == {"web_en", "captions", "speech"}
     assert all(d.startswith("mix:") for d in manifest["doc_id"].to_pylist())
     # the first page of each drop was dropped upstream (robots noai) and never reaches the mixture
-    assert s["upstream_rejects"]["extracted_text"] == {"dropped:robots_noai": 2}
-    assert "| opt-out | extracted_text | dropped:robots_noai | 2 |" in result.data_card
-    assert s["pii_redacted"] == {"extracted_text": {"email": 4, "phone": 2}}
+    assert s["upstream_rejects"]["extracted_text"] == {"dropped:opt_out": 2}
+    assert "| opt-out | extracted_text | dropped:opt_out | 2 |" in result.data_card
+    assert s["pii_redacted"] == {"extracted_text": dict.fromkeys(PII_TYPES, 0) | {"email": 4, "phone": 2}}
     assert "| PII | extracted_text | redacted:email | 4 |" in result.data_card
     # 11 kept pages per drop, 2 of them German; of the 18 English ones (quality i/11, i = 1..9, twice) the
     # 30th percentile is 3.1/11, so the 6 with i <= 3 are excluded and 12 remain candidates

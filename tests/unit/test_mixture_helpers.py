@@ -3,7 +3,8 @@
 The text is the Python reference manual's topics (`pydoc_data.topics`, shipped with CPython: real prose
 nobody here wrote); the image is matplotlib's public-domain `grace_hopper.jpg`; transcripts are the
 LibriVox reference transcripts. WARC files are written with `tests.warc_fixtures`, indexed with the real
-`mmrecipe.warc_index.index_warc`, and the stage rows point at those real records.
+`mmrecipe.crawl_index.index_drop`, and the stage rows point at those real records. The stage tables use
+the stages' real output schemas and reason codes, so a change to either breaks these fixtures.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from pydoc_data.topics import topics
 import pyarrow as pa
 from PIL import Image
 
+from mmrecipe.audio.transcribed_audio import SCHEMA as AUDIO_SCHEMA
+from mmrecipe.crawl_index import index_drop
+from mmrecipe.images.stage import IMAGE_SCHEMA
+from mmrecipe.opt_out import OPT_OUT_REASON
 from mmrecipe.package_data import bundled
-from mmrecipe.stage_output import PROVENANCE_FIELDS, StageWriter
+from mmrecipe.stage_output import StageWriter
 from mmrecipe.storage import Storage
-from mmrecipe.warc_index import INDEX_SCHEMA, index_warc
+from mmrecipe.text.pii import PII_TYPES
+from mmrecipe.text.pipeline import EXTRACTED_TEXT_SCHEMA
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 TOPICS = sorted(topics)
@@ -31,42 +37,18 @@ TRANSCRIPTS = [
 ]
 REJECTS_COLS = ["record_id", "drop", "warc_path", "warc_offset"]
 
-EXTRACTED_SCHEMA = pa.schema(
-    [
-        *PROVENANCE_FIELDS,
-        pa.field("url", pa.string()),
-        pa.field("text", pa.string()),
-        pa.field("language", pa.string()),
-        pa.field("language_score", pa.float64()),
-        pa.field("quality_score", pa.float64()),
-        pa.field("toxicity_score", pa.float64()),
-        pa.field("pii_counts", pa.struct([pa.field("email", pa.int32()), pa.field("phone", pa.int32())])),
-        pa.field("dedup_cluster", pa.string()),
-    ]
-)
-IMAGES_SCHEMA = pa.schema(
-    [
-        *PROVENANCE_FIELDS,
-        pa.field("url", pa.string()),
-        pa.field("caption", pa.string()),
-        pa.field("caption_source", pa.string()),
-        pa.field("page_url", pa.string()),
-        pa.field("normalized_jpeg", pa.binary()),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("dedup_cluster", pa.string()),
-    ]
-)
-AUDIO_SCHEMA = pa.schema(
-    [
-        *PROVENANCE_FIELDS,
-        pa.field("url", pa.string()),
-        pa.field("transcript", pa.string()),
-        pa.field("language", pa.string()),
-        pa.field("duration_s", pa.float64()),
-        pa.field("dedup_cluster", pa.string()),
-    ]
-)
+
+def stage_row(schema: pa.Schema, prov: dict, **values: object) -> dict:
+    """A row of a stage's real output schema: provenance plus `values`, every one a column of that schema.
+
+    Columns the mixture does not read stay null, or take a neutral value where the schema forbids nulls.
+    A renamed or removed column fails here rather than passing unnoticed.
+    """
+    unknown = sorted(set(values) - set(schema.names))
+    assert not unknown, f"not columns of the stage schema: {unknown}"
+    neutral = {pa.types.is_string: "", pa.types.is_integer: 0, pa.types.is_binary: b"", pa.types.is_floating: 0.0}
+    required = {f.name: next(v for is_type, v in neutral.items() if is_type(f.type)) for f in schema if not f.nullable}
+    return required | prov | values
 
 
 def photo_jpeg(size: int = 64) -> bytes:
@@ -105,8 +87,9 @@ def build_drop(
 ) -> dict[str, list[str]]:
     """Land a real WARC for `drop`, index it as raw_crawl, and write the three stages' tables.
 
-    The first page is dropped upstream as `robots_noai`, the second had 2 emails and a phone number
-    redacted, the last `german` pages are labelled `de`, and quality scores rise with the page index.
+    The first page is dropped upstream as an opt-out (the text stage's own reason code), the second had
+    2 emails and a phone number redacted, the last `german` pages are labelled `de`, and quality scores
+    rise with the page index.
     Returns the kept record ids per stage.
     """
     jpeg = photo_jpeg()
@@ -117,61 +100,64 @@ def build_drop(
     responses += [HttpResponse(f"http://{drop}.example.org/a/{i}.wav", b"RIFF....", "audio/wav") for i in range(audio)]
     warc_uri = landing.uri(drop, "crawl.warc.gz")
     landing.write_bytes(warc_uri, warc_bytes(responses))
-    with StageWriter(lake, "raw_crawl", drop, INDEX_SCHEMA) as out:
-        index_rows = []
-        for row, reason, detail in index_warc(landing, drop, warc_uri, "crawl.warc.gz"):
-            assert reason is None, detail
-            out.keep(row)
-            index_rows.append(row)
-        out.close()
+    indexed = index_drop(landing, lake, drop, ["crawl.warc.gz"])
+    assert not indexed.counts.rejected
+    index_rows = lake.read_table(indexed.data_uri).to_pylist()
     by_uri = {r["target_uri"]: r for r in index_rows if r["record_type"] == "response"}
     prov = lambda uri: {k: by_uri[uri][k] for k in REJECTS_COLS}  # noqa: E731
     ids: dict[str, list[str]] = {"extracted_text": [], "deduped_images": [], "transcribed_audio": []}
-    with StageWriter(lake, "extracted_text", drop, EXTRACTED_SCHEMA) as out:
+    with StageWriter(lake, "extracted_text", drop, EXTRACTED_TEXT_SCHEMA) as out:
         for i, ((name, text), resp) in enumerate(zip(pages, responses, strict=False)):
             if i == 0:  # the first page of every drop opts out of AI training (<meta name=robots content=noai>)
-                out.drop(by_uri[resp.uri], "robots_noai", "meta robots: noai")
+                out.drop(by_uri[resp.uri], OPT_OUT_REASON, "robots directives: noai")
                 continue
             lang = "de" if i >= len(pages) - german else "en"
-            row = prov(resp.uri) | {
-                "url": resp.uri,
-                "text": text,
-                "language": lang,
-                "language_score": 0.95,
-                "quality_score": round(i / max(1, len(pages) - 1), 4),
-                "toxicity_score": 0.01,
-                "pii_counts": {"email": 2, "phone": 1} if i == 1 else {"email": 0, "phone": 0},
-                "dedup_cluster": f"{drop}-{name}",
-            }
+            pii_counts = dict.fromkeys(PII_TYPES, 0) | ({"email": 2, "phone": 1} if i == 1 else {})
+            row = stage_row(
+                EXTRACTED_TEXT_SCHEMA,
+                prov(resp.uri),
+                url=resp.uri,
+                text=text,
+                language=lang,
+                language_score=0.95,
+                quality_score=round(i / max(1, len(pages) - 1), 4),
+                toxicity_score=0.01,
+                pii_counts=pii_counts,
+                dedup_cluster=f"{drop}-{name}",
+            )
             out.keep(row)
             ids["extracted_text"].append(row["record_id"])
         out.close()
-    with StageWriter(lake, "deduped_images", drop, IMAGES_SCHEMA) as out:
+    with StageWriter(lake, "deduped_images", drop, IMAGE_SCHEMA) as out:
         for i in range(images):
             uri = f"http://{drop}.example.org/img/{i}.jpg"
-            row = prov(uri) | {
-                "url": uri,
-                "caption": f"Portrait of Grace Hopper, computer scientist and US Navy rear admiral ({drop} #{i})",
-                "caption_source": "alt",
-                "page_url": responses[0].uri,
-                "normalized_jpeg": jpeg,
-                "width": 64,
-                "height": 64,
-                "dedup_cluster": f"{drop}-img-{i}",
-            }
+            row = stage_row(
+                IMAGE_SCHEMA,
+                prov(uri),
+                url=uri,
+                caption=f"Portrait of Grace Hopper, computer scientist and US Navy rear admiral ({drop} #{i})",
+                caption_source="alt",
+                page_url=responses[0].uri,
+                normalized_jpeg=jpeg,
+                width=64,
+                height=64,
+                dedup_cluster=f"{drop}-img-{i}",
+            )
             out.keep(row)
             ids["deduped_images"].append(row["record_id"])
         out.close()
     with StageWriter(lake, "transcribed_audio", drop, AUDIO_SCHEMA) as out:
         for i in range(audio):
             uri = f"http://{drop}.example.org/a/{i}.wav"
-            row = prov(uri) | {
-                "url": uri,
-                "transcript": TRANSCRIPTS[i % len(TRANSCRIPTS)],
-                "language": "en",
-                "duration_s": 4.0 + i,
-                "dedup_cluster": f"{drop}-aud-{i}",
-            }
+            row = stage_row(
+                AUDIO_SCHEMA,
+                prov(uri),
+                url=uri,
+                transcript=TRANSCRIPTS[i % len(TRANSCRIPTS)],
+                language="en",
+                duration_s=4.0 + i,
+                dedup_cluster=f"{drop}-aud-{i}",
+            )
             out.keep(row)
             ids["transcribed_audio"].append(row["record_id"])
         out.close()

@@ -5,7 +5,8 @@ import math
 import pyarrow as pa
 import pytest
 
-from mmrecipe.proxy_eval.leaderboard import AVERAGE, comparisons, leaderboard_markdown, leaderboard_png, noise, scores
+from data_assets.plots import leaderboard_png
+from mmrecipe.proxy_eval.leaderboard import AVERAGE, comparisons, leaderboard_markdown, noise, scores
 
 
 def results(per_recipe: dict[str, dict[str, list[float]]]) -> pa.Table:

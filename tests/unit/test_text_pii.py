@@ -1,9 +1,11 @@
 """PII redaction: every type replaced and counted, near-misses left alone, and the independent audit agrees."""
 
+from collections.abc import Callable
 from pydoc_data.topics import topics
 
 import pytest
 
+from mmrecipe.text import pii
 from mmrecipe.text.pii import PII_TYPES, PLACEHOLDERS, find_pii, iban_valid, luhn_valid, redact
 from mmrecipe.text.pii_audit import audit, audit_documents
 
@@ -139,3 +141,22 @@ def test_scanning_candidate_windows_finds_exactly_what_a_full_scan_finds(pattern
         assert [m.span() for m in pii.scan(regex, text, make_windows(text))] == full, text
         found += len(full)
     assert found > 100  # the fuzz really produces candidates of this pattern
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "plant"),
+    [  # a wrong entry in one of pii.py's definitions: the redactor misses the value, the audit must not
+        ("iban", "DE89 3704 0044 0532 0130 00", lambda mp: mp.setitem(pii.IBAN_LENGTHS, "DE", 21)),
+        ("payment_card", "4111 1111 1111 1111", lambda mp: mp.setattr(pii, "card_prefix_valid", lambda d: d[0] != "4")),
+        ("ipv4", "192.0.2.44", lambda mp: mp.setattr(pii, "VERSION_WORDS", pii.VERSION_WORDS | {"on"})),
+    ],
+)
+def test_a_wrong_definition_in_the_redactor_is_caught_by_the_audit(
+    kind: str, value: str, plant: Callable[[pytest.MonkeyPatch], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = f"The mirror runs on {value} for everyone."
+    assert kind in {m.kind for m in find_pii(text)}  # the real redactor catches it
+    plant(monkeypatch)
+    missed, _ = redact(text)
+    assert value in missed  # the planted error makes the redactor miss it...
+    assert [h.kind for h in audit(missed)] == [kind]  # ...and the audit, with its own definitions, reports it

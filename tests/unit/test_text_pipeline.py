@@ -7,7 +7,7 @@ from pydoc_data.topics import topics
 import pyarrow.compute as pc
 import pytest
 
-from mmrecipe.crawl_index import read_records
+from mmrecipe.crawl_index import index_drop, read_records
 from mmrecipe.dedup import IndexEntries
 from mmrecipe.stage_output import PROVENANCE_COLUMNS, StageOutput, StageWriter
 from mmrecipe.storage import Storage
@@ -15,7 +15,6 @@ from mmrecipe.text.extraction import EXTRACTORS
 from mmrecipe.text.pipeline import FILTERED_TEXT_SCHEMA, TextStageConfig, TextStageReport, filter_drop
 from mmrecipe.text.quality_classifier import ClassifierInfo, QualityScorer, TrainingParams, train_classifier
 from mmrecipe.text.quality_rules import RuleResult, RuleThresholds
-from mmrecipe.warc_index import INDEX_SCHEMA, index_warc
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 GOOD = ["exceptions", "execmodel", "customization", "naming", "import", "assignment", "function", "class"]
@@ -69,12 +68,11 @@ def land_and_index(tmp_path: Path) -> tuple[Storage, Storage]:
     """A landing folder with one WARC and its raw_crawl index; the `unreadable` row's length is corrupted."""
     landing, lake = Storage(str(tmp_path / "landing")), Storage(str(tmp_path / "lake"))
     landing.write_bytes(landing.uri("d1", "crawl.warc.gz"), warc_bytes(responses()))
-    with StageWriter(lake, "raw_crawl", "d1", INDEX_SCHEMA) as out:
-        for row, reason, detail in index_warc(landing, "d1", landing.uri("d1", "crawl.warc.gz"), "crawl.warc.gz"):
-            if row.get("target_uri") == url("unreadable"):
-                row["warc_length"] -= 10
-            out.reject(row, reason, detail) if reason else out.keep(row)
-        out.close()
+    uri = index_drop(landing, lake, "d1", ["crawl.warc.gz"]).data_uri
+    index = lake.read_table(uri)
+    short = pc.if_else(pc.equal(index["target_uri"], url("unreadable")), pc.subtract(index["warc_length"], 10),
+                       index["warc_length"])  # fmt: skip
+    lake.write_table(uri, index.set_column(index.schema.get_field_index("warc_length"), "warc_length", short))
     return lake, landing
 
 
@@ -156,6 +154,7 @@ def test_quality_threshold_drops_the_lowest_scores(tmp_path: Path, scorer: Quali
     assert pc.min(lake.read_table(result.data_uri)["quality_score"]).as_py() >= cut
 
 
+@pytest.mark.slow  # process pools of 1..n workers, and run after run
 @pytest.mark.parametrize("extractor", EXTRACTORS)
 def test_outputs_are_deterministic_for_any_number_of_workers_and_run_after_run(
     tmp_path: Path, scorer: QualityScorer, extractor: str
@@ -222,10 +221,7 @@ def test_a_repeated_text_reuses_its_verdict_with_the_same_output(
     ]
     landing, lake = Storage(str(tmp_path / "landing")), Storage(str(tmp_path / "lake"))
     landing.write_bytes(landing.uri("d1", "crawl.warc.gz"), warc_bytes(responses() + mirrors))
-    with StageWriter(lake, "raw_crawl", "d1", INDEX_SCHEMA) as out:
-        for row, reason, detail in index_warc(landing, "d1", landing.uri("d1", "crawl.warc.gz"), "crawl.warc.gz"):
-            out.reject(row, reason, detail) if reason else out.keep(row)
-        out.close()
+    index_drop(landing, lake, "d1", ["crawl.warc.gz"])
     calls: list[str] = []
     real_rules_for = pipeline.rules_for
 

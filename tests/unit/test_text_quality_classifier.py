@@ -19,6 +19,7 @@ from mmrecipe.text.quality_classifier import (
     preprocess,
     publish,
     score_quantiles,
+    train_and_publish,
     train_classifier,
 )
 from mmrecipe.text.toxicity import toxicity_scores
@@ -70,6 +71,17 @@ def test_publish_and_load_a_version(tmp_path: Path, model: bytes) -> None:
     scorer = load_scorer(storage)
     assert scorer.version == info.version and scorer.info.n_positive == 20
     assert np.array_equal(scorer.score(PROSE[25:]), QualityScorer(model, info).score(PROSE[25:]))
+
+
+def test_train_and_publish_calibrates_on_held_out_pages_and_versions_the_quantiles(tmp_path: Path) -> None:
+    storage = Storage(str(tmp_path / "lake"))
+    calibration = PROSE[20:] + LISTS[20:]
+    info, uri = train_and_publish(storage, PROSE[:20], LISTS[:20], calibration, SMALL, "test", ["d2", "d1"])
+    model = train_classifier(PROSE[:20], LISTS[:20], SMALL)
+    scores = QualityScorer(model, info).score(calibration).tolist()
+    assert info.quantiles == score_quantiles(scores) and info.version == model_version(model, info.quantiles)
+    assert (info.n_positive, info.n_negative, info.drops) == (20, 20, ["d1", "d2"])
+    assert uri.endswith(f"{info.version}/model.bin") and load_scorer(storage).version == info.version
 
 
 def test_training_without_examples_fails_clearly() -> None:

@@ -12,7 +12,7 @@ DROPS = SAMPLES / "drops"
 
 def require_samples() -> None:
     if not DROPS.is_dir():
-        pytest.skip("samples/drops is absent (it is built by samples/make_samples.py and committed)")
+        pytest.fail("samples/drops is missing: it is committed (rebuild it with samples/make_samples.py)")
 
 
 @lru_cache(maxsize=4)
