@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mmrecipe.dedup.band_index import BandIndex
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
@@ -112,4 +113,4 @@ def test_sample_drops_planted_cases(settings: Settings, sample_run: dict[str, dg
     detail = [r["detail"] for r in storage.read_table(stage_tables_uri(storage, "filtered_text", "sample-a")[1])
               .to_pylist() if r["reason"] == "opt_out"]  # fmt: skip
     assert detail == ["robots directives: noai, noimageai"]
-    assert Path(storage.uri("filtered_text", "sample-a", "dedup_index.parquet")).is_file()
+    assert Path(BandIndex(storage, "filtered_text").uri("sample-a")).is_file()

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from mmrecipe.audio.transcript_postprocessing import SOURCES_KEY, pii_left, postprocess_transcripts, redact_row
+from mmrecipe.dedup.band_index import BandIndex
 from mmrecipe.storage import Storage
 
 STORY = (
@@ -78,7 +79,7 @@ def test_exact_and_near_copies_in_a_later_drop_are_dropped_in_favour_of_the_earl
 def test_a_drop_without_kept_transcripts_still_gets_an_index(tmp_path: Path) -> None:
     lake = Storage(str(tmp_path))
     assert postprocess_transcripts([], lake, "d0").outcomes == []
-    assert lake.exists(lake.uri("transcribed_audio", "d0", "dedup_index.parquet"))
+    assert lake.exists(BandIndex(lake, "transcribed_audio").uri("d0"))
 
 
 @pytest.mark.parametrize("text", ["He might even have been made amiable himself.", "Version 3.11.2.1 was released."])
