@@ -25,6 +25,7 @@ from mmrecipe.drops import (
 )
 from mmrecipe.proxy_eval.presets import EVAL_PRESETS
 from mmrecipe.settings import REPO_ROOT, Settings, recipe_keys
+from resources.settings import environment_settings
 from resources.storage import storage_resources
 
 SAMPLE_DROPS = REPO_ROOT / "samples" / "drops"
@@ -256,7 +257,7 @@ def main() -> None:
 def ingest(folder: Path, drop: str | None, reference_texts: Path | None) -> None:
     """Land FOLDER as a drop, register it and materialize its drop stages."""
     try:
-        ok = ingest_drop(Settings.from_env(), folder, drop, reference_texts)
+        ok = ingest_drop(environment_settings(), folder, drop, reference_texts)
     except DropError as e:
         raise click.ClickException(str(e)) from None
     sys.exit(0 if ok else 1)
@@ -282,7 +283,7 @@ def build(recipe: str, eval_preset: str, seeds: str | None, train_tokens: int | 
     """Build RECIPE's mixture, evaluate it and release it if every blocking check passed."""
     from mmrecipe.proxy_eval.report import recipe_report
 
-    settings = Settings.from_env()
+    settings = environment_settings()
     ok = build_recipe(settings, recipe, _eval_config(eval_preset, seeds, train_tokens)) and build_leaderboard(settings)
     if ok:
         click.echo(recipe_report(storage_resources(settings)[0].storage(), recipe))
@@ -295,7 +296,7 @@ def demo(eval_preset: str, seeds: str | None, train_tokens: int | None) -> None:
     """Ingest the bundled sample drops, build every recipe, rank them, and print a per-stage summary."""
     from mmrecipe.proxy_eval.report import format_leaderboard
 
-    settings = Settings.from_env()
+    settings = environment_settings()
     folders = sorted(p for p in SAMPLE_DROPS.iterdir() if p.is_dir()) if SAMPLE_DROPS.is_dir() else []
     if not folders:
         raise click.ClickException(
@@ -370,7 +371,7 @@ def show(asset: str, partition: str | None, rows: int) -> None:
     """Counts, drop reasons and sample rows of one materialized ASSET [PARTITION]."""
     from mmrecipe.preview import one_line, preview_lines
 
-    settings = Settings.from_env()
+    settings = environment_settings()
     meta, partition = _show_target(settings, asset, partition)
     storage = storage_resources(settings)[0].storage()
     click.echo(f"{asset}[{partition or ''}]  {meta.get('path', '(no path recorded)')}")
@@ -419,7 +420,7 @@ def lake_listing(settings: Settings) -> list[str]:
 @main.command(name="ls")
 def ls_command() -> None:
     """List landed drops, recipes, releases and stage tables, with their paths."""
-    for line in lake_listing(Settings.from_env()):
+    for line in lake_listing(environment_settings()):
         click.echo(line)
 
 
@@ -429,7 +430,7 @@ def explain(doc_id: str) -> None:
     """Lineage of one mixture document: recipe → mixture → stage row → raw_crawl record → WARC bytes."""
     from mmrecipe import lineage
 
-    settings = Settings.from_env()
+    settings = environment_settings()
     storage = storage_resources(settings)[0].storage()
     landing = storage_resources(settings)[1].storage()
     try:

@@ -2,8 +2,9 @@
 
 `VARIABLES` declares each variable with its default, what is allowed and what it means; the
 declaration drives parsing, error messages and the README's "Configuration" table (a test keeps
-them equal). `Settings.from_env` is the only reader of the environment: the edge (resources, CLI,
-Definitions, sensors) calls it and passes values down; the library takes them as arguments.
+them equal). `Settings.from_env` parses a mapping of variables; the edge (`resources.settings`, used by
+the CLI, Definitions and sensors) passes the process environment in and hands values down; the library
+takes them as arguments.
 """
 
 from __future__ import annotations
@@ -268,9 +269,12 @@ class Settings:
     sensor: ScanLimits = field(default_factory=ScanLimits)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Settings from environment variables, with the embedded defaults; SettingsError names a bad value."""
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Settings from a mapping of environment variables, with the embedded defaults.
+
+        SettingsError names a bad value. The library never reads the process environment itself:
+        `resources.settings.environment_settings` passes it in.
+        """
 
         def get(name: str, default: Any = None) -> Any:
             value = BY_NAME[name].read(env)

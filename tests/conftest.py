@@ -13,6 +13,7 @@ import pytest
 
 from mmrecipe.drops import MANIFEST, manifest_for_folder
 from mmrecipe.settings import Settings
+from resources.settings import environment_settings
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DROPS = REPO / "samples" / "drops"
@@ -54,7 +55,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MMRECIPE_HOME", str(home))
     monkeypatch.setenv("MMRECIPE_TMP", str(tmp_path / "tmp"))
-    s = Settings.from_env()
+    s = environment_settings()
     for d in (s.lake, s.landing, s.dagster_home):
         os.makedirs(d, exist_ok=True)
     return s

@@ -10,6 +10,7 @@ from mmrecipe.mixture.release import MARKER, latest_release, read_release
 from mmrecipe.recipe import STAGES
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
+from resources.settings import environment_settings
 from tests.conftest import metadata_of, run_checks
 from tests.unit.test_mixture_helpers import build_drop, eval_text, recipe_text, topic_texts
 
@@ -71,7 +72,7 @@ def recipe_env(
     for k, drop in enumerate(("d1", "d2")):
         build_drop(lake, landing, drop, topic_texts(k * 12, 12))
         record_drop_stages(settings, instance, drop)
-    return Settings.from_env()
+    return environment_settings()
 
 
 def run_recipe(
@@ -222,7 +223,7 @@ def test_proxy_training_runs_on_the_device_the_deployment_gives_eval_results(
     monkeypatch.setattr(training, "resolve_device", resolve_device)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    deployment = Settings.from_env()
+    deployment = environment_settings()
     config = {**TINY_EVAL, "seeds": [0], "device": config_device}
     result = run_recipe(
         deployment, instance, "default", ("mixture", "eval_results"), {"ops": {"eval_results": {"config": config}}}

@@ -16,6 +16,7 @@ from data_assets.cli import _instance, main
 from mmrecipe.drops import MANIFEST, manifest_for_folder
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
+from resources.settings import environment_settings
 from tests.assets.test_recipe_stages import RECIPES, SHORT_EVAL, TINY_EVAL, record_drop_stages
 from tests.unit.test_mixture_helpers import build_drop, eval_text, topic_texts
 
@@ -53,7 +54,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         mp.setenv("MMRECIPE_RECIPES", str(recipes))
         mp.setenv("MMRECIPE_EVALSETS", str(evalsets))
         mp.setenv("MMRECIPE_EXECUTOR", "in_process")
-        settings = Settings.from_env()
+        settings = environment_settings()
         lake, landing = Storage(settings.lake), Storage(settings.landing)
         for k, drop in enumerate(("d1", "d2")):
             build_drop(lake, landing, drop, topic_texts(k * 12, 12))

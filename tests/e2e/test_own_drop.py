@@ -16,6 +16,7 @@ from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
 from mmrecipe.text.classifier_data import default_reference_texts, read_text_documents
 from mmrecipe.text.quality_classifier import load_scorer
+from resources.settings import environment_settings
 from tests.assets.test_extracted_text_sample import outcome_by_url
 from tests.conftest import metadata_of
 from tests.real_pages import own_drop_responses, page_url, write_own_drop
@@ -96,7 +97,7 @@ def test_a_fresh_home_ingests_its_first_own_drop_with_the_defaults(
     env_reference = tmp_path / "deployment-reference.txt"
     env_reference.write_text("\n\n".join(" ".join(d.split()) for d in docs[:3]) + "\n")
     monkeypatch.setenv("MMRECIPE_REFERENCE_TEXTS", str(env_reference))
-    job = build_defs(Settings.from_env()).resolve_implicit_global_asset_job_def()
+    job = build_defs(environment_settings()).resolve_implicit_global_asset_job_def()
     trained = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey("quality_classifier")])
     assert metadata_of(trained, "quality_classifier")["positive_source"] == str(env_reference)
     assert load_scorer(lake).info.n_positive == 3

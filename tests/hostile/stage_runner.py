@@ -30,8 +30,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
+from resources.settings import environment_settings
 
 TMP_NAME = re.compile(r"^\.tmp-(?P<name>.+)-[0-9a-f]{32}$")
 
@@ -229,7 +229,7 @@ def run(drop: str, summary_path: str, assets: list[str] | None, kill_at: tuple[s
 
     from data_assets.definitions import build_defs
 
-    settings = Settings.from_env()
+    settings = environment_settings()
     trace_path = summary_path + ".trace.jsonl"
     handler = install_tracing(settings.lake, trace_path, kill_at)
     os.makedirs(settings.dagster_home, exist_ok=True)

@@ -21,6 +21,7 @@ from dagster_k8s.job import construct_dagster_k8s_job, get_k8s_job_name, get_use
 
 from mmrecipe.settings import Settings
 from resources.pod_resources import GPU_POOL, POD_SIZES, POOL_TAG
+from resources.settings import environment_settings
 from tests.production.prod_support import HELM_DIR, PROD_INSTANCE_YAML, helm_template, validate_manifests
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mmrecipe:0.1.0-3f9c2ab"
@@ -85,7 +86,7 @@ def test_production_definitions_use_the_k8s_job_executor(settings: Settings, mon
     from data_assets.definitions import build_defs
 
     monkeypatch.setenv("MMRECIPE_EXECUTOR", "k8s")
-    defs = build_defs(Settings.from_env())
+    defs = build_defs(environment_settings())
     for job_name in ("drop_stages_job", "recipe_stages_job"):
         assert defs.resolve_job_def(job_name).executor_def.name == "k8s", job_name
 

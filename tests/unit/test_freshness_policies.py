@@ -18,6 +18,7 @@ from dagster._daemon.freshness import FreshnessDaemon
 
 from data_assets.automation import apply_policies, freshness_policy
 from mmrecipe.settings import REPO_ROOT, Settings
+from resources.settings import environment_settings
 from tests.conftest import land_drop, materialize_drop
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
@@ -79,7 +80,7 @@ def test_every_asset_of_the_code_location_has_a_freshness_policy(
     from data_assets.definitions import build_defs
 
     monkeypatch.setenv("MMRECIPE_FRESHNESS_RAW_CRAWL_HOURS", "5")
-    graph = build_defs(Settings.from_env()).resolve_asset_graph()
+    graph = build_defs(environment_settings()).resolve_asset_graph()
     keys = sorted(graph.get_all_asset_keys())
     assert dg.AssetKey("raw_crawl") in keys
     for key in keys:
@@ -109,8 +110,8 @@ def test_freshness_passes_then_warns_then_fails_as_the_clock_advances(
     module.write_text(
         "import dagster as dg\n"
         "from data_assets.definitions import build_defs\n"
-        "from mmrecipe.settings import Settings\n"
-        "base = build_defs(Settings.from_env())\n"
+        "from resources.settings import environment_settings\n"
+        "base = build_defs(environment_settings())\n"
         "never_built = dg.AssetSpec('never_built', freshness_policy=dg.FreshnessPolicy.time_window(\n"
         "    fail_window=__import__('datetime').timedelta(hours=1)))\n"
         "defs = dg.Definitions.merge(base, dg.Definitions(assets=[never_built]))\n"
