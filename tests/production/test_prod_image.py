@@ -185,6 +185,6 @@ def test_the_image_layout_ingests_a_drop_and_builds_a_recipe_on_postgres_and_s3(
         runs = dict(cur.fetchall())
         cur.execute("SELECT asset_key FROM asset_keys")
         assets = {dg.AssetKey.from_db_string(k).to_user_string() for (k,) in cur.fetchall()}
-    assert runs == {"SUCCESS": 4}, runs  # raw_crawl, the classifier, the other drop stages, the recipe
+    assert runs == {"SUCCESS": 5}, runs  # raw_crawl, the classifier, the other drop stages, the recipe, the leaderboard
     assert {"raw_crawl", "quality_classifier", "extracted_text", "mixture", "eval_results", "release"} <= assets
     assert not (tmp_path / "home" / "lake").exists()  # nothing went to the embedded default
