@@ -15,8 +15,8 @@ from mmrecipe.stage_output import (
     PROVENANCE_FIELDS,
     SIDE,
     StageWriter,
-    stage_partitions,
     committed_parts,
+    stage_partitions,
     stage_prefix,
     stage_uri,
 )
