@@ -6,6 +6,9 @@ are tested with their stages (tests/unit/test_text_pipeline.py, tests/unit/test_
 """
 
 import itertools
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +186,10 @@ def test_a_commit_removes_the_parts_it_does_not_name_and_all_staging(lake: Stora
 def test_a_partition_without_a_commit_is_an_error_that_says_what_to_do(lake: Storage) -> None:
     with pytest.raises(FileNotFoundError, match=r"sized has no committed output for partition 'd1'.*materialize it"):
         read_stage_table(lake, "sized", "d1")
+
+
+def test_ray_is_imported_only_by_the_ray_engine() -> None:
+    code = "import sys, data_assets.definitions, mmrecipe.text.pipeline; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ | {
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2])})  # fmt: skip
+    assert out.stdout.strip() == "False"
