@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
+from mmrecipe.audio.audio_shards import run_audio_stage
 from mmrecipe.audio.calibration import default_calibration_dir, load_calibration_set
 from mmrecipe.audio.decoding import TARGET_RATE, DecodeLimits
 from mmrecipe.audio.transcribed_audio import (
@@ -21,6 +22,7 @@ from mmrecipe.audio.transcribed_audio import (
 from mmrecipe.audio.transcription import Transcriber, TranscriberSettings, default_model_dir
 from mmrecipe.audio.wer import word_error_rate
 from mmrecipe.crawl_index import index_drop, read_records
+from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import RecordReader
 from tests.warc_fixtures import HttpResponse, warc_bytes
@@ -121,3 +123,26 @@ def test_a_bad_record_span_is_rejected_not_raised(drop: tuple[Storage, list[dict
         [outcome] = list(transcribe_records(reader, [broken], transcriber, SETTINGS))
     assert (outcome.outcome, outcome.reason) == ("rejected", "unreadable_record")
     assert "not one whole record" in outcome.detail
+
+
+def _published(storage: Storage) -> tuple[bytes, bytes]:
+    data, rejects = stage_tables_uri(storage, "transcribed_audio", "d1")
+    return storage.read_bytes(data), storage.read_bytes(rejects)
+
+
+def test_shard_passes_publish_the_same_bytes_whatever_the_shard_size(drop: tuple[Storage, list[dict]]) -> None:
+    storage, records = drop
+    transcriber = Transcriber(TranscriberSettings(default_model_dir(), model_name="tiny.en"))
+    published, results = {}, {}
+    for size in (len(records), 4, 1):
+        spans = [records[i : i + size] for i in range(0, len(records), size)]
+        results[size] = run_audio_stage(storage, "d1", spans, transcriber, SETTINGS)
+        published[size] = _published(storage)
+        assert results[size].shards == len(spans) and results[size].reused is False  # a new span: transcribed
+    assert published[len(records)] == published[4] == published[1]
+    counts = results[1].output.counts
+    assert (counts.total, counts.kept, sum(counts.rejected.values())) == (len(CASES), 2, 7)
+    assert counts.dropped == {"too_little_speech": 2}
+    assert results[1].stats.durations == results[len(records)].stats.durations
+    again = run_audio_stage(storage, "d1", [records[i : i + 1] for i in range(len(records))], transcriber, SETTINGS)
+    assert again.reused is True and _published(storage) == published[1]  # same spans: stored outcomes, no ASR
