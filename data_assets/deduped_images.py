@@ -14,8 +14,9 @@ from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.stage_checks import conservation_check
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
 from mmrecipe.images import phash_index
+from mmrecipe.images.image_analysis import ImageStageConfig, default_workers
 from mmrecipe.images.image_filters import ImageFilters
-from mmrecipe.images.stage import IMAGE_SCHEMA, ImageStageConfig, ImageStageReport, default_workers, run_image_stage
+from mmrecipe.images.stage import IMAGE_SCHEMA, ImageStageReport, run_image_stage
 from mmrecipe.stage_output import stage_tables_uri
 from partitions import drops_partitions
 from resources import LakeResource

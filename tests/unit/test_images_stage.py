@@ -18,8 +18,9 @@ from PIL import Image, ImageEnhance
 from mmrecipe.crawl_index import index_drop
 from mmrecipe.drops import MANIFEST, manifest_for_folder, verify_drop
 from mmrecipe.images import phash_index
+from mmrecipe.images.image_analysis import ImageStageConfig, default_workers, map_in_order
 from mmrecipe.images.image_filters import NsfwScorer
-from mmrecipe.images.stage import ImageStageConfig, default_workers, map_in_order, run_image_stage
+from mmrecipe.images.stage import run_image_stage
 from mmrecipe.images.webdataset import read_shard
 from mmrecipe.stage_output import stage_tables_uri
 from mmrecipe.storage import Storage
@@ -289,6 +290,30 @@ def test_output_is_byte_identical_whatever_the_number_of_workers(tmp_path: Path,
     )
 
 
+@pytest.mark.parametrize("nsfw", [False, True], ids=["plain", "nsfw_scorer"])
+def test_output_is_byte_identical_whatever_the_shard_size(tmp_path: Path, nsfw: bool) -> None:
+    landing = Storage(str(tmp_path / "landing"))
+    lakes = {size: Storage(str(tmp_path / f"lake-{size}")) for size in (1, 3, 4096)}
+    reports: dict[int, list] = {}
+    for size, lake in lakes.items():
+        land(landing, lake, "2024-01-a", drop_a())
+        land(landing, lake, "2024-02-b", drop_b())
+        for drop in ("2024-01-a", "2024-02-b"):
+            cfg = ImageStageConfig(workers=2, nsfw=nsfw, shard_samples=3)
+            report = run_image_stage(lake, drop, cfg, SizeFlagScorer() if nsfw else None, shard_records=size).report
+            report.shards = [uri.removeprefix(lake.root) for uri in report.shards]
+            reports.setdefault(size, []).append(report)
+        assert not lake.list_files(lake.uri("deduped_images", "side", "2024-01-a", "staging"))  # staging removed
+    files = {size: _files(lake) for size, lake in lakes.items()}
+    assert sorted(files[1]) == sorted(files[3]) == sorted(files[4096])
+    assert sum("/shards/" in k for k in files[1]) >= 2  # WebDataset shards of 3 samples span engine shards
+    assert files[1] == files[3] == files[4096]  # tables, WebDataset shards and index entries, byte for byte
+    assert reports[1] == reports[3] == reports[4096]
+    assert outcomes(lakes[1], "2024-01-a") == (
+        EXPECTED_A | {"/img/cmyk.jpg": "nsfw", "/img/anim.gif": "nsfw"} if nsfw else EXPECTED_A
+    )
+
+
 def test_map_in_order_yields_in_input_order_with_a_bounded_window() -> None:
     pulled: list[int] = []
     lag: list[int] = []
@@ -369,7 +394,7 @@ def test_filtered_images_are_never_decoded(monkeypatch: pytest.MonkeyPatch) -> N
     """Format and size filters run on the header alone: a PNG whose EXIF chunk follows its pixels is not loaded."""
     from PIL import ImageFile
 
-    from mmrecipe.images.stage import ImageFiltered, analyse_image
+    from mmrecipe.images.image_analysis import ImageFiltered, analyse_image
 
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated: the filters do not need it (every rule is symmetric in width and height)
@@ -395,7 +420,7 @@ def test_frames_of_an_animated_gif_are_counted_only_when_it_is_normalized(monkey
     """Pass 2 only asks "animated?" (frame 0 is walked); the count for the kept row comes with normalization."""
     from PIL import GifImagePlugin
 
-    from mmrecipe.images.stage import analyse_image
+    from mmrecipe.images.image_analysis import analyse_image
 
     frames = [Image.new("L", (200, 160), i * 40) for i in range(6)]
     buf = io.BytesIO()
