@@ -13,15 +13,15 @@ from pydantic import Field
 
 from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.stage_checks import conservation_check
+from data_assets.stage_engine import shard_bytes, stage_engine
 from data_assets.stage_metadata import column_schema, stage_metadata
 from mmrecipe.audio.audio_shards import run_audio_stage
 from mmrecipe.audio.calibration import load_calibration_set, transcribe_calibration_set
 from mmrecipe.audio.decoding import DecodeLimits
 from mmrecipe.audio.speech_detection import VadSettings
-from mmrecipe.audio.transcribed_audio import INPUT_COLUMNS, SCHEMA, AudioStageSettings
+from mmrecipe.audio.transcribed_audio import SCHEMA, AudioStageSettings
 from mmrecipe.audio.transcript_filters import TranscriptFilterSettings
 from mmrecipe.audio.transcript_postprocessing import pii_left
-from mmrecipe.crawl_index import read_records
 from mmrecipe.dedup import BandIndex
 from mmrecipe.stage_output import markdown_table, read_stage_table
 from partitions import drops_partitions
@@ -82,12 +82,12 @@ def transcribed_audio(
     transcriber: TranscriberResource,
 ) -> dg.MaterializeResult:
     """Transcripts of a drop's speech clips: PII-redacted text, timed segments, language, audio facts; deduplicated."""
-    drop, storage = context.partition_key, lake.storage()
-    records = read_records(storage, drop, "audio", columns=INPUT_COLUMNS).to_pylist()
-    asr, started = transcriber.transcriber(), time.perf_counter()
-    run = run_audio_stage(storage, drop, [records], asr, config.stage_settings())
+    drop, storage, asr = context.partition_key, lake.storage(), transcriber.settings()
+    started = time.perf_counter()
+    engine, size = stage_engine(ASSET), shard_bytes(ASSET)
+    run = run_audio_stage(engine, storage, drop, config.stage_settings(), asr, size)
     if run.reused:  # same records, settings and model: a dedup refresh or a retry
-        context.log.info(f"reused the stored clip outcomes of {run.output.counts.total} audio records: no ASR")
+        context.log.info(f"reused the stored clip outcomes of {run.run.output.counts.total} audio records: no ASR")
     wall_s, stats = time.perf_counter() - started, run.stats
     stale_later = sorted(d for d in BandIndex(storage, ASSET).stale_outputs(ASSET) if d > drop)
     if stale_later:
@@ -98,16 +98,17 @@ def transcribed_audio(
         "rtf": round(stats.rtf, 4),
         "rtf_wall": round(wall_s / stats.in_seconds, 4) if stats.in_seconds else 0.0,
         "asr_seconds": round(stats.asr_s, 2),
-        "model_load_seconds": round(asr.load_s, 2),
+        "model_load_seconds": round(run.load_s, 2),
         "asr_reused": run.reused,
         "duration_histogram": dg.MetadataValue.md(markdown_table(stats.histogram_rows(), ["duration", "clips"])),
         "pii_redacted": int(sum(run.pii.values())),
         "stale_later_drops": ", ".join(stale_later) or "none",
-        "model": asr.settings.name,
-        "device": f"{asr.settings.device}/{asr.settings.compute_type}",
+        "model": asr.name,
+        "device": f"{asr.device}/{asr.compute_type}",
+        **run.run.metadata(),
     }
     preview = ["url", "duration_s", "language", "speech_ratio", "transcript"]
-    return dg.MaterializeResult(metadata=stage_metadata(run.output, preview, extra))
+    return dg.MaterializeResult(metadata=stage_metadata(run.run.output, preview, extra))
 
 
 transcribed_audio_conservation = conservation_check(ASSET, "audio")

@@ -1,7 +1,7 @@
 """Clip outcomes of a shard: what decoding, speech detection, ASR and the transcript filters decided per audio record.
 
 transcribed_audio's shard pass stores them beside its tables, one file per shard
-(`<lake>/transcribed_audio/side/<drop>/clip_outcomes/shard-NNNNN.parquet`), before post-processing
+(`<lake>/transcribed_audio/side/<drop>/clip_outcomes/<span>.parquet`), before post-processing
 (PII redaction, cross-drop dedup), under a key digesting everything they depend on: the
 shard's audio records with their payload digests, the stage settings, the
 transcriber settings and the model's files (names and sizes). A run whose key matches (a dedup
@@ -106,9 +106,9 @@ def load_outcomes(
     return outcomes, stats
 
 
-def outcomes_uri(storage: Storage, drop: str, shard: int, asset: str = "transcribed_audio") -> str:
-    """Where the clip outcomes of one shard of a drop are stored."""
-    return storage.uri(stage_prefix(asset, drop, SIDE), OUTCOMES_DIR, f"shard-{shard:05d}.parquet")
+def outcomes_uri(storage: Storage, drop: str, span: str, asset: str = "transcribed_audio") -> str:
+    """Where the clip outcomes of one shard (named by its span) of a drop are stored."""
+    return storage.uri(stage_prefix(asset, drop, SIDE), OUTCOMES_DIR, f"{span}.parquet")
 
 
 def shard_outcomes(
