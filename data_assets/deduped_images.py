@@ -12,6 +12,7 @@ from pydantic import Field
 
 from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.stage_checks import conservation_check
+from data_assets.stage_engine import shard_bytes, stage_engine
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
 from mmrecipe.images import phash_index
 from mmrecipe.images.image_analysis import ImageStageConfig, default_workers
@@ -84,7 +85,8 @@ def deduped_images(
 ) -> dg.MaterializeResult:
     """Images of a drop with alt-text captions: one row per kept image, normalized JPEG, pHash dedup cluster."""
     drop = context.partition_key
-    result = run_image_stage(lake.storage(), drop, config.stage_config())
+    engine, size = stage_engine("deduped_images"), shard_bytes("deduped_images")
+    result = run_image_stage(lake.storage(), drop, config.stage_config(), engine=engine, shard_bytes=size)
     report = result.report
     if report.stale_drops:
         context.log.warning(f"image dedup of drops {report.stale_drops} is stale: stale_image_drops re-runs them")
@@ -104,6 +106,7 @@ def deduped_images(
         "index_digest": report.digest,
         "stale_drops": dg.MetadataValue.json(report.stale_drops),
         "thumbnails": thumbnails_md(report),
+        **result.run.metadata(),
     }
     return dg.MaterializeResult(metadata=stage_metadata(result.output, preview, extra))
 

@@ -1,7 +1,7 @@
 """The three shard passes of deduped_images, the parts they stage, and what each returns to the driver.
 
-A drop's image records are cut into shards (`ImageSpan`: consecutive raw_crawl image rows, with
-the caption the driver chose for each). The driver runs:
+A drop's image records are cut into shards (`plan_shards`); the driver stages each shard's captions
+(`CaptionedShard`) and runs, on the engine:
 
 1. `analyse_shard` on every shard: HTTP status, robots opt-out (of a referencing page, or the
    image's own `X-Robots-Tag`), MIME, then `analyse_image` (header filters, pHash), and the NSFW
@@ -9,10 +9,12 @@ the caption the driver chose for each). The driver runs:
    only the candidates' (position, record id, byte hash, pHash): never pixels.
 2. `normalize_shard` on the shards holding kept images and close near duplicates (the driver's
    decisions): decode again and normalize; it stages the JPEGs and returns pixel hashes or rejects.
-3. `publish_shard` on every shard: kept rows (with their staged JPEGs), drops and rejects, all in
-   record order, plus the shard's pHash-index entries; it reads staged parts, never payloads.
+3. `publish_pass` on every shard through `run_stage`: kept rows (with their staged JPEGs), drops and
+   rejects, all in record order, plus the shard's pHash-index entries; it reads staged parts, never
+   payloads, and is published with one commit.
 
-Byte-identical payloads within a shard are analysed once.
+A record's position is its row in the drop's sorted image records (`shard.start + i`). Byte-identical
+payloads within a shard are analysed once. A record that kills its worker is rejected `worker_crashed`.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from mmrecipe.engine import WORKER_CRASHED, Shard, ShardOutput, StepStats, read_shard, worker_cached
 from mmrecipe.images import phash_index
 from mmrecipe.images.captions import Caption
 from mmrecipe.images.decoding import ImageRejected, NormalizedImage
@@ -38,6 +41,7 @@ from mmrecipe.images.image_analysis import (
     size_bucket,
     thumbnail,
 )
+from mmrecipe.images.image_filters import NsfwScorer
 from mmrecipe.images.phash import phash_batch, to_int64
 from mmrecipe.opt_out import OPT_OUT_REASON, opts_out_of_images, robots_directives
 from mmrecipe.stage_output import PROVENANCE_COLUMNS
@@ -58,6 +62,28 @@ ANALYSED_SCHEMA = pa.schema(
         pa.field("format", pa.string()),
     ]
 )
+CAPTION_SCHEMA = pa.schema(
+    [
+        pa.field("caption", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("page_url", pa.string()),
+        pa.field("opt_out", pa.bool_(), nullable=False),
+        pa.field("opt_out_page", pa.string()),
+    ]
+)
+DECISION_SCHEMA = pa.schema(
+    [
+        pa.field("pos", pa.int64(), nullable=False),
+        pa.field("kept", pa.bool_()),
+        pa.field("cluster", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("hamming", pa.int32()),
+        pa.field("owner", pa.string()),
+        pa.field("owner_drop", pa.string()),
+        pa.field("late_reason", pa.string()),  # a rejected normalization: the record's reject reason
+        pa.field("late_detail", pa.string()),
+    ]
+)
 NORMALIZED_SCHEMA = pa.schema(
     [
         pa.field("pos", pa.int64(), nullable=False),
@@ -72,28 +98,55 @@ NORMALIZED_SCHEMA = pa.schema(
 Scorer = Any  # NsfwScorer-like: .score(PIL image) -> float
 
 
-class RowSink(Protocol):
-    """Where a shard's kept rows, drops and rejects go (a stage writer or a shard part writer)."""
+@dataclass(frozen=True)
+class ImagePass:
+    """What every shard of one run needs (picklable): the lake, the stage config and the NSFW scorer."""
 
-    def keep(self, row: Mapping[str, Any]) -> None: ...
-    def drop(self, prov: Mapping[str, Any], reason: str, detail: str = "") -> None: ...
-    def reject(self, prov: Mapping[str, Any], reason: str, detail: str = "") -> None: ...
+    lake: Storage
+    cfg: ImageStageConfig
+    scorer: Scorer | None = None  # None: NudeNet, loaded once per worker, when `cfg.nsfw`
+
+    def nsfw(self) -> Scorer | None:
+        if self.scorer is not None or not self.cfg.nsfw:
+            return self.scorer
+        path = self.cfg.nsfw_model_path
+        return worker_cached(("nsfw", path), lambda: NsfwScorer(path))
 
 
-@dataclass
-class ImageSpan:
-    """One shard: consecutive image records of a drop from position `first`, with their captions."""
+@dataclass(frozen=True)
+class CaptionedShard(Shard):
+    """A shard of image records, with the folder where its passes stage their parts and its captions."""
 
-    index: int
-    first: int
-    rows: list[dict[str, Any]]
-    captions: list[Caption]
+    staging: str = ""
+
+    @property
+    def folder(self) -> str:
+        return f"{self.staging}/{self.span}"
+
+
+def write_captions(lake: Storage, shard: CaptionedShard, captions: Sequence[Caption]) -> None:
+    """Stage the captions the driver chose for the shard's records, in record order."""
+    lake.write_table(
+        f"{shard.staging}/captions-{shard.index:05d}.parquet",
+        pa.Table.from_pylist([asdict(c) for c in captions], schema=CAPTION_SCHEMA),
+    )
+
+
+def read_captions(lake: Storage, shard: CaptionedShard) -> list[Caption]:
+    """The staged captions of a shard's records (a split shard's slice of its planned shard's)."""
+    table = lake.read_table(f"{shard.staging}/captions-{shard.index:05d}.parquet")
+    return [Caption(**c) for c in table.slice(shard.start - shard.base, shard.rows).to_pylist()]
+
+
+def _records(job: ImagePass, shard: CaptionedShard) -> tuple[list[dict[str, Any]], list[Caption]]:
+    return read_shard(job.lake, shard).to_pylist(), read_captions(job.lake, shard)
 
 
 @dataclass
 class AnalysedShard:
     """What pass 1 of a shard returns: where it staged its outcomes, and its candidates for dedup."""
 
+    shard: CaptionedShard
     analysed_uri: str
     normalized_uri: str | None  # NSFW on: every candidate is normalized in pass 1
     candidates: list[phash_index.Candidate] = field(default_factory=list)
@@ -115,9 +168,10 @@ def _normalized_row(pos: int, nimg: NormalizedImage, score: float | None) -> dic
     }
 
 
-def _screen(span: ImageSpan, i: int, reader: RecordReader, cfg: ImageStageConfig) -> bytes | tuple[str, str, str]:
-    """The payload of record `i` of the span, or its (outcome, reason, detail) if it goes no further."""
-    row, caption = span.rows[i], span.captions[i]
+def _screen(
+    row: Mapping[str, Any], caption: Caption, reader: RecordReader, cfg: ImageStageConfig
+) -> bytes | tuple[str, str, str]:
+    """The payload of a record, or its (outcome, reason, detail) if it goes no further."""
     try:
         rec = reader.read(row["warc_path"], row["warc_offset"], row["warc_length"])
     except ValueError as e:
@@ -134,11 +188,10 @@ def _screen(span: ImageSpan, i: int, reader: RecordReader, cfg: ImageStageConfig
     return rec.payload
 
 
-def analyse_shard(
-    storage: Storage, staging: str, span: ImageSpan, cfg: ImageStageConfig, scorer: Scorer | None
-) -> AnalysedShard:
-    """Pass 1 over one shard: stage one row per record at `<staging>/analysed.parquet`."""
-    started = time.perf_counter()
+def analyse_pass(job: ImagePass, shard: CaptionedShard) -> AnalysedShard:
+    """Pass 1 over one shard: stage one row per record at `<shard folder>/analysed.parquet`."""
+    started, cfg, scorer = time.perf_counter(), job.cfg, job.nsfw()
+    records, captions = _records(job, shard)
     rows: dict[int, dict[str, Any]] = {}
     normalized: list[dict[str, Any]] = []
     greys: dict[int, np.ndarray] = {}
@@ -146,8 +199,8 @@ def analyse_shard(
 
     def to_analyse(reader: RecordReader) -> Any:
         seen: dict[str, int] = {}
-        for i, row in enumerate(span.rows):
-            screened = _screen(span, i, reader, cfg)
+        for i, row in enumerate(records):
+            screened = _screen(row, captions[i], reader, cfg)
             if isinstance(screened, tuple):
                 rows[i] = dict(zip(("outcome", "reason", "detail"), screened, strict=True))
             elif row["payload_sha256"] in seen:
@@ -161,7 +214,7 @@ def analyse_shard(
         norm = result.normalized
         return result, result.grey, (scorer.score(norm.image) if norm is not None else None)
 
-    with RecordReader(storage) as reader:
+    with RecordReader(job.lake) as reader:
         for (i, _), future in map_in_order(work, to_analyse(reader), cfg.workers):
             try:
                 result, grey, score = future.result()
@@ -172,7 +225,7 @@ def analyse_shard(
                 rows[i] = {"outcome": "rejected", "reason": e.reason, "detail": e.detail}
                 continue
             h = result.header
-            rows[i] = {"outcome": "candidate", "sha256": span.rows[i]["payload_sha256"]}
+            rows[i] = {"outcome": "candidate", "sha256": records[i]["payload_sha256"]}
             rows[i] |= {"width": h.width, "height": h.height, "format": h.format}
             greys[i] = grey
             if result.normalized is not None:
@@ -191,32 +244,39 @@ def analyse_shard(
     hashes = phash_batch(np.stack([greys[i] for i in order])).tolist() if order else []
     for i, h in zip(order, hashes, strict=True):
         rows[i]["phash"] = int(to_int64(h))
-    return _stage_analysed(storage, staging, span, rows, normalized, order, time.perf_counter() - started)
+    return _stage_analysed(job.lake, shard, records, rows, normalized, order, time.perf_counter() - started)
+
+
+def analyse_crashed(job: ImagePass, shard: CaptionedShard, error: str) -> AnalysedShard:
+    """The pass-1 result of a single record that kills its worker: staged as a `worker_crashed` reject."""
+    records = read_shard(job.lake, shard).to_pylist()
+    rows = {i: {"outcome": "rejected", "reason": WORKER_CRASHED, "detail": error} for i in range(len(records))}
+    return _stage_analysed(job.lake, shard, records, rows, [], [], 0.0)
 
 
 def _stage_analysed(
-    storage: Storage,
-    staging: str,
-    span: ImageSpan,
+    lake: Storage,
+    shard: CaptionedShard,
+    records: list[dict[str, Any]],
     rows: dict[int, dict[str, Any]],
     normalized: list[dict[str, Any]],
     order: list[int],
     seconds: float,
 ) -> AnalysedShard:
-    table = pa.Table.from_pylist([{**rows[i], "pos": span.first + i} for i in sorted(rows)], schema=ANALYSED_SCHEMA)
-    result = AnalysedShard(f"{staging}/analysed.parquet", None, seconds=seconds)
-    storage.write_table(result.analysed_uri, table)
+    table = pa.Table.from_pylist([{**rows[i], "pos": shard.start + i} for i in sorted(rows)], schema=ANALYSED_SCHEMA)
+    result = AnalysedShard(shard, f"{shard.folder}/analysed.parquet", None, seconds=seconds)
+    lake.write_table(result.analysed_uri, table)
     candidates = set(order)
-    kept_norm = [{**n, "pos": span.first + n["pos"]} for n in normalized if n["pos"] in candidates]
+    kept_norm = [{**n, "pos": shard.start + n["pos"]} for n in normalized if n["pos"] in candidates]
     if kept_norm:
-        result.normalized_uri = f"{staging}/normalized-0.parquet"
+        result.normalized_uri = f"{shard.folder}/normalized-0.parquet"
         kept_norm.sort(key=lambda n: n["pos"])
-        storage.write_table(result.normalized_uri, pa.Table.from_pylist(kept_norm, schema=NORMALIZED_SCHEMA))
+        lake.write_table(result.normalized_uri, pa.Table.from_pylist(kept_norm, schema=NORMALIZED_SCHEMA))
         result.pixels = {n["pos"]: n["pixel_sha256"] for n in kept_norm}
     for i in order:
-        row = span.rows[i]
+        row = records[i]
         result.candidates.append(phash_index.Candidate(row["record_id"], rows[i]["sha256"], rows[i]["phash"]))
-        result.positions.append(span.first + i)
+        result.positions.append(shard.start + i)
     result.outcomes = Counter(f"{r['outcome']}_{r['reason']}" for r in rows.values() if r["outcome"] != "candidate")
     return result
 
@@ -230,89 +290,116 @@ class NormalizedShard:
     failed: dict[int, tuple[str, str]] = field(default_factory=dict)  # pos -> (reason, detail)
 
 
-def normalize_shard(
-    storage: Storage, uri: str, span: ImageSpan, positions: Sequence[int], cfg: ImageStageConfig
-) -> NormalizedShard:
-    """Pass 2: normalize the images at drop `positions` of this shard and stage their JPEGs at `uri`."""
-    result, staged = NormalizedShard(None), []
-    with RecordReader(storage) as reader:
+@dataclass(frozen=True)
+class NormalizeShard(CaptionedShard):
+    """A shard of pass 2: the drop positions to normalize, and where to stage the result."""
+
+    positions: tuple[int, ...] = ()
+    out: str = ""
+
+    def todo(self) -> list[int]:
+        return [p for p in self.positions if self.start <= p < self.stop]  # a split shard: its own half
+
+
+def normalize_pass(job: ImagePass, shard: NormalizeShard) -> NormalizedShard:
+    """Pass 2: normalize the images at the shard's positions and stage their JPEGs."""
+    result, staged, records = NormalizedShard(None), [], read_shard(job.lake, shard).to_pylist()
+    with RecordReader(job.lake) as reader:
 
         def payloads() -> Any:
-            for pos in positions:
-                row = span.rows[pos - span.first]
+            for pos in shard.todo():
+                row = records[pos - shard.start]
                 yield pos, reader.read(row["warc_path"], row["warc_offset"], row["warc_length"]).payload
 
-        for (pos, _), future in map_in_order(lambda item: normalize_image(item[1], cfg), payloads(), cfg.workers):
+        work = map_in_order(lambda item: normalize_image(item[1], job.cfg), payloads(), job.cfg.workers)
+        for (pos, _), future in work:
             try:
                 staged.append(_normalized_row(pos, future.result(), None))
             except ImageRejected as e:
                 result.failed[pos] = (e.reason, e.detail)
     if staged:
-        result.normalized_uri = uri
-        storage.write_table(uri, pa.Table.from_pylist(staged, schema=NORMALIZED_SCHEMA))
+        result.normalized_uri = f"{shard.out}-{shard.start:010d}.parquet"
+        job.lake.write_table(result.normalized_uri, pa.Table.from_pylist(staged, schema=NORMALIZED_SCHEMA))
         result.pixels = {n["pos"]: n["pixel_sha256"] for n in staged}
     return result
 
 
+def normalize_crashed(job: ImagePass, shard: NormalizeShard, error: str) -> NormalizedShard:
+    """The pass-2 result of a record whose normalization kills its worker: rejected `worker_crashed`."""
+    return NormalizedShard(None, failed={pos: (WORKER_CRASHED, error) for pos in shard.todo()})
+
+
 @dataclass
 class PublishedImages:
-    """What pass 3 of a shard returns: its pHash-index entries and its kept images' histograms."""
+    """What pass 3 of a shard tells the driver besides its index entries: its kept images' histograms."""
 
-    entries: pa.Table
     formats: Counter[str] = field(default_factory=Counter)
     sizes: Counter[str] = field(default_factory=Counter)
     caption_sources: Counter[str] = field(default_factory=Counter)
     animated: int = 0
     thumbnails: list[dict[str, Any]] = field(default_factory=list)
-    preview: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"formats": dict(self.formats), "sizes": dict(self.sizes), "animated": self.animated,
+                "caption_sources": dict(self.caption_sources), "thumbnails": self.thumbnails}  # fmt: skip
 
 
-def publish_shard(
-    storage: Storage,
-    span: ImageSpan,
-    analysed_uri: str,
-    normalized_uris: Sequence[str],
-    decisions: Mapping[int, phash_index.Decision],
-    late: Mapping[int, tuple[str, str]],
-    out: RowSink,
-) -> PublishedImages:
-    """Pass 3: the shard's kept rows, drops and rejects in record order, from staged parts and `decisions`."""
-    analysed = {r["pos"]: r for r in storage.read_table(analysed_uri).to_pylist()}
-    norm = {r["pos"]: r for uri in normalized_uris for r in storage.read_table(uri).to_pylist()}
-    entries, result = [], PublishedImages(phash_index.ENTRY_SCHEMA.empty_table())
-    for i, row in enumerate(span.rows):
-        pos, a = span.first + i, analysed[span.first + i]
+@dataclass(frozen=True)
+class PublishImagesShard(CaptionedShard):
+    """A shard of pass 3: its staged pass-1 outcomes, normalized images and dedup decisions."""
+
+    analysed: str = ""
+    normalized: tuple[str, ...] = ()
+    decisions: str = ""
+
+
+def publish_pass(job: ImagePass, shard: PublishImagesShard, out: ShardOutput) -> Mapping[str, Any]:
+    """Pass 3: the shard's kept rows, drops and rejects in record order, from staged parts and decisions."""
+    started = time.perf_counter()
+    records, captions = _records(job, shard)
+    analysed = {r["pos"]: r for r in job.lake.read_table(shard.analysed).to_pylist()}
+    norm = {r["pos"]: r for uri in shard.normalized for r in job.lake.read_table(uri).to_pylist()}
+    decided = {d.pop("pos"): d for d in job.lake.read_table(shard.decisions).to_pylist()}
+    entries, result = [], PublishedImages()
+    for i, row in enumerate(records):
+        pos, a = shard.start + i, analysed[shard.start + i]
         outcome, reason, detail = (a["outcome"], a["reason"], a["detail"] or "")
-        if pos in late:
-            outcome, (reason, detail) = "rejected", late[pos]
+        d = decided.get(pos)
+        if d is not None and d["late_reason"]:
+            outcome, reason, detail = "rejected", d["late_reason"], d["late_detail"]
         if outcome != "candidate":
             (out.drop if outcome == "dropped" else out.reject)(row, reason, detail)
             continue
-        d, n = decisions[pos], norm.get(pos)
+        assert d is not None, f"no dedup decision for candidate {row['record_id']}"
+        n = norm.get(pos)
         entries.append(_entry(row, a, n, d))
-        if not d.kept:
-            where = f" in drop {d.owner_drop}" if d.owner_drop else ""
-            out.drop(row, d.reason or "near_duplicate", f"of {d.owner}{where}, hamming {d.hamming}")
+        if not d["kept"]:
+            where = f" in drop {d['owner_drop']}" if d["owner_drop"] else ""
+            out.drop(row, d["reason"] or "near_duplicate", f"of {d['owner']}{where}, hamming {d['hamming']}")
             continue
         assert n is not None, f"kept image {row['record_id']} was not normalized"
-        kept = _kept_row(row, span.captions[i], a, n, d.cluster)
+        kept = _kept_row(row, captions[i], a, n, d["cluster"])
         out.keep(kept)
         _account(result, kept)
-    result.entries = pa.Table.from_pylist(entries, schema=phash_index.ENTRY_SCHEMA)
-    return result
+    dedup = out.steps.setdefault("dedup", StepStats())
+    dedup.seen, dedup.seconds = len(entries), time.perf_counter() - started
+    dedup.dropped.update(e["reason"] for e in entries if not e["kept"])
+    return {"entries": entries, **result.as_json()}
 
 
-def _entry(row: Mapping[str, Any], a: Mapping[str, Any], n: Mapping[str, Any] | None, d: Any) -> dict[str, Any]:
+def _entry(
+    row: Mapping[str, Any], a: Mapping[str, Any], n: Mapping[str, Any] | None, d: Mapping[str, Any]
+) -> dict[str, Any]:
     return {
         **{c: row[c] for c in PROVENANCE_COLUMNS},
         "url": normalize_uri(row["target_uri"]),
         "sha256": a["sha256"],
         "pixel_sha256": n["pixel_sha256"] if n else None,
         "phash": a["phash"],
-        "kept": d.kept,
-        "dedup_cluster": d.cluster,
-        "reason": d.reason,
-        "hamming": d.hamming,
+        "kept": d["kept"],
+        "dedup_cluster": d["cluster"],
+        "reason": d["reason"],
+        "hamming": d["hamming"],
     }
 
 
@@ -351,5 +438,3 @@ def _account(result: PublishedImages, kept: dict[str, Any]) -> None:
         result.thumbnails.append(
             {**{k: kept[k] for k in ("url", "caption")}, "thumb": thumbnail(kept["normalized_jpeg"])}
         )
-    if len(result.preview) < 5:
-        result.preview.append(kept)

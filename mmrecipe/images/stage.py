@@ -21,31 +21,55 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from mmrecipe.crawl_index import read_records
+from mmrecipe.crawl_index import RAW_CRAWL, read_records
+from mmrecipe.engine import (
+    DEFAULT_SHARD_BYTES,
+    Engine,
+    LocalEngine,
+    ShardStage,
+    StageRun,
+    fingerprint,
+    plan_shards,
+    run_stage,
+)
 from mmrecipe.images import phash_index
 from mmrecipe.images.captions import CaptionIndex, scan_page
 from mmrecipe.images.image_analysis import ImageStageConfig
-from mmrecipe.images.image_filters import NsfwScorer
 from mmrecipe.images.image_shards import (
+    DECISION_SCHEMA,
     AnalysedShard,
-    ImageSpan,
-    NormalizedShard,
-    PublishedImages,
-    analyse_shard,
-    normalize_shard,
-    publish_shard,
+    CaptionedShard,
+    ImagePass,
+    NormalizeShard,
+    PublishImagesShard,
+    analyse_crashed,
+    analyse_pass,
+    normalize_crashed,
+    normalize_pass,
+    publish_pass,
+    write_captions,
 )
 from mmrecipe.images.webdataset import ShardWriter
-from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS, SIDE, StageOutput, StageWriter, stage_prefix
+from mmrecipe.stage_output import (
+    PROVENANCE_COLUMNS,
+    PROVENANCE_FIELDS,
+    SIDE,
+    STAGING,
+    StageOutput,
+    commit_version,
+    iter_stage_rows,
+    stage_prefix,
+)
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import RecordReader, normalize_uri
 
 ASSET = "deduped_images"
+CODE_VERSION = "3"  # 3: shard passes
 PIXEL_CHECK_BITS = 2  # near duplicates this close are compared pixel by pixel (pixel_duplicate)
 
 IMAGE_SCHEMA = pa.schema(
@@ -101,8 +125,12 @@ class ImageStageReport:
 class ImageStageResult:
     """The published stage output and its report."""
 
-    output: StageOutput
+    run: StageRun
     report: ImageStageReport
+
+    @property
+    def output(self) -> StageOutput:
+        return self.run.output
 
 
 def collect_captions(storage: Storage, drop: str, reader: RecordReader, surrounding_text: bool) -> CaptionIndex:
@@ -127,19 +155,18 @@ def shards_prefix(storage: Storage, drop: str) -> str:
     return storage.uri(stage_prefix(ASSET, drop, SIDE), "shards")
 
 
-def staging_prefix(storage: Storage, drop: str, shard: int) -> str:
-    """Where one shard's passes stage their parts until the drop is published."""
-    return storage.uri(stage_prefix(ASSET, drop, SIDE), "staging", f"shard-{shard:05d}")
-
-
-def image_spans(storage: Storage, drop: str, config: ImageStageConfig, shard_records: int) -> list[ImageSpan]:
-    """The drop's image records cut into shards of `shard_records`, each record with its caption."""
+def captioned_shards(
+    storage: Storage, drop: str, config: ImageStageConfig, shard_bytes: int
+) -> tuple[list[CaptionedShard], CaptionIndex]:
+    """The drop's image shards, each with the captions of its records staged, and the drop's caption index."""
     with RecordReader(storage) as reader:
         index = collect_captions(storage, drop, reader, config.surrounding_text)
-    rows = read_records(storage, drop, "image").to_pylist()
-    captions = [index.caption_for(normalize_uri(r["target_uri"])) for r in rows]
-    step = max(1, shard_records)
-    return [ImageSpan(i // step, i, rows[i : i + step], captions[i : i + step]) for i in range(0, len(rows), step)]
+    urls = read_records(storage, drop, "image", columns=["target_uri"])["target_uri"].to_pylist()
+    staging = storage.uri(stage_prefix(ASSET, drop, STAGING), "passes")
+    shards = [CaptionedShard(**vars(s), staging=staging) for s in plan_shards(storage, drop, "image", shard_bytes)]
+    for shard in shards:
+        write_captions(storage, shard, [index.caption_for(normalize_uri(u)) for u in urls[shard.start : shard.stop]])
+    return shards, index
 
 
 def _pixel_candidate(d: phash_index.Decision) -> bool:
@@ -153,42 +180,43 @@ class Decided:
 
     decisions: dict[int, phash_index.Decision] = field(default_factory=dict)
     late: dict[int, tuple[str, str]] = field(default_factory=dict)
-    normalized: dict[int, list[str]] = field(default_factory=dict)  # shard -> staged normalized parts
+    normalized: dict[str, list[str]] = field(default_factory=dict)  # shard span -> staged normalized parts
 
 
 def decide_drop(
-    storage: Storage,
-    drop: str,
-    spans: Sequence[ImageSpan],
-    analysed: Sequence[AnalysedShard],
-    prior: phash_index.PriorKept,
-    config: ImageStageConfig,
+    engine: Engine, job: ImagePass, analysed: Sequence[AnalysedShard], prior: phash_index.PriorKept
 ) -> Decided:
     """Dedup decisions over every shard's candidates, normalizing kept images (pass 2); redone if one fails."""
+    cfg = job.cfg
     cands = {p: c for a in analysed for p, c in zip(a.positions, a.candidates, strict=True)}
     pixels = {p: px for a in analysed for p, px in a.pixels.items()}
-    shard_of = {p: a_i for a_i, a in enumerate(analysed) for p in a.positions}
-    out = Decided(normalized={i: [a.normalized_uri] if a.normalized_uri else [] for i, a in enumerate(analysed)})
+    shard_of = {p: a.shard for a in analysed for p in a.positions}
+    out = Decided(normalized={a.shard.span: [a.normalized_uri] if a.normalized_uri else [] for a in analysed})
     rounds = 0
     while True:
         order = sorted(cands)
-        decided = phash_index.decide([cands[p] for p in order], prior, config.hamming_k, config.hash_bands)
+        decided = phash_index.decide([cands[p] for p in order], prior, cfg.hamming_k, cfg.hash_bands)
         out.decisions = dict(zip(order, decided, strict=True))
-        todo: dict[int, list[int]] = {}
+        todo: dict[str, list[int]] = {}
         for pos, d in out.decisions.items():
             if pos not in pixels and (d.kept or _pixel_candidate(d)):
-                todo.setdefault(shard_of[pos], []).append(pos)
+                todo.setdefault(shard_of[pos].span, []).append(pos)
         rounds += 1
+        shards = [
+            NormalizeShard(**vars(a.shard), positions=tuple(todo[a.shard.span]),
+                           out=f"{a.shard.folder}/normalized-{rounds}")
+            for a in analysed if a.shard.span in todo
+        ]  # fmt: skip
         kept_failed = False
-        for shard, positions in sorted(todo.items()):
-            uri = f"{staging_prefix(storage, drop, spans[shard].index)}/normalized-{rounds}.parquet"
-            done: NormalizedShard = normalize_shard(storage, uri, spans[shard], positions, config)
-            pixels |= done.pixels
-            out.normalized[shard] += [done.normalized_uri] if done.normalized_uri else []
-            for pos, why in done.failed.items():
-                out.late[pos] = why
-                kept_failed |= out.decisions[pos].kept
-                del cands[pos]
+        ran = engine.run(partial(normalize_pass, job), shards, partial(normalize_crashed, job))
+        for shard, results in zip(shards, ran, strict=True):
+            for done in results:
+                pixels |= done.pixels
+                out.normalized[shard.span] += [done.normalized_uri] if done.normalized_uri else []
+                for pos, why in done.failed.items():
+                    out.late[pos] = why
+                    kept_failed |= out.decisions[pos].kept
+                    del cands[pos]
         if not kept_failed:
             break
     for pos in [p for p in out.decisions if p in out.late]:
@@ -203,44 +231,50 @@ def decide_drop(
     return out
 
 
-def write_webdataset(storage: Storage, drop: str, data_uri: str, config: ImageStageConfig) -> ShardWriter:
+def _publish_shards(storage: Storage, analysed: Sequence[AnalysedShard], decided: Decided) -> list[PublishImagesShard]:
+    """Stage each shard's decisions (and late rejects) for pass 3."""
+    shards = []
+    for a in analysed:
+        rows = [
+            {"pos": p, "kept": d.kept, "cluster": d.cluster, "reason": d.reason, "hamming": d.hamming,
+             "owner": d.owner, "owner_drop": d.owner_drop}
+            for p in a.positions if (d := decided.decisions.get(p)) is not None
+        ]  # fmt: skip
+        rows += [{"pos": p, "late_reason": decided.late[p][0], "late_detail": decided.late[p][1]}
+                 for p in a.positions if p in decided.late]  # fmt: skip
+        uri = f"{a.shard.folder}/decisions.parquet"
+        storage.write_table(uri, pa.Table.from_pylist(rows, schema=DECISION_SCHEMA))
+        normalized = tuple(decided.normalized[a.shard.span])
+        shards.append(
+            PublishImagesShard(**vars(a.shard), analysed=a.analysed_uri, normalized=normalized, decisions=uri)
+        )
+    return shards
+
+
+def write_webdataset(storage: Storage, drop: str, config: ImageStageConfig) -> ShardWriter:
     """The drop's WebDataset shards of kept images (captioned ones, unless `shard_uncaptioned`), from its data."""
     shards = ShardWriter(storage, shards_prefix(storage, drop), config.shard_samples)
     cols = [*PROVENANCE_COLUMNS, "url", "page_url", "caption_source", "width", "height", "format", "sha256"]
     cols += ["phash", "dedup_cluster", "caption", "normalized_jpeg"]
     try:
-        with storage.open_input(data_uri) as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=256, columns=cols):
-                for kept in batch.to_pylist():
-                    if kept["caption"] or config.shard_uncaptioned:
-                        meta = {k: kept[k] for k in cols[:-4]}
-                        meta |= {"phash": f"{kept['phash'] & (2**64 - 1):016x}", "dedup_cluster": kept["dedup_cluster"]}
-                        shards.add(kept["record_id"], kept["normalized_jpeg"], kept["caption"], meta)
+        for kept in iter_stage_rows(storage, ASSET, drop, columns=cols):
+            if kept["caption"] or config.shard_uncaptioned:
+                meta = {k: kept[k] for k in cols[:-4]}
+                meta |= {"phash": f"{kept['phash'] & (2**64 - 1):016x}", "dedup_cluster": kept["dedup_cluster"]}
+                shards.add(kept["record_id"], kept["normalized_jpeg"], kept["caption"], meta)
     except BaseException:
         shards.abort()
         raise
     return shards
 
 
-def _merge(report: ImageStageReport, published: PublishedImages) -> None:
-    report.formats.update(published.formats)
-    report.sizes.update(published.sizes)
-    report.caption_sources.update(published.caption_sources)
-    report.animated += published.animated
-    report.clusters += sum(published.formats.values())
-    report.thumbnails += published.thumbnails[: 4 - len(report.thumbnails)]
-
-
-_SCORERS: dict[str | None, NsfwScorer] = {}
-
-
-def nsfw_scorer(config: ImageStageConfig) -> NsfwScorer | None:
-    """The process-wide NSFW scorer of `config` (loaded once per process), or None when the filter is off."""
-    if not config.nsfw:
-        return None
-    if config.nsfw_model_path not in _SCORERS:
-        _SCORERS[config.nsfw_model_path] = NsfwScorer(config.nsfw_model_path)
-    return _SCORERS[config.nsfw_model_path]
+def _merge(report: ImageStageReport, extra: dict[str, Any]) -> None:
+    report.formats.update(extra["formats"])
+    report.sizes.update(extra["sizes"])
+    report.caption_sources.update(extra["caption_sources"])
+    report.animated += extra["animated"]
+    report.clusters += sum(extra["formats"].values())
+    report.thumbnails += extra["thumbnails"][: 4 - len(report.thumbnails)]
 
 
 def run_image_stage(
@@ -248,29 +282,31 @@ def run_image_stage(
     drop: str,
     config: ImageStageConfig | None = None,
     scorer: Any = None,
-    shard_records: int = 4096,
+    engine: Engine | None = None,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
 ) -> ImageStageResult:
-    """Run the stage for one drop: publish its tables, shards and index entries; return what it did."""
-    config = config or ImageStageConfig()
-    scorer = scorer if scorer is not None else nsfw_scorer(config)
-    spans = image_spans(storage, drop, config, shard_records)
-    analysed = [analyse_shard(storage, staging_prefix(storage, drop, s.index), s, config, scorer) for s in spans]
+    """Run the stage for one drop on `engine` (default: inline): publish its tables, shards and index entries."""
+    config, engine = config or ImageStageConfig(), engine or LocalEngine(1)
+    job = ImagePass(storage, config, scorer)
+    shards, captions = captioned_shards(storage, drop, config, shard_bytes)
+    ran = engine.run(partial(analyse_pass, job), shards, partial(analyse_crashed, job))
+    analysed = [a for results in ran for a in results]
     prior, basis = phash_index.load_prior(storage, drop)
-    decided = decide_drop(storage, drop, spans, analysed, prior, config)
-    report, entries = ImageStageReport(), []
-    with StageWriter(storage, ASSET, drop, IMAGE_SCHEMA) as out:
-        for i, (span, a) in enumerate(zip(spans, analysed, strict=True)):
-            published = publish_shard(
-                storage, span, a.analysed_uri, decided.normalized[i], decided.decisions, decided.late, out
-            )
-            entries.append(published.entries)
-            _merge(report, published)
-        output = out.close()
-    shards = write_webdataset(storage, drop, output.data_uri, config)
-    report.shards, report.shard_samples = shards.close(), shards.samples
-    for uri in storage.list_files(storage.uri(stage_prefix(ASSET, drop, SIDE), "staging")):
-        storage.delete(uri)
-    table = pa.concat_tables(entries) if entries else phash_index.ENTRY_SCHEMA.empty_table()
+    decided = decide_drop(engine, job, analysed, prior)
+    version = fingerprint(
+        ASSET, CODE_VERSION, replace(config, workers=0), basis, commit_version(storage, RAW_CRAWL, drop)
+    )
+    stage = ShardStage(ASSET, drop, storage, IMAGE_SCHEMA, publish_pass, job, version)
+    run = run_stage(engine, stage, _publish_shards(storage, analysed, decided))
+    report = ImageStageReport(pages=captions.pages, opted_out_pages=captions.opted_out_pages)
+    report.unreadable_pages, entries = captions.unreadable_pages, []
+    for result in run.results:
+        if result.extra:  # a record that crashed its worker has none
+            entries += result.extra["entries"]
+            _merge(report, result.extra)
+    webdataset = write_webdataset(storage, drop, config)
+    report.shards, report.shard_samples = webdataset.close(), webdataset.samples
+    table = pa.Table.from_pylist(entries, schema=phash_index.ENTRY_SCHEMA)
     report.digest = phash_index.write_entries(storage, drop, table, basis, config.hamming_k)
     report.stale_drops = phash_index.stale_drops(storage)
-    return ImageStageResult(output, report)
+    return ImageStageResult(run, report)

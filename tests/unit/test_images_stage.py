@@ -11,12 +11,14 @@ import zlib
 from pathlib import Path
 
 import matplotlib
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageEnhance
 
 from mmrecipe.crawl_index import index_drop
 from mmrecipe.drops import MANIFEST, manifest_for_folder, verify_drop
+from mmrecipe.engine import Engine, LocalEngine
 from mmrecipe.images import phash_index
 from mmrecipe.images.image_analysis import ImageStageConfig, default_workers, map_in_order
 from mmrecipe.images.image_filters import NsfwScorer
@@ -227,6 +229,15 @@ def test_surrounding_text_is_used_only_when_enabled(roots: tuple[Storage, Storag
     assert pq.read_table(off.output.data_uri, columns=["caption_source"]).to_pylist() == [{"caption_source": "none"}]
 
 
+def _tables(lake: Storage) -> list[pa.Table]:
+    trees = ("data", REJECTS)
+    return [read_stage_table(lake, "deduped_images", d, t) for d in ("2024-01-a", "2024-02-b") for t in trees]
+
+
+def _side_files(lake: Storage) -> dict[str, bytes]:
+    return {k: v for k, v in _files(lake).items() if "/side/" in k or k.startswith("/image_phash_index")}
+
+
 def _files(lake: Storage) -> dict[str, bytes]:
     return {
         uri.removeprefix(lake.root): lake.read_bytes(uri)
@@ -288,26 +299,35 @@ def test_output_is_byte_identical_whatever_the_number_of_workers(tmp_path: Path,
     )
 
 
+def _run_drops(tmp_path: Path, name: str, engine: Engine, shard_bytes: int, nsfw: bool) -> tuple[Storage, list]:
+    """Both drops through the stage on `engine` in shards of `shard_bytes`, in a lake of their own."""
+    landing, lake = Storage(str(tmp_path / "landing")), Storage(str(tmp_path / name))
+    land(landing, lake, "2024-01-a", drop_a())
+    land(landing, lake, "2024-02-b", drop_b())
+    reports = []
+    for drop in ("2024-01-a", "2024-02-b"):
+        cfg = ImageStageConfig(workers=2, nsfw=nsfw, shard_samples=3)
+        scorer = SizeFlagScorer() if nsfw else None
+        result = run_image_stage(lake, drop, cfg, scorer, engine=engine, shard_bytes=shard_bytes)
+        result.report.shards = [uri.removeprefix(lake.root) for uri in result.report.shards]
+        reports.append((result.report, result.run.shards_total, result.run.output.counts))
+    assert not lake.list_files(lake.uri("deduped_images", "staging"))  # staging removed after the commit
+    return lake, reports
+
+
 @pytest.mark.parametrize("nsfw", [False, True], ids=["plain", "nsfw_scorer"])
-def test_output_is_byte_identical_whatever_the_shard_size(tmp_path: Path, nsfw: bool) -> None:
-    landing = Storage(str(tmp_path / "landing"))
-    lakes = {size: Storage(str(tmp_path / f"lake-{size}")) for size in (1, 3, 4096)}
-    reports: dict[int, list] = {}
-    for size, lake in lakes.items():
-        land(landing, lake, "2024-01-a", drop_a())
-        land(landing, lake, "2024-02-b", drop_b())
-        for drop in ("2024-01-a", "2024-02-b"):
-            cfg = ImageStageConfig(workers=2, nsfw=nsfw, shard_samples=3)
-            report = run_image_stage(lake, drop, cfg, SizeFlagScorer() if nsfw else None, shard_records=size).report
-            report.shards = [uri.removeprefix(lake.root) for uri in report.shards]
-            reports.setdefault(size, []).append(report)
-        assert not lake.list_files(lake.uri("deduped_images", "side", "2024-01-a", "staging"))  # staging removed
-    files = {size: _files(lake) for size, lake in lakes.items()}
-    assert sorted(files[1]) == sorted(files[3]) == sorted(files[4096])
-    assert sum("/shards/" in k for k in files[1]) >= 2  # WebDataset shards of 3 samples span engine shards
-    assert files[1] == files[3] == files[4096]  # tables, WebDataset shards and index entries, byte for byte
-    assert reports[1] == reports[3] == reports[4096]
-    assert outcomes(lakes[1], "2024-01-a") == (
+def test_output_is_the_same_whatever_the_shard_size(tmp_path: Path, nsfw: bool) -> None:
+    runs = {size: _run_drops(tmp_path, f"lake-{size}", LocalEngine(1), size, nsfw) for size in (64 << 20, 60_000, 1)}
+    shards = {size: [r[1] for r in reports] for size, (_, reports) in runs.items()}
+    assert shards[64 << 20] == [1, 1] and shards[1] == [19, 4] and 1 < shards[60_000][0] < 19
+    tables = {size: _tables(lake) for size, (lake, _) in runs.items()}
+    assert tables[1] == tables[60_000] == tables[64 << 20]  # kept rows, rejects: the same rows in the same order
+    side = {size: _side_files(lake) for size, (lake, _) in runs.items()}
+    assert side[1] == side[60_000] == side[64 << 20]  # WebDataset shards and index entries, byte for byte
+    assert sum("/shards/" in k for k in side[1]) >= 2  # WebDataset shards of 3 samples span engine shards
+    reports = {size: [r[0] for r in reps] for size, (_, reps) in runs.items()}
+    assert reports[1] == reports[60_000] == reports[64 << 20]
+    assert outcomes(runs[1][0], "2024-01-a") == (
         EXPECTED_A | {"/img/cmyk.jpg": "nsfw", "/img/anim.gif": "nsfw"} if nsfw else EXPECTED_A
     )
 
