@@ -41,12 +41,12 @@ def test_images_are_byte_identical_on_every_engine(tmp_path: Path, ray_engine: R
 
 
 def test_audio_is_byte_identical_on_every_engine(tmp_path: Path, ray_engine: RayEngine) -> None:
-    published = {}
+    published, landing = {}, Storage(str(tmp_path / "landing"))
+    responses = [HttpResponse(HOST + url, body, ctype, status) for url, (body, ctype, status, *_) in CASES.items()]
+    landing.write_bytes(landing.uri("d1", "a.warc.gz"), warc_bytes(responses))
     for name, engine in _engines(ray_engine).items():
         lake = Storage(str(tmp_path / name))
-        responses = [HttpResponse(HOST + url, body, ctype, status) for url, (body, ctype, status, *_) in CASES.items()]
-        lake.write_bytes(lake.uri("d1", "a.warc.gz"), warc_bytes(responses))
-        index_drop(lake, lake, "d1", ["a.warc.gz"])
+        index_drop(landing, lake, "d1", ["a.warc.gz"])
         run = run_audio_stage(engine, lake, "d1", SETTINGS, ASR, 1)
         assert run.run.shards_total == len(CASES) and not run.reused
         assert (run.run.output.counts.kept, run.run.output.counts.dropped) == (2, {"too_little_speech": 2})
