@@ -152,8 +152,7 @@ class AnalysedShard:
     candidates: list[phash_index.Candidate] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)  # drop positions of the candidates
     pixels: dict[int, str] = field(default_factory=dict)  # pos -> pixel hash, for normalized candidates
-    outcomes: Counter[str] = field(default_factory=Counter)  # "dropped_<reason>" / "rejected_<reason>"
-    seconds: float = 0.0
+    steps: dict[str, StepStats] = field(default_factory=dict)
 
 
 def _normalized_row(pos: int, nimg: NormalizedImage, score: float | None) -> dict[str, Any]:
@@ -196,12 +195,17 @@ def analyse_pass(job: ImagePass, shard: CaptionedShard) -> AnalysedShard:
     normalized: list[dict[str, Any]] = []
     greys: dict[int, np.ndarray] = {}
     copies: list[tuple[int, int]] = []  # (i, i of the first record of the shard with the same bytes)
+    step_of: dict[int, str] = {}  # i -> the step that decided a dropped or rejected record
+    seconds = Counter[str]()
 
     def to_analyse(reader: RecordReader) -> Any:
         seen: dict[str, int] = {}
         for i, row in enumerate(records):
+            screen_started = time.perf_counter()
             screened = _screen(row, captions[i], reader, cfg)
+            seconds["screen"] += time.perf_counter() - screen_started
             if isinstance(screened, tuple):
+                step_of[i] = "screen"
                 rows[i] = dict(zip(("outcome", "reason", "detail"), screened, strict=True))
             elif row["payload_sha256"] in seen:
                 copies.append((i, seen[row["payload_sha256"]]))
@@ -211,8 +215,12 @@ def analyse_pass(job: ImagePass, shard: CaptionedShard) -> AnalysedShard:
 
     def work(item: tuple[int, bytes]) -> tuple[Any, np.ndarray, float | None]:
         result = analyse_image(item[1], cfg, normalize_now=scorer is not None)  # NSFW needs pixels now
-        norm = result.normalized
-        return result, result.grey, (scorer.score(norm.image) if norm is not None else None)
+        if result.normalized is None:
+            return result, result.grey, None
+        score_started = time.perf_counter()
+        score = scorer.score(result.normalized.image)
+        seconds["nsfw"] += time.perf_counter() - score_started  # thread seconds
+        return result, result.grey, score
 
     with RecordReader(job.lake) as reader:
         for (i, _), future in map_in_order(work, to_analyse(reader), cfg.workers):
@@ -232,6 +240,8 @@ def analyse_pass(job: ImagePass, shard: CaptionedShard) -> AnalysedShard:
                 normalized.append(_normalized_row(i, result.normalized, score))
     for i, first in copies:  # same bytes: same outcome, features and normalization
         rows[i] = dict(rows[first])
+        if first in step_of:
+            step_of[i] = step_of[first]
         if first in greys:
             greys[i] = greys[first]
         normalized += [{**n, "pos": i} for n in normalized if n["pos"] == first]
@@ -240,18 +250,39 @@ def analyse_pass(job: ImagePass, shard: CaptionedShard) -> AnalysedShard:
             greys.pop(n["pos"])
             detail = f"NudeNet score {n['nsfw_score']:.3f} >= {cfg.nsfw_threshold}"
             rows[n["pos"]] = {"outcome": "dropped", "reason": "nsfw", "detail": detail}
+            step_of[n["pos"]] = "nsfw"
     order = sorted(greys)
     hashes = phash_batch(np.stack([greys[i] for i in order])).tolist() if order else []
     for i, h in zip(order, hashes, strict=True):
         rows[i]["phash"] = int(to_int64(h))
-    return _stage_analysed(job.lake, shard, records, rows, normalized, order, time.perf_counter() - started)
+    seconds["analyse"] = time.perf_counter() - started - seconds["screen"] - seconds["nsfw"]
+    steps = _steps(rows, step_of, seconds, ("screen", "analyse", "nsfw") if scorer else ("screen", "analyse"))
+    return _stage_analysed(job.lake, shard, records, rows, normalized, order, steps)
+
+
+def _steps(
+    rows: Mapping[int, Mapping[str, Any]],
+    step_of: Mapping[int, str],
+    seconds: Mapping[str, float],
+    names: Sequence[str],
+) -> dict[str, StepStats]:
+    """Pass 1's declared steps: records seen, seconds, and the drops and rejects each decided."""
+    steps, alive = {name: StepStats(seconds=seconds.get(name, 0.0)) for name in names}, len(rows)
+    for i, r in rows.items():
+        if r["outcome"] != "candidate":
+            step = steps[step_of.get(i, "analyse")]  # decode errors and header filters: analyse
+            (step.dropped if r["outcome"] == "dropped" else step.rejected)[r["reason"]] += 1
+    for step in steps.values():
+        step.seen, alive = alive, alive - sum(step.dropped.values()) - sum(step.rejected.values())
+    return steps
 
 
 def analyse_crashed(job: ImagePass, shard: CaptionedShard, error: str) -> AnalysedShard:
     """The pass-1 result of a single record that kills its worker: staged as a `worker_crashed` reject."""
     records = read_shard(job.lake, shard).to_pylist()
     rows = {i: {"outcome": "rejected", "reason": WORKER_CRASHED, "detail": error} for i in range(len(records))}
-    return _stage_analysed(job.lake, shard, records, rows, [], [], 0.0)
+    steps = _steps(rows, dict.fromkeys(rows, "screen"), {}, ("screen",))
+    return _stage_analysed(job.lake, shard, records, rows, [], [], steps)
 
 
 def _stage_analysed(
@@ -261,10 +292,10 @@ def _stage_analysed(
     rows: dict[int, dict[str, Any]],
     normalized: list[dict[str, Any]],
     order: list[int],
-    seconds: float,
+    steps: dict[str, StepStats],
 ) -> AnalysedShard:
     table = pa.Table.from_pylist([{**rows[i], "pos": shard.start + i} for i in sorted(rows)], schema=ANALYSED_SCHEMA)
-    result = AnalysedShard(shard, f"{shard.folder}/analysed.parquet", None, seconds=seconds)
+    result = AnalysedShard(shard, f"{shard.folder}/analysed.parquet", None, steps=steps)
     lake.write_table(result.analysed_uri, table)
     candidates = set(order)
     kept_norm = [{**n, "pos": shard.start + n["pos"]} for n in normalized if n["pos"] in candidates]
@@ -277,7 +308,6 @@ def _stage_analysed(
         row = records[i]
         result.candidates.append(phash_index.Candidate(row["record_id"], rows[i]["sha256"], rows[i]["phash"]))
         result.positions.append(shard.start + i)
-    result.outcomes = Counter(f"{r['outcome']}_{r['reason']}" for r in rows.values() if r["outcome"] != "candidate")
     return result
 
 
@@ -288,6 +318,7 @@ class NormalizedShard:
     normalized_uri: str | None
     pixels: dict[int, str] = field(default_factory=dict)
     failed: dict[int, tuple[str, str]] = field(default_factory=dict)  # pos -> (reason, detail)
+    step: StepStats = field(default_factory=StepStats)
 
 
 @dataclass(frozen=True)
@@ -303,7 +334,8 @@ class NormalizeShard(CaptionedShard):
 
 def normalize_pass(job: ImagePass, shard: NormalizeShard) -> NormalizedShard:
     """Pass 2: normalize the images at the shard's positions and stage their JPEGs."""
-    result, staged, records = NormalizedShard(None), [], read_shard(job.lake, shard).to_pylist()
+    started, result, staged = time.perf_counter(), NormalizedShard(None), []
+    records = read_shard(job.lake, shard).to_pylist()
     with RecordReader(job.lake) as reader:
 
         def payloads() -> Any:
@@ -321,12 +353,17 @@ def normalize_pass(job: ImagePass, shard: NormalizeShard) -> NormalizedShard:
         result.normalized_uri = f"{shard.out}-{shard.start:010d}.parquet"
         job.lake.write_table(result.normalized_uri, pa.Table.from_pylist(staged, schema=NORMALIZED_SCHEMA))
         result.pixels = {n["pos"]: n["pixel_sha256"] for n in staged}
+    result.step = StepStats(len(shard.todo()), time.perf_counter() - started)
+    result.step.rejected.update(reason for reason, _ in result.failed.values())
     return result
 
 
 def normalize_crashed(job: ImagePass, shard: NormalizeShard, error: str) -> NormalizedShard:
     """The pass-2 result of a record whose normalization kills its worker: rejected `worker_crashed`."""
-    return NormalizedShard(None, failed={pos: (WORKER_CRASHED, error) for pos in shard.todo()})
+    failed = {pos: (WORKER_CRASHED, error) for pos in shard.todo()}
+    return NormalizedShard(
+        None, failed=failed, step=StepStats(len(failed), rejected=Counter({WORKER_CRASHED: len(failed)}))
+    )
 
 
 @dataclass

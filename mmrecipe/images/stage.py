@@ -33,6 +33,7 @@ from mmrecipe.engine import (
     LocalEngine,
     ShardStage,
     StageRun,
+    StepStats,
     fingerprint,
     plan_shards,
     run_stage,
@@ -181,6 +182,7 @@ class Decided:
     decisions: dict[int, phash_index.Decision] = field(default_factory=dict)
     late: dict[int, tuple[str, str]] = field(default_factory=dict)
     normalized: dict[str, list[str]] = field(default_factory=dict)  # shard span -> staged normalized parts
+    step: StepStats = field(default_factory=StepStats)  # pass 2, over every round
 
 
 def decide_drop(
@@ -211,6 +213,7 @@ def decide_drop(
         ran = engine.run(partial(normalize_pass, job), shards, partial(normalize_crashed, job))
         for shard, results in zip(shards, ran, strict=True):
             for done in results:
+                out.step.add(done.step)
                 pixels |= done.pixels
                 out.normalized[shard.span] += [done.normalized_uri] if done.normalized_uri else []
                 for pos, why in done.failed.items():
@@ -298,6 +301,7 @@ def run_image_stage(
     )
     stage = ShardStage(ASSET, drop, storage, IMAGE_SCHEMA, publish_pass, job, version)
     run = run_stage(engine, stage, _publish_shards(storage, analysed, decided))
+    run.steps = StepStats.merged([*(a.steps for a in analysed), {"normalize": decided.step}, run.steps])
     report = ImageStageReport(pages=captions.pages, opted_out_pages=captions.opted_out_pages)
     report.unreadable_pages, entries = captions.unreadable_pages, []
     for result in run.results:

@@ -180,6 +180,16 @@ def test_every_image_record_gets_exactly_one_outcome_with_the_right_reason(roots
     assert counts.total == len(EXPECTED_A) and counts.kept == 7
     assert counts.rejected == {"truncated_image": 1, "decompression_bomb": 1, "http_error": 1}
     assert counts.dropped["opt_out"] == 2 and counts.dropped["format_not_allowed"] == 2
+    steps = result.run.steps  # each drop or reject counted at the declared step that made it
+    assert list(steps) == ["screen", "analyse", "normalize", "dedup"] and steps["screen"].seen == len(EXPECTED_A)
+    assert (steps["screen"].rejected, steps["screen"].dropped) == (
+        {"http_error": 1},
+        {"opt_out": 2, "format_not_allowed": 1},  # the SVG, by its MIME type
+    )
+    assert steps["analyse"].rejected == {"truncated_image": 1, "decompression_bomb": 1}
+    assert steps["analyse"].dropped == {"too_small": 1, "bad_aspect_ratio": 1, "format_not_allowed": 1}
+    assert steps["dedup"].dropped == {"near_duplicate": 1, "exact_duplicate": 1, "pixel_duplicate": 1}
+    assert steps["dedup"].seen == 10 and steps["normalize"].seen >= 7 and steps["analyse"].seconds > 0
 
 
 def test_kept_rows_carry_captions_sizes_hashes_and_normalized_jpegs(roots: tuple[Storage, Storage]) -> None:
