@@ -516,7 +516,9 @@ class Storage:
     def move(self, src: str, dst: str) -> None:
         """Move the file at `src` to `dst`, replacing it (local: a rename; S3: a server-side copy, then a delete)."""
         if not self.is_s3:
-            retried(lambda: self.fs.create_dir(self._fs_path(dst).rsplit("/", 1)[0], recursive=True))
+            parent = self._fs_path(dst).rsplit("/", 1)[0]
+            retried(lambda: self.fs.create_dir(parent, recursive=True))
+            sweep_stale_temp_files(parent, ".tmp-")
         retried(lambda: self.fs.move(self._fs_path(src), self._fs_path(dst)))
 
     def copy_file_in(self, local_path: str, uri: str, chunk: int = 8 << 20) -> None:

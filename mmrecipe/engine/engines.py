@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from mmrecipe.engine.shards import Shard
+from mmrecipe.settings import ENGINES
 
 R = TypeVar("R")
 T = TypeVar("T")
-ENGINES = ("local", "ray")
 WORKER_CRASHED = "worker_crashed"
 _CACHE: dict[Hashable, Any] = {}
 

@@ -16,10 +16,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mmrecipe.crawl_index import RAW_CRAWL, kind_filter
+from mmrecipe.settings import DEFAULT_SHARD_BYTES
 from mmrecipe.stage_output import committed, committed_parts
 from mmrecipe.storage import Storage, retried
 
-DEFAULT_SHARD_BYTES = 64 << 20
 KEY = ["warc_path", "warc_offset"]
 PART = "part"  # the kind of a shard over the rows of one committed part (`Shard.source`)
 
