@@ -13,7 +13,6 @@ from pydantic import Field
 
 from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.stage_checks import conservation_check
-from data_assets.stage_engine import shard_bytes, stage_engine
 from data_assets.stage_metadata import column_schema, stage_metadata
 from mmrecipe.audio.audio_shards import run_audio_stage
 from mmrecipe.audio.calibration import load_calibration_set, transcribe_calibration_set
@@ -26,6 +25,7 @@ from mmrecipe.dedup import BandIndex
 from mmrecipe.stage_output import markdown_table, read_stage_table
 from partitions import drops_partitions
 from resources import LakeResource
+from resources.engine import EngineResource, ray_resources
 from resources.pod_resources import pod_resources
 from resources.transcriber import TranscriberResource
 
@@ -80,12 +80,13 @@ def transcribed_audio(
     config: TranscribedAudioConfig,
     lake: LakeResource,
     transcriber: TranscriberResource,
+    engine: EngineResource,
 ) -> dg.MaterializeResult:
     """Transcripts of a drop's speech clips: PII-redacted text, timed segments, language, audio facts; deduplicated."""
     drop, storage, asr = context.partition_key, lake.storage(), transcriber.settings()
     started = time.perf_counter()
-    engine, size = stage_engine(ASSET), shard_bytes(ASSET)
-    run = run_audio_stage(engine, storage, drop, config.stage_settings(), asr, size)
+    asr_engine = engine.engine(**ray_resources(ASSET))  # the GPU pass
+    run = run_audio_stage(engine.engine(), storage, drop, config.stage_settings(), asr, engine.shard_bytes, asr_engine)
     if run.reused:  # same records, settings and model: a dedup refresh or a retry
         context.log.info(f"reused the stored clip outcomes of {run.run.output.counts.total} audio records: no ASR")
     wall_s, stats = time.perf_counter() - started, run.stats
