@@ -3,11 +3,13 @@
 A drop's image records are cut into shards (`plan_shards`); the driver stages each shard's captions
 (`CaptionedShard`) and runs, on the engine:
 
-1. `analyse_shard` on every shard: HTTP status, robots opt-out (of a referencing page, or the
+0. `caption_pass` on the shards of the drop's HTML pages: their image references and opt-outs, from
+   which the driver picks each image's caption (`captions.CaptionIndex`).
+1. `analyse_pass` on every shard: HTTP status, robots opt-out (of a referencing page, or the
    image's own `X-Robots-Tag`), MIME, then `analyse_image` (header filters, pHash), and the NSFW
    score when that filter is on. It stages one row per record (outcome or features) and returns
    only the candidates' (position, record id, byte hash, pHash): never pixels.
-2. `normalize_shard` on the shards holding kept images and close near duplicates (the driver's
+2. `normalize_pass` on the shards holding kept images and close near duplicates (the driver's
    decisions): decode again and normalize; it stages the JPEGs and returns pixel hashes or rejects.
 3. `publish_pass` on every shard through `run_stage`: kept rows (with their staged JPEGs), drops and
    rejects, all in record order, plus the shard's pHash-index entries; it reads staged parts, never
@@ -30,7 +32,7 @@ import pyarrow as pa
 
 from mmrecipe.engine import WORKER_CRASHED, Shard, ShardOutput, StepStats, read_shard, worker_cached
 from mmrecipe.images import phash_index
-from mmrecipe.images.captions import Caption
+from mmrecipe.images.captions import Caption, ImageRef, scan_page
 from mmrecipe.images.decoding import ImageRejected, NormalizedImage
 from mmrecipe.images.image_analysis import (
     ImageFiltered,
@@ -96,6 +98,29 @@ NORMALIZED_SCHEMA = pa.schema(
     ]
 )
 Scorer = Any  # NsfwScorer-like: .score(PIL image) -> float
+
+
+PageScan = tuple[bool, list[ImageRef]] | None  # one HTML page: (opts out?, its image references); None: unreadable
+
+
+def caption_pass(lake: Storage, shard: Shard) -> list[PageScan]:
+    """Pass 0 over a shard of the drop's HTML pages: each page's opt-out and image references, in order."""
+    pages = read_shard(lake, shard, ["warc_path", "warc_offset", "warc_length", "target_uri"]).to_pylist()
+    scans: list[PageScan] = []
+    with RecordReader(lake) as reader:
+        for i, page in enumerate(pages):
+            try:
+                rec = reader.read(page["warc_path"], page["warc_offset"], page["warc_length"])
+            except ValueError:
+                scans.append(None)
+                continue
+            scans.append(scan_page(rec.payload, page["target_uri"] or "", rec.http_headers, shard.start + i))
+    return scans
+
+
+def caption_crashed(lake: Storage, shard: Shard, error: str) -> list[PageScan]:
+    """A page that kills its worker process is counted as unreadable."""
+    return [None] * shard.rows
 
 
 @dataclass(frozen=True)

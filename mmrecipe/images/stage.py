@@ -4,8 +4,9 @@ Every image record of the drop (raw_crawl rows of kind "image") ends as exactly 
 one drop/reject. The driver here holds no image: it runs the shard passes of `image_shards` and
 makes the drop-level decisions between them.
 
-1. **Captions and opt-outs.** Every HTML page of the drop is parsed for `<img>` references
-   (`captions.CaptionIndex`); each image record gets its caption and opt-out before pass 1.
+1. **Captions and opt-outs.** Every HTML page of the drop is parsed for `<img>` references in shards
+   (`caption_pass`); the driver merges them (`captions.CaptionIndex`) and stages each image record's
+   caption and opt-out before pass 1.
 2. **Pass 1** per shard (`analyse_shard`): screening, header filters, pHash (NSFW score if on).
 3. **Dedup** of the candidates against the kept images of earlier drops and earlier records
    (`phash_index.decide`). Kept images and near duplicates within `PIXEL_CHECK_BITS` (to tell
@@ -39,7 +40,7 @@ from mmrecipe.engine import (
     run_stage,
 )
 from mmrecipe.images import phash_index
-from mmrecipe.images.captions import CaptionIndex, scan_page
+from mmrecipe.images.captions import CaptionIndex
 from mmrecipe.images.image_analysis import ImageStageConfig
 from mmrecipe.images.image_shards import (
     DECISION_SCHEMA,
@@ -50,6 +51,8 @@ from mmrecipe.images.image_shards import (
     PublishImagesShard,
     analyse_crashed,
     analyse_pass,
+    caption_crashed,
+    caption_pass,
     normalize_crashed,
     normalize_pass,
     publish_pass,
@@ -67,7 +70,7 @@ from mmrecipe.stage_output import (
     stage_prefix,
 )
 from mmrecipe.storage import Storage
-from mmrecipe.warc_index import RecordReader, normalize_uri
+from mmrecipe.warc_index import normalize_uri
 
 ASSET = "deduped_images"
 CODE_VERSION = "3"  # 3: shard passes
@@ -134,20 +137,20 @@ class ImageStageResult:
         return self.run.output
 
 
-def collect_captions(storage: Storage, drop: str, reader: RecordReader, surrounding_text: bool) -> CaptionIndex:
-    """Image references of every HTML page of the drop (unreadable pages are counted, not fatal)."""
+def collect_captions(
+    engine: Engine, storage: Storage, drop: str, surrounding_text: bool, shard_bytes: int
+) -> CaptionIndex:
+    """Image references of every HTML page of the drop, scanned in shards (unreadable pages are counted, not fatal)."""
     index = CaptionIndex(surrounding_text=surrounding_text)
-    pages = read_records(storage, drop, "html", columns=["warc_path", "warc_offset", "warc_length", "target_uri"])
-    for order, page in enumerate(pages.to_pylist()):
-        try:
-            rec = reader.read(page["warc_path"], page["warc_offset"], page["warc_length"])
-        except ValueError:
-            index.pages += 1
-            index.unreadable_pages += 1
-            continue
-        url = page["target_uri"] or ""
-        opt_out, refs = scan_page(rec.payload, url, rec.http_headers, order)
-        index.add_page(opt_out, refs)
+    shards = plan_shards(storage, drop, "html", shard_bytes)
+    for results in engine.run(partial(caption_pass, storage), shards, partial(caption_crashed, storage)):
+        for scans in results:
+            for scan in scans:
+                if scan is None:
+                    index.pages += 1
+                    index.unreadable_pages += 1
+                else:
+                    index.add_page(*scan)
     return index
 
 
@@ -157,11 +160,10 @@ def shards_prefix(storage: Storage, drop: str) -> str:
 
 
 def captioned_shards(
-    storage: Storage, drop: str, config: ImageStageConfig, shard_bytes: int
+    engine: Engine, storage: Storage, drop: str, config: ImageStageConfig, shard_bytes: int
 ) -> tuple[list[CaptionedShard], CaptionIndex]:
     """The drop's image shards, each with the captions of its records staged, and the drop's caption index."""
-    with RecordReader(storage) as reader:
-        index = collect_captions(storage, drop, reader, config.surrounding_text)
+    index = collect_captions(engine, storage, drop, config.surrounding_text, shard_bytes)
     urls = read_records(storage, drop, "image", columns=["target_uri"])["target_uri"].to_pylist()
     staging = storage.uri(stage_prefix(ASSET, drop, STAGING), "passes")
     shards = [CaptionedShard(**vars(s), staging=staging) for s in plan_shards(storage, drop, "image", shard_bytes)]
@@ -291,7 +293,7 @@ def run_image_stage(
     """Run the stage for one drop on `engine` (default: inline): publish its tables, shards and index entries."""
     config, engine = config or ImageStageConfig(), engine or LocalEngine(1)
     job = ImagePass(storage, config, scorer)
-    shards, captions = captioned_shards(storage, drop, config, shard_bytes)
+    shards, captions = captioned_shards(engine, storage, drop, config, shard_bytes)
     ran = engine.run(partial(analyse_pass, job), shards, partial(analyse_crashed, job))
     analysed = [a for results in ran for a in results]
     prior, basis = phash_index.load_prior(storage, drop)
