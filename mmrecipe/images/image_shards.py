@@ -392,8 +392,8 @@ def normalize_crashed(job: ImagePass, shard: NormalizeShard, error: str) -> Norm
 
 
 @dataclass
-class PublishedImages:
-    """What pass 3 of a shard tells the driver besides its index entries: its kept images' histograms."""
+class KeptImages:
+    """Histograms of kept images (formats, longer sides, caption sources, animated) and a few thumbnails."""
 
     formats: Counter[str] = field(default_factory=Counter)
     sizes: Counter[str] = field(default_factory=Counter)
@@ -404,6 +404,14 @@ class PublishedImages:
     def as_json(self) -> dict[str, Any]:
         return {"formats": dict(self.formats), "sizes": dict(self.sizes), "animated": self.animated,
                 "caption_sources": dict(self.caption_sources), "thumbnails": self.thumbnails}  # fmt: skip
+
+    def add(self, other: Mapping[str, Any]) -> None:
+        """Add another shard's histograms (as `as_json` gave them); thumbnails up to 4."""
+        self.formats.update(other["formats"])
+        self.sizes.update(other["sizes"])
+        self.caption_sources.update(other["caption_sources"])
+        self.animated += other["animated"]
+        self.thumbnails += other["thumbnails"][: 4 - len(self.thumbnails)]
 
 
 @dataclass(frozen=True)
@@ -422,7 +430,7 @@ def publish_pass(job: ImagePass, shard: PublishImagesShard, out: ShardOutput) ->
     analysed = {r["pos"]: r for r in job.lake.read_table(shard.analysed).to_pylist()}
     norm = {r["pos"]: r for uri in shard.normalized for r in job.lake.read_table(uri).to_pylist()}
     decided = {d.pop("pos"): d for d in job.lake.read_table(shard.decisions).to_pylist()}
-    entries, result = [], PublishedImages()
+    entries, result = [], KeptImages()
     for i, row in enumerate(records):
         pos, a = shard.start + i, analysed[shard.start + i]
         outcome, reason, detail = (a["outcome"], a["reason"], a["detail"] or "")
@@ -491,7 +499,7 @@ def _kept_row(
     }
 
 
-def _account(result: PublishedImages, kept: dict[str, Any]) -> None:
+def _account(result: KeptImages, kept: dict[str, Any]) -> None:
     result.formats[kept["format"]] += 1
     result.sizes[size_bucket(kept["width"], kept["height"])] += 1
     result.caption_sources[kept["caption_source"]] += 1

@@ -19,7 +19,6 @@ makes the drop-level decisions between them.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -47,6 +46,7 @@ from mmrecipe.images.image_shards import (
     AnalysedShard,
     CaptionedShard,
     ImagePass,
+    KeptImages,
     NormalizeShard,
     PublishImagesShard,
     analyse_crashed,
@@ -102,22 +102,17 @@ IMAGE_SCHEMA = pa.schema(
 
 
 @dataclass
-class ImageStageReport:
-    """What the stage did beyond the counts: histograms, captions, shards, index state."""
+class ImageStageReport(KeptImages):
+    """What the stage did beyond the counts: kept-image histograms, captions, shards, index state."""
 
-    formats: Counter[str] = field(default_factory=Counter)
-    sizes: Counter[str] = field(default_factory=Counter)
-    caption_sources: Counter[str] = field(default_factory=Counter)
     pages: int = 0
     opted_out_pages: int = 0
     unreadable_pages: int = 0
-    animated: int = 0
     shards: list[str] = field(default_factory=list)
     shard_samples: int = 0
     clusters: int = 0
     digest: str = ""
     stale_drops: list[str] = field(default_factory=list)
-    thumbnails: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def caption_coverage(self) -> float:
@@ -273,15 +268,6 @@ def write_webdataset(storage: Storage, drop: str, config: ImageStageConfig) -> S
     return shards
 
 
-def _merge(report: ImageStageReport, extra: dict[str, Any]) -> None:
-    report.formats.update(extra["formats"])
-    report.sizes.update(extra["sizes"])
-    report.caption_sources.update(extra["caption_sources"])
-    report.animated += extra["animated"]
-    report.clusters += sum(extra["formats"].values())
-    report.thumbnails += extra["thumbnails"][: 4 - len(report.thumbnails)]
-
-
 def run_image_stage(
     storage: Storage,
     drop: str,
@@ -309,7 +295,8 @@ def run_image_stage(
     for result in run.results:
         if result.extra:  # a record that crashed its worker has none
             entries += result.extra["entries"]
-            _merge(report, result.extra)
+            report.add(result.extra)
+            report.clusters += sum(result.extra["formats"].values())
     webdataset = write_webdataset(storage, drop, config)
     report.shards, report.shard_samples = webdataset.close(), webdataset.samples
     table = pa.Table.from_pylist(entries, schema=phash_index.ENTRY_SCHEMA)
