@@ -197,13 +197,15 @@ def run_audio_stage(
     settings: AudioStageSettings,
     transcriber: TranscriberSettings,
     shard_bytes: int,
+    asr_engine: Engine | None = None,
 ) -> AudioStageResult:
-    """Transcribe, deduplicate and publish a drop's audio records on `engine`, in shards of about `shard_bytes`."""
+    """Transcribe, deduplicate and publish a drop's audio records on `engine`, in shards of about `shard_bytes`.
+
+    The ASR pass runs on `asr_engine` if given: the same engine with the stage's GPU share per Ray task."""
     job = AudioPass(lake, drop, settings, transcriber)
     shards = plan_shards(lake, drop, "audio", shard_bytes)
-    passes = [
-        r for rs in engine.run(partial(transcribe_pass, job), shards, partial(transcribe_crashed, job)) for r in rs
-    ]
+    ran = (asr_engine or engine).run(partial(transcribe_pass, job), shards, partial(transcribe_crashed, job))
+    passes = [r for rs in ran for r in rs]
     decided = dedup_verdicts(IndexEntries.concat([p.entries for p in passes]), lake, drop, ASSET)
     staging = lake.uri(stage_prefix(ASSET, drop, STAGING), "verdicts")
     publish = []
