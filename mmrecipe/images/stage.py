@@ -1,7 +1,7 @@
 """The deduped_images stage of one drop: image records -> filtered, deduplicated, captioned images.
 
 Every image record of the drop (raw_crawl rows of kind "image") ends as exactly one kept row or
-one drop/reject. The driver here holds no image: it runs the shard passes of `image_shards` and
+one drop/reject. The driver here holds no image: it runs the shard passes of `analysed_images` and `kept_images` and
 makes the drop-level decisions between them.
 
 1. **Captions and opt-outs.** Every HTML page of the drop is parsed for `<img>` references in shards
@@ -39,24 +39,26 @@ from mmrecipe.engine import (
     run_stage,
 )
 from mmrecipe.images import phash_index
-from mmrecipe.images.captions import CaptionIndex
-from mmrecipe.images.image_analysis import ImageStageConfig
-from mmrecipe.images.image_shards import (
-    DECISION_SCHEMA,
+from mmrecipe.images.analysed_images import (
     AnalysedShard,
     CaptionedShard,
     ImagePass,
-    KeptImages,
-    NormalizeShard,
-    PublishImagesShard,
     analyse_crashed,
     analyse_pass,
     caption_crashed,
     caption_pass,
+    write_captions,
+)
+from mmrecipe.images.captions import CaptionIndex
+from mmrecipe.images.image_analysis import ImageStageConfig
+from mmrecipe.images.kept_images import (
+    DECISION_SCHEMA,
+    KeptImages,
+    NormalizeShard,
+    PublishImagesShard,
     normalize_crashed,
     normalize_pass,
     publish_pass,
-    write_captions,
 )
 from mmrecipe.images.webdataset import ShardWriter
 from mmrecipe.stage_output import (
