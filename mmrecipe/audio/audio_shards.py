@@ -24,7 +24,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from mmrecipe.audio.clip_outcomes import load_outcomes, outcomes_key, outcomes_uri, save_outcomes, shard_outcomes
+from mmrecipe.audio.clip_outcomes import (
+    load_outcomes,
+    outcomes_folder,
+    outcomes_key,
+    outcomes_uri,
+    save_outcomes,
+    shard_outcomes,
+)
 from mmrecipe.audio.transcribed_audio import INPUT_COLUMNS, SCHEMA, AudioStageSettings, AudioStats, ClipOutcome
 from mmrecipe.audio.transcript_postprocessing import Verdict, dedup_verdicts, redact_row, transcript_entries
 from mmrecipe.audio.transcription import Transcriber, TranscriberSettings
@@ -217,6 +224,10 @@ def run_audio_stage(
     version = fingerprint(ASSET, CODE_VERSION, [p.key for p in passes], decided.sources)
     schema = SCHEMA.with_metadata(decided.schema_metadata())
     run = run_stage(engine, ShardStage(ASSET, drop, lake, schema, publish_pass, lake, version), publish)
+    current = {p.uri for p in passes}
+    for uri in lake.list_files(outcomes_folder(lake, drop, ASSET)):
+        if uri not in current:  # another shard plan's outcomes
+            lake.delete(uri)
     stats, pii = AudioStats(), Counter[str]()
     for p in passes:
         stats.merge(p.stats)

@@ -106,9 +106,14 @@ def load_outcomes(
     return outcomes, stats
 
 
+def outcomes_folder(storage: Storage, drop: str, asset: str = "transcribed_audio") -> str:
+    """The folder of a drop's stored clip outcomes, one file per shard."""
+    return storage.uri(stage_prefix(asset, drop, SIDE), OUTCOMES_DIR)
+
+
 def outcomes_uri(storage: Storage, drop: str, span: str, asset: str = "transcribed_audio") -> str:
     """Where the clip outcomes of one shard (named by its span) of a drop are stored."""
-    return storage.uri(stage_prefix(asset, drop, SIDE), OUTCOMES_DIR, f"{span}.parquet")
+    return f"{outcomes_folder(storage, drop, asset)}/{span}.parquet"
 
 
 def shard_outcomes(

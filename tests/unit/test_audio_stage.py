@@ -166,3 +166,4 @@ def test_shard_passes_publish_the_same_table_whatever_the_shard_size_and_workers
 
     again = run_audio_stage(LocalEngine(1), storage, "d1", SETTINGS, ASR, 1)
     assert again.reused and _published(storage) == parts[1, 1]  # stored clip outcomes: no ASR, same bytes
+    assert len(storage.list_files(outcomes)) == len(CASES)  # one file per shard of the last plan
