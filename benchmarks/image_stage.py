@@ -43,8 +43,7 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 from PIL import Image
 
 from mmrecipe.images.decoding import HASH_MIN_SIDE, ImageRejected
-from mmrecipe.images.phash import hamming, phash_batch
-from mmrecipe.images.stage import (
+from mmrecipe.images.image_analysis import (
     ImageFiltered,
     ImageStageConfig,
     analyse_image,
@@ -52,6 +51,7 @@ from mmrecipe.images.stage import (
     map_in_order,
     normalize_image,
 )
+from mmrecipe.images.phash import hamming, phash_batch
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = [

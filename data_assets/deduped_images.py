@@ -14,11 +14,13 @@ from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.stage_checks import conservation_check
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
 from mmrecipe.images import phash_index
+from mmrecipe.images.image_analysis import ImageStageConfig, default_workers
 from mmrecipe.images.image_filters import ImageFilters
-from mmrecipe.images.stage import IMAGE_SCHEMA, ImageStageConfig, ImageStageReport, default_workers, run_image_stage
+from mmrecipe.images.stage import IMAGE_SCHEMA, ImageStageReport, run_image_stage
 from mmrecipe.stage_output import read_stage_table
 from partitions import drops_partitions
 from resources import LakeResource
+from resources.engine import EngineResource, ray_resources
 from resources.pod_resources import pod_resources
 
 MIN_CAPTION_COVERAGE = 0.5
@@ -79,11 +81,12 @@ def thumbnails_md(report: ImageStageReport) -> dg.MetadataValue:
     metadata={"dagster/column_schema": column_schema(IMAGE_SCHEMA)},
 )
 def deduped_images(
-    context: dg.AssetExecutionContext, config: DedupedImagesConfig, lake: LakeResource
+    context: dg.AssetExecutionContext, config: DedupedImagesConfig, lake: LakeResource, engine: EngineResource
 ) -> dg.MaterializeResult:
     """Images of a drop with alt-text captions: one row per kept image, normalized JPEG, pHash dedup cluster."""
     drop = context.partition_key
-    result = run_image_stage(lake.storage(), drop, config.stage_config())
+    stage_engine = engine.engine(**ray_resources("deduped_images"))
+    result = run_image_stage(lake.storage(), drop, config.stage_config(), None, stage_engine, engine.shard_bytes)
     report = result.report
     if report.stale_drops:
         context.log.warning(f"image dedup of drops {report.stale_drops} is stale: stale_image_drops re-runs them")
@@ -103,6 +106,7 @@ def deduped_images(
         "index_digest": report.digest,
         "stale_drops": dg.MetadataValue.json(report.stale_drops),
         "thumbnails": thumbnails_md(report),
+        **result.run.metadata(),
     }
     return dg.MaterializeResult(metadata=stage_metadata(result.output, preview, extra))
 

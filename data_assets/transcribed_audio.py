@@ -14,18 +14,18 @@ from pydantic import Field
 from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.stage_checks import conservation_check
 from data_assets.stage_metadata import column_schema, stage_metadata
+from mmrecipe.audio.audio_shards import run_audio_stage
 from mmrecipe.audio.calibration import load_calibration_set, transcribe_calibration_set
-from mmrecipe.audio.clip_outcomes import drop_outcomes
 from mmrecipe.audio.decoding import DecodeLimits
 from mmrecipe.audio.speech_detection import VadSettings
-from mmrecipe.audio.transcribed_audio import INPUT_COLUMNS, SCHEMA, AudioStageSettings
+from mmrecipe.audio.transcribed_audio import SCHEMA, AudioStageSettings
 from mmrecipe.audio.transcript_filters import TranscriptFilterSettings
-from mmrecipe.audio.transcript_postprocessing import pii_left, postprocess_transcripts
-from mmrecipe.crawl_index import read_records
+from mmrecipe.audio.transcript_postprocessing import pii_left
 from mmrecipe.dedup import BandIndex
-from mmrecipe.stage_output import StageWriter, markdown_table, read_stage_table
+from mmrecipe.stage_output import markdown_table, read_stage_table
 from partitions import drops_partitions
 from resources import LakeResource
+from resources.engine import EngineResource, ray_resources
 from resources.pod_resources import pod_resources
 from resources.transcriber import TranscriberResource
 
@@ -80,43 +80,36 @@ def transcribed_audio(
     config: TranscribedAudioConfig,
     lake: LakeResource,
     transcriber: TranscriberResource,
+    engine: EngineResource,
 ) -> dg.MaterializeResult:
     """Transcripts of a drop's speech clips: PII-redacted text, timed segments, language, audio facts; deduplicated."""
-    drop, storage = context.partition_key, lake.storage()
-    records = read_records(storage, drop, "audio", columns=INPUT_COLUMNS).to_pylist()
-    asr, started = transcriber.transcriber(), time.perf_counter()
-    clips, stats, reused = drop_outcomes(storage, drop, records, asr, config.stage_settings(), ASSET)
-    if reused:  # same records, settings and model: a dedup refresh or a retry
-        context.log.info(f"reused the stored clip outcomes of {len(clips)} audio records: no ASR")
-    post = postprocess_transcripts([c.row for c in clips if c.row is not None], storage, drop, ASSET)
-    provs = {c.prov["record_id"]: c.prov for c in clips}
-    with StageWriter(storage, ASSET, drop, SCHEMA.with_metadata(post.schema_metadata())) as out:
-        for clip in clips:
-            if clip.outcome != "kept":
-                (out.drop if clip.outcome == "dropped" else out.reject)(clip.prov, clip.reason, clip.detail)
-        for row, reason, detail in post.outcomes:
-            out.drop(provs[row["record_id"]], reason, detail) if reason else out.keep(row)
-        result = out.close()
-    wall_s = time.perf_counter() - started
+    drop, storage, asr = context.partition_key, lake.storage(), transcriber.settings()
+    started = time.perf_counter()
+    asr_engine = engine.engine(**ray_resources(ASSET))  # the GPU pass
+    run = run_audio_stage(engine.engine(), storage, drop, config.stage_settings(), asr, engine.shard_bytes, asr_engine)
+    if run.reused:  # same records, settings and model: a dedup refresh or a retry
+        context.log.info(f"reused the stored clip outcomes of {run.run.output.counts.total} audio records: no ASR")
+    wall_s, stats = time.perf_counter() - started, run.stats
     stale_later = sorted(d for d in BandIndex(storage, ASSET).stale_outputs(ASSET) if d > drop)
     if stale_later:
         context.log.info(f"earlier drop {drop} changed the dedup of {stale_later}: audio_dedup_refresh re-runs them")
     extra = {
         "hours_in": round(stats.in_seconds / 3600, 4),
-        "hours_kept": round(sum(r["duration_s"] for r, reason, _ in post.outcomes if not reason) / 3600, 4),
+        "hours_kept": round(run.kept_seconds / 3600, 4),
         "rtf": round(stats.rtf, 4),
         "rtf_wall": round(wall_s / stats.in_seconds, 4) if stats.in_seconds else 0.0,
         "asr_seconds": round(stats.asr_s, 2),
-        "model_load_seconds": round(asr.load_s, 2),
-        "asr_reused": reused,
+        "model_load_seconds": round(run.load_s, 2),
+        "asr_reused": run.reused,
         "duration_histogram": dg.MetadataValue.md(markdown_table(stats.histogram_rows(), ["duration", "clips"])),
-        "pii_redacted": int(sum(post.pii.values())),
+        "pii_redacted": int(sum(run.pii.values())),
         "stale_later_drops": ", ".join(stale_later) or "none",
-        "model": asr.settings.name,
-        "device": f"{asr.settings.device}/{asr.settings.compute_type}",
+        "model": asr.name,
+        "device": f"{asr.device}/{asr.compute_type}",
+        **run.run.metadata(),
     }
     preview = ["url", "duration_s", "language", "speech_ratio", "transcript"]
-    return dg.MaterializeResult(metadata=stage_metadata(result, preview, extra))
+    return dg.MaterializeResult(metadata=stage_metadata(run.run.output, preview, extra))
 
 
 transcribed_audio_conservation = conservation_check(ASSET, "audio")

@@ -121,7 +121,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MMRECIPE_RECIPES", "the installed `recipes/`", "a folder",
              "recipe YAML files (one `recipes` partition each)"),
     Variable("MMRECIPE_TMP", "`$TMPDIR/mmrecipe`", "a folder",
-             "local scratch for files (Parquet, shards, image spill) before they are published"),
+             "local scratch for files (Parquet parts, WebDataset shards) before they are published"),
     Variable("MMRECIPE_EVALSETS", "the bundled eval sets", "a folder of `<name>.txt`",
              "held-out eval sets named by recipes (mixture decontamination, eval_results)"),
     Variable("MMRECIPE_CALIBRATION_DIR", "the bundled calibration speech", "a folder with `transcripts.tsv`",

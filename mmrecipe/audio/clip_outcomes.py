@@ -1,8 +1,9 @@
-"""Clip outcomes of a drop: what decoding, speech detection, ASR and the transcript filters decided per audio record.
+"""Clip outcomes of a shard: what decoding, speech detection, ASR and the transcript filters decided per audio record.
 
-transcribed_audio stores them beside its tables (`<lake>/transcribed_audio/<drop>/clip_outcomes.parquet`)
-before post-processing (PII redaction, cross-drop dedup), under a key digesting everything they
-depend on: the drop's audio records with their payload digests, the stage settings, the
+transcribed_audio's shard pass stores them beside its tables, one file per shard
+(`<lake>/transcribed_audio/side/<drop>/clip_outcomes/<span>.parquet`), before post-processing
+(PII redaction, cross-drop dedup), under a key digesting everything they depend on: the
+shard's audio records with their payload digests, the stage settings, the
 transcriber settings and the model's files (names and sizes). A run whose key matches (a dedup
 refresh after an earlier drop arrived late, a retry after a failed check) reuses them instead of
 transcribing again; any change to the key transcribes again. Only deterministic figures are
@@ -28,7 +29,7 @@ from mmrecipe.stage_output import PROVENANCE_COLUMNS, SIDE, stage_prefix
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import RecordReader
 
-OUTCOMES_FILE = "clip_outcomes.parquet"
+OUTCOMES_DIR = "clip_outcomes"
 FORMAT_VERSION = "1"
 KEY_META = b"mmrecipe.clip_outcomes_key"
 STATS_META = b"mmrecipe.clip_outcomes_stats"
@@ -105,16 +106,24 @@ def load_outcomes(
     return outcomes, stats
 
 
-def drop_outcomes(
+def outcomes_folder(storage: Storage, drop: str, asset: str = "transcribed_audio") -> str:
+    """The folder of a drop's stored clip outcomes, one file per shard."""
+    return storage.uri(stage_prefix(asset, drop, SIDE), OUTCOMES_DIR)
+
+
+def outcomes_uri(storage: Storage, drop: str, span: str, asset: str = "transcribed_audio") -> str:
+    """Where the clip outcomes of one shard (named by its span) of a drop are stored."""
+    return f"{outcomes_folder(storage, drop, asset)}/{span}.parquet"
+
+
+def shard_outcomes(
     storage: Storage,
-    drop: str,
+    uri: str,
     records: Sequence[Mapping[str, Any]],
     transcriber: Transcriber,
     settings: AudioStageSettings,
-    asset: str = "transcribed_audio",
 ) -> tuple[list[ClipOutcome], AudioStats, bool]:
-    """A drop's clip outcomes, its audio totals and whether they were reused (else transcribed now and stored)."""
-    uri = storage.uri(stage_prefix(asset, drop, SIDE), OUTCOMES_FILE)
+    """A shard's clip outcomes, its audio totals and whether they were reused (else transcribed now and stored)."""
     key = outcomes_key(records, settings, transcriber.settings)
     stored = load_outcomes(storage, uri, key, records)
     if stored is not None:

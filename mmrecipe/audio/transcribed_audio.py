@@ -107,6 +107,15 @@ class AudioStats:
         self.in_seconds += seconds
         self.durations[next(label for bound, label in DURATION_BUCKETS if seconds < bound)] += 1
 
+    def merge(self, other: AudioStats) -> None:
+        """Add another shard's totals and timings to these."""
+        self.in_seconds += other.in_seconds
+        self.kept_seconds += other.kept_seconds
+        self.decode_s += other.decode_s
+        self.vad_s += other.vad_s
+        self.asr_s += other.asr_s
+        self.durations.update(other.durations)
+
     def histogram_rows(self) -> list[dict[str, Any]]:
         """The duration histogram in bucket order, as rows for a markdown table."""
         return [{"duration": label, "clips": int(self.durations[label])} for _, label in DURATION_BUCKETS]

@@ -1,11 +1,12 @@
 """Kept transcripts after the text stage's library: PII redacted, then exact and near-duplicates across drops dropped.
 
-Redaction uses `mmrecipe.text.pii.redact` on the transcript and on every segment text; the
-`no_pii_left` check re-scans both with the independent `mmrecipe.text.pii_audit.audit`. Dedup uses
-the same persistent, partitioned MinHash band index as the text stage (`mmrecipe.dedup.BandIndex`),
-kept beside this stage's tables (`<lake>/transcribed_audio/<drop>/dedup_index.parquet`): a drop
-writes only its own entries, and `decide` keeps the earliest copy (by drop key, then record order)
-of every cluster, so the survivors do not depend on the order drops are materialized in.
+Redaction uses `mmrecipe.text.pii.redact` on the transcript and on every segment text, per row (a
+shard pass); the `no_pii_left` check re-scans both with the independent `mmrecipe.text.pii_audit.audit`.
+Dedup is drop-level and sees only the shards' index entries, never the rows: it uses the same
+persistent, partitioned MinHash band index as the text stage (`mmrecipe.dedup.BandIndex`), kept
+beside this stage's tables: a drop writes only its own entries, and `decide` keeps the earliest
+copy (by drop key, then record order) of every cluster, so the survivors do not depend on the
+order drops are materialized in.
 """
 
 from __future__ import annotations
@@ -24,12 +25,26 @@ from mmrecipe.text.pii_audit import audit
 SOURCES_KEY = b"mmrecipe.dedup_sources"
 
 
-@dataclass
-class PostprocessResult:
-    """Each row's fate (row, drop reason or None, detail), PII counts, duplicate counts and index versions read."""
+@dataclass(frozen=True)
+class Verdict:
+    """The dedup fate of one kept transcript: its cluster, and for a duplicate the reason and the kept copy."""
 
-    outcomes: list[tuple[dict[str, Any], str | None, str]]
-    pii: Counter[str] = field(default_factory=Counter)
+    cluster: str
+    reason: str | None = None  # exact_duplicate / near_duplicate; None: kept
+    kept_copy_drop: str = ""
+    duplicate_of: str | None = None
+
+    def detail(self, url: str | None) -> str:
+        """The rejects-table detail of a duplicate."""
+        fields = {"cluster": self.cluster, "kept_copy_drop": self.kept_copy_drop, "duplicate_of": self.duplicate_of}
+        return json.dumps({**fields, "url": url}, sort_keys=True)
+
+
+@dataclass
+class DropVerdicts:
+    """Every kept transcript's verdict by record id, duplicate counts and the index versions read."""
+
+    verdicts: dict[str, Verdict]
     duplicates: Counter[str] = field(default_factory=Counter)
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -50,37 +65,32 @@ def redact_row(row: Mapping[str, Any]) -> tuple[dict[str, Any], Counter[str]]:
     return {**row, "transcript": transcript, "segments": segments}, counts
 
 
-def postprocess_transcripts(
-    rows: Sequence[Mapping[str, Any]], storage: Storage, drop: str, asset: str = "transcribed_audio"
-) -> PostprocessResult:
-    """Redact every kept row, index the drop's transcripts, and decide keep / exact / near-duplicate."""
-    redacted: list[dict[str, Any]] = []
-    pii: Counter[str] = Counter()
-    for row in rows:
-        clean, counts = redact_row(row)
-        redacted.append(clean)
-        pii.update(counts)
+def transcript_entries(rows: Sequence[Mapping[str, Any]]) -> IndexEntries:
+    """The dedup index entries of redacted kept rows, in their order."""
+    if not rows:
+        return IndexEntries.concat([])
+    return IndexEntries.from_texts([r["record_id"] for r in rows], [r["transcript"] for r in rows])
+
+
+def dedup_verdicts(
+    entries: IndexEntries, storage: Storage, drop: str, asset: str = "transcribed_audio"
+) -> DropVerdicts:
+    """Index the drop's transcripts (entries in record order) and decide keep / exact / near-duplicate."""
     index = BandIndex(storage, asset)
-    ids = [r["record_id"] for r in redacted]
-    entries = IndexEntries.from_texts(ids, [r["transcript"] for r in redacted]) if redacted else IndexEntries.concat([])
     index.write(drop, entries)
     decisions = index.decide(drop)
-    if decisions.record_ids != ids:
-        raise ValueError(f"dedup index of {asset}/{drop} does not match the rows just written: re-materialize")
-    result = PostprocessResult([], pii, Counter(), decisions.sources)
-    for i, row in enumerate(redacted):
+    if decisions.record_ids != entries.record_ids:
+        raise ValueError(f"dedup index of {asset}/{drop} does not match the entries just written: re-materialize")
+    result = DropVerdicts({}, Counter(), decisions.sources)
+    for i, record_id in enumerate(decisions.record_ids):
         if decisions.keep[i]:
-            result.outcomes.append(({**row, "dedup_cluster": decisions.cluster[i]}, None, ""))
+            result.verdicts[record_id] = Verdict(decisions.cluster[i])
             continue
         reason = decisions.reason[i] or "duplicate"
-        detail = {
-            "cluster": decisions.cluster[i],
-            "kept_copy_drop": decisions.cluster_partition[i],
-            "duplicate_of": decisions.duplicate_of[i],
-            "url": row.get("url"),
-        }
         result.duplicates[reason] += 1
-        result.outcomes.append((row, reason, json.dumps(detail, sort_keys=True)))
+        result.verdicts[record_id] = Verdict(
+            decisions.cluster[i], reason, decisions.cluster_partition[i], decisions.duplicate_of[i]
+        )
     return result
 
 

@@ -7,7 +7,9 @@ with faster-whisper's `collect_chunks`, stacks up to `batch_size` windows of one
 from consecutive clips, runs the encoder once per batch, detects the language from that same encoder output
 (multilingual models), and decodes the whole batch in one `generate` call, exactly as
 `BatchedInferencePipeline.generate_segment_batched` does for one recording. The model is loaded
-once per process and shared by every `Transcriber` with the same settings.
+once per process and shared by every `Transcriber` with the same settings. Mel features are computed
+on one BLAS thread: their sums (and so every confidence) would otherwise depend on the process's
+thread settings, e.g. a Ray worker's `OMP_NUM_THREADS=1`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 from faster_whisper.vad import collect_chunks
+from threadpoolctl import threadpool_limits
 
 from mmrecipe.audio.decoding import TARGET_RATE
 from mmrecipe.audio.speech_detection import WHISPER_WINDOW_S, SpeechRegions
@@ -273,7 +276,8 @@ class Transcriber:
     def _run(self, batch: list[_Window]) -> None:
         started = time.perf_counter()
         model = self.model
-        features = np.stack([pad_or_trim(model.feature_extractor(w.audio)[..., :-1], w.frames) for w in batch])
+        with threadpool_limits(limits=1, user_api="blas"):  # the mel GEMM's sums depend on BLAS threads
+            features = np.stack([pad_or_trim(model.feature_extractor(w.audio)[..., :-1], w.frames) for w in batch])
         encoded = model.encode(features)
         if self.settings.language or not self.multilingual:
             detected = [[(f"<|{self.settings.language or 'en'}|>", 1.0)]] * len(batch)

@@ -87,7 +87,8 @@ def test_short_faults_are_absorbed_by_storage_retries_with_nothing_duplicated(
     assert sum(handler.plan.values()) == 0 and sum(handler.failed.values()) == 10  # every fault fired
     assert lake_files(settings.lake) == clean  # byte-identical: no row lost or written twice
     assert temporary_files(settings.lake) == {}
-    assert len(handler.published) == len(set(handler.published)) == len(clean)  # each file renamed in once
+    final = [path for path in handler.published if "/staging/" not in path]  # parts are staged, then moved in
+    assert len(final) == len(set(final)) == len(clean)  # each file renamed into place once
     retried_steps = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
     assert retried_steps == []  # absorbed below the step
 

@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from mmrecipe.audio.transcript_postprocessing import SOURCES_KEY, pii_left, postprocess_transcripts, redact_row
+from mmrecipe.audio.transcript_postprocessing import (
+    SOURCES_KEY,
+    DropVerdicts,
+    dedup_verdicts,
+    pii_left,
+    redact_row,
+    transcript_entries,
+)
 from mmrecipe.dedup.band_index import BandIndex
 from mmrecipe.storage import Storage
 
@@ -49,12 +56,15 @@ def test_pii_is_redacted_in_transcript_and_segments_and_the_audit_agrees() -> No
     assert pii_left([clean]) == []
 
 
+def decide(rows: list[dict], lake: Storage, drop: str) -> DropVerdicts:
+    """The drop-level dedup of kept rows, from their index entries alone."""
+    return dedup_verdicts(transcript_entries(rows), lake, drop)
+
+
 def test_exact_and_near_copies_in_a_later_drop_are_dropped_in_favour_of_the_earlier_drop(tmp_path: Path) -> None:
     lake = Storage(str(tmp_path))
-    first = postprocess_transcripts(
-        [row("a1", "d1", STORY), row("a2", "d1", "He was not an ill disposed young man.")], lake, "d1"
-    )
-    assert [(r["record_id"], reason, r["dedup_cluster"]) for r, reason, _ in first.outcomes] == [
+    first = decide([row("a1", "d1", STORY), row("a2", "d1", "He was not an ill disposed young man.")], lake, "d1")
+    assert [(rid, v.reason, v.cluster) for rid, v in first.verdicts.items()] == [
         ("a1", None, "a1"),
         ("a2", None, "a2"),
     ]
@@ -64,21 +74,25 @@ def test_exact_and_near_copies_in_a_later_drop_are_dropped_in_favour_of_the_earl
         row("b2", "d2", near),
         row("b3", "d2", "Unless to be rather cold hearted and rather selfish is to be ill disposed."),
     ]
-    second = postprocess_transcripts(later, lake, "d2")
-    fates = {r["record_id"]: (reason, json.loads(detail) if detail else None) for r, reason, detail in second.outcomes}
+    second = decide(later, lake, "d2")
+    fates = {
+        rid: (v.reason, json.loads(v.detail(f"http://d2.example.org/{rid}.flac")) if v.reason else None)
+        for rid, v in second.verdicts.items()
+    }
     assert fates["b1"][0] == "exact_duplicate" and fates["b1"][1]["kept_copy_drop"] == "d1"
     assert fates["b2"][0] == "near_duplicate" and fates["b2"][1]["cluster"] == "a1"
     assert fates["b3"] == (None, None)
+    assert fates["b1"][1]["url"] == "http://d2.example.org/b1.flac" and fates["b1"][1]["cluster"] == "a1"
     assert second.duplicates == {"exact_duplicate": 1, "near_duplicate": 1}
     assert set(json.loads(second.schema_metadata()[SOURCES_KEY])) == {"d1", "d2"}
 
-    again = postprocess_transcripts(later, lake, "d2")  # idempotent: the drop replaces its own entries
-    assert again.outcomes == second.outcomes and again.sources == second.sources
+    again = decide(later, lake, "d2")  # idempotent: the drop replaces its own entries
+    assert again.verdicts == second.verdicts and again.sources == second.sources
 
 
 def test_a_drop_without_kept_transcripts_still_gets_an_index(tmp_path: Path) -> None:
     lake = Storage(str(tmp_path))
-    assert postprocess_transcripts([], lake, "d0").outcomes == []
+    assert decide([], lake, "d0").verdicts == {}
     assert lake.exists(BandIndex(lake, "transcribed_audio").uri("d0"))
 
 

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
+from mmrecipe.audio.audio_shards import run_audio_stage
 from mmrecipe.audio.calibration import default_calibration_dir, load_calibration_set
 from mmrecipe.audio.decoding import TARGET_RATE, DecodeLimits
 from mmrecipe.audio.transcribed_audio import (
@@ -21,6 +22,8 @@ from mmrecipe.audio.transcribed_audio import (
 from mmrecipe.audio.transcription import Transcriber, TranscriberSettings, default_model_dir
 from mmrecipe.audio.wer import word_error_rate
 from mmrecipe.crawl_index import index_drop, read_records
+from mmrecipe.engine import LocalEngine
+from mmrecipe.stage_output import REJECTS, committed_parts, read_stage_table
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import RecordReader
 from tests.warc_fixtures import HttpResponse, warc_bytes
@@ -121,3 +124,46 @@ def test_a_bad_record_span_is_rejected_not_raised(drop: tuple[Storage, list[dict
         [outcome] = list(transcribe_records(reader, [broken], transcriber, SETTINGS))
     assert (outcome.outcome, outcome.reason) == ("rejected", "unreadable_record")
     assert "not one whole record" in outcome.detail
+
+
+def _published(storage: Storage) -> dict[str, bytes]:
+    trees = ("data", REJECTS)
+    return {u: storage.read_bytes(u) for t in trees for u in committed_parts(storage, "transcribed_audio", "d1", t)}
+
+
+def _table(storage: Storage) -> tuple[pa.Table, pa.Table]:
+    return tuple(read_stage_table(storage, "transcribed_audio", "d1", tree) for tree in ("data", REJECTS))
+
+
+ASR = TranscriberSettings(default_model_dir(), model_name="tiny.en")
+
+
+def test_shard_passes_publish_the_same_table_whatever_the_shard_size_and_workers(
+    drop: tuple[Storage, list[dict]],
+) -> None:
+    storage, _ = drop
+    outcomes = storage.uri("transcribed_audio", "side", "d1", "clip_outcomes")
+    tables, runs, parts = {}, {}, {}
+    for size, workers in ((64 << 20, 1), (200_000, 1), (1, 1), (1, 2)):
+        storage.delete_dir(outcomes)  # every run transcribes
+        runs[size, workers] = run_audio_stage(LocalEngine(workers), storage, "d1", SETTINGS, ASR, size)
+        tables[size, workers], parts[size, workers] = _table(storage), _published(storage)
+        assert not runs[size, workers].reused
+    assert all(t == tables[64 << 20, 1] for t in tables.values())  # kept rows and rejects, in record order
+    assert parts[1, 1] == parts[1, 2]  # the same plan in 1 or 2 processes: the same part bytes
+    assert runs[64 << 20, 1].run.shards_total == 1
+    assert 1 < runs[200_000, 1].run.shards_total < len(CASES)
+    assert runs[1, 1].run.shards_total == runs[1, 2].run.shards_total == len(CASES)
+    counts = runs[1, 2].run.output.counts
+    assert (counts.total, counts.kept, sum(counts.rejected.values())) == (len(CASES), 2, 7)
+    assert counts.dropped == {"too_little_speech": 2}
+    assert runs[1, 2].stats.durations == runs[64 << 20, 1].stats.durations
+    steps = runs[64 << 20, 1].run.steps
+    assert steps["read"].rejected == {"http_error": 1} and steps["speech_detection"].dropped == {"too_little_speech": 2}
+    assert steps["decode"].rejected == {"empty_payload": 1, "undecodable": 2, "no_samples": 1, "too_short": 1,
+                                        "too_long": 1}  # fmt: skip
+    assert steps["asr"].seconds > 0 and steps["dedup"].seen == 2
+
+    again = run_audio_stage(LocalEngine(1), storage, "d1", SETTINGS, ASR, 1)
+    assert again.reused and _published(storage) == parts[1, 1]  # stored clip outcomes: no ASR, same bytes
+    assert len(storage.list_files(outcomes)) == len(CASES)  # one file per shard of the last plan

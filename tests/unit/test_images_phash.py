@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
+from mmrecipe.images.image_analysis import image_phash
 from mmrecipe.images.phash import hamming, phash, phash_batch, phash_hex, phash_input, to_int64, to_uint64
-from mmrecipe.images.stage import PIXEL_CHECK_BITS, image_phash
+from mmrecipe.images.stage import PIXEL_CHECK_BITS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
 GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"

@@ -11,15 +11,18 @@ import zlib
 from pathlib import Path
 
 import matplotlib
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageEnhance
 
 from mmrecipe.crawl_index import index_drop
 from mmrecipe.drops import MANIFEST, manifest_for_folder, verify_drop
+from mmrecipe.engine import Engine, LocalEngine
 from mmrecipe.images import phash_index
+from mmrecipe.images.image_analysis import ImageStageConfig, default_workers, map_in_order
 from mmrecipe.images.image_filters import NsfwScorer
-from mmrecipe.images.stage import ImageStageConfig, default_workers, map_in_order, run_image_stage
+from mmrecipe.images.stage import run_image_stage
 from mmrecipe.images.webdataset import read_shard
 from mmrecipe.stage_output import REJECTS, read_stage_table
 from mmrecipe.storage import Storage
@@ -177,6 +180,16 @@ def test_every_image_record_gets_exactly_one_outcome_with_the_right_reason(roots
     assert counts.total == len(EXPECTED_A) and counts.kept == 7
     assert counts.rejected == {"truncated_image": 1, "decompression_bomb": 1, "http_error": 1}
     assert counts.dropped["opt_out"] == 2 and counts.dropped["format_not_allowed"] == 2
+    steps = result.run.steps  # each drop or reject counted at the declared step that made it
+    assert list(steps) == ["screen", "analyse", "normalize", "dedup"] and steps["screen"].seen == len(EXPECTED_A)
+    assert (steps["screen"].rejected, steps["screen"].dropped) == (
+        {"http_error": 1},
+        {"opt_out": 2, "format_not_allowed": 1},  # the SVG, by its MIME type
+    )
+    assert steps["analyse"].rejected == {"truncated_image": 1, "decompression_bomb": 1}
+    assert steps["analyse"].dropped == {"too_small": 1, "bad_aspect_ratio": 1, "format_not_allowed": 1}
+    assert steps["dedup"].dropped == {"near_duplicate": 1, "exact_duplicate": 1, "pixel_duplicate": 1}
+    assert steps["dedup"].seen == 10 and steps["normalize"].seen >= 7 and steps["analyse"].seconds > 0
 
 
 def test_kept_rows_carry_captions_sizes_hashes_and_normalized_jpegs(roots: tuple[Storage, Storage]) -> None:
@@ -224,6 +237,15 @@ def test_surrounding_text_is_used_only_when_enabled(roots: tuple[Storage, Storag
     ]
     off = run_image_stage(lake, "2024-03-c", ImageStageConfig(surrounding_text=False))
     assert pq.read_table(off.output.data_uri, columns=["caption_source"]).to_pylist() == [{"caption_source": "none"}]
+
+
+def _tables(lake: Storage) -> list[pa.Table]:
+    trees = ("data", REJECTS)
+    return [read_stage_table(lake, "deduped_images", d, t) for d in ("2024-01-a", "2024-02-b") for t in trees]
+
+
+def _side_files(lake: Storage) -> dict[str, bytes]:
+    return {k: v for k, v in _files(lake).items() if "/side/" in k or k.startswith("/image_phash_index")}
 
 
 def _files(lake: Storage) -> dict[str, bytes]:
@@ -283,6 +305,39 @@ def test_output_is_byte_identical_whatever_the_number_of_workers(tmp_path: Path,
     assert all(one[k] == three[k] for k in one)  # tables, shards and index entries, byte for byte
     assert reports[1] == reports[3]
     assert outcomes(lakes[3], "2024-01-a") == (
+        EXPECTED_A | {"/img/cmyk.jpg": "nsfw", "/img/anim.gif": "nsfw"} if nsfw else EXPECTED_A
+    )
+
+
+def _run_drops(tmp_path: Path, name: str, engine: Engine, shard_bytes: int, nsfw: bool) -> tuple[Storage, list]:
+    """Both drops through the stage on `engine` in shards of `shard_bytes`, in a lake of their own."""
+    landing, lake = Storage(str(tmp_path / "landing")), Storage(str(tmp_path / name))
+    land(landing, lake, "2024-01-a", drop_a())
+    land(landing, lake, "2024-02-b", drop_b())
+    reports = []
+    for drop in ("2024-01-a", "2024-02-b"):
+        cfg = ImageStageConfig(workers=2, nsfw=nsfw, shard_samples=3)
+        scorer = SizeFlagScorer() if nsfw else None
+        result = run_image_stage(lake, drop, cfg, scorer, engine=engine, shard_bytes=shard_bytes)
+        result.report.shards = [uri.removeprefix(lake.root) for uri in result.report.shards]
+        reports.append((result.report, result.run.shards_total, result.run.output.counts))
+    assert not lake.list_files(lake.uri("deduped_images", "staging"))  # staging removed after the commit
+    return lake, reports
+
+
+@pytest.mark.parametrize("nsfw", [False, True], ids=["plain", "nsfw_scorer"])
+def test_output_is_the_same_whatever_the_shard_size(tmp_path: Path, nsfw: bool) -> None:
+    runs = {size: _run_drops(tmp_path, f"lake-{size}", LocalEngine(1), size, nsfw) for size in (64 << 20, 60_000, 1)}
+    shards = {size: [r[1] for r in reports] for size, (_, reports) in runs.items()}
+    assert shards[64 << 20] == [1, 1] and shards[1] == [19, 4] and 1 < shards[60_000][0] < 19
+    tables = {size: _tables(lake) for size, (lake, _) in runs.items()}
+    assert tables[1] == tables[60_000] == tables[64 << 20]  # kept rows, rejects: the same rows in the same order
+    side = {size: _side_files(lake) for size, (lake, _) in runs.items()}
+    assert side[1] == side[60_000] == side[64 << 20]  # WebDataset shards and index entries, byte for byte
+    assert sum("/shards/" in k for k in side[1]) >= 2  # WebDataset shards of 3 samples span engine shards
+    reports = {size: [r[0] for r in reps] for size, (_, reps) in runs.items()}
+    assert reports[1] == reports[60_000] == reports[64 << 20]
+    assert outcomes(runs[1][0], "2024-01-a") == (
         EXPECTED_A | {"/img/cmyk.jpg": "nsfw", "/img/anim.gif": "nsfw"} if nsfw else EXPECTED_A
     )
 
@@ -367,7 +422,7 @@ def test_filtered_images_are_never_decoded(monkeypatch: pytest.MonkeyPatch) -> N
     """Format and size filters run on the header alone: a PNG whose EXIF chunk follows its pixels is not loaded."""
     from PIL import ImageFile
 
-    from mmrecipe.images.stage import ImageFiltered, analyse_image
+    from mmrecipe.images.image_analysis import ImageFiltered, analyse_image
 
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated: the filters do not need it (every rule is symmetric in width and height)
@@ -393,7 +448,7 @@ def test_frames_of_an_animated_gif_are_counted_only_when_it_is_normalized(monkey
     """Pass 2 only asks "animated?" (frame 0 is walked); the count for the kept row comes with normalization."""
     from PIL import GifImagePlugin
 
-    from mmrecipe.images.stage import analyse_image
+    from mmrecipe.images.image_analysis import analyse_image
 
     frames = [Image.new("L", (200, 160), i * 40) for i in range(6)]
     buf = io.BytesIO()
