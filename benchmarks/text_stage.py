@@ -466,11 +466,11 @@ def main() -> None:
 
 
 def extracted_texts(lake: str, drop: str) -> list[str]:
-    from mmrecipe.stage_output import stage_tables_uri
+    from mmrecipe.stage_output import read_stage_table
     from mmrecipe.storage import Storage
 
     storage = Storage(lake)
-    return storage.read_table(stage_tables_uri(storage, "filtered_text", drop)[0], ["text"])["text"].to_pylist()
+    return read_stage_table(storage, "filtered_text", drop, columns=["text"])["text"].to_pylist()
 
 
 def child_prepare(lake: str, landing: str, drop: str) -> dict:

@@ -16,7 +16,7 @@ from data_assets.stage_metadata import column_schema, histogram_md, stage_metada
 from mmrecipe.images import phash_index
 from mmrecipe.images.image_filters import ImageFilters
 from mmrecipe.images.stage import IMAGE_SCHEMA, ImageStageConfig, ImageStageReport, default_workers, run_image_stage
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import read_stage_table
 from partitions import drops_partitions
 from resources import LakeResource
 from resources.pod_resources import pod_resources
@@ -121,7 +121,7 @@ deduped_images_conservation = conservation_check("deduped_images", "image")
 )
 def no_near_duplicates_kept(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     drop, storage = context.partition_key, lake.storage()
-    kept = storage.read_table(stage_tables_uri(storage, "deduped_images", drop)[0], ["record_id", "phash"])
+    kept = read_stage_table(storage, "deduped_images", drop, columns=["record_id", "phash"])
     ids = kept["record_id"].to_pylist()
     audit = phash_index.audit_kept(storage, drop, ids, np.asarray(kept["phash"].to_pylist(), np.int64))
     return dg.AssetCheckResult(
@@ -149,9 +149,7 @@ def no_near_duplicates_kept(context: dg.AssetCheckExecutionContext, lake: LakeRe
 )
 def caption_coverage(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     storage = lake.storage()
-    sources = storage.read_table(
-        stage_tables_uri(storage, "deduped_images", context.partition_key)[0], ["caption_source"]
-    )
+    sources = read_stage_table(storage, "deduped_images", context.partition_key, columns=["caption_source"])
     values = sources["caption_source"].to_pylist()
     coverage = 1 - values.count("none") / len(values) if values else 0.0
     return dg.AssetCheckResult(

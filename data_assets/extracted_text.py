@@ -20,9 +20,16 @@ from data_assets.stage_checks import conservation_check
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
 from mmrecipe.dedup import BandIndex, IndexEntries
 from mmrecipe.settings import Settings
-from mmrecipe.stage_output import StageWriter, count_rows, markdown_table, stage_tables_uri
+from mmrecipe.stage_output import (
+    REJECTS,
+    StageWriter,
+    committed_rows,
+    iter_stage_rows,
+    markdown_table,
+    read_stage_table,
+)
 from mmrecipe.text import pipeline
-from mmrecipe.text.dedup_stage import FILTERED, dedup_drop, extracted_schema, read_rows, stale_drops
+from mmrecipe.text.dedup_stage import FILTERED, dedup_drop, extracted_schema, stale_drops
 from mmrecipe.text.pii_audit import audit_documents
 from mmrecipe.text.quality_classifier import load_scorer
 from mmrecipe.text.quality_rules import RuleThresholds
@@ -134,7 +141,7 @@ def extracted_text(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     with StageWriter(storage, "extracted_text", drop, extracted_schema(decisions), pipeline.WRITE_BATCH_ROWS) as out:
         dedup_drop(storage, drop, out, decisions)
         result = out.close()
-    kept = storage.read_table(result.data_uri, columns=["language", "quality_score"])
+    kept = read_stage_table(storage, "extracted_text", drop, columns=["language", "quality_score"])
     stale_later = sorted(d for d in stale_drops(index) if d > drop)
     extra = {
         "languages": histogram_md(Counter(kept["language"].to_pylist()), "language") if kept.num_rows else "none",
@@ -158,8 +165,7 @@ extracted_text_conservation = conservation_check("extracted_text", "html")
                 description="An independent PII scanner finds nothing in any kept document.")  # fmt: skip
 def no_pii_left(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     storage = lake.storage()
-    data_uri, _ = stage_tables_uri(storage, "extracted_text", context.partition_key)
-    rows = read_rows(storage, data_uri, ["record_id", "text"])
+    rows = iter_stage_rows(storage, "extracted_text", context.partition_key, columns=["record_id", "text"])
     hits = audit_documents((r["record_id"], r["text"]) for r in rows)
     kinds = Counter(kind for _, kind in hits)
     return dg.AssetCheckResult(
@@ -175,8 +181,7 @@ def no_pii_left(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> d
                 description="Every kept document has an identified language and a score in (0, 1].")  # fmt: skip
 def language_id_coverage(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     storage = lake.storage()
-    data_uri, _ = stage_tables_uri(storage, "extracted_text", context.partition_key)
-    table = storage.read_table(data_uri, columns=["language", "language_score"])
+    table = read_stage_table(storage, "extracted_text", context.partition_key, columns=["language", "language_score"])
     ok = pc.and_(pc.greater(pc.utf8_length(table["language"]), 0), pc.greater(table["language_score"], 0.0))
     covered = int(pc.sum(ok).as_py() or 0)
     coverage = covered / table.num_rows if table.num_rows else 1.0
@@ -202,8 +207,11 @@ def keep_rate(
     context: dg.AssetCheckExecutionContext, config: KeepRateConfig, lake: LakeResource
 ) -> dg.AssetCheckResult:
     storage = lake.storage()
-    data_uri, rejects_uri = stage_tables_uri(storage, "extracted_text", context.partition_key)
-    kept, removed = count_rows(storage, data_uri), count_rows(storage, rejects_uri)
+    drop = context.partition_key
+    kept, removed = (
+        committed_rows(storage, "extracted_text", drop),
+        committed_rows(storage, "extracted_text", drop, REJECTS),
+    )
     rate = kept / (kept + removed) if kept + removed else 0.0
     return dg.AssetCheckResult(
         passed=config.min_keep_rate <= rate <= config.max_keep_rate,

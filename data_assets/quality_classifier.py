@@ -4,7 +4,7 @@ import dagster as dg
 from pydantic import Field
 
 from data_assets.jobs import STEP_RETRY_POLICY
-from mmrecipe.crawl_index import index_uri
+from mmrecipe.crawl_index import is_indexed
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import markdown_table, stage_partitions
 from mmrecipe.text.classifier_data import default_reference_texts, read_text_documents, read_url_list, training_set
@@ -69,7 +69,7 @@ def quality_classifier(
 ) -> dg.MaterializeResult:
     """fastText classifier of P(high quality): reference texts vs. a fixed-seed sample of crawled pages."""
     storage = lake.storage()
-    indexed = [d for d in stage_partitions(storage, "raw_crawl") if storage.exists(index_uri(storage, d))]
+    indexed = [d for d in stage_partitions(storage, "raw_crawl") if is_indexed(storage, d)]
     drops = config.drops or indexed
     urls = list(config.positive_urls) + (read_url_list(config.positive_urls_file) if config.positive_urls_file else [])
     texts_file = config.positive_texts_file or settings.reference_texts or default_reference_texts()

@@ -9,7 +9,7 @@ from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
 from mmrecipe.crawl_index import coverage_problems, index_drop
 from mmrecipe.drops import DropError, verify_drop
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import REJECTS, read_stage_table
 from mmrecipe.warc_index import INDEX_SCHEMA, WarcLimits
 from partitions import drops_partitions
 from resources import LakeResource, LandingResource
@@ -45,7 +45,7 @@ def raw_crawl(
     limits = WarcLimits(max_record_bytes=config.max_record_bytes)
     storage = lake.storage()
     result = index_drop(source, storage, drop, manifest.warc_files, limits)
-    kinds = storage.read_table(result.data_uri, ["record_type", "mime_type"]).to_pylist()
+    kinds = read_stage_table(storage, "raw_crawl", drop, columns=["record_type", "mime_type"]).to_pylist()
     mimes = Counter(r["mime_type"] or f"({r['record_type']})" for r in kinds)
     responses = sum(r["record_type"] == "response" for r in kinds)
     preview = ["record_type", "target_uri", "http_status", "mime_type", "payload_length", "warc_offset"]
@@ -74,8 +74,7 @@ def raw_crawl_conservation(
     manifest = verify_drop(source, drop)
     sizes = {source.uri(drop, name): source.size(source.uri(drop, name)) for name in manifest.warc_files}
     cols = ["warc_path", "warc_offset", "warc_length"]
-    data_uri, rejects_uri = stage_tables_uri(storage, "raw_crawl", drop)
-    tables = [storage.read_table(data_uri, cols), storage.read_table(rejects_uri, cols)]
+    tables = [read_stage_table(storage, "raw_crawl", drop, tree, cols) for tree in ("data", REJECTS)]
     spans = pa.concat_tables(tables, promote_options="permissive")
     problems = coverage_problems(spans, sizes)
     return dg.AssetCheckResult(

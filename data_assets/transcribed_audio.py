@@ -23,7 +23,7 @@ from mmrecipe.audio.transcript_filters import TranscriptFilterSettings
 from mmrecipe.audio.transcript_postprocessing import pii_left, postprocess_transcripts
 from mmrecipe.crawl_index import read_records
 from mmrecipe.dedup import BandIndex
-from mmrecipe.stage_output import StageWriter, markdown_table, stage_tables_uri
+from mmrecipe.stage_output import StageWriter, markdown_table, read_stage_table
 from partitions import drops_partitions
 from resources import LakeResource
 from resources.pod_resources import pod_resources
@@ -133,8 +133,8 @@ transcribed_audio_conservation = conservation_check(ASSET, "audio")
 )
 def transcribed_audio_no_pii_left(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     storage = lake.storage()
-    data_uri, _ = stage_tables_uri(storage, ASSET, context.partition_key)
-    rows = storage.read_table(data_uri, columns=["record_id", "transcript", "segments"]).to_pylist()
+    rows = read_stage_table(storage, ASSET, context.partition_key, columns=["record_id", "transcript", "segments"])
+    rows = rows.to_pylist()
     found = pii_left(rows)
     return dg.AssetCheckResult(
         passed=not found,

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from mmrecipe.crawl_index import read_records
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import REJECTS, read_stage_table
 from mmrecipe.storage import Storage
 
 
@@ -45,9 +45,8 @@ class Conservation:
 def record_ids_conserved(storage: Storage, asset: str, drop: str, kind: str) -> Conservation:
     """Whether every `kind` input record of `asset[drop]` appears exactly once in its kept rows or rejects."""
     inputs = read_records(storage, drop, kind, columns=["record_id"])["record_id"].to_pylist()
-    data_uri, rejects_uri = stage_tables_uri(storage, asset, drop)
-    kept = storage.read_table(data_uri, columns=["record_id"])["record_id"].to_pylist()
-    rejected = storage.read_table(rejects_uri, columns=["record_id"])["record_id"].to_pylist()
+    kept = read_stage_table(storage, asset, drop, columns=["record_id"])["record_id"].to_pylist()
+    rejected = read_stage_table(storage, asset, drop, REJECTS, ["record_id"])["record_id"].to_pylist()
     in_ids, out_ids = set(inputs), kept + rejected
     out_set = set(out_ids)
     return Conservation(

@@ -11,15 +11,16 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmrecipe.stage_output import StageOutput, StageWriter, stage_tables_uri
+from mmrecipe.stage_output import StageOutput, StageWriter, committed_parts, is_committed
 from mmrecipe.storage import Storage, retried
 from mmrecipe.warc_index import INDEX_SCHEMA, WarcLimits, index_warc
 
 HTML_MIME = ("text/html", "application/xhtml+xml")
 AUDIO_EXTRA_MIME = ("application/ogg",)
+RAW_CRAWL = "raw_crawl"
 
 
-def _kind_filter(kind: str) -> pc.Expression:
+def kind_filter(kind: str) -> pc.Expression:
     response = pc.field("record_type") == "response"
     mime = pc.field("mime_type")
     if kind == "html":
@@ -35,7 +36,7 @@ def index_drop(
     source: Storage, lake: Storage, drop: str, warc_files: Sequence[str], limits: WarcLimits | None = None
 ) -> StageOutput:
     """The raw_crawl index of a drop's WARC files (at `source`/<drop>/<name>), published to the lake."""
-    with StageWriter(lake, "raw_crawl", drop, INDEX_SCHEMA) as out:
+    with StageWriter(lake, RAW_CRAWL, drop, INDEX_SCHEMA) as out:
         for name in warc_files:
             for row, reason, detail in index_warc(source, drop, source.uri(drop, name), name, limits or WarcLimits()):
                 if reason:
@@ -45,21 +46,19 @@ def index_drop(
         return out.close()
 
 
-def index_uri(storage: Storage, drop: str) -> str:
-    """Where the raw_crawl index of `drop` lives."""
-    return stage_tables_uri(storage, "raw_crawl", drop)[0]
+def is_indexed(storage: Storage, drop: str) -> bool:
+    """Whether the raw_crawl index of `drop` has been committed."""
+    return is_committed(storage, RAW_CRAWL, drop)
 
 
 def read_records(storage: Storage, drop: str, kind: str, columns: list[str] | None = None) -> pa.Table:
     """The raw_crawl rows of `drop` of one kind, in file and offset order."""
-    uri = index_uri(storage, drop)
-    if not storage.exists(uri):
-        raise FileNotFoundError(f"raw_crawl has not been materialized for drop {drop!r} ({uri}): materialize it first")
+    parts = committed_parts(storage, RAW_CRAWL, drop)
     keys = ["warc_path", "warc_offset"]
     read = None if columns is None else list(dict.fromkeys([*columns, *keys]))
 
     def scan() -> pa.Table:
-        return storage.dataset(uri).to_table(filter=_kind_filter(kind), columns=read)
+        return storage.dataset(parts).to_table(filter=kind_filter(kind), columns=read)
 
     table = retried(scan)
     table = table.sort_by([(k, "ascending") for k in keys])

@@ -12,11 +12,10 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from mmrecipe.crawl_index import index_uri
 from mmrecipe.mixture.build import read_summary
 from mmrecipe.mixture.manifest import manifest_row, parse_doc_id, read_manifest
 from mmrecipe.recipe import TEXT_COLUMN
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import is_committed, read_stage_table
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import RecordReader
 
@@ -41,13 +40,13 @@ class Lineage:
     payload_sha256_matches: bool = False
 
 
-def _one_row(storage: Storage, uri: str, record_id: str, what: str) -> dict[str, Any]:
-    if not storage.exists(uri):
-        raise LineageError(f"{what}: {uri} does not exist (was it materialized or deleted?)")
-    table = storage.read_table(uri)
+def _one_row(storage: Storage, asset: str, drop: str, record_id: str) -> dict[str, Any]:
+    if not is_committed(storage, asset, drop):
+        raise LineageError(f"{asset}[{drop}] has no committed output (was it materialized or deleted?)")
+    table = read_stage_table(storage, asset, drop)
     hit = table.filter(pc.equal(table["record_id"], record_id))
     if hit.num_rows != 1:
-        raise LineageError(f"{what}: {hit.num_rows} rows with record_id {record_id} in {uri}, expected 1")
+        raise LineageError(f"{asset}[{drop}]: {hit.num_rows} rows with record_id {record_id}, expected 1")
     return hit.to_pylist()[0]
 
 
@@ -76,12 +75,11 @@ def explain(lake: Storage, doc_id: str, landing: Storage | None = None, with_pay
     except (ValueError, FileNotFoundError, KeyError) as e:
         raise LineageError(str(e).strip("\"'")) from None
     stage, drop, record_id = str(row["stage"]), str(row["drop"]), str(row["record_id"])
-    stage_uri, _ = stage_tables_uri(lake, stage, drop)
-    stage_row = _one_row(lake, stage_uri, record_id, f"{stage}[{drop}]")
+    stage_row = _one_row(lake, stage, drop, record_id)
     text = stage_row.get(TEXT_COLUMN[stage]) or ""
     if hashlib.sha256(text.encode("utf-8")).hexdigest() != row["text_sha256"]:
         raise LineageError(f"{stage}[{drop}] row {record_id} changed since the mixture was built: rebuild the mixture")
-    raw = _one_row(lake, index_uri(lake, drop), record_id, f"raw_crawl[{drop}]")
+    raw = _one_row(lake, "raw_crawl", drop, record_id)
     recipe = {k: summary[k] for k in ("recipe", "recipe_sha256", "seed", "tokenizer", "version")}
     lineage = Lineage(doc_id, recipe, row, stage_row, raw)
     if with_payload:
@@ -129,11 +127,12 @@ def unresolved_manifest_rows(lake: Storage, recipe: str) -> tuple[int, list[str]
     problems: list[str] = []
     for drop in sorted(set(manifest["drop"].to_pylist())):
         rows = manifest.filter(pc.equal(manifest["drop"], drop)).to_pylist()
-        uri = index_uri(lake, drop)
-        if not lake.exists(uri):
+        if not is_committed(lake, "raw_crawl", drop):
             problems += [f"{r['doc_id']}: raw_crawl[{drop}] is missing" for r in rows]
             continue
-        index = lake.read_table(uri, columns=["record_id", "warc_path", "warc_offset", "record_type"])
+        index = read_stage_table(
+            lake, "raw_crawl", drop, columns=["record_id", "warc_path", "warc_offset", "record_type"]
+        )
         where = {
             rid: (path, off, rtype)
             for rid, path, off, rtype in zip(

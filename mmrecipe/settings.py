@@ -22,6 +22,8 @@ MIN_FRESHNESS_HOURS = 1 / 60  # Dagster's smallest freshness window: one minute
 EXECUTORS = ("multiprocess", "in_process", "k8s")
 GPU_MODES = ("auto", "on", "off")
 ASR_DEVICES = ("cpu", "cuda", "auto")
+ENGINES = ("local", "ray")
+DEFAULT_SHARD_BYTES = 64 << 20
 ASR_COMPUTE_TYPES = (
     "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16",
     "float32",
@@ -148,6 +150,16 @@ VARIABLES: tuple[Variable, ...] = (
              "retries of a failed step of every asset and check, in every run (0: none)", _integer(0)),
     Variable("MMRECIPE_STEP_RETRY_DELAY_S", "`2`", "a number ≥ 0",
              "first retry delay in seconds, doubled per attempt, ±50% jitter", _number(0)),
+    # the engine that runs a drop stage's shards
+    Variable("MMRECIPE_ENGINE", "`local`", "`local` or `ray`",
+             "where shards run: `local` (a process pool in the step's process) or `ray` (Ray tasks)",
+             _choice(*ENGINES)),
+    Variable("RAY_ADDRESS", "unset (a local Ray per run)", "`auto`, `ray://host:port` or `host:port`",
+             "the Ray cluster of the `ray` engine (Ray's own variable)"),
+    Variable("MMRECIPE_SHARD_BYTES", "`67108864` (64 MiB)", _POSITIVE,
+             "target size of a shard, in bytes of WARC records", _integer(1)),
+    Variable("MMRECIPE_WORKERS", "the usable CPUs", _POSITIVE,
+             "worker processes of the `local` engine (1: inline, no pool); CPUs of a local Ray", _integer(1)),
     # ASR
     Variable("MMRECIPE_ASR_MODEL_DIR", "the offline Whisper tiny.en", "a CTranslate2 Whisper model folder",
              "the ASR model of transcribed_audio"),
@@ -246,6 +258,16 @@ class GpuSettings:
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    """Where drop stages run their shards: the engine, its Ray cluster, the shard size and worker processes."""
+
+    name: str = "local"
+    ray_address: str = ""
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    workers: int = 0  # 0: every usable CPU
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything one mmrecipe deployment is configured with (see `VARIABLES`)."""
 
@@ -267,6 +289,7 @@ class Settings:
     asr: AsrSettings = field(default_factory=AsrSettings)
     automation: AutomationSettings = field(default_factory=AutomationSettings)
     sensor: ScanLimits = field(default_factory=ScanLimits)
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -322,6 +345,12 @@ class Settings:
                 page_size=get("MMRECIPE_SENSOR_PAGE_SIZE", 1000),
                 max_drops_per_tick=get("MMRECIPE_SENSOR_MAX_DROPS_PER_TICK", 20),
                 full_rescan_ticks=get("MMRECIPE_SENSOR_FULL_RESCAN_TICKS", 20),
+            ),
+            engine=EngineSettings(
+                name=get("MMRECIPE_ENGINE", "local"),
+                ray_address=get("RAY_ADDRESS", ""),
+                shard_bytes=get("MMRECIPE_SHARD_BYTES", DEFAULT_SHARD_BYTES),
+                workers=get("MMRECIPE_WORKERS", 0),
             ),
         )
 

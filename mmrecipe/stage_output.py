@@ -1,24 +1,32 @@
-"""A stage's output for one partition: kept rows, a rejects table and the counts that tie them.
+"""A stage's output for one partition: kept rows, a rejects table, the counts that tie them, and its commit.
 
-Every stage streams its records into a `StageWriter`. Kept rows go to the `data` tree; dropped
-(policy) and rejected (bad input) records go to the `rejects` tree with a reason code, so that
-`in = kept + dropped + rejected` can be checked from the files themselves. The lake layout of an asset:
+Every stage streams its records into Parquet parts: a `PartWriter` per shard (or one `StageWriter` for a
+single-writer stage). Kept rows go to the `data` tree; dropped (policy) and rejected (bad input) records go to
+the `rejects` tree with a reason code, so that `in = kept + dropped + rejected` can be checked from the files
+themselves. Parts are written under the `staging` tree and moved in by `publish_commit`, which writes the
+partition's commit file last. The lake layout of an asset:
 
-    <lake>/<asset>/data/<partition>/part-00000.parquet      kept rows: `<asset>/data/**/*.parquet` is all of them
-    <lake>/<asset>/rejects/<partition>/part-00000.parquet   dropped and rejected records
-    <lake>/<asset>/side/<partition>/…                       side files: dedup indexes, WebDataset shards, outcomes
+    <lake>/<asset>/data/<partition>/part-NNNNN.parquet      kept rows, one part per shard in shard order
+    <lake>/<asset>/rejects/<partition>/part-NNNNN.parquet   dropped and rejected records, the same parts
+    <lake>/<asset>/side/<partition>/…                       side files: dedup indexes, side parts `<name>-NNNNN`
+    <lake>/<asset>/commits/<partition>.json                 the commit: every part with its rows, bytes, sha256
+    <lake>/<asset>/staging/<partition>/…                    parts and shard markers before the commit
 
-so HF `datasets` (`data_dir=<lake>/<asset>/data`), duckdb and `pyarrow.dataset` read kept rows alone. Parts are
-written under temporary dot-names (`.tmp-…`) that no `*.parquet` glob matches and renamed when complete. A
-partition commit file belongs outside the `data` tree or under a dot-name: HF `datasets` reads `_`-prefixed files.
+so HF `datasets` (`data_dir=<lake>/<asset>/data`), duckdb and `pyarrow.dataset` read kept rows alone (the
+commit file lies outside the `data` tree: HF `datasets` reads `_`-prefixed files). Readers in this package
+trust only committed parts (`committed_parts`, `read_stage_table`); parts a commit does not name (a crashed
+run's leftovers) are removed by the next commit, and staging is removed after it. Local files are written
+under temporary dot-names (`.tmp-…`) that no `*.parquet` glob matches and renamed when complete.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,25 +55,27 @@ REJECTS_SCHEMA = pa.schema(
         pa.field("detail", pa.string()),
     ]
 )
-DATA, REJECTS, SIDE = "data", "rejects", "side"  # the trees of an asset's folder
-PART_FILE = "part-00000.parquet"
+DATA, REJECTS, SIDE, STAGING = "data", "rejects", "side", "staging"  # the trees of an asset's folder
+COMMITS = "commits"
+
+
+def part_name(index: int, prefix: str = "part") -> str:
+    """The file name of the `index`-th committed part: `part-00000.parquet`, or `<side name>-00000.parquet`."""
+    return f"{prefix}-{index:05d}.parquet"
 
 
 def stage_prefix(asset: str, partition: str, tree: str = DATA) -> str:
     """The lake-relative folder of one asset partition in one tree: `<asset>/<tree>/<partition>`.
 
     Unsafe partition keys are refused."""
-    if tree not in (DATA, REJECTS, SIDE):
-        raise ValueError(f"unknown tree {tree!r} of {asset}: use {DATA}, {REJECTS} or {SIDE}")
+    if tree not in (DATA, REJECTS, SIDE, STAGING):
+        raise ValueError(f"unknown tree {tree!r} of {asset}: use {DATA}, {REJECTS}, {SIDE} or {STAGING}")
     return f"{asset}/{tree}/{validate_drop_name(partition)}"
 
 
-def stage_tables_uri(storage: Storage, asset: str, partition: str) -> tuple[str, str]:
-    """The (kept data, rejects) URIs of one stage partition."""
-    return (
-        storage.uri(stage_prefix(asset, partition), PART_FILE),
-        storage.uri(stage_prefix(asset, partition, REJECTS), PART_FILE),
-    )
+def stage_uri(storage: Storage, asset: str, partition: str, tree: str = DATA) -> str:
+    """The folder of one partition's parts in `tree`: what `pyarrow.dataset` reads (the `path` metadata)."""
+    return storage.uri(stage_prefix(asset, partition, tree))
 
 
 def stage_partitions(storage: Storage, asset: str, tree: str = DATA) -> list[str]:
@@ -120,11 +130,13 @@ class _ParquetSink:
             self._writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
             self.rows = []
 
-    def publish(self) -> None:
+    def publish(self) -> Part:
         self.flush()
         self._writer.close()
         try:
+            digest = _sha256_of_file(self._tmp)
             retried(lambda: self.storage.copy_file_in(self._tmp, self.uri))
+            return Part(self.uri, self.count, os.path.getsize(self._tmp), digest)
         finally:
             os.unlink(self._tmp)
 
@@ -141,9 +153,34 @@ def _tmp_dir(storage: Storage) -> str:
     return path
 
 
+@dataclass(frozen=True)
+class Part:
+    """One Parquet part file: where it is, its rows, its size and the sha256 of its bytes."""
+
+    uri: str
+    rows: int
+    bytes: int
+    sha256: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"uri": self.uri, "rows": self.rows, "bytes": self.bytes, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Part:
+        return cls(str(d["uri"]), int(d["rows"]), int(d["bytes"]), str(d["sha256"]))
+
+
+def _sha256_of_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @dataclass
 class StageOutput:
-    """Where a finished stage partition was published, and its counts."""
+    """Where a finished stage partition was published (its `data` and `rejects` folders), and its counts."""
 
     data_uri: str
     rejects_uri: str
@@ -151,26 +188,26 @@ class StageOutput:
     preview: list[dict[str, Any]]
 
 
-class StageWriter:
-    """Streams one stage partition's kept rows and rejects to Parquet in the lake."""
+class PartWriter:
+    """Streams one part of kept rows and one part of rejects (a shard's, or a whole stage's) to Parquet."""
 
     def __init__(
         self,
         storage: Storage,
-        asset: str,
-        partition: str,
+        stage: str,
+        data_uri: str,
+        rejects_uri: str,
         schema: pa.Schema,
         batch_rows: int = 2048,
         preview_rows: int = 5,
     ) -> None:
         missing = [c for c in PROVENANCE_COLUMNS if c not in schema.names]
         if missing:
-            raise ValueError(f"stage schema for {asset} lacks provenance columns {missing}")
-        self.stage = asset
-        data_uri, rejects_uri = stage_tables_uri(storage, asset, partition)
+            raise ValueError(f"stage schema for {stage} lacks provenance columns {missing}")
+        self.stage = stage
         self.data = _ParquetSink(storage, data_uri, schema, batch_rows)
         self.rejects = _ParquetSink(storage, rejects_uri, REJECTS_SCHEMA, batch_rows)
-        self.counts = StageCounts(stage=asset)
+        self.counts = StageCounts(stage=stage)
         self.preview: list[dict[str, Any]] = []
         self.preview_rows = preview_rows
 
@@ -202,23 +239,159 @@ class StageWriter:
         }
         self.rejects.add(row)
 
-    def close(self) -> StageOutput:
-        """Publish both tables atomically and return where they are."""
-        self.rejects.publish()
-        self.data.publish()
-        return StageOutput(self.data.uri, self.rejects.uri, self.counts, self.preview)
+    def close_parts(self) -> tuple[Part, Part]:
+        """Write both parts out (to their staging URIs) and return them."""
+        return self.data.publish(), self.rejects.publish()
 
     def abort(self) -> None:
-        """Discard everything written so far; nothing is published."""
+        """Discard everything written so far."""
         self.data.abort()
         self.rejects.abort()
 
-    def __enter__(self) -> StageWriter:
+    def __enter__(self) -> PartWriter:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is not None:
             self.abort()
+
+
+class StageWriter(PartWriter):
+    """Streams a single-writer stage partition (one part) to staging, and publishes it with a commit on close."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        asset: str,
+        partition: str,
+        schema: pa.Schema,
+        batch_rows: int = 2048,
+        preview_rows: int = 5,
+    ) -> None:
+        self.storage, self.partition = storage, partition
+        staging = storage.uri(stage_prefix(asset, partition, STAGING), uuid.uuid4().hex)
+        super().__init__(
+            storage, asset, f"{staging}/data.parquet", f"{staging}/rejects.parquet", schema, batch_rows, preview_rows
+        )
+
+    def close(self) -> StageOutput:
+        """Publish both tables with the partition's commit and return where they are."""
+        data, rejects = self.close_parts()
+        publish_commit(self.storage, self.stage, self.partition, [data], [rejects])
+        return StageOutput(
+            stage_uri(self.storage, self.stage, self.partition),
+            stage_uri(self.storage, self.stage, self.partition, REJECTS),
+            self.counts,
+            self.preview,
+        )
+
+    def __enter__(self) -> StageWriter:
+        return self
+
+
+# --- commits ---------------------------------------------------------------------------------------
+def commit_uri(storage: Storage, asset: str, partition: str) -> str:
+    """Where the commit file of one asset partition lives: `<asset>/commits/<partition>.json`."""
+    return storage.uri(asset, COMMITS, f"{validate_drop_name(partition)}.json")
+
+
+def publish_commit(
+    storage: Storage,
+    asset: str,
+    partition: str,
+    data: Sequence[Part],
+    rejects: Sequence[Part],
+    side: Mapping[str, Sequence[Part]] | None = None,
+) -> dict[str, Any]:
+    """Move staged parts in (numbered in the given order), write the commit file last, then clean up.
+
+    `side` maps a side name to its parts (`side/<partition>/<name>-NNNNN.parquet`). Parts in the `data` and
+    `rejects` folders that the commit does not name, side parts of the named sides it does not name, and the
+    partition's staging are removed after the commit. Returns the commit (as written).
+    """
+    trees: dict[str, list[dict[str, Any]]] = {}
+    targets = [(DATA, "part", data), (REJECTS, "part", rejects)]
+    targets += [(SIDE, name, parts) for name, parts in sorted((side or {}).items())]
+    for tree, prefix, parts in targets:
+        folder = stage_uri(storage, asset, partition, tree)
+        entries = []
+        for i, part in enumerate(parts):
+            target = f"{folder}/{part_name(i, prefix)}"
+            if part.uri != target:
+                storage.move(part.uri, target)
+            entries.append(
+                {"name": part_name(i, prefix), "rows": part.rows, "bytes": part.bytes, "sha256": part.sha256}
+            )
+        trees[tree if tree != SIDE else f"{SIDE}/{prefix}"] = entries
+    commit = {"asset": asset, "partition": partition, "parts": trees}
+    storage.write_bytes(commit_uri(storage, asset, partition), json.dumps(commit, indent=1, sort_keys=True).encode())
+    for tree, prefix, _ in targets:
+        folder = stage_uri(storage, asset, partition, tree)
+        named = {e["name"] for e in trees[tree if tree != SIDE else f"{SIDE}/{prefix}"]}
+        for uri in storage.list_files(folder, recursive=False):
+            name = uri.rsplit("/", 1)[1]
+            if name.startswith(f"{prefix}-") and name.endswith(".parquet") and name not in named:
+                storage.delete(uri)
+    storage.delete_dir(storage.uri(stage_prefix(asset, partition, STAGING)))
+    return commit
+
+
+def read_commit(storage: Storage, asset: str, partition: str) -> dict[str, Any]:
+    """The commit of one asset partition; FileNotFoundError (saying what to do) when it has none."""
+    uri = commit_uri(storage, asset, partition)
+    try:
+        return json.loads(storage.read_bytes(uri))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{asset} has no committed output for partition {partition!r} (no {uri}): materialize it first"
+        ) from None
+
+
+def is_committed(storage: Storage, asset: str, partition: str) -> bool:
+    """Whether the partition has a commit file."""
+    return storage.exists(commit_uri(storage, asset, partition))
+
+
+def commit_version(storage: Storage, asset: str, partition: str) -> str:
+    """A content version of one committed partition: the sha256 of its commit file (which names every digest)."""
+    return hashlib.sha256(storage.read_bytes(commit_uri(storage, asset, partition))).hexdigest()[:32]
+
+
+def committed(storage: Storage, asset: str, partition: str, tree: str = DATA, side: str = "") -> list[Part]:
+    """The committed parts of one partition in `tree` (or of the side parts named `side`), in order."""
+    key = f"{SIDE}/{side}" if side else tree
+    folder = stage_uri(storage, asset, partition, SIDE if side else tree)
+    entries = read_commit(storage, asset, partition)["parts"].get(key, [])
+    return [Part(f"{folder}/{e['name']}", e["rows"], e["bytes"], e["sha256"]) for e in entries]
+
+
+def committed_parts(storage: Storage, asset: str, partition: str, tree: str = DATA, side: str = "") -> list[str]:
+    """The URIs of the committed parts of one partition in `tree` (or of side parts `side`), in order."""
+    return [p.uri for p in committed(storage, asset, partition, tree, side)]
+
+
+def committed_rows(storage: Storage, asset: str, partition: str, tree: str = DATA) -> int:
+    """The number of committed rows of one partition in `tree` (from the commit file)."""
+    return sum(p.rows for p in committed(storage, asset, partition, tree))
+
+
+def read_stage_table(
+    storage: Storage, asset: str, partition: str, tree: str = DATA, columns: list[str] | None = None
+) -> pa.Table:
+    """The committed rows of one partition in `tree`, parts concatenated in order."""
+    tables = [storage.read_table(uri, columns) for uri in committed_parts(storage, asset, partition, tree)]
+    return pa.concat_tables(tables)
+
+
+def iter_stage_rows(
+    storage: Storage, asset: str, partition: str, tree: str = DATA, columns: list[str] | None = None,
+    batch_rows: int = 256,
+) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """The committed rows of one partition in `tree` as dicts, streamed batch by batch in part order."""
+    for uri in committed_parts(storage, asset, partition, tree):
+        with storage.open_input(uri) as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns):
+                yield from batch.to_pylist()
 
 
 def markdown_table(rows: Iterable[Mapping[str, Any]], columns: list[str], max_chars: int = 80) -> str:
@@ -230,9 +403,3 @@ def markdown_table(rows: Iterable[Mapping[str, Any]], columns: list[str], max_ch
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def count_rows(storage: Storage, uri: str) -> int:
-    """Number of rows in the Parquet file at `uri` (from its footer)."""
-    with storage.open_input(uri) as f:
-        return int(pq.ParquetFile(f).metadata.num_rows)

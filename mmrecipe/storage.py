@@ -30,7 +30,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 
@@ -452,9 +452,10 @@ class Storage:
         """The Parquet table at `uri`."""
         return retried(lambda: pq.read_table(self._fs_path(uri), columns=columns, filesystem=self.fs))
 
-    def dataset(self, uri: str) -> ds.Dataset:
-        """The Parquet file or folder at `uri` as a lazily read pyarrow dataset (for filtered scans)."""
-        return ds.dataset(self._fs_path(uri), filesystem=self.fs, format="parquet")
+    def dataset(self, uri: str | Sequence[str]) -> ds.Dataset:
+        """The Parquet file or folder at `uri` (or the files `uri` lists) as a lazily read pyarrow dataset."""
+        path = self._fs_path(uri) if isinstance(uri, str) else [self._fs_path(u) for u in uri]
+        return ds.dataset(path, filesystem=self.fs, format="parquet")
 
     # --- writing ------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -506,6 +507,19 @@ class Storage:
         """Remove the file at `uri` if it exists."""
         with contextlib.suppress(FileNotFoundError):
             retried(lambda: self.fs.delete_file(self._fs_path(uri)))
+
+    def delete_dir(self, uri: str) -> None:
+        """Remove the folder at `uri` and everything below it, if it exists."""
+        with contextlib.suppress(FileNotFoundError):
+            retried(lambda: self.fs.delete_dir(self._fs_path(uri)))
+
+    def move(self, src: str, dst: str) -> None:
+        """Move the file at `src` to `dst`, replacing it (local: a rename; S3: a server-side copy, then a delete)."""
+        if not self.is_s3:
+            parent = self._fs_path(dst).rsplit("/", 1)[0]
+            retried(lambda: self.fs.create_dir(parent, recursive=True))
+            sweep_stale_temp_files(parent, ".tmp-")
+        retried(lambda: self.fs.move(self._fs_path(src), self._fs_path(dst)))
 
     def copy_file_in(self, local_path: str, uri: str, chunk: int = 8 << 20) -> None:
         """Copy a local file to `uri` atomically."""

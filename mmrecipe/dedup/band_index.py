@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mmrecipe.dedup.minhash import MinHashConfig, band_hashes, exact_keys, minhash_signatures
-from mmrecipe.stage_output import SIDE, stage_partitions, stage_prefix, stage_tables_uri
+from mmrecipe.stage_output import SIDE, committed_parts, is_committed, stage_partitions, stage_prefix
 from mmrecipe.storage import Storage
 
 INDEX_FILE = "dedup_index.parquet"
@@ -275,7 +275,9 @@ class BandIndex:
         """Partitions of `consumer_asset` whose kept data was decided from out-of-date index versions."""
         recorded = {}
         for partition in stage_partitions(self.storage, consumer_asset):
-            sources = self.recorded_sources(stage_tables_uri(self.storage, consumer_asset, partition)[0])
+            if not is_committed(self.storage, consumer_asset, partition):
+                continue
+            sources = self.recorded_sources(committed_parts(self.storage, consumer_asset, partition)[0])
             if sources is not None:
                 recorded[partition] = sources
         return self.stale_consumers(recorded)

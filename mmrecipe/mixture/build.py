@@ -60,7 +60,14 @@ from mmrecipe.mixture.token_shards import (
 )
 from mmrecipe.mixture.webdataset import ImageSample, write_webdataset
 from mmrecipe.recipe import TEXT_COLUMN, Recipe
-from mmrecipe.stage_output import PART_FILE, PROVENANCE_COLUMNS, stage_prefix, stage_tables_uri
+from mmrecipe.stage_output import (
+    PROVENANCE_COLUMNS,
+    REJECTS,
+    committed_parts,
+    is_committed,
+    read_stage_table,
+    stage_prefix,
+)
 from mmrecipe.storage import Storage
 
 
@@ -110,12 +117,12 @@ def _stage_table(storage: Storage, tok: BpeTokenizer, inputs: Sequence[StageInpu
     tables, caches = [], []
     pii: Counter[str] = Counter()
     for inp in (i for i in inputs if i.stage == stage):
-        with storage.open_input(inp.data_uri) as f:
+        with storage.open_input(committed_parts(storage, stage, inp.drop)[0]) as f:
             names = pq.ParquetFile(f).schema_arrow.names
         absent = [c for c in cols if c not in names]
         if absent:
             raise MixtureInputError(f"{inp.data_uri} lacks columns {absent} that the {stage} contract promises")
-        t = storage.read_table(inp.data_uri, columns=cols + (["pii_counts"] if "pii_counts" in names else []))
+        t = read_stage_table(storage, stage, inp.drop, columns=cols + (["pii_counts"] if "pii_counts" in names else []))
         pii.update(_pii_counts(t))
         t = t.select(cols)
         cache = cached_partition_tokens(
@@ -149,8 +156,8 @@ def _upstream_rejects(storage: Storage, inputs: Sequence[StageInput]) -> dict[st
     out: dict[str, Counter[str]] = {}
     for inp in inputs:
         counter = out.setdefault(inp.stage, Counter())
-        if storage.exists(inp.rejects_uri):
-            t = storage.read_table(inp.rejects_uri, columns=["outcome", "reason"])
+        if is_committed(storage, inp.stage, inp.drop):
+            t = read_stage_table(storage, inp.stage, inp.drop, REJECTS, ["outcome", "reason"])
             counter.update(f"{o}:{r}" for o, r in zip(t["outcome"].to_pylist(), t["reason"].to_pylist(), strict=True))
     return {stage: dict(sorted(c.items())) for stage, c in sorted(out.items())}
 
@@ -318,8 +325,7 @@ def _jpegs(storage: Storage, selected: pa.Table) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for drop in sorted(set(selected["drop"].to_pylist())):
         ids = selected.filter(pc.equal(selected["drop"], drop))["record_id"]
-        uri = stage_tables_uri(storage, "deduped_images", drop)[0]
-        t = storage.read_table(uri, columns=["record_id", "normalized_jpeg"])
+        t = read_stage_table(storage, "deduped_images", drop, columns=["record_id", "normalized_jpeg"])
         t = t.filter(pc.is_in(t["record_id"], value_set=ids.combine_chunks()))
         out |= dict(zip(t["record_id"].to_pylist(), t["normalized_jpeg"].to_pylist(), strict=True))
     return out
@@ -383,7 +389,7 @@ def _summary(
                 "drop": i.drop,
                 "rows": i.rows,
                 "sha256": i.sha256,
-                "path": f"{stage_prefix(i.stage, i.drop)}/{PART_FILE}",
+                "path": stage_prefix(i.stage, i.drop),
             }
             for i in inputs
         ],

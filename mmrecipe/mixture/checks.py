@@ -21,7 +21,7 @@ from mmrecipe.mixture.build import read_summary
 from mmrecipe.mixture.decontamination import contamination
 from mmrecipe.mixture.manifest import EVALSETS_DIR, RECIPE_FILE, mixture_uri, read_manifest
 from mmrecipe.recipe import TEXT_COLUMN, Recipe, parse_recipe
-from mmrecipe.stage_output import markdown_table, stage_tables_uri
+from mmrecipe.stage_output import markdown_table, read_stage_table
 from mmrecipe.storage import Storage
 
 
@@ -86,8 +86,7 @@ def mixture_texts(storage: Storage, recipe: str) -> Iterator[tuple[str, str]]:
     for r in m.to_pylist():
         groups.setdefault((r["stage"], r["drop"]), []).append(r)
     for (stage, drop), rows in sorted(groups.items()):
-        uri, _ = stage_tables_uri(storage, stage, drop)
-        t = storage.read_table(uri, columns=["record_id", TEXT_COLUMN[stage]])
+        t = read_stage_table(storage, stage, drop, columns=["record_id", TEXT_COLUMN[stage]])
         wanted = pa.array([r["record_id"] for r in rows], pa.string())
         t = t.filter(pc.is_in(t["record_id"], value_set=wanted))
         text_of = dict(zip(t["record_id"].to_pylist(), t[TEXT_COLUMN[stage]].to_pylist(), strict=True))

@@ -9,6 +9,7 @@ percentile filter (`min_quality_percentile`) is computed over the rows that pass
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,9 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmrecipe.drops import sha256_of
 from mmrecipe.recipe import TEXT_COLUMN, Source
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import REJECTS, committed, is_committed, stage_uri
 from mmrecipe.storage import Storage
 
 # Columns read from each stage (besides provenance); images' JPEG bytes are read only for selected rows.
@@ -54,12 +54,13 @@ def stage_inputs(storage: Storage, stages: Sequence[str], drops: Sequence[str]) 
     missing: list[str] = []
     for stage in stages:
         for drop in sorted(drops):
-            data_uri, rejects_uri = stage_tables_uri(storage, stage, drop)
-            if not storage.exists(data_uri):
+            if not is_committed(storage, stage, drop):
                 missing.append(f"{stage}[{drop}]")
                 continue
-            rows = storage.read_table(data_uri, columns=["record_id"]).num_rows
-            found.append(StageInput(stage, drop, data_uri, rejects_uri, rows, sha256_of(storage, data_uri)))
+            parts = committed(storage, stage, drop)
+            digest = hashlib.sha256("".join(p.sha256 for p in parts).encode()).hexdigest()  # of every data part
+            data, rejects = stage_uri(storage, stage, drop), stage_uri(storage, stage, drop, REJECTS)
+            found.append(StageInput(stage, drop, data, rejects, sum(p.rows for p in parts), digest))
     if missing:
         raise MixtureInputError(
             f"upstream partitions not materialized: {', '.join(missing)}. Materialize them "

@@ -10,16 +10,13 @@ compares them with the index now and names the drops that must be re-materialize
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mmrecipe.dedup import BandIndex, DedupDecisions
-from mmrecipe.stage_output import StageWriter, stage_tables_uri
+from mmrecipe.stage_output import REJECTS, StageWriter, iter_stage_rows
 from mmrecipe.storage import Storage
-from mmrecipe.text.pipeline import EXTRACTED_TEXT_SCHEMA, release_free_memory
+from mmrecipe.text.pipeline import EXTRACTED_TEXT_SCHEMA
 
 FILTERED = "filtered_text"
 EXTRACTED = "extracted_text"
@@ -30,21 +27,11 @@ def extracted_schema(decisions: DedupDecisions) -> pa.Schema:
     return EXTRACTED_TEXT_SCHEMA.with_metadata(decisions.sources_metadata())
 
 
-def read_rows(
-    storage: Storage, uri: str, columns: list[str] | None = None, batch_rows: int = 256
-) -> Iterator[dict[str, Any]]:
-    """The rows of a Parquet file as dicts, streamed batch by batch."""
-    with storage.open_input(uri) as f:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns):
-            yield from batch.to_pylist()
-            release_free_memory()
-
-
 def dedup_drop(lake: Storage, drop: str, writer: StageWriter, decisions: DedupDecisions) -> None:
     """Write the drop's kept documents (with their cluster) and every drop/reject of the drop to `writer`."""
-    data_uri, rejects_uri = stage_tables_uri(lake, FILTERED, drop)
+    data_uri = f"{FILTERED}[{drop}]"
     verdicts = {rid: i for i, rid in enumerate(decisions.record_ids)}
-    for row in read_rows(lake, data_uri):
+    for row in iter_stage_rows(lake, FILTERED, drop):
         i = verdicts.pop(row["record_id"], None)
         if i is None:
             raise ValueError(f"{data_uri} has record {row['record_id']} that its dedup index lacks: re-materialize")
@@ -62,7 +49,7 @@ def dedup_drop(lake: Storage, drop: str, writer: StageWriter, decisions: DedupDe
         raise ValueError(
             f"the dedup index of {drop} has {len(verdicts)} records missing from {data_uri}: re-materialize"
         )
-    for row in read_rows(lake, rejects_uri):
+    for row in iter_stage_rows(lake, FILTERED, drop, REJECTS):
         (writer.drop if row["outcome"] == "dropped" else writer.reject)(row, row["reason"], row["detail"] or "")
 
 

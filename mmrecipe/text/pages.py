@@ -7,24 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mmrecipe.engine.steps import DROPPED, REJECTED, Outcome
 from mmrecipe.opt_out import OPT_OUT_REASON, ROBOTS_META_NAMES, opts_out_of_images, opts_out_of_text, robots_directives
 from mmrecipe.text.decoding import decode_html
 from mmrecipe.text.extraction import DEFAULT_MAX_DEPTH, HtmlTooDeep, extract_text
 from mmrecipe.warc_index import RecordReader
 
-DROPPED, REJECTED = "dropped", "rejected"
 _ROBOTS_META = re.compile(  # a <meta name=...> that may carry robots directives (checked on the decoded text)
     r"<meta[^>]*name\s*=\s*[\"']?\s*(?:" + "|".join(sorted(ROBOTS_META_NAMES)) + r")\b", re.IGNORECASE
 )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """Why a record leaves the stage: dropped (policy) or rejected (bad input), with a reason code."""
-
-    outcome: str
-    reason: str
-    detail: str = ""
 
 
 @dataclass

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mmrecipe.images import phash_index
 from mmrecipe.settings import Settings
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import read_stage_table
 from mmrecipe.storage import Storage
 from resources import LakeResource
 from sensors.stale_drops import stale_image_drops
@@ -126,7 +126,7 @@ def test_sample_drops_collapse_planted_duplicates_and_caption_from_alt_text(
         meta = metadata_of(result, "deduped_images")
         index = {
             r["record_id"]: r["target_uri"]
-            for r in pq.read_table(stage_tables_uri(Storage(settings.lake), "raw_crawl", drop)[0]).to_pylist()
+            for r in read_stage_table(Storage(settings.lake), "raw_crawl", drop).to_pylist()
         }
         for row in pq.read_table(meta["path"]).to_pylist():
             kept_rows[row["url"]] = row

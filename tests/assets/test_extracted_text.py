@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from mmrecipe.settings import Settings
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import REJECTS, committed_parts, read_stage_table
 from mmrecipe.storage import Storage
 from sensors.stale_drops import text_dedup_refresh
 from tests.conftest import land_drop, materialize_drop, metadata_of, run_sensor_requests
@@ -85,14 +85,14 @@ def text(settings: Settings, instance: dg.DagsterInstance, drop: str) -> dg.Exec
 
 def reasons(storage: Storage, drop: str) -> dict[str, str]:
     """URL → reason of every dropped or rejected record of extracted_text[drop]."""
-    crawl = storage.read_table(stage_tables_uri(storage, "raw_crawl", drop)[0], ["record_id", "target_uri"])
+    crawl = read_stage_table(storage, "raw_crawl", drop, columns=["record_id", "target_uri"])
     url = dict(zip(crawl["record_id"].to_pylist(), crawl["target_uri"].to_pylist(), strict=True))
-    rejects = storage.read_table(stage_tables_uri(storage, "extracted_text", drop)[1]).to_pylist()
+    rejects = read_stage_table(storage, "extracted_text", drop, REJECTS).to_pylist()
     return {url[r["record_id"]].rsplit("/", 1)[1]: r["reason"] for r in rejects}
 
 
 def kept_urls(storage: Storage, drop: str) -> list[str]:
-    table = storage.read_table(stage_tables_uri(storage, "extracted_text", drop)[0], ["url"])
+    table = read_stage_table(storage, "extracted_text", drop, columns=["url"])
     return [u.rsplit("/", 1)[1] for u in table["url"].to_pylist()]
 
 
@@ -132,7 +132,7 @@ def assert_drop_a_reasons_checks_and_metadata(result: dg.ExecuteInProcessResult,
         ("extracted_text", "language_id_coverage"): True,
         ("extracted_text", "keep_rate"): True,
     }
-    contact = two_drops.read_table(stage_tables_uri(two_drops, "extracted_text", DROP_A)[0]).to_pylist()[-1]
+    contact = read_stage_table(two_drops, "extracted_text", DROP_A).to_pylist()[-1]
     assert "jane.doe@example.org" not in contact["text"] and "<US_SSN>" in contact["text"]
     assert contact["pii_counts"]["email"] == 1 and contact["pii_counts"]["phone"] == 1
     assert contact["dedup_cluster"] == contact["record_id"]
@@ -143,7 +143,8 @@ def snapshot(storage: Storage) -> dict[str, bytes]:
         uri: storage.read_bytes(uri)
         for asset in ("filtered_text", "extracted_text")
         for drop in (DROP_A, DROP_B)
-        for uri in stage_tables_uri(storage, asset, drop)
+        for tree in ("data", REJECTS)
+        for uri in committed_parts(storage, asset, drop, tree)
     }
 
 

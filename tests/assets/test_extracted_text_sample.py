@@ -14,7 +14,7 @@ import pytest
 
 from mmrecipe.dedup.band_index import BandIndex
 from mmrecipe.settings import Settings
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import REJECTS, read_stage_table
 from mmrecipe.storage import Storage
 from mmrecipe.text.classifier_data import default_reference_texts, read_text_documents
 from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of
@@ -28,12 +28,10 @@ RULES_PRESET = "whitespace"
 
 def outcome_by_url(storage: Storage, drop: str) -> dict[str, str]:
     """URL → "kept" or the drop/reject reason, for every HTML response of extracted_text[drop]."""
-    crawl = storage.read_table(stage_tables_uri(storage, "raw_crawl", drop)[0], ["record_id", "target_uri"])
+    crawl = read_stage_table(storage, "raw_crawl", drop, columns=["record_id", "target_uri"])
     url = dict(zip(crawl["record_id"].to_pylist(), crawl["target_uri"].to_pylist(), strict=True))
-    out = {
-        r["url"]: "kept" for r in storage.read_table(stage_tables_uri(storage, "extracted_text", drop)[0]).to_pylist()
-    }
-    for r in storage.read_table(stage_tables_uri(storage, "extracted_text", drop)[1]).to_pylist():
+    out = {r["url"]: "kept" for r in read_stage_table(storage, "extracted_text", drop).to_pylist()}
+    for r in read_stage_table(storage, "extracted_text", drop, REJECTS).to_pylist():
         out.setdefault(url[r["record_id"]], r["reason"])
     return out
 
@@ -83,7 +81,7 @@ def test_sample_drops_planted_cases(settings: Settings, sample_run: dict[str, dg
     assert outcome["sample-b"]["http://news.example.com/politics/manchin.html"] == "kept"  # boilerplate-heavy article
 
     pii_case = next(c for c in planted if c["kind"] == "pii")
-    rows = storage.read_table(stage_tables_uri(storage, "extracted_text", "sample-a")[0]).to_pylist()
+    rows = read_stage_table(storage, "extracted_text", "sample-a").to_pylist()
     page = next(r for r in rows if r["url"] == pii_case["url"])
     assert all(value not in page["text"] for value in pii_case["values"].values())
     assert all(value in page["text"] for value in pii_case["near_misses"].values())
@@ -91,8 +89,8 @@ def test_sample_drops_planted_cases(settings: Settings, sample_run: dict[str, dg
         "email": 1, "phone": 1, "ipv4": 1, "ipv6": 1, "payment_card": 1, "iban": 1, "us_ssn": 1
     }  # fmt: skip
 
-    languages = {r["language"] for drop in DROPS for r in storage.read_table(
-        stage_tables_uri(storage, "extracted_text", drop)[0], ["language"]).to_pylist()}  # fmt: skip
+    tables = [read_stage_table(storage, "extracted_text", drop, columns=["language"]) for drop in DROPS]
+    languages = {lang for t in tables for lang in t["language"].to_pylist()}
     # every Debian Reference translation is identified (unit tests check each page); the English-trained quality
     # classifier's bottom-decile cut removes some non-English pages, so only most languages survive to the output
     assert "en" in languages and len(languages) >= 5 and languages <= {"en", "de", "fr", "es", "it", "pt", "ja", "zh"}
@@ -108,9 +106,9 @@ def test_sample_drops_planted_cases(settings: Settings, sample_run: dict[str, dg
     assert meta_b["dedup"]["cross_partition"] == 3 and set(meta_b["dedup_sources"]) == set(DROPS)
 
     # the noai page also says noimageai; it is dropped, so no kept row of the sample carries the flag
-    flags = storage.read_table(stage_tables_uri(storage, "filtered_text", "sample-a")[0], ["noimageai"])
+    flags = read_stage_table(storage, "filtered_text", "sample-a", columns=["noimageai"])
     assert flags.num_rows > 20 and not any(flags["noimageai"].to_pylist())
-    detail = [r["detail"] for r in storage.read_table(stage_tables_uri(storage, "filtered_text", "sample-a")[1])
+    detail = [r["detail"] for r in read_stage_table(storage, "filtered_text", "sample-a", REJECTS)
               .to_pylist() if r["reason"] == "opt_out"]  # fmt: skip
     assert detail == ["robots directives: noai, noimageai"]
     assert Path(BandIndex(storage, "filtered_text").uri("sample-a")).is_file()

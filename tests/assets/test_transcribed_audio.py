@@ -8,7 +8,6 @@ from pathlib import Path
 import av
 import dagster as dg
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
@@ -16,7 +15,7 @@ import mmrecipe.audio.clip_outcomes
 from mmrecipe.audio.calibration import default_calibration_dir
 from mmrecipe.audio.wer import word_error_rate
 from mmrecipe.settings import Settings
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import REJECTS, committed_parts, read_stage_table
 from mmrecipe.storage import Storage
 from sensors.stale_drops import audio_dedup_refresh
 from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of, run_sensor_requests
@@ -38,8 +37,9 @@ def checks_of(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvalu
 
 
 def tables(settings: Settings, drop: str) -> tuple[list[dict], list[dict]]:
-    data, rejects = stage_tables_uri(Storage(settings.lake), "transcribed_audio", drop)
-    return pq.read_table(data).to_pylist(), pq.read_table(rejects).to_pylist()
+    lake = Storage(settings.lake)
+    data, rejects = (read_stage_table(lake, "transcribed_audio", drop, tree) for tree in ("data", REJECTS))
+    return data.to_pylist(), rejects.to_pylist()
 
 
 def test_sample_drop_speech_is_transcribed_close_to_its_known_transcripts(
@@ -56,7 +56,7 @@ def test_sample_drop_speech_is_transcribed_close_to_its_known_transcripts(
     meta = metadata_of(result, "transcribed_audio")
     assert (meta["total"], meta["kept"], meta["dropped_too_little_speech"], meta["rejected"]) == (6, 4, 2, 0)
     rows, rejects = tables(settings, "sample-a")
-    assert pq.read_schema(stage_tables_uri(Storage(settings.lake), ASSETS[1], "sample-a")[0]).names == CONTRACT
+    assert read_stage_table(Storage(settings.lake), ASSETS[1], "sample-a").schema.names == CONTRACT
     no_speech = {r["detail"].split(" ")[0] for r in rejects}
     assert [r["reason"] for r in rejects] == ["too_little_speech"] * 2 and no_speech == {"0.00"}
 
@@ -134,7 +134,10 @@ def _land_two_drops(settings: Settings) -> None:
 
 def _snapshot(settings: Settings, drops: tuple[str, ...] = ("2026-01-a", "2026-01-b")) -> dict[str, bytes]:
     lake = Storage(settings.lake)
-    return {uri: lake.read_bytes(uri) for d in drops for uri in stage_tables_uri(lake, "transcribed_audio", d)}
+    trees = ("data", REJECTS)
+    return {
+        u: lake.read_bytes(u) for d in drops for t in trees for u in committed_parts(lake, "transcribed_audio", d, t)
+    }
 
 
 def test_bad_inputs_and_a_copy_in_a_later_drop_are_accounted_for_deterministically(

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from data_assets.cli import main
 from mmrecipe.settings import Settings
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import read_stage_table
 from mmrecipe.storage import Storage
 from mmrecipe.text.classifier_data import default_reference_texts, read_text_documents
 from mmrecipe.text.quality_classifier import load_scorer
@@ -68,7 +68,7 @@ def test_a_fresh_home_ingests_its_first_own_drop_with_the_defaults(
         if "rejected" in meta:
             assert meta["total"] == meta["kept"] + meta["dropped"] + meta["rejected"], key
 
-    text = lake.read_table(stage_tables_uri(lake, "extracted_text", DROP)[0])
+    text = read_stage_table(lake, "extracted_text", DROP)
     assert text.num_rows == _latest(instance, "extracted_text", DROP)["kept"] > 0
     outcome = outcome_by_url(lake, DROP)
     assert outcome[page_url("trafilatura")] == "kept"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from mmrecipe.stage_output import PART_FILE, stage_prefix
+from mmrecipe.stage_output import STAGING, stage_prefix
 from tests.conftest import land_drop
 from tests.hostile.harness import (
     SECRET_ENV,
@@ -46,7 +46,7 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory, hostile_corpus: Corpus
 def hostile_kills(hostile_run: HostileRun) -> dict[str, KillResult]:
     """Each defined stage re-run alone and SIGKILLed halfway through writing its kept data."""
     for stage in hostile_run.stages:
-        target = f"{stage_prefix(stage, DROP)}/{PART_FILE}"
+        target = f"{stage_prefix(stage, DROP, STAGING)}/*data.parquet"  # a staged data part (shard or whole stage)
         run = run_child(hostile_run.settings, DROP, [stage], kill_at=f"write:{target}", tag=f"kill-{stage}")
         files, temporary = lake_files(hostile_run.lake), temporary_files(hostile_run.lake)
         hostile_run.kills[stage] = KillResult(stage, target, run, files, temporary)

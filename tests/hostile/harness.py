@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow.parquet as pq
-
 from mmrecipe.settings import Settings
-from mmrecipe.stage_output import DATA, REJECTS, SIDE, stage_prefix, stage_tables_uri
+from mmrecipe.stage_output import COMMITS, DATA, REJECTS, SIDE, STAGING, read_stage_table, stage_prefix
 from mmrecipe.storage import Storage
 from tests.hostile.make_hostile_corpus import Case
 from tests.hostile.stage_runner import final_name
@@ -110,8 +108,10 @@ def run_child(
 
 
 def is_temporary(rel: str) -> bool:
-    """Whether a lake path is a writer's temporary file (hidden, never read by pyarrow.dataset)."""
-    return any(part.startswith(".tmp-") for part in rel.split("/"))
+    """Whether a lake path is a writer's temporary file (hidden, never read by pyarrow.dataset) or a staged part
+    (under `<asset>/staging/`, moved in by the partition's commit)."""
+    parts = rel.split("/")
+    return any(part.startswith(".tmp-") for part in parts) or (len(parts) > 1 and parts[1] == STAGING)
 
 
 def lake_files(lake: str | Path) -> dict[str, str]:
@@ -132,10 +132,16 @@ def temporary_files(lake: str | Path) -> dict[str, int]:
     return {rel: size for rel, size in sorted(found.items()) if is_temporary(rel)}
 
 
+def commit_file(stage: str, drop: str) -> str:
+    """The lake-relative path of a stage partition's commit file."""
+    return f"{stage}/{COMMITS}/{drop}.json"
+
+
 def partition_files(files: Mapping[str, str], stages: Iterable[str], drop: str) -> tuple[dict, dict]:
     """(files of the drop's partition of the given stages in every tree, every other lake file such as models)."""
     prefixes = tuple(f"{stage_prefix(s, drop, tree)}/" for s in stages for tree in (DATA, REJECTS, SIDE))
-    own = {k: v for k, v in files.items() if k.startswith(prefixes)}
+    commits = {commit_file(s, drop) for s in stages}
+    own = {k: v for k, v in files.items() if k.startswith(prefixes) or k in commits}
     return own, {k: v for k, v in files.items() if k not in own}
 
 
@@ -155,8 +161,8 @@ class Outcome:
 def record_ids_by_span(lake: str | Path, drop: str) -> dict[tuple[str, int], str]:
     """raw_crawl's record_id of every span of the drop, by (WARC file name, offset)."""
     ids = {}
-    for uri in stage_tables_uri(Storage(str(lake)), "raw_crawl", drop):
-        table = pq.read_table(uri, columns=["record_id", "warc_path", "warc_offset"])
+    for tree in (DATA, REJECTS):
+        table = read_stage_table(Storage(str(lake)), "raw_crawl", drop, tree, ["record_id", "warc_path", "warc_offset"])
         for r in table.to_pylist():
             ids[(os.path.basename(r["warc_path"]), r["warc_offset"])] = r["record_id"]
     return ids
@@ -164,11 +170,11 @@ def record_ids_by_span(lake: str | Path, drop: str) -> dict[tuple[str, int], str
 
 def stage_outcomes(lake: str | Path, stage: str, drop: str) -> dict[str, list[Outcome]]:
     """Every record_id in a stage partition's kept rows and rejects, with its outcome(s)."""
-    data, rejects = stage_tables_uri(Storage(str(lake)), stage, drop)
+    lake_storage = Storage(str(lake))
     found: dict[str, list[Outcome]] = {}
-    for rid in pq.read_table(data, columns=["record_id"])["record_id"].to_pylist():
+    for rid in read_stage_table(lake_storage, stage, drop, columns=["record_id"])["record_id"].to_pylist():
         found.setdefault(rid, []).append(Outcome("kept"))
-    for r in pq.read_table(rejects).to_pylist():
+    for r in read_stage_table(lake_storage, stage, drop, REJECTS).to_pylist():
         found.setdefault(r["record_id"], []).append(Outcome(r["outcome"], r["reason"], r["detail"] or ""))
     return found
 

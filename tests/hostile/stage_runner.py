@@ -10,7 +10,8 @@ parent test can read the event log afterwards.
   production code) so that every file opened for writing and every rename into place is logged to
   `<summary>.trace.jsonl` as it happens.
 - Crash injection: `--kill-at write:REL` sends SIGKILL to this process halfway through the first write
-  to the temporary file that will become lake-relative path REL; `--kill-at rename:REL` kills it just
+  to the temporary file that will become lake-relative path REL (an `fnmatch` pattern: staged parts have
+  run-specific folders); `--kill-at rename:REL` kills it just
   before that temporary file is renamed to REL; `--kill-at fail:REL` makes every write to REL fail
   halfway with a connection error (an outage that outlasts every retry).
 """
@@ -18,6 +19,7 @@ parent test can read the event log afterwards.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -159,7 +161,11 @@ class TracingHandler(pafs.FileSystemHandler):
     def open_output_stream(self, path: str, metadata: Any) -> pa.NativeFile:
         self._log("open", path)
         out = self.fs.open_output_stream(path, metadata=metadata)
-        if self.kill_at == ("write", final_name(self._rel(path))):
+        if (
+            self.kill_at
+            and self.kill_at[0] == "write"
+            and fnmatch.fnmatch(final_name(self._rel(path)), self.kill_at[1])
+        ):
             return pa.PythonFile(_KillHalfway(out), mode="w")
         if self.kill_at == ("fail", final_name(self._rel(path))):
             return pa.PythonFile(_FailHalfway(out), mode="w")

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import REJECTS, committed_parts
 from mmrecipe.storage import Storage
 from tests.conftest import run_checks
 from tests.hostile.harness import STAGE_KIND, HostileRun
@@ -56,7 +56,8 @@ def test_conservation_check_catches_a_tampered_row(
     restored: dict[Path, bytes],
 ) -> None:
     assert any(c["name"] == "conservation" and c["passed"] for c in hostile_run.run.asset(stage)["checks"])
-    record_id = _tamper(Path(stage_tables_uri(Storage(str(hostile_run.lake)), stage, DROP)[table]), how, restored)
+    part = committed_parts(Storage(str(hostile_run.lake)), stage, DROP, ("data", REJECTS)[table])[0]
+    record_id = _tamper(Path(part), how, restored)
     evaluation = _conservation(run_checks(hostile_run.settings, hostile_instance, DROP, stage))
     assert not evaluation.passed
     meta = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import pytest
 
 from mmrecipe.settings import Settings
-from mmrecipe.stage_output import DATA, PART_FILE, REJECTS, stage_prefix
+from mmrecipe.stage_output import DATA, REJECTS, STAGING, part_name, read_stage_table, stage_prefix
+from mmrecipe.storage import Storage
 from tests.conftest import land_drop
 from tests.hostile.harness import (
     STAGE_KIND,
@@ -21,6 +21,7 @@ from tests.hostile.harness import (
     CorpusDir,
     HostileRun,
     KillResult,
+    commit_file,
     fresh_home,
     is_temporary,
     lake_files,
@@ -56,8 +57,8 @@ def test_sigkill_mid_write_leaves_the_published_partition_intact(
     assert kill.temporary.get(torn, 0) > 0, "the child died before writing anything: not a mid-write kill"
     assert kill.files == hostile_run.files  # every published file: the clean run's bytes, nothing torn
     published = {Path(f).name for f in ds.dataset(hostile_run.lake / stage / DATA, format="parquet").files}
-    assert PART_FILE in published and not any(n.startswith(".tmp-") for n in published)  # readers skip it
-    table = pq.read_table(hostile_run.lake / kill.target)
+    assert part_name(0) in published and not any(n.startswith(".tmp-") for n in published)  # readers skip it
+    table = read_stage_table(Storage(str(hostile_run.lake)), stage, DROP)
     assert table.num_rows == hostile_run.run.asset(stage)["metadata"]["kept"]
 
 
@@ -93,10 +94,11 @@ def test_killed_first_run_publishes_nothing_partial_and_rerun_equals_a_clean_run
     with dg.instance_for_test(temp_dir=settings.dagster_home) as instance:
         assert materialize(settings, instance, drop, ["raw_crawl"]).success
     clean = lake_files(settings.lake)
-    data, rejects = (f"{stage_prefix('raw_crawl', drop, tree)}/{PART_FILE}" for tree in (DATA, REJECTS))
-    assert sorted(clean) == [data, rejects]
+    data, rejects = (f"{stage_prefix('raw_crawl', drop, tree)}/{part_name(0)}" for tree in (DATA, REJECTS))
+    assert sorted(clean) == sorted([data, rejects, commit_file("raw_crawl", drop)])
 
-    for kill_at in (f"write:{rejects}", f"rename:{data}"):
+    staged_rejects = f"{stage_prefix('raw_crawl', drop, STAGING)}/*rejects.parquet"
+    for kill_at in (f"write:{staged_rejects}", f"rename:{data}"):
         settings = land()
         run = run_child(settings, drop, ["raw_crawl"], kill_at=kill_at, tag="kill")
         assert run.killed, run.stderr[-2000:]

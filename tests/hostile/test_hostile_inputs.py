@@ -6,11 +6,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import read_stage_table
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import index_warc
 from tests.conftest import land_drop
@@ -149,7 +148,7 @@ def test_each_hostile_record_gets_a_specific_reason(
 def test_duplicate_warc_record_ids_stay_two_records(
     stage: str, kind: str, hostile_run: HostileRun, hostile_corpus: CorpusDir
 ) -> None:
-    index = pq.read_table(stage_tables_uri(Storage(str(hostile_run.lake)), "raw_crawl", DROP)[0]).to_pylist()
+    index = read_stage_table(Storage(str(hostile_run.lake)), "raw_crawl", DROP).to_pylist()
     ids = record_ids_by_span(hostile_run.lake, DROP)
     pair = [c for c in hostile_corpus.cases if c.id.startswith(DUPLICATE_PAIRS[kind])]
     rows = [next(r for r in index if r["record_id"] == ids[(c.file, c.offset)]) for c in pair]
@@ -175,7 +174,7 @@ def test_peak_rss_is_bounded(stage: str, hostile_run: HostileRun) -> None:
 
 
 def test_latin1_page_declared_utf8_is_decoded_without_mojibake(hostile_run: HostileRun) -> None:
-    rows = pq.read_table(stage_tables_uri(Storage(str(hostile_run.lake)), "filtered_text", DROP)[0]).to_pylist()
+    rows = read_stage_table(Storage(str(hostile_run.lake)), "filtered_text", DROP).to_pylist()
     page = next(r for r in rows if r["url"].endswith("/latin1.html"))
     text = page["text"]
     assert "\ufffd" not in text and "Ã©" not in text and "Ã¨" not in text
@@ -184,7 +183,7 @@ def test_latin1_page_declared_utf8_is_decoded_without_mojibake(hostile_run: Host
 
 
 def test_cmyk_jpeg_is_converted_to_the_right_colours(hostile_run: HostileRun) -> None:
-    rows = pq.read_table(stage_tables_uri(Storage(str(hostile_run.lake)), "deduped_images", DROP)[0]).to_pylist()
+    rows = read_stage_table(Storage(str(hostile_run.lake)), "deduped_images", DROP).to_pylist()
     row = next(r for r in rows if r["url"].endswith("/cmyk.jpg"))
     photo = grace_hopper()
     reference = photo.crop((0, 0, photo.width, photo.height * 3 // 4))

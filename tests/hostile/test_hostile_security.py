@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from data_assets.cli import main as cli
 from mmrecipe.drops import manifest_for_folder
 from mmrecipe.settings import Settings
-from mmrecipe.stage_output import PART_FILE, stage_tables_uri
+from mmrecipe.stage_output import committed_parts, part_name
 from mmrecipe.storage import Storage
 from sensors.source_drops import DropCursor, ScanLimits, scan_drops
 from tests.conftest import land_drop
@@ -144,7 +144,7 @@ def test_hostile_partition_keys_never_write_outside_the_lake(
     outside `<lake>/<stage>/`. A raw_crawl index is planted where the escaped path resolves to."""
     planted = hostile_run.lake / "escape"  # where <lake>/raw_crawl/data/../../escape resolves to
     planted.mkdir(exist_ok=True)
-    shutil.copy(stage_tables_uri(Storage(str(hostile_run.lake)), "raw_crawl", DROP)[0], planted / PART_FILE)
+    shutil.copy(committed_parts(Storage(str(hostile_run.lake)), "raw_crawl", DROP)[0], planted / part_name(0))
     watched = [Path(hostile_run.settings.lake), Path(hostile_run.settings.landing), planted]
     before = {str(root): _tree(root) for root in watched}
     try:

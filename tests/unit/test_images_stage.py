@@ -21,7 +21,7 @@ from mmrecipe.images import phash_index
 from mmrecipe.images.image_filters import NsfwScorer
 from mmrecipe.images.stage import ImageStageConfig, default_workers, map_in_order, run_image_stage
 from mmrecipe.images.webdataset import read_shard
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import REJECTS, read_stage_table
 from mmrecipe.storage import Storage
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
@@ -151,11 +151,9 @@ def land(landing: Storage, lake: Storage, drop: str, responses: list[HttpRespons
 
 def outcomes(lake: Storage, drop: str) -> dict[str, str]:
     """URL path -> 'kept' or the drop/reject reason, from the published tables."""
-    index = {
-        r["record_id"]: r["target_uri"] for r in pq.read_table(stage_tables_uri(lake, "raw_crawl", drop)[0]).to_pylist()
-    }
-    data = pq.read_table(stage_tables_uri(lake, "deduped_images", drop)[0], columns=["record_id"]).to_pylist()
-    rejects = pq.read_table(stage_tables_uri(lake, "deduped_images", drop)[1]).to_pylist()
+    index = {r["record_id"]: r["target_uri"] for r in read_stage_table(lake, "raw_crawl", drop).to_pylist()}
+    data = read_stage_table(lake, "deduped_images", drop, columns=["record_id"]).to_pylist()
+    rejects = read_stage_table(lake, "deduped_images", drop, REJECTS).to_pylist()
     out = {index[r["record_id"]]: "kept" for r in data}
     for r in rejects:
         assert index[r["record_id"]] not in out, "a record appears twice"

@@ -15,9 +15,10 @@ from mmrecipe.stage_output import (
     PROVENANCE_FIELDS,
     SIDE,
     StageWriter,
+    committed_parts,
     stage_partitions,
     stage_prefix,
-    stage_tables_uri,
+    stage_uri,
 )
 from mmrecipe.storage import Storage
 
@@ -54,9 +55,11 @@ def test_the_layout_separates_kept_rows_rejects_and_side_files(lake: Storage) ->
          (("data", "part-00000.parquet"), ("rejects", "part-00000.parquet"), ("side", "dedup_index.parquet"))]
     )  # fmt: skip
     assert stage_partitions(lake, "extracted_text") == sorted(KEPT)
-    data, rejects = stage_tables_uri(lake, "extracted_text", "2026-01-a")
-    assert data.endswith("/extracted_text/data/2026-01-a/part-00000.parquet")
-    assert rejects.endswith("/extracted_text/rejects/2026-01-a/part-00000.parquet")
+    assert [f for f in files if f.endswith(".json")] == [f"extracted_text/commits/{drop}.json" for drop in KEPT]
+    data, rejects = (committed_parts(lake, "extracted_text", "2026-01-a", tree) for tree in ("data", "rejects"))
+    assert data == [lake.uri("extracted_text/data/2026-01-a/part-00000.parquet")]
+    assert rejects == [lake.uri("extracted_text/rejects/2026-01-a/part-00000.parquet")]
+    assert stage_uri(lake, "extracted_text", "2026-01-a").endswith("/extracted_text/data/2026-01-a")
 
 
 def test_hf_datasets_reads_the_kept_rows_of_every_partition(lake: Storage, tmp_path: Path,

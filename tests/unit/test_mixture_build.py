@@ -18,7 +18,7 @@ from mmrecipe.mixture.sources import MixtureInputError
 from mmrecipe.mixture.token_shards import gpt2_tokenizer_path, load_token_stream, load_tokenizer, read_token_index
 from mmrecipe.mixture.webdataset import read_webdataset
 from mmrecipe.recipe import parse_recipe
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import committed_parts
 from mmrecipe.storage import Storage
 from mmrecipe.text.pii import PII_TYPES
 from mmrecipe.warc_index import INDEX_SCHEMA
@@ -189,7 +189,7 @@ def test_lineage_check_fails_when_a_raw_crawl_record_is_gone(lake: Storage) -> N
     build(lake)
     manifest = read_manifest(lake, "mix")
     victim = manifest.filter(pc.equal(manifest["drop"], "d1"))["record_id"][0].as_py()
-    uri = stage_tables_uri(lake, "raw_crawl", "d1")[0]
+    uri = committed_parts(lake, "raw_crawl", "d1")[0]
     index = lake.read_table(uri)
     lake.write_table(uri, index.filter(pc.not_equal(index["record_id"], victim)).cast(INDEX_SCHEMA))
     verdict = lineage_verdict(lake, "mix")

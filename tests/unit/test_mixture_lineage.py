@@ -10,7 +10,7 @@ from mmrecipe.lineage import LineageError, explain, format_lineage
 from mmrecipe.mixture.build import build_mixture
 from mmrecipe.mixture.manifest import read_manifest
 from mmrecipe.recipe import parse_recipe
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import committed_parts
 from mmrecipe.storage import Storage
 
 
@@ -58,7 +58,7 @@ def test_explain_unknown_documents_say_why(lake: Storage, doc_id: str, message: 
 
 def test_explain_detects_a_changed_stage_row(lake: Storage) -> None:
     row = read_manifest(lake, "mix").filter(pc.equal(read_manifest(lake, "mix")["source"], "web_en")).to_pylist()[0]
-    uri = stage_tables_uri(lake, "extracted_text", row["drop"])[0]
+    uri = committed_parts(lake, "extracted_text", row["drop"])[0]
     table = lake.read_table(uri)
     texts = [
         t + " (edited)" if r == row["record_id"] else t

@@ -31,6 +31,7 @@ def test_defaults_are_the_embedded_deployment() -> None:
     assert (s.asr.device, s.asr.compute_type, s.asr.batch_size, s.asr.short_windows) == (None, None, 8, True)
     assert (s.automation.warn_fraction, s.automation.drop_lag_hours, s.automation.asset_hours) == (0.5, 6.0, {})
     assert (s.sensor.page_size, s.sensor.max_drops_per_tick, s.sensor.full_rescan_ticks) == (1000, 20, 20)
+    assert (s.engine.name, s.engine.ray_address, s.engine.shard_bytes, s.engine.workers) == ("local", "", 64 << 20, 0)
     assert s.s3_endpoint_url is s.s3_region is s.tmp_dir is s.eval_sets_dir is s.lid_model is None
 
 
@@ -67,6 +68,10 @@ def test_defaults_are_the_embedded_deployment() -> None:
         ({"MMRECIPE_TMP": "/scratch"}, "tmp_dir", "/scratch"),
         ({"MMRECIPE_EVALSETS": "/data/evalsets"}, "eval_sets_dir", "/data/evalsets"),
         ({"MMRECIPE_EXECUTOR": ""}, "executor", "multiprocess"),  # empty is unset
+        ({"MMRECIPE_ENGINE": "Ray"}, "engine.name", "ray"),
+        ({"RAY_ADDRESS": "ray://head:10001"}, "engine.ray_address", "ray://head:10001"),
+        ({"MMRECIPE_SHARD_BYTES": "1048576"}, "engine.shard_bytes", 1 << 20),
+        ({"MMRECIPE_WORKERS": "2"}, "engine.workers", 2),
     ],
 )
 def test_values_are_parsed_as_declared(env: dict[str, str], attribute: str, expected: object) -> None:
@@ -88,6 +93,9 @@ def test_values_are_parsed_as_declared(env: dict[str, str], attribute: str, expe
         ("MMRECIPE_FRESHNESS_RAW_CRAWL_HOURS", "soon", "a number ≥ 1/60"),
         ("MMRECIPE_FRESHNESS_WARN_FRACTION", "1", "a number in [0, 1)"),
         ("MMRECIPE_EXECUTOR", "kubernetes", "`multiprocess`, `in_process` or `k8s`"),
+        ("MMRECIPE_ENGINE", "spark", "`local` or `ray`"),
+        ("MMRECIPE_WORKERS", "0", "an integer ≥ 1"),
+        ("MMRECIPE_SHARD_BYTES", "64MiB", "an integer ≥ 1"),
         ("MMRECIPE_GPU", "yes", "`auto`, `on` or `off`"),
         ("MMRECIPE_ASR_DEVICE", "gpu", "`cpu`, `cuda` or `auto`"),
         ("MMRECIPE_ASR_COMPUTE_TYPE", "fp16", "a CTranslate2 compute type"),

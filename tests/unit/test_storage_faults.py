@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import mmrecipe.storage as storage_module
-from mmrecipe.stage_output import PROVENANCE_FIELDS, StageWriter, stage_tables_uri
+from mmrecipe.stage_output import PROVENANCE_FIELDS, StageWriter, committed_parts
 from mmrecipe.storage import Storage
 from tests.hostile.faults import faulty_fs
 from tests.production.prod_support import S3Server, s3_server  # noqa: F401 - the fixture is used by name
@@ -111,6 +111,7 @@ def test_stage_writer_publishes_both_tables_once_through_faults(tmp_path: Path) 
     ids = data["record_id"].to_pylist() + rejects["record_id"].to_pylist()
     assert sorted(ids) == [f"r{i:02d}" for i in range(50)]  # every record once: none lost, none duplicated
     assert _files(tmp_path / "lake") == [
+        "extracted_text/commits/d1.json",
         "extracted_text/data/d1/part-00000.parquet",
         "extracted_text/rejects/d1/part-00000.parquet",
     ]
@@ -218,4 +219,4 @@ def test_a_killed_runs_temporary_files_are_swept_once_they_are_a_day_old(
         out.close()
     assert not any(p.exists() for p in old)
     assert all(p.exists() for p in young) and (lake / "keep.parquet").exists()
-    assert storage.exists(stage_tables_uri(storage, "raw_crawl", "d1")[0])
+    assert storage.exists(committed_parts(storage, "raw_crawl", "d1")[0])

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from mmrecipe.engine.steps import Outcome
 from mmrecipe.storage import Storage
-from mmrecipe.text.pages import Outcome, Page, read_page
+from mmrecipe.text.pages import Page, read_page
 from mmrecipe.warc_index import RecordReader, index_warc
 from tests.warc_fixtures import HttpResponse, warc_bytes
 

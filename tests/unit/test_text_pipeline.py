@@ -9,7 +9,7 @@ import pytest
 
 from mmrecipe.crawl_index import index_drop, read_records
 from mmrecipe.dedup import IndexEntries
-from mmrecipe.stage_output import PROVENANCE_COLUMNS, StageOutput, StageWriter
+from mmrecipe.stage_output import PROVENANCE_COLUMNS, StageOutput, StageWriter, committed_parts
 from mmrecipe.storage import Storage
 from mmrecipe.text.extraction import EXTRACTORS
 from mmrecipe.text.pipeline import FILTERED_TEXT_SCHEMA, TextStageConfig, TextStageReport, filter_drop
@@ -68,7 +68,8 @@ def land_and_index(tmp_path: Path) -> tuple[Storage, Storage]:
     """A landing folder with one WARC and its raw_crawl index; the `unreadable` row's length is corrupted."""
     landing, lake = Storage(str(tmp_path / "landing")), Storage(str(tmp_path / "lake"))
     landing.write_bytes(landing.uri("d1", "crawl.warc.gz"), warc_bytes(responses()))
-    uri = index_drop(landing, lake, "d1", ["crawl.warc.gz"]).data_uri
+    index_drop(landing, lake, "d1", ["crawl.warc.gz"])
+    uri = committed_parts(lake, "raw_crawl", "d1")[0]
     index = lake.read_table(uri)
     short = pc.if_else(pc.equal(index["target_uri"], url("unreadable")), pc.subtract(index["warc_length"], 10),
                        index["warc_length"])  # fmt: skip

@@ -1,0 +1,167 @@
+"""Engines: where shard functions run. `local` (a process pool, the embedded default) or `ray` (Ray tasks).
+
+Both take a picklable shard function `fn(shard) -> result` and a list of shards, and return the
+results in shard order: one result per shard, or several when a shard had to be split because a
+record in it kills its worker process (segfault, `os._exit`, OOM kill). A split goes down to single
+records; the driver turns a single record that still kills its worker into `crashed(shard, error)`
+(a `worker_crashed` reject row), so the stage completes. Other exceptions of `fn` propagate.
+
+Neither engine schedules anything itself: `concurrent.futures` (spawn context) and Ray's own task
+retries (`max_retries`, for lost nodes) do. Models belong in `worker_cached`, built once per worker
+process. Ray is imported only by the `ray` engine.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from mmrecipe.engine.shards import Shard
+from mmrecipe.settings import ENGINES
+
+R = TypeVar("R")
+T = TypeVar("T")
+WORKER_CRASHED = "worker_crashed"
+_CACHE: dict[Hashable, Any] = {}
+
+
+def worker_cached(key: Hashable, build: Callable[[], T]) -> T:
+    """The object `build()` returns, built once per worker process for each `key` (e.g. a model and its config)."""
+    if key not in _CACHE:
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class Engine(Protocol):
+    """Runs a shard function over shards; results in shard order (a list per shard: several if it was split)."""
+
+    name: str
+
+    def run(
+        self, fn: Callable[[Shard], R], shards: Sequence[Shard], crashed: Callable[[Shard, str], R]
+    ) -> list[list[R]]: ...
+
+
+def _isolated(fn: Callable[[Shard], R], shard: Shard, crashed: Callable[[Shard, str], R]) -> list[R]:
+    """`fn(shard)` in a fresh process of its own; a shard that kills it is halved until one record is left."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return [pool.submit(fn, shard).result()]
+        except BrokenProcessPool as e:
+            error = f"worker process died: {e}"
+    if shard.rows <= 1:
+        return [crashed(shard, error)]
+    first, second = shard.split()
+    return _isolated(fn, first, crashed) + _isolated(fn, second, crashed)
+
+
+@dataclass(frozen=True)
+class LocalEngine:
+    """A pool of `workers` processes (spawn) on this machine; inline in this process for one shard or worker."""
+
+    workers: int = 1
+    name: str = "local"
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"the local engine needs at least 1 worker, got {self.workers}")
+
+    def run(
+        self, fn: Callable[[Shard], R], shards: Sequence[Shard], crashed: Callable[[Shard, str], R]
+    ) -> list[list[R]]:
+        if len(shards) <= 1 or self.workers == 1:
+            return [[fn(s)] for s in shards]  # no pool to start; no isolation from a crashing record either
+        out: list[list[R] | None] = [None] * len(shards)
+        broken: list[int] = []
+        context = multiprocessing.get_context("spawn")  # no fork: the calling process may run threads (Dagster)
+        with ProcessPoolExecutor(min(self.workers, len(shards)), mp_context=context) as pool:
+            futures = [pool.submit(fn, s) for s in shards]
+            for i, future in enumerate(futures):
+                try:
+                    out[i] = [future.result()]
+                except BrokenProcessPool:
+                    broken.append(i)  # this shard or another one in flight killed a worker
+        if broken:  # re-run each alone, so the one that kills its process is known
+            with ThreadPoolExecutor(self.workers) as threads:
+                redone = threads.map(lambda i: _isolated(fn, shards[i], crashed), broken)
+                for i, results in zip(broken, redone, strict=True):
+                    out[i] = results
+        return [r for r in out if r is not None]
+
+
+@dataclass(frozen=True)
+class RayEngine:
+    """Shards as Ray tasks on the cluster at `address` (empty: a local Ray started for the run).
+
+    `num_cpus`/`num_gpus` (fractional allowed) are each task's resources; `max_retries` re-runs a task
+    whose node or worker was lost. A Ray already initialised by the caller is used as it is.
+    """
+
+    address: str = ""
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    max_retries: int = 3
+    workers: int = 0  # CPUs of a local Ray started for the run (0: all)
+    name: str = "ray"
+
+    def run(
+        self, fn: Callable[[Shard], R], shards: Sequence[Shard], crashed: Callable[[Shard, str], R]
+    ) -> list[list[R]]:
+        import ray
+
+        started = not ray.is_initialized()
+        if started:
+            options: dict[str, Any] = {"address": self.address or "local", "include_dashboard": False}
+            if not self.address and self.workers:
+                options["num_cpus"] = self.workers
+            ray.init(**options)
+        try:
+            task = ray.remote(_call).options(
+                num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries
+            )
+            fn_ref = ray.put(fn)
+            refs = [task.remote(fn_ref, s) for s in shards]
+            return [self._results(ray, task, fn_ref, s, ref, crashed) for s, ref in zip(shards, refs, strict=True)]
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _results(
+        self, ray: Any, task: Any, fn_ref: Any, shard: Shard, ref: Any, crashed: Callable[[Shard, str], R]
+    ) -> list[R]:
+        try:
+            return [ray.get(ref)]
+        except ray.exceptions.RayTaskError as e:
+            raise e.as_instanceof_cause() from None  # the shard function raised: a bug or bad config, not a crash
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError) as e:
+            error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if shard.rows <= 1:
+            return [crashed(shard, error)]
+        halves = shard.split()
+        refs = [task.remote(fn_ref, h) for h in halves]
+        return [r for h, r2 in zip(halves, refs, strict=True) for r in self._results(ray, task, fn_ref, h, r2, crashed)]
+
+
+def _call(fn: Callable[[Shard], R], shard: Shard) -> R:
+    return fn(shard)
+
+
+def make_engine(
+    name: str, workers: int = 0, address: str = "", num_cpus: float = 1.0, num_gpus: float = 0.0
+) -> LocalEngine | RayEngine:
+    """The engine named `name` (`local` or `ray`); `workers` 0 means every usable CPU."""
+    if name == "local":
+        return LocalEngine(workers or usable_cpus())
+    if name == "ray":
+        return RayEngine(address, num_cpus, num_gpus, workers=workers)
+    raise ValueError(f"unknown engine {name!r}: use one of {ENGINES} (MMRECIPE_ENGINE)")
