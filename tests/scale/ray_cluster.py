@@ -2,9 +2,10 @@
 
 `ray.cluster_utils.Cluster` starts every node as separate processes (GCS, raylet, workers) with its own
 resources, exactly as `ray start` would on separate machines. They listen on the machine's own address, not
-127.0.0.1: `ray.init` rewrites a loopback address to that one, so a loopback-only cluster is unreachable. The head runs no tasks (0 CPUs, as in
-the Helm chart) and serves the dashboard, which answers Ray's state API (`ray.util.state`). Teardown
-SIGKILLs whatever a node leaves behind and checks that no process of the cluster outlives it.
+127.0.0.1: `ray.init` rewrites a loopback address to that one, so a loopback-only cluster is unreachable.
+The head runs no tasks (0 CPUs, as in the Helm chart) and serves the dashboard, which answers Ray's state
+API (`ray.util.state`). Teardown SIGKILLs whatever a node leaves behind and checks that no process of the
+cluster outlives it.
 """
 
 import contextlib

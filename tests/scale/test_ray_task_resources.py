@@ -69,3 +69,26 @@ def test_the_amounts_reach_ray_on_a_real_cluster(
         got, node = ray.get(shard_task.options(**ray_task_resources(stage, _settings(**env))).remote(), timeout=60)
     assert got == assigned
     assert node in ray_cluster.worker_node_ids()  # never the head: it has no CPUs
+
+
+@pytest.mark.parametrize(
+    ("stage", "pod_cpu", "pod_gpu", "task_gpus", "device"),
+    [
+        ("transcribed_audio", "500m", None, 0.5, "cuda"),  # the driver pod has no GPU; its Ray tasks share them
+        ("deduped_images", "500m", None, 0.25, "cuda"),
+        ("extracted_text", "500m", None, 0.0, "cpu"),
+        ("eval_results", "4", "1", 1.0, "cuda"),  # not a drop stage: it keeps its own GPU pod
+    ],
+)
+def test_under_the_ray_engine_drop_stage_pods_are_small_drivers_and_ray_tasks_hold_the_gpus(
+    stage: str, pod_cpu: str, pod_gpu: str | None, task_gpus: float, device: str
+) -> None:
+    from resources.pod_resources import pod_resources
+
+    settings = _settings(MMRECIPE_EXECUTOR="k8s", MMRECIPE_ENGINE="ray", RAY_ADDRESS="ray://head:10001")
+    config = pod_resources(stage, settings)["dagster-k8s/config"]
+    requests = config["container_config"]["resources"]["requests"]
+    assert (requests["cpu"], requests.get("nvidia.com/gpu")) == (pod_cpu, pod_gpu)
+    assert ("pod_spec_config" in config) == (pod_gpu is not None)  # GPU node selector only for GPU pods
+    assert ray_task_resources(stage, settings)["num_gpus"] == task_gpus
+    assert stage_device(stage, settings) == device
