@@ -68,14 +68,18 @@ def _local(lake: Storage, poison: str = "") -> tuple[bytes, list, list]:
     return _published(lake)
 
 
-def _task_nodes(rc: RayCluster, before: set[str]) -> dict[str, str]:
-    """task id -> node id of the shard tasks (`_call`) that finished since `before`, from Ray's state API."""
+def _shard_tasks(rc: RayCluster) -> list:
+    """Every attempt of every shard task (`_call`) the cluster ran, from Ray's state API."""
     from ray.util.state import list_tasks
 
-    tasks = list_tasks(
+    return list_tasks(
         address=rc.dashboard_url, filters=[("name", "=", "_call")], limit=10_000, raise_on_missing_output=False
     )
-    return {t.task_id: t.node_id for t in tasks if t.task_id not in before and t.state == "FINISHED"}
+
+
+def _task_nodes(rc: RayCluster, before: set[str]) -> dict[str, str]:
+    """task id -> node id of the shard tasks that finished since `before`."""
+    return {t.task_id: t.node_id for t in _shard_tasks(rc) if t.task_id not in before and t.state == "FINISHED"}
 
 
 def _markers(lake: Storage) -> int:
@@ -126,6 +130,7 @@ def test_a_worker_node_killed_mid_stage_changes_nothing_in_the_output(ray_cluste
         ray_cluster.kill_worker(victim)  # SIGKILL its raylet and workers, with shards in flight on it
         killed.set()
 
+    before = {t.task_id for t in _shard_tasks(ray_cluster)}
     killer = threading.Thread(target=kill_when_shards_finished)
     killer.start()
     try:
@@ -135,6 +140,10 @@ def test_a_worker_node_killed_mid_stage_changes_nothing_in_the_output(ray_cluste
         ray_cluster.add_worker()  # the next tests get two workers again
     assert killed.is_set() and run.shards_total == _shards(lake)
     assert _published(lake) == local
+    attempts = [t for t in _shard_tasks(ray_cluster) if t.task_id not in before]
+    retried = {t.task_id for t in attempts if t.attempt_number > 0}
+    assert retried, "no shard was in flight on the killed node"  # Ray re-ran them on the surviving node
+    assert all(t.node_id != victim.node_id for t in attempts if t.task_id in retried and t.state == "FINISHED")
 
 
 def test_the_driver_killed_mid_stage_then_rerun_redoes_only_unfinished_shards(
