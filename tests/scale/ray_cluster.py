@@ -15,10 +15,12 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
 
+REPO = Path(__file__).resolve().parents[2]
 OBJECT_STORE_BYTES = 80 * 2**20  # per node: small, the tests move paths and counts, not records
 
 
@@ -26,6 +28,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _repo_on_path() -> Iterator[None]:
+    """This checkout first on PYTHONPATH while a node starts: its Ray workers import `tests` and the code from here."""
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), saved) if p)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 def _pids(node: Any) -> set[int]:
@@ -48,7 +64,8 @@ class RayCluster:
 
     def add_worker(self, cpus: int = 1, gpus: int = 0) -> Any:
         """Start one more worker node (a raylet with `cpus` CPUs and `gpus` declared GPUs) and wait for it."""
-        node = self.cluster.add_node(num_cpus=cpus, num_gpus=gpus, object_store_memory=OBJECT_STORE_BYTES)
+        with _repo_on_path():
+            node = self.cluster.add_node(num_cpus=cpus, num_gpus=gpus, object_store_memory=OBJECT_STORE_BYTES)
         self.cluster.wait_for_nodes()
         self.workers.append(node)
         self.pids |= _pids(node)
@@ -86,16 +103,17 @@ def start_ray_cluster(workers: int = 2, gpus_on_last: int = 1) -> RayCluster:
     from ray.cluster_utils import Cluster
 
     dashboard_port = _free_port()
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 0,
-            "include_dashboard": True,
-            "dashboard_host": "127.0.0.1",
-            "dashboard_port": dashboard_port,
-            "object_store_memory": OBJECT_STORE_BYTES,
-        },
-    )
+    with _repo_on_path():
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 0,
+                "include_dashboard": True,
+                "dashboard_host": "127.0.0.1",
+                "dashboard_port": dashboard_port,
+                "object_store_memory": OBJECT_STORE_BYTES,
+            },
+        )
     rc = RayCluster(cluster, f"http://127.0.0.1:{dashboard_port}")
     rc.pids |= _pids(cluster.head_node)
     try:
