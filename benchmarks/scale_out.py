@@ -134,13 +134,16 @@ def child_planning(root: str, records: str, shards: str) -> dict:
 
     lake = Storage(f"{root}/lake", scratch=f"{root}/tmp")
     real = read_records(lake, "d1", "html")  # the 1x drop's real index rows
-    n, copies = int(records), -(-int(records) // real.num_rows)
+    copies = -(-int(records) // real.num_rows)
     big = Storage(f"{root}/plan-lake", scratch=f"{root}/tmp")
-    with StageWriter(big, RAW_CRAWL, "big", INDEX_SCHEMA) as out:
+    with StageWriter(big, RAW_CRAWL, "big", INDEX_SCHEMA, batch_rows=65_536) as out:
         for k in range(copies):  # copy k of the index points into WARC files named `<name>.<k>`
             path = pc.binary_join_element_wise(real["warc_path"], pa.scalar(f".{k:05d}"), "")
-            out.write(real.set_column(real.schema.get_field_index("warc_path"), "warc_path", path).cast(INDEX_SCHEMA))
-    total = int(pc.sum(read_records(big, "big", "html", ["warc_length"])["warc_length"]).as_py())
+            for row in real.set_column(real.schema.get_field_index("warc_path"), "warc_path", path).to_pylist():
+                out.keep(row)
+        out.close()
+    lengths = read_records(big, "big", "html", ["warc_length"])["warc_length"]
+    n, total = len(lengths), int(pc.sum(lengths).as_py())
     target = max(1, total // int(shards))
     t0 = time.perf_counter()
     plan = plan_shards(big, "big", "html", target)
