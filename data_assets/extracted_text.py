@@ -22,20 +22,20 @@ from mmrecipe.dedup import BandIndex, IndexEntries
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import (
     REJECTS,
-    StageWriter,
     committed_rows,
     iter_stage_rows,
     markdown_table,
     read_stage_table,
 )
 from mmrecipe.text import pipeline
-from mmrecipe.text.dedup_stage import FILTERED, dedup_drop, extracted_schema, stale_drops
+from mmrecipe.text.dedup_stage import EXTRACTED, FILTERED, dedup_drop, stale_drops
 from mmrecipe.text.pii_audit import audit_documents
 from mmrecipe.text.quality_classifier import load_scorer
 from mmrecipe.text.quality_rules import RuleThresholds
 from mmrecipe.text.report import score_histogram
 from partitions import drops_partitions
 from resources import LakeResource, LandingResource
+from resources.engine import EngineResource, ray_resources
 from resources.pod_resources import pod_resources
 
 PREVIEW = ["url", "language", "language_score", "quality_score", "toxicity_score", "text"]
@@ -59,7 +59,6 @@ class FilteredTextConfig(dg.Config):
     max_page_bytes: int = 8 << 20  # larger HTML bodies are rejected as page_too_large
     max_html_depth: int = 2_000  # pages nested deeper are rejected as html_too_deep (extraction time is superlinear)
     batch_size: int = 128
-    workers: int = 1  # processes for the per-document steps (the pod's CPUs); outputs do not depend on it
 
 
 def quality_histogram(scores: list[float], title: str, threshold: float | None = None) -> dict[str, dg.MetadataValue]:
@@ -88,6 +87,7 @@ def filtered_text(
     config: FilteredTextConfig,
     lake: LakeResource,
     landing: LandingResource,
+    engine: EngineResource,
     settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Documents of a drop that pass every per-document filter (before cross-drop dedup), PII-redacted and scored."""
@@ -102,11 +102,10 @@ def filtered_text(
         language_thresholds=config.language_thresholds, quality_min_score=threshold,
         toxicity_threshold=config.toxicity_threshold, max_page_bytes=config.max_page_bytes,
         max_html_depth=config.max_html_depth,
-        batch_size=config.batch_size, workers=config.workers,
+        batch_size=config.batch_size,
     )  # fmt: skip
-    with StageWriter(storage, FILTERED, drop, pipeline.FILTERED_TEXT_SCHEMA, pipeline.WRITE_BATCH_ROWS) as out:
-        report = pipeline.filter_drop(storage, landing.storage(), drop, out, stage, scorer)
-        result = out.close()
+    run, report = pipeline.filter_drop(engine.engine(**ray_resources(FILTERED)), storage, landing.storage(), drop,
+                                       stage, scorer, engine.shard_bytes)  # fmt: skip
     version = BandIndex(storage, FILTERED).write(drop, IndexEntries.concat(report.entries))
     extra = {
         "dedup_index_version": version,
@@ -118,8 +117,9 @@ def filtered_text(
         "charset_sources": histogram_md(report.charset_sources, "source") if report.charset_sources else "none",
         "repeated_texts": report.repeated_texts,
         **quality_histogram(report.quality_scores, f"{drop}: scored documents", threshold),
+        **run.metadata(),
     }  # fmt: skip
-    return dg.MaterializeResult(metadata=stage_metadata(result, PREVIEW, extra))
+    return dg.MaterializeResult(metadata=stage_metadata(run.output, PREVIEW, extra))
 
 
 @dg.asset(
@@ -133,14 +133,14 @@ def filtered_text(
     deps=[FILTERED],
     metadata={"dagster/column_schema": column_schema(pipeline.EXTRACTED_TEXT_SCHEMA)},
 )
-def extracted_text(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def extracted_text(
+    context: dg.AssetExecutionContext, lake: LakeResource, engine: EngineResource
+) -> dg.MaterializeResult:
     """Clean text documents of a drop: filtered, PII-redacted, and without copies of earlier documents."""
     drop, storage = context.partition_key, lake.storage()
     index = BandIndex(storage, FILTERED)
     decisions = index.decide(drop)
-    with StageWriter(storage, "extracted_text", drop, extracted_schema(decisions), pipeline.WRITE_BATCH_ROWS) as out:
-        dedup_drop(storage, drop, out, decisions)
-        result = out.close()
+    run = dedup_drop(engine.engine(**ray_resources(EXTRACTED)), storage, drop, decisions)
     kept = read_stage_table(storage, "extracted_text", drop, columns=["language", "quality_score"])
     stale_later = sorted(d for d in stale_drops(index) if d > drop)
     extra = {
@@ -149,10 +149,11 @@ def extracted_text(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
         "dedup": dg.MetadataValue.json(decisions.summary()),
         "dedup_sources": dg.MetadataValue.json(decisions.sources),
         "stale_later_drops": ", ".join(stale_later) or "none",
+        **run.metadata(),
     }
     if stale_later:
         context.log.info(f"earlier drop {drop} changed the dedup of {stale_later}: text_dedup_refresh re-runs them")
-    return dg.MaterializeResult(metadata=stage_metadata(result, PREVIEW, extra))
+    return dg.MaterializeResult(metadata=stage_metadata(run.output, PREVIEW, extra))
 
 
 filtered_text_conservation = conservation_check(FILTERED, "html")

@@ -9,6 +9,12 @@ import dagster as dg
 
 from mmrecipe.engine import Engine, make_engine
 from mmrecipe.settings import DEFAULT_SHARD_BYTES, ENGINES, Settings
+from resources.pod_resources import DEFAULT_SIZE, POD_SIZES
+
+
+def ray_resources(asset: str) -> dict[str, float]:
+    """The Ray resources of one shard task of `asset`: a CPU, and its pod size's GPUs (none for CPU stages)."""
+    return {"num_cpus": 1.0, "num_gpus": float(POD_SIZES.get(asset, DEFAULT_SIZE).gpus)}
 
 
 class EngineResource(dg.ConfigurableResource):

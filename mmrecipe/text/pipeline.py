@@ -9,35 +9,55 @@ rows of `filtered_text`, and their exact keys and LSH bands go to the drop's ded
 Every step after extraction depends on the extracted text alone, so a text already decided in this
 run (the same article behind several URLs) reuses that verdict instead of being filtered again.
 
-Records are processed in (warc_path, warc_offset) order, in batches (the models run per batch),
-and every output is written in that order, so the same inputs always give the same bytes.
-Memory is bounded by a few batches of documents, plus the raw_crawl rows of the drop's HTML
-records (~200 bytes each) and the index entries (~250 bytes per candidate).
+The stage runs on shards (`mmrecipe.engine`): `filter_drop` is the driver (plan, run on the engine, publish),
+`filter_shard` the pure shard function, which runs its records through the declared steps `read`,
+`language_id`, `quality_rules`, `quality_classifier`, `toxicity` (and `repeated_text`, which applies an earlier
+verdict to a text already decided in this shard) in batches (the models run per batch). A shard writes its
+kept rows, rejects and its dedup index entries (side part `index`) in (warc_path, warc_offset) order, so the
+same inputs always give the same table, whatever the engine, shard size or number of workers.
+Memory is bounded by a few batches of documents per worker, plus one shard's raw_crawl rows (~200 bytes each).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import hashlib
-import multiprocessing
 import sys
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from mmrecipe.crawl_index import read_records
 from mmrecipe.dedup import IndexEntries, MinHashConfig
-from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS, StageWriter
+from mmrecipe.engine import (
+    DROPPED,
+    Engine,
+    Item,
+    Outcome,
+    Shard,
+    ShardOutput,
+    ShardStage,
+    StageRun,
+    Step,
+    StepStats,
+    fingerprint,
+    plan_shards,
+    read_shard,
+    run_stage,
+    run_steps,
+    worker_cached,
+)
+from mmrecipe.settings import DEFAULT_SHARD_BYTES
+from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS, commit_version, committed_parts
 from mmrecipe.storage import Storage
 from mmrecipe.text.extraction import DEFAULT_MAX_DEPTH, EXTRACTORS, RESILIPARSE
 from mmrecipe.text.fineweb_rules import FINEWEB_LANGUAGE, PRESETS, rules_for
 from mmrecipe.text.language_id import LanguageIdentifier
-from mmrecipe.text.pages import DEFAULT_MAX_PAGE_BYTES, DROPPED, Outcome, Page, read_page
+from mmrecipe.text.pages import DEFAULT_MAX_PAGE_BYTES, Page, read_page
 from mmrecipe.text.pii import PII_TYPES, redact
 from mmrecipe.text.quality_classifier import ClassifierInfo, QualityScorer
 from mmrecipe.text.quality_rules import SIGNALS, RuleThresholds, thresholds_for
@@ -86,7 +106,6 @@ class TextStageConfig:
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
     max_html_depth: int = DEFAULT_MAX_DEPTH  # deeper pages are rejected as html_too_deep (resiliparse)
     batch_size: int = 128
-    workers: int = 1  # processes for the per-document steps; outputs are identical for any number
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
 
     @property
@@ -111,8 +130,8 @@ class TextStageConfig:
                 self.thresholds.with_overrides(overrides)
             except ValueError as e:
                 raise ValueError(f"language_thresholds[{language!r}]: {e}") from None
-        if self.batch_size < 1 or self.workers < 1:
-            raise ValueError(f"batch_size and workers must be at least 1, got {self.batch_size} and {self.workers}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.max_html_depth < 1:
             raise ValueError(f"max_html_depth must be at least 1, got {self.max_html_depth}")
 
@@ -128,8 +147,8 @@ class TextStageReport:
     repeated_texts: int = 0  # documents whose extracted text was already decided in this run (verdict reused)
 
 
-# outcome per row; quality score per scored document; how many documents reused an earlier text's verdict
-BatchResults = tuple[list["_Doc | Outcome"], list[float], int]
+FILTERED = "filtered_text"
+INDEX_SIDE = "index"  # the side part of each shard: its candidates' dedup index entries
 MEMO_TEXTS = 1024  # verdicts of this many recent distinct texts are remembered (a few MB)
 
 
@@ -155,14 +174,18 @@ class _Verdict:
     quality: float | None  # the quality score, if the document got that far
 
     @classmethod
-    def of(cls, doc: _Doc, result: _Doc | Outcome) -> _Verdict:
-        if isinstance(result, Outcome):
-            return cls(result, None, doc.quality)
+    def of(cls, item: Item) -> _Verdict:
+        doc: _Doc = item.value
+        if item.outcome is not None:
+            return cls(item.outcome, None, doc.quality)
         return cls(None, replace(doc, row={}, page=_NO_PAGE), doc.quality)  # row and page belong to one record
 
-    def applied_to(self, doc: _Doc) -> _Doc | Outcome:
-        """This verdict for a document with the same extracted text."""
-        return self.outcome or replace(self.doc, row=doc.row, page=doc.page)  # type: ignore[type-var]
+    def apply(self, item: Item) -> None:
+        """Give `item` (a document with the same extracted text) this verdict."""
+        if self.outcome is not None:
+            item.outcome = self.outcome
+        else:
+            item.value = replace(self.doc, row=item.value.row, page=item.value.page)  # type: ignore[type-var]
 
 
 _NO_PAGE = Page("", "", "", False)
@@ -181,6 +204,12 @@ class TextFilter:
         self.lid = LanguageIdentifier(config.lid_model)
         self._thresholds: dict[str, RuleThresholds] = {}
         self._memo: OrderedDict[bytes, _Verdict] = OrderedDict()
+        self.text_steps = [
+            Step("language_id", self._language),
+            Step("quality_rules", self._rules),
+            Step("quality_classifier", self._quality),
+            Step("toxicity", self._toxicity),
+        ]
 
     def thresholds(self, language: str) -> RuleThresholds:
         if language not in self._thresholds:
@@ -188,70 +217,83 @@ class TextFilter:
             self._thresholds[language] = thresholds_for(language, base, per_language)
         return self._thresholds[language]
 
-    def run_batch(self, reader: RecordReader, rows: Sequence[dict[str, Any]]) -> BatchResults:
-        """The outcome of every row (a passing document, or why it was dropped or rejected), and the quality scores."""
-        results: list[_Doc | Outcome] = []
-        for row in rows:
-            page = read_page(reader, row, self.config.extractor, self.config.max_page_bytes, self.config.max_html_depth)
-            results.append(_Doc(row, page, page.text) if isinstance(page, Page) else page)
-        keys = {i: text_key(r.text) for i, r in enumerate(results) if isinstance(r, _Doc)}
-        fresh: dict[bytes, _Doc] = {}
-        for i, key in keys.items():
-            if key not in self._memo and key not in fresh:
-                fresh[key] = results[i]  # type: ignore[assignment]
-        todo: list[_Doc | Outcome] = list(fresh.values())
-        self._language(todo)
-        self._rules(todo)
-        self._scores(todo)
-        for (key, doc), result in zip(fresh.items(), todo, strict=True):
-            self._memo[key] = _Verdict.of(doc, result)
+    def forget(self) -> None:
+        """Drop the remembered verdicts (a shard starts with none, so its output does not depend on scheduling)."""
+        self._memo.clear()
+
+    def run_batch(
+        self, reader: RecordReader, rows: Sequence[dict[str, Any]], stats: dict[str, StepStats]
+    ) -> tuple[list[Item], list[float], int]:
+        """Every row's item (a passing `_Doc`, or its outcome), the quality scores, and how many texts were repeats."""
+        items = [Item(dict(r)) for r in rows]
+        run_steps([Step("read", lambda alive: self._read(reader, alive))], items, stats)
+        keys = {id(it): text_key(it.value.text) for it in items if it.outcome is None}
+        fresh: dict[bytes, Item] = {}
+        repeats: list[Item] = []
+        for it in items:
+            key = keys.get(id(it))
+            if key is None:
+                continue
+            if key in self._memo or key in fresh:
+                repeats.append(it)
+            else:
+                fresh[key] = it
+        run_steps(self.text_steps, list(fresh.values()), stats)
+        for key, it in fresh.items():
+            self._memo[key] = _Verdict.of(it)
+        run_steps([Step("repeated_text", lambda alive: [self._memo[keys[id(it)]].apply(it) for it in alive])],
+                  repeats, stats)  # fmt: skip
         scores: list[float] = []
-        for i, key in keys.items():
-            verdict = self._memo[key]
-            self._memo.move_to_end(key)
-            results[i] = verdict.applied_to(results[i])  # type: ignore[arg-type]
-            if verdict.quality is not None:
-                scores.append(verdict.quality)
+        for it in items:
+            if id(it) in keys:
+                self._memo.move_to_end(keys[id(it)])
+                if (quality := self._memo[keys[id(it)]].quality) is not None:
+                    scores.append(quality)
         while len(self._memo) > max(MEMO_TEXTS, len(rows)):
             self._memo.popitem(last=False)
-        return results, scores, len(keys) - len(fresh)
+        return items, scores, len(repeats)
 
-    def _alive(self, results: list[_Doc | Outcome]) -> list[tuple[int, _Doc]]:
-        return [(i, r) for i, r in enumerate(results) if isinstance(r, _Doc)]
+    def _read(self, reader: RecordReader, items: list[Item]) -> None:
+        for it in items:
+            page = read_page(reader, it.row, self.config.extractor, self.config.max_page_bytes,
+                             self.config.max_html_depth)  # fmt: skip
+            if isinstance(page, Page):
+                it.value = _Doc(it.row, page, page.text)
+            else:
+                it.outcome = page
 
-    def _language(self, results: list[_Doc | Outcome]) -> None:
-        alive = self._alive(results)
-        for (i, doc), (lang, score) in zip(alive, self.lid.predict([d.text for _, d in alive]), strict=True):
-            doc.language, doc.language_score = lang, score
+    def _language(self, items: list[Item]) -> None:
+        for it, (lang, score) in zip(items, self.lid.predict([it.value.text for it in items]), strict=True):
+            it.value.language, it.value.language_score = lang, score
             if score < self.config.min_language_score:
                 detail = f"{lang or '?'} at {score:.3f} < {self.config.min_language_score}"
-                results[i] = Outcome(DROPPED, "low_language_score", detail)
+                it.outcome = Outcome(DROPPED, "low_language_score", detail)
             elif (allowed := self.config.allowed_languages) and lang not in allowed:
-                results[i] = Outcome(DROPPED, "language_not_allowed", f"{lang} not in {list(allowed)}")
+                it.outcome = Outcome(DROPPED, "language_not_allowed", f"{lang} not in {list(allowed)}")
 
-    def _rules(self, results: list[_Doc | Outcome]) -> None:
-        for i, doc in self._alive(results):
+    def _rules(self, items: list[Item]) -> None:
+        for it in items:
+            doc: _Doc = it.value
             rules = rules_for(self.config.rules_preset, doc.language)
             verdict = rules(doc.text, self.thresholds(doc.language))
             doc.signals = verdict.signals
             if verdict.reason:
-                results[i] = Outcome(DROPPED, verdict.reason, verdict.detail)
+                it.outcome = Outcome(DROPPED, verdict.reason, verdict.detail)
                 continue
             doc.text, doc.pii_counts = redact(verdict.text)
 
-    def _scores(self, results: list[_Doc | Outcome]) -> None:
-        alive = self._alive(results)
-        quality = self.scorer.score([d.text for _, d in alive])
-        for (i, doc), q in zip(alive, quality, strict=True):
-            doc.quality = float(q)
-            if doc.quality < self.config.quality_min_score:
-                detail = f"P(hq)={doc.quality:.4f} < {self.config.quality_min_score:.4f} ({self.scorer.version})"
-                results[i] = Outcome(DROPPED, "low_quality_score", detail)
-        alive = self._alive(results)  # toxicity is only scored on what the quality classifier kept
-        for (i, doc), t in zip(alive, toxicity_scores([d.text for _, d in alive]), strict=True):
-            doc.toxicity = float(t)
-            if doc.toxicity > self.config.toxicity_threshold:
-                results[i] = Outcome(DROPPED, "toxic", f"P(offensive)={doc.toxicity:.4f}")
+    def _quality(self, items: list[Item]) -> None:
+        for it, q in zip(items, self.scorer.score([it.value.text for it in items]), strict=True):
+            it.value.quality = float(q)
+            if it.value.quality < self.config.quality_min_score:
+                detail = f"P(hq)={it.value.quality:.4f} < {self.config.quality_min_score:.4f} ({self.scorer.version})"
+                it.outcome = Outcome(DROPPED, "low_quality_score", detail)
+
+    def _toxicity(self, items: list[Item]) -> None:  # only scored on what the quality classifier kept
+        for it, t in zip(items, toxicity_scores([it.value.text for it in items]), strict=True):
+            it.value.toxicity = float(t)
+            if it.value.toxicity > self.config.toxicity_threshold:
+                it.outcome = Outcome(DROPPED, "toxic", f"P(offensive)={it.value.toxicity:.4f}")
 
 
 def _row(doc: _Doc, extractor: str) -> dict[str, Any]:
@@ -288,70 +330,94 @@ def _batches(table: pa.Table, size: int) -> Iterator[list[dict[str, Any]]]:
         yield batch.to_pylist()
 
 
-_WORKER: dict[str, Any] = {}
+def entries_table(entries: IndexEntries) -> pa.Table:
+    """Dedup index entries as a table (a shard's `index` side part)."""
+    columns = {"record_id": pa.array(entries.record_ids, pa.string()),
+               "exact_key": pa.array(entries.exact_keys.astype(np.uint64)),
+               "has_shingles": pa.array(entries.has_shingles.astype(bool))}  # fmt: skip
+    columns |= {f"band_{b:02d}": pa.array(entries.bands[:, b].astype(np.uint64)) for b in range(entries.bands.shape[1])}
+    return pa.table(columns)
 
 
-def _init_worker(config: TextStageConfig, model: bytes, info: ClassifierInfo, landing: Storage) -> None:
-    _WORKER["steps"] = TextFilter(config, QualityScorer(model, info))
-    _WORKER["reader"] = RecordReader(landing)
+def entries_of(table: pa.Table) -> IndexEntries:
+    """Dedup index entries from an `index` side part."""
+    bands = [c for c in table.column_names if c.startswith("band_")]
+    matrix = np.stack([table[c].to_numpy() for c in bands], axis=1) if table.num_rows else np.zeros((0, len(bands)))
+    return IndexEntries(table["record_id"].to_pylist(), table["exact_key"].to_numpy().astype(np.uint64),
+                        matrix.astype(np.uint64), table["has_shingles"].to_numpy(zero_copy_only=False))  # fmt: skip
 
 
-def _worker_batch(rows: list[dict[str, Any]]) -> BatchResults:
-    return _WORKER["steps"].run_batch(_WORKER["reader"], rows)
+@dataclass(frozen=True)
+class TextShardTask:
+    """What every shard of a drop's filtered_text needs: the landing, the stage config and the classifier."""
+
+    lake: Storage
+    landing: Storage
+    config: TextStageConfig
+    model: bytes
+    info: ClassifierInfo
+    key: str  # the fingerprint of config and classifier: the per-worker cache key of the models
 
 
-@contextlib.contextmanager
-def _batch_results(
-    landing: Storage, config: TextStageConfig, scorer: QualityScorer, batches: Iterator[list[dict[str, Any]]]
-) -> Iterator[Iterator[tuple[list[dict[str, Any]], BatchResults]]]:
-    """(batch, its results) in batch order, computed here or, with `config.workers` > 1, by a process pool.
-
-    The pool gets at most two batches per worker ahead of the writer, so memory does not grow with the drop.
-    """
-    if config.workers == 1:
-        steps = TextFilter(config, scorer)
-        with RecordReader(landing) as reader:
-            yield ((batch, steps.run_batch(reader, batch)) for batch in batches)
-        return
-    context = multiprocessing.get_context("spawn")  # no fork: the calling process may run threads (Dagster)
-    init = (config, scorer.model_bytes, scorer.info, landing)
-    with context.Pool(config.workers, initializer=_init_worker, initargs=init) as pool:
-
-        def ordered() -> Iterator[tuple[list[dict[str, Any]], BatchResults]]:
-            pending: deque[tuple[list[dict[str, Any]], Any]] = deque()
-            for batch in batches:
-                pending.append((batch, pool.apply_async(_worker_batch, (batch,))))
-                if len(pending) >= 2 * config.workers:
-                    done, result = pending.popleft()
-                    yield done, result.get()
-            while pending:
-                done, result = pending.popleft()
-                yield done, result.get()
-
-        yield ordered()
+def filter_shard(task: TextShardTask, shard: Shard, out: ShardOutput) -> dict[str, Any]:
+    """One shard of a drop through the text steps into `out`; its histograms, scores and index side part."""
+    steps = worker_cached(("text", task.key), lambda: TextFilter(task.config, QualityScorer(task.model, task.info)))
+    steps.forget()
+    languages: Counter[str] = Counter()
+    charset_sources: Counter[str] = Counter()
+    scores: list[float] = []
+    entries: list[IndexEntries] = []
+    repeated = 0
+    rows = read_shard(task.lake, shard, READ_COLUMNS)
+    with RecordReader(task.landing) as reader:
+        for batch in _batches(rows, task.config.batch_size):
+            items, batch_scores, batch_repeated = steps.run_batch(reader, batch, out.steps)
+            kept: list[dict[str, Any]] = []
+            for it in items:
+                if it.outcome is not None:
+                    (out.drop if it.outcome.outcome == DROPPED else out.reject)(it.row, it.outcome.reason,
+                                                                                 it.outcome.detail)  # fmt: skip
+                    continue
+                kept.append(_row(it.value, task.config.extractor))
+                languages[it.value.language] += 1
+                charset_sources[it.value.page.charset_source] += 1
+            batch_entries = IndexEntries.from_texts([r["record_id"] for r in kept], [r["text"] for r in kept],
+                                                    task.config.minhash)  # fmt: skip
+            for row, key in zip(kept, batch_entries.exact_keys.tolist(), strict=True):
+                out.keep(row | {"exact_key": f"{key:016x}"})
+            entries.append(batch_entries)
+            scores += batch_scores
+            repeated += batch_repeated
+            release_free_memory()
+    out.write_side(INDEX_SIDE, entries_table(IndexEntries.concat(entries, task.config.minhash.bands)))
+    return {"languages": dict(languages), "charset_sources": dict(charset_sources), "quality_scores": scores,
+            "repeated_texts": repeated}  # fmt: skip
 
 
 def filter_drop(
-    lake: Storage, landing: Storage, drop: str, writer: StageWriter, config: TextStageConfig, scorer: QualityScorer
-) -> TextStageReport:
-    """Run every HTML record of `drop` through the text filters into `writer`; returns histograms and index entries."""
-    rows = read_records(lake, drop, "html", columns=READ_COLUMNS)
+    engine: Engine,
+    lake: Storage,
+    landing: Storage,
+    drop: str,
+    config: TextStageConfig,
+    scorer: QualityScorer,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    code_version: str = "1",
+) -> tuple[StageRun, TextStageReport]:
+    """The driver of filtered_text[drop]: every HTML record through the text steps on `engine`, published."""
+    key = fingerprint(FILTERED, code_version, config, scorer.version)
+    task = TextShardTask(lake, landing, config, scorer.model_bytes, scorer.info, key)
+    inputs = commit_version(lake, "raw_crawl", drop)
+    stage = ShardStage(FILTERED, drop, lake, FILTERED_TEXT_SCHEMA, filter_shard, task, fingerprint(key, inputs),
+                       WRITE_BATCH_ROWS)  # fmt: skip
+    run = run_stage(engine, stage, plan_shards(lake, drop, "html", shard_bytes))
     report = TextStageReport()
-    with _batch_results(landing, config, scorer, _batches(rows, config.batch_size)) as results:
-        for batch, (outcomes, scores, repeated) in results:
-            kept: list[dict[str, Any]] = []
-            for row, result in zip(batch, outcomes, strict=True):
-                if isinstance(result, Outcome):
-                    (writer.drop if result.outcome == DROPPED else writer.reject)(row, result.reason, result.detail)
-                    continue
-                kept.append(_row(result, config.extractor))
-                report.languages[result.language] += 1
-                report.charset_sources[result.page.charset_source] += 1
-            entries = IndexEntries.from_texts([r["record_id"] for r in kept], [r["text"] for r in kept], config.minhash)
-            for out, key in zip(kept, entries.exact_keys.tolist(), strict=True):
-                writer.keep(out | {"exact_key": f"{key:016x}"})
-            report.entries.append(entries)
-            report.quality_scores += scores
-            report.repeated_texts += repeated
-            release_free_memory()
-    return report
+    for r in run.results:
+        report.languages.update(r.extra.get("languages", {}))
+        report.charset_sources.update(r.extra.get("charset_sources", {}))
+        report.quality_scores += r.extra.get("quality_scores", [])
+        report.repeated_texts += r.extra.get("repeated_texts", 0)
+    # TODO(dedupidx): BandIndex is being rebuilt into bucketed files; until then the driver reads the shards'
+    # `index` side parts back and writes the partition's index file from them.
+    report.entries = [entries_of(lake.read_table(u)) for u in committed_parts(lake, FILTERED, drop, side=INDEX_SIDE)]
+    return run, report
