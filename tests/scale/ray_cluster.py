@@ -13,13 +13,14 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 OBJECT_STORE_BYTES = 80 * 2**20  # per node: small, the tests move paths and counts, not records
 
@@ -44,6 +45,28 @@ def _repo_on_path() -> Iterator[None]:
             os.environ["PYTHONPATH"] = saved
 
 
+def _with_retries(start: Callable[[], T], attempts: int = 3) -> T:
+    """`start()` (a node) with this checkout on PYTHONPATH, again if the raylet missed Ray's fixed 30 s start-up window.
+
+    On a loaded machine a raylet can take longer than that to register; the half-started node's processes
+    are SIGKILLed before the next attempt.
+    """
+    for attempt in range(attempts):
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        try:
+            with _repo_on_path():
+                return start()
+        except Exception as e:
+            if "timed out during startup" not in str(e) or attempt == attempts - 1:
+                raise
+            spawned = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+            for p in spawned:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.send_signal(signal.SIGKILL)
+            psutil.wait_procs(spawned, timeout=10)
+    raise AssertionError("unreachable")
+
+
 def _pids(node: Any) -> set[int]:
     return {info.process.pid for infos in node.all_processes.values() for info in infos if info.process}
 
@@ -64,8 +87,9 @@ class RayCluster:
 
     def add_worker(self, cpus: int = 1, gpus: int = 0) -> Any:
         """Start one more worker node (a raylet with `cpus` CPUs and `gpus` declared GPUs) and wait for it."""
-        with _repo_on_path():
-            node = self.cluster.add_node(num_cpus=cpus, num_gpus=gpus, object_store_memory=OBJECT_STORE_BYTES)
+        node = _with_retries(
+            lambda: self.cluster.add_node(num_cpus=cpus, num_gpus=gpus, object_store_memory=OBJECT_STORE_BYTES)
+        )
         self.cluster.wait_for_nodes()
         self.workers.append(node)
         self.pids |= _pids(node)
@@ -103,8 +127,8 @@ def start_ray_cluster(workers: int = 2, gpus_on_last: int = 1) -> RayCluster:
     from ray.cluster_utils import Cluster
 
     dashboard_port = _free_port()
-    with _repo_on_path():
-        cluster = Cluster(
+    cluster = _with_retries(
+        lambda: Cluster(
             initialize_head=True,
             head_node_args={
                 "num_cpus": 0,
@@ -114,6 +138,7 @@ def start_ray_cluster(workers: int = 2, gpus_on_last: int = 1) -> RayCluster:
                 "object_store_memory": OBJECT_STORE_BYTES,
             },
         )
+    )
     rc = RayCluster(cluster, f"http://127.0.0.1:{dashboard_port}")
     rc.pids |= _pids(cluster.head_node)
     try:
