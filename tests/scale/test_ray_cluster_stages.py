@@ -26,6 +26,8 @@ def _run_drop_stages(home: Path, **env: str) -> tuple[dict[str, bytes], int]:
     from data_assets.definitions import build_defs
 
     settings = Settings.from_env({"MMRECIPE_HOME": str(home), "MMRECIPE_TMP": str(home / "tmp"), **env})
+    for folder in (settings.dagster_home, settings.lake, settings.landing):
+        Path(folder).mkdir(parents=True, exist_ok=True)
     job = build_defs(settings).resolve_job_def("drop_stages_job")
     shards = 0
     with dg.instance_for_test(temp_dir=settings.dagster_home) as instance:
