@@ -195,7 +195,7 @@ def main() -> None:
         overhead = {e: run_child("child_overhead", e, 200) for e in ("local", "ray")}
         planning = run_child("child_planning", one, 200_000, 10_000)
 
-    docs, seconds1 = p1["docs"], statistics.median(r["seconds"] for r in runs[1])
+    docs, seconds1 = p1["docs"], statistics.median(r["cpu_s"] for r in runs[1])  # a core's rate: CPU time
     say(f"# Scale-out benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared, Python "
         f"{sys.version.split()[0]}; 1-minute load average {load:.1f} at the start)")  # fmt: skip
     say()
@@ -208,7 +208,6 @@ def main() -> None:
     say("|---|---|---|---|")
     label = f"text stage throughput, local engine (median of {args.rounds})"
     say(f"| {label} | {rate[1]:.1f} docs/s | {rate[2]:.1f} docs/s | **{rate[2] / rate[1]:.2f}x** |")
-    say()
     cpu = {w: statistics.median(r["cpu_s"] for r in rs) for w, rs in runs.items()}
     say(f"| CPU seconds of the driver and its workers (median) | {cpu[1]:.1f} s | {cpu[2]:.1f} s | "
         f"{cpu[1] / cpu[2]:.2f}x |")  # fmt: skip
@@ -238,7 +237,7 @@ def main() -> None:
     by_bytes = CC_DUMP_BYTES / per_core_bytes / 3600
     by_docs = CC_DUMP_PAGES / per_core_docs / 3600
     say(f"Projection for one Common Crawl dump ({CC_DUMP_FILES:,} WARC files, ~{CC_DUMP_BYTES / 1e12:.0f} TB gzipped, "
-        f"~{CC_DUMP_PAGES / 1e9:.1f} billion HTML pages), from the 1-worker rate of this run "
+        f"~{CC_DUMP_PAGES / 1e9:.1f} billion HTML pages), from the 1-worker CPU-time rate of this run "
         f"({per_core_docs:.1f} docs/s/core, {per_core_bytes / 1e6:.2f} MB/s/core of WARC):")  # fmt: skip
     say(
         f"- by pages: {by_docs:,.0f} core-hours = **{by_docs / NODE_CORES:,.0f} node-hours** ({NODE_CORES}-core nodes);"
