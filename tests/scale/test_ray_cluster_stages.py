@@ -1,17 +1,18 @@
 """The committed sample drops through every drop stage with `MMRECIPE_ENGINE=ray` on the multi-node cluster.
 
-The same drops go through the same Dagster job twice, each in a fresh MMRECIPE_HOME: once on the `local` engine,
+The same drops are ingested twice, each into a fresh MMRECIPE_HOME, by the operators' path (`mmrecipe ingest`'s
+`ingest_drop`: raw_crawl, the quality classifier, then every other drop stage): once on the `local` engine,
 once on the cluster (`RAY_ADDRESS`). Every stage's commit file names each committed part with its row count and
 sha256, so equal commit files mean byte-identical outputs. Ray's state API shows which nodes ran the shards.
 """
 
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
+from data_assets.cli import _instance, _latest_metadata, ingest_drop
 from mmrecipe.settings import Settings
-from tests.conftest import SAMPLE_DROPS, land_drop, metadata_of
+from tests.conftest import SAMPLE_DROPS
 from tests.scale.ray_cluster import RayCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -20,38 +21,32 @@ DROPS = sorted(p.name for p in SAMPLE_DROPS.iterdir() if p.is_dir())
 ENGINE_STAGES = ("filtered_text", "extracted_text")
 
 
-def _run_drop_stages(home: Path, **env: str) -> tuple[dict[str, bytes], int]:
-    """Every drop stage of every sample drop on a fresh home: each stage partition's commit file, by path, and
-    how many shards the engine stages ran."""
-    from data_assets.definitions import build_defs
-
-    settings = Settings.from_env({"MMRECIPE_HOME": str(home), "MMRECIPE_TMP": str(home / "tmp"), **env})
-    for folder in (settings.dagster_home, settings.lake, settings.landing):
-        Path(folder).mkdir(parents=True, exist_ok=True)
-    job = build_defs(settings).resolve_job_def("drop_stages_job")
+def _ingest_drops(monkeypatch: pytest.MonkeyPatch, home: Path, **env: str) -> tuple[dict[str, bytes], int]:
+    """Every sample drop ingested into a fresh home: each stage partition's commit file, by path, and how many
+    shards the engine stages ran."""
+    env = {"MMRECIPE_HOME": str(home), "MMRECIPE_TMP": str(home / "tmp"), "MMRECIPE_EXECUTOR": "in_process", **env}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    settings = Settings.from_env(env)
     shards = 0
-    with dg.instance_for_test(temp_dir=settings.dagster_home) as instance:
-        for drop in DROPS:
-            land_drop(settings, drop, src=SAMPLE_DROPS / drop)
-            instance.add_dynamic_partitions("drops", [drop])
-            result = job.execute_in_process(instance=instance, partition_key=drop)
-            assert result.success
-            assert all(
-                e.passed for e in result.get_asset_check_evaluations() if e.severity == dg.AssetCheckSeverity.ERROR
-            )
-            shards += sum(metadata_of(result, stage)["shards_run"] for stage in ENGINE_STAGES)
+    for drop in DROPS:
+        assert ingest_drop(settings, SAMPLE_DROPS / drop, drop)
+        with _instance(settings) as instance:
+            shards += sum(_latest_metadata(instance, stage, drop)["shards_run"] for stage in ENGINE_STAGES)
     lake = Path(settings.lake)
     return {p.relative_to(lake).as_posix(): p.read_bytes() for p in sorted(lake.glob("*/commits/*.json"))}, shards
 
 
 def test_sample_drops_through_every_drop_stage_on_the_cluster_match_the_local_engine(
-    ray_cluster: RayCluster, tmp_path: Path
+    ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ray.util.state import list_tasks
 
-    local, _ = _run_drop_stages(tmp_path / "local", MMRECIPE_ENGINE="local")
+    local, _ = _ingest_drops(monkeypatch, tmp_path / "local", MMRECIPE_ENGINE="local")
     before = {t.task_id for t in list_tasks(address=ray_cluster.dashboard_url, limit=10_000)}
-    on_ray, shards = _run_drop_stages(tmp_path / "ray", MMRECIPE_ENGINE="ray", RAY_ADDRESS=ray_cluster.address)
+    on_ray, shards = _ingest_drops(
+        monkeypatch, tmp_path / "ray", MMRECIPE_ENGINE="ray", RAY_ADDRESS=ray_cluster.address
+    )
 
     stages = {path.split("/")[0] for path in local}
     assert {"raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio"} <= stages
