@@ -105,32 +105,32 @@ def child_stage(
 
     Model loading (language ID, toxicity) is timed, as datatrove's loading of its extractor and spaCy is.
     """
-    from mmrecipe.crawl_index import index_drop
+    from mmrecipe.crawl_index import index_drop, read_records
     from mmrecipe.dedup import BandIndex, IndexEntries
-    from mmrecipe.stage_output import StageWriter
+    from mmrecipe.engine import LocalEngine
     from mmrecipe.storage import Storage
-    from mmrecipe.text.dedup_stage import dedup_drop, extracted_schema
-    from mmrecipe.text.pipeline import FILTERED_TEXT_SCHEMA, WRITE_BATCH_ROWS, TextStageConfig, filter_drop
+    from mmrecipe.text.dedup_stage import dedup_drop
+    from mmrecipe.text.pipeline import TextStageConfig, filter_drop
     from mmrecipe.text.quality_classifier import load_scorer
 
     lake, landing = Storage(lake_root), Storage(landing_root)
     scorer = load_scorer(lake)
     threshold = scorer.info.score_at_percentile(10)
-    config = TextStageConfig(extractor=extractor, quality_min_score=threshold, workers=int(workers))
+    config = TextStageConfig(extractor=extractor, quality_min_score=threshold)
+    engine = LocalEngine(int(workers))
     c0 = time.process_time()
     t0 = time.perf_counter()
     index_drop(landing, lake, drop, sorted(p.name for p in Path(landing.uri(drop)).glob("*.warc.gz")))
     t1, c1 = time.perf_counter(), time.process_time()
-    with StageWriter(lake, "filtered_text", drop, FILTERED_TEXT_SCHEMA, WRITE_BATCH_ROWS) as out:
-        report = filter_drop(lake, landing, drop, out, config, scorer)
-        filtered = out.close()
+    html_bytes = sum(read_records(lake, drop, "html", ["warc_length"])["warc_length"].to_pylist())
+    shard_bytes = html_bytes + 1 if engine.workers == 1 else max(1, html_bytes // (4 * engine.workers))
+    run, report = filter_drop(engine, lake, landing, drop, config, scorer, shard_bytes)
+    filtered = run.output
     index = BandIndex(lake, "filtered_text")
     index.write(drop, IndexEntries.concat(report.entries))
     t2 = time.perf_counter()
     decisions = index.decide(drop)
-    with StageWriter(lake, "extracted_text", drop, extracted_schema(decisions), WRITE_BATCH_ROWS) as out:
-        dedup_drop(lake, drop, out, decisions)
-        extracted = out.close()
+    extracted = dedup_drop(engine, lake, drop, decisions).output
     t3 = time.perf_counter()
     return {
         "docs": filtered.counts.total,
@@ -439,7 +439,7 @@ def main() -> None:
         "0.10.1 has no resiliparse extractor, so there is no resiliparse-on-both row."
     )
     say(
-        f"- filtered_text with `workers=2` (2 spawned processes; not used for the ratios): "
+        f"- filtered_text on the local engine with 2 workers (2 spawned processes, 8 shards; not used for the ratios): "
         f"{parallel['filter_s']:.1f} s, {docs / parallel['filter_s']:.0f} docs/s."
     )
     say()

@@ -28,6 +28,7 @@ R = TypeVar("R")
 T = TypeVar("T")
 WORKER_CRASHED = "worker_crashed"
 _CACHE: dict[Hashable, Any] = {}
+_INSTALLED: list[Callable[[Shard], Any]] = []  # the shard function of this pool worker, sent once at its start
 
 
 def worker_cached(key: Hashable, build: Callable[[], T]) -> T:
@@ -52,11 +53,25 @@ class Engine(Protocol):
     ) -> list[list[R]]: ...
 
 
+def _install(fn: Callable[[Shard], Any]) -> None:
+    _INSTALLED[:] = [fn]
+
+
+def _run_installed(shard: Shard) -> Any:
+    return _INSTALLED[0](shard)
+
+
+def _pool(workers: int, fn: Callable[[Shard], Any]) -> ProcessPoolExecutor:
+    """A pool of spawned processes holding `fn` (pickled once per process, not once per shard: it carries models)."""
+    context = multiprocessing.get_context("spawn")  # no fork: the calling process may run threads (Dagster)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_install, initargs=(fn,))
+
+
 def _isolated(fn: Callable[[Shard], R], shard: Shard, crashed: Callable[[Shard, str], R]) -> list[R]:
     """`fn(shard)` in a fresh process of its own; a shard that kills it is halved until one record is left."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with _pool(1, fn) as pool:
         try:
-            return [pool.submit(fn, shard).result()]
+            return [pool.submit(_run_installed, shard).result()]
         except BrokenProcessPool as e:
             error = f"worker process died: {e}"
     if shard.rows <= 1:
@@ -83,9 +98,8 @@ class LocalEngine:
             return [[fn(s)] for s in shards]  # no pool to start; no isolation from a crashing record either
         out: list[list[R] | None] = [None] * len(shards)
         broken: list[int] = []
-        context = multiprocessing.get_context("spawn")  # no fork: the calling process may run threads (Dagster)
-        with ProcessPoolExecutor(min(self.workers, len(shards)), mp_context=context) as pool:
-            futures = [pool.submit(fn, s) for s in shards]
+        with _pool(min(self.workers, len(shards)), fn) as pool:
+            futures = [pool.submit(_run_installed, s) for s in shards]
             for i, future in enumerate(futures):
                 try:
                     out[i] = [future.result()]

@@ -141,7 +141,10 @@ def load_marker(stage: ShardStage, shard: Shard) -> ShardResult | None:
     uri = f"{stage.staging(shard)}/{MARKER}"
     if not stage.lake.exists(uri):
         return None
-    return ShardResult.from_json(shard, stage.asset, stage.lake.read_bytes(uri).decode())
+    done = ShardResult.from_json(shard, stage.asset, stage.lake.read_bytes(uri).decode())
+    parts = [done.data, done.rejects, *done.side.values()]
+    # a commit that died while moving parts in has taken some of them: such a shard runs again
+    return done if all(stage.lake.exists(p.uri) for p in parts) else None
 
 
 def run_shard(stage: ShardStage, shard: Shard) -> ShardResult:

@@ -13,6 +13,8 @@ from click.testing import CliRunner
 
 from data_assets.cli import _report, main
 from mmrecipe.settings import Settings
+from mmrecipe.stage_output import committed_parts, read_stage_table
+from mmrecipe.storage import Storage
 from tests.conftest import REPO, land_drop, materialize_drop, metadata_of, run_checks
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
@@ -48,7 +50,7 @@ def test_ingest_of_a_first_drop_trains_the_classifier_and_runs_every_stage(tmp_p
     assert summary == [["raw_crawl", "crawl-2026-11-01", "8", "7", "0", "1", "truncated_gzip_member", "1"]]
     landed = home / "landing" / "crawl-2026-11-01"
     assert sorted(p.name for p in landed.iterdir()) == ["_MANIFEST.json", "part-0.warc.gz", "part-1.warc.gz"]
-    index = pq.read_table(home / "lake" / "raw_crawl" / "data" / "crawl-2026-11-01" / "part-00000.parquet")
+    index = read_stage_table(Storage(str(home / "lake")), "raw_crawl", "crawl-2026-11-01")
     assert index.num_rows == 4 + 3  # warcinfo + 3 pages, then all but the truncated last record
 
     show = _run(["show", "raw_crawl", "crawl-2026-11-01", "--rows", "2"], home)
@@ -166,7 +168,8 @@ def test_failed_blocking_checks_are_named(
     settings: Settings, instance: dg.DagsterInstance, capsys: pytest.CaptureFixture[str]
 ) -> None:
     land_drop(settings, "d1", {"x.warc.gz": warc_bytes([HttpResponse("http://e.org/", b"<p>x</p>")])})
-    path = metadata_of(materialize_drop(settings, instance, "d1"), "raw_crawl")["path"]
+    assert metadata_of(materialize_drop(settings, instance, "d1"), "raw_crawl")["path"].endswith("raw_crawl/data/d1")
+    path = committed_parts(Storage(settings.lake), "raw_crawl", "d1")[0]
     table = pq.read_table(path)
     pq.write_table(table.slice(1), path)
     assert _report(run_checks(settings, instance, "d1", "raw_crawl"), "check d1") is False

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from data_assets.cli import main
 from mmrecipe.settings import Settings
-from mmrecipe.stage_output import read_stage_table
+from mmrecipe.stage_output import is_committed, read_stage_table
 from mmrecipe.storage import Storage
 from mmrecipe.text.classifier_data import default_reference_texts, read_text_documents
 from mmrecipe.text.quality_classifier import load_scorer
@@ -64,7 +64,8 @@ def test_a_fresh_home_ingests_its_first_own_drop_with_the_defaults(
     stages = build_defs(settings).resolve_job_def("drop_stages_job").asset_layer.executable_asset_keys
     for key in stages:  # every drop stage materialized, with conserved counts
         meta = _latest(instance, key.to_user_string(), DROP)
-        assert lake.exists(meta["path"]), key
+        assert meta["path"] == lake.uri(key.to_user_string(), "data", DROP), key
+        assert is_committed(lake, key.to_user_string(), DROP), key
         if "rejected" in meta:
             assert meta["total"] == meta["kept"] + meta["dropped"] + meta["rejected"], key
 

@@ -1,5 +1,6 @@
 """Helpers of the reliability tests: child materializations, lake snapshots and per-case outcomes."""
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -215,8 +216,9 @@ class KillResult:
 
     @property
     def torn_file(self) -> str | None:
-        """The temporary file the child was writing when it was killed (from its write trace)."""
-        opened = [t["path"] for t in self.run.trace if t["op"] == "open" and final_name(t["path"]) == self.target]
+        """The temporary file the child was writing when it was killed (from its write trace; `target` is a pattern)."""
+        trace = self.run.trace
+        opened = [t["path"] for t in trace if t["op"] == "open" and fnmatch.fnmatch(final_name(t["path"]), self.target)]
         return opened[-1] if opened else None
 
 

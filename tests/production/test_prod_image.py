@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from mmrecipe.mixture.release import RELEASES
-from mmrecipe.stage_output import PART_FILE, stage_prefix
+from mmrecipe.stage_output import part_name, stage_prefix
 from tests.conftest import SAMPLE_DROPS
 from tests.production.prod_support import PROD_INSTANCE_YAML, REPO, S3_TEST_ENV, PostgresServer, S3Server
 
@@ -171,7 +171,9 @@ def test_the_image_layout_ingests_a_drop_and_builds_a_recipe_on_postgres_and_s3(
         for o in page.get("Contents", [])
     }
     for stage in ("raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio"):
-        assert f"lake/{stage_prefix(stage, DROP)}/{PART_FILE}" in keys, stage
+        assert (
+            f"lake/{stage_prefix(stage, DROP)}/{part_name(0)}" in keys and f"lake/{stage}/commits/{DROP}.json" in keys
+        )
     assert any(k.startswith(f"lake/mixture/{RECIPE}/") for k in keys)
     assert any(k.startswith(f"lake/eval_results/{RECIPE}/") for k in keys)
     assert any(k.startswith(f"lake/{RELEASES}/{RECIPE}/") for k in keys)  # the release was promoted

@@ -14,6 +14,7 @@ import pytest
 from data_assets.definitions import build_defs
 from mmrecipe.crawl_index import read_records
 from mmrecipe.settings import Settings
+from mmrecipe.stage_output import is_committed, read_stage_table
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import RecordReader
 from resources import build_resources
@@ -63,11 +64,12 @@ def test_sample_drop_on_s3_is_sensed_indexed_and_read_back(
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
     meta = metadata_of(result, "raw_crawl")
-    assert meta["path"] == f"s3://{s3_server.bucket}/lake/raw_crawl/data/sample-a/part-00000.parquet"
-    assert meta["rejects_path"] == f"s3://{s3_server.bucket}/lake/raw_crawl/rejects/sample-a/part-00000.parquet"
+    assert meta["path"] == f"s3://{s3_server.bucket}/lake/raw_crawl/data/sample-a"
+    assert meta["rejects_path"] == f"s3://{s3_server.bucket}/lake/raw_crawl/rejects/sample-a"
 
-    # only the two published tables exist: no temporary names, no folder markers, no open uploads
+    # only the commit and the two parts it names exist: no temporary names, no staging, no open uploads
     assert _lake_keys(s3_server, "lake/") == [
+        "lake/raw_crawl/commits/sample-a.json",
         "lake/raw_crawl/data/sample-a/part-00000.parquet",
         "lake/raw_crawl/rejects/sample-a/part-00000.parquet",
     ]
@@ -120,6 +122,7 @@ def test_every_drop_stage_runs_with_the_lake_on_s3(
     lake = Storage(s3_settings.lake, endpoint_url=s3_server.endpoint_url)
     for stage in stages:
         meta = metadata_of(result, stage)
-        assert meta["path"] == f"s3://{s3_server.bucket}/lake/{stage}/data/sample-a/part-00000.parquet", stage
-        assert lake.exists(meta["path"]) and lake.exists(meta["rejects_path"]), stage
-        assert lake.read_table(meta["path"]).num_rows == meta["dagster/row_count"], stage
+        assert meta["path"] == f"s3://{s3_server.bucket}/lake/{stage}/data/sample-a", stage
+        assert is_committed(lake, stage, "sample-a"), stage
+        assert lake.dataset(meta["path"]).count_rows() == meta["dagster/row_count"], stage
+        assert read_stage_table(lake, stage, "sample-a").num_rows == meta["dagster/row_count"], stage

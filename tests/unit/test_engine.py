@@ -6,6 +6,9 @@ are tested with their stages (tests/unit/test_text_pipeline.py, tests/unit/test_
 """
 
 import itertools
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from mmrecipe.engine import (
     make_engine,
     plan_shards,
     read_shard,
+    run_shard,
     run_stage,
 )
 from mmrecipe.stage_output import (
@@ -122,8 +126,6 @@ def test_a_rerun_reuses_every_finished_shard(lake: Storage) -> None:
     config = SizeConfig(min_length=1_000)
     shards = plan_shards(lake, "d1", "html", 4_000)
     s = stage(lake, config)
-    from mmrecipe.engine import run_shard
-
     finished = [run_shard(s, shard) for shard in shards[:2]]  # a driver killed after two shards finished
     assert all(not r.reused for r in finished)
     run = run_stage(LocalEngine(1), s, shards)
@@ -133,8 +135,6 @@ def test_a_rerun_reuses_every_finished_shard(lake: Storage) -> None:
 
 def test_a_changed_config_reuses_nothing(lake: Storage) -> None:
     shards = plan_shards(lake, "d1", "html", 4_000)
-    from mmrecipe.engine import run_shard
-
     run_shard(stage(lake, SizeConfig(min_length=1_000)), shards[0])
     assert run_stage(LocalEngine(1), stage(lake, SizeConfig(min_length=500)), shards).shards_reused == 0
 
@@ -164,3 +164,32 @@ def test_a_record_that_kills_its_worker_is_rejected_on_ray(lake: Storage) -> Non
         _poisoned(lake, RayEngine(max_retries=0))
     finally:
         ray.shutdown()
+
+
+def test_a_commit_removes_the_parts_it_does_not_name_and_all_staging(lake: Storage) -> None:
+    config = SizeConfig(min_length=1_000)
+    many = run_stage(LocalEngine(1), stage(lake, config), plan_shards(lake, "d1", "html", 1))
+    assert len(committed(lake, "sized", "d1")) == len(many.results) == 20
+    leftover = lake.uri(stage_prefix("sized", "d1"), "part-00042.parquet")  # a crashed run's part
+    lake.write_bytes(leftover, b"PAR1 not committed")
+    abandoned = stage(lake, SizeConfig(min_length=5))  # another config's finished shard, never committed
+    run_shard(abandoned, plan_shards(lake, "d1", "html", 1)[0])
+    one = run_stage(LocalEngine(1), stage(lake, config), plan_shards(lake, "d1", "html", 1 << 30))
+    for tree in ("data", REJECTS):
+        assert lake.list_files(lake.uri(stage_prefix("sized", "d1", tree))) == [
+            lake.uri(stage_prefix("sized", "d1", tree), "part-00000.parquet")
+        ]
+    assert not lake.list_files(lake.uri(stage_prefix("sized", "d1", STAGING)))
+    assert read_stage_table(lake, "sized", "d1").num_rows == one.output.counts.kept == many.output.counts.kept
+
+
+def test_a_partition_without_a_commit_is_an_error_that_says_what_to_do(lake: Storage) -> None:
+    with pytest.raises(FileNotFoundError, match=r"sized has no committed output for partition 'd1'.*materialize it"):
+        read_stage_table(lake, "sized", "d1")
+
+
+def test_ray_is_imported_only_by_the_ray_engine() -> None:
+    code = "import sys, data_assets.definitions, mmrecipe.text.pipeline; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ | {
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2])})  # fmt: skip
+    assert out.stdout.strip() == "False"
