@@ -1,11 +1,13 @@
 """The committed sample drops through every drop stage with `MMRECIPE_ENGINE=ray` on the multi-node cluster.
 
-The same drops are ingested twice, each into a fresh MMRECIPE_HOME, by the operators' path (`mmrecipe ingest`'s
+The same drops are ingested twice into a fresh MMRECIPE_HOME at the same path (rows name their WARC files), by
+the operators' path (`mmrecipe ingest`'s
 `ingest_drop`: raw_crawl, the quality classifier, then every other drop stage): once on the `local` engine,
 once on the cluster (`RAY_ADDRESS`). Every stage's commit file names each committed part with its row count and
 sha256, so equal commit files mean byte-identical outputs. Ray's state API shows which nodes ran the shards.
 """
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,11 +44,11 @@ def test_sample_drops_through_every_drop_stage_on_the_cluster_match_the_local_en
 ) -> None:
     from ray.util.state import list_tasks
 
-    local, _ = _ingest_drops(monkeypatch, tmp_path / "local", MMRECIPE_ENGINE="local")
+    home = tmp_path / "home"
+    local, _ = _ingest_drops(monkeypatch, home, MMRECIPE_ENGINE="local")
+    shutil.rmtree(home)
     before = {t.task_id for t in list_tasks(address=ray_cluster.dashboard_url, limit=10_000)}
-    on_ray, shards = _ingest_drops(
-        monkeypatch, tmp_path / "ray", MMRECIPE_ENGINE="ray", RAY_ADDRESS=ray_cluster.address
-    )
+    on_ray, shards = _ingest_drops(monkeypatch, home, MMRECIPE_ENGINE="ray", RAY_ADDRESS=ray_cluster.address)
 
     stages = {path.split("/")[0] for path in local}
     assert {"raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio"} <= stages
