@@ -21,12 +21,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 DROPS = sorted(p.name for p in SAMPLE_DROPS.iterdir() if p.is_dir())
 # the drop stages whose drivers submit their shards to the configured engine (the others run theirs in the step)
 ENGINE_STAGES = ("filtered_text", "extracted_text")
+SHARD_BYTES = 100_000  # several shards per drop (the default 64 MiB makes one), so both worker nodes get some
 
 
 def _ingest_drops(monkeypatch: pytest.MonkeyPatch, home: Path, **env: str) -> tuple[dict[str, bytes], int]:
     """Every sample drop ingested into a fresh home: each stage partition's commit file, by path, and how many
     shards the engine stages ran."""
-    env = {"MMRECIPE_HOME": str(home), "MMRECIPE_TMP": str(home / "tmp"), "MMRECIPE_EXECUTOR": "in_process", **env}
+    env = {"MMRECIPE_HOME": str(home), "MMRECIPE_TMP": str(home / "tmp"), "MMRECIPE_EXECUTOR": "in_process",
+           "MMRECIPE_SHARD_BYTES": str(SHARD_BYTES), **env}  # fmt: skip
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     settings = Settings.from_env(env)
