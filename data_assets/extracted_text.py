@@ -35,8 +35,8 @@ from mmrecipe.text.quality_rules import RuleThresholds
 from mmrecipe.text.report import score_histogram
 from partitions import drops_partitions
 from resources import LakeResource, LandingResource
-from resources.engine import EngineResource, ray_resources
-from resources.pod_resources import pod_resources
+from resources.engine import EngineResource
+from resources.pod_resources import pod_resources, ray_task_resources
 
 PREVIEW = ["url", "language", "language_score", "quality_score", "toxicity_score", "text"]
 
@@ -104,8 +104,8 @@ def filtered_text(
         max_html_depth=config.max_html_depth,
         batch_size=config.batch_size,
     )  # fmt: skip
-    run, report = pipeline.filter_drop(engine.engine(**ray_resources(FILTERED)), storage, landing.storage(), drop,
-                                       stage, scorer, engine.shard_bytes)  # fmt: skip
+    shards = engine.engine(**ray_task_resources(FILTERED, settings))
+    run, report = pipeline.filter_drop(shards, storage, landing.storage(), drop, stage, scorer, engine.shard_bytes)
     version = BandIndex(storage, FILTERED).write(drop, IndexEntries.concat(report.entries))
     extra = {
         "dedup_index_version": version,
@@ -140,7 +140,7 @@ def extracted_text(
     drop, storage = context.partition_key, lake.storage()
     index = BandIndex(storage, FILTERED)
     decisions = index.decide(drop)
-    run = dedup_drop(engine.engine(**ray_resources(EXTRACTED)), storage, drop, decisions)
+    run = dedup_drop(engine.engine(**ray_task_resources(EXTRACTED)), storage, drop, decisions)
     kept = read_stage_table(storage, "extracted_text", drop, columns=["language", "quality_score"])
     stale_later = sorted(d for d in stale_drops(index) if d > drop)
     extra = {

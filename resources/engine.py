@@ -1,7 +1,8 @@
 """The engine resource: where a drop stage's shards run (`MMRECIPE_ENGINE`, `RAY_ADDRESS`, `MMRECIPE_WORKERS`).
 
 Built from the settings at the edge; the asset asks it for an engine with the stage's Ray task resources
-(`num_cpus`/`num_gpus`, fractional allowed) and for the shard size. Ray is imported only when the engine
+(`resources.pod_resources.ray_task_resources(stage, settings)`: `num_cpus`/`num_gpus`, fractional allowed)
+and for the shard size. Ray is imported only when the engine
 is `ray`, and only when shards run.
 """
 
@@ -9,12 +10,6 @@ import dagster as dg
 
 from mmrecipe.engine import Engine, make_engine
 from mmrecipe.settings import DEFAULT_SHARD_BYTES, ENGINES, Settings
-from resources.pod_resources import DEFAULT_SIZE, POD_SIZES
-
-
-def ray_resources(asset: str) -> dict[str, float]:
-    """The Ray resources of one shard task of `asset`: a CPU, and its pod size's GPUs (none for CPU stages)."""
-    return {"num_cpus": 1.0, "num_gpus": float(POD_SIZES.get(asset, DEFAULT_SIZE).gpus)}
 
 
 class EngineResource(dg.ConfigurableResource):

@@ -63,10 +63,21 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "mmrecipe.envFrom" -}}
 - configMapRef:
     name: {{ include "mmrecipe.envConfigMap" . }}
+{{- if and .Values.ray.enabled (not .rayPod) }}
+- configMapRef:
+    name: {{ include "mmrecipe.rayClientConfigMap" . }}
+{{- end }}
 {{- if .Values.aws.credentialsSecret }}
 - secretRef:
     name: {{ .Values.aws.credentialsSecret }}
 {{- end }}
+{{- end -}}
+
+{{/* The ConfigMaps run and step pods take their env from: the env, and where the Ray cluster is (if enabled). */}}
+{{- define "mmrecipe.envConfigMaps" -}}
+{{- $maps := list (include "mmrecipe.envConfigMap" .) -}}
+{{- if .Values.ray.enabled -}}{{- $maps = append $maps (include "mmrecipe.rayClientConfigMap" .) -}}{{- end -}}
+{{- toJson $maps -}}
 {{- end -}}
 
 {{- define "mmrecipe.volumes" -}}
@@ -96,7 +107,7 @@ from each asset's dagster-k8s/config op tags and override the run-worker ones.
 {{- $tmp := dict "name" "tmp" "emptyDir" (dict "sizeLimit" .Values.runWorker.scratchSizeLimit) -}}
 {{- $k8s := dict
   "service_account_name" (include "mmrecipe.serviceAccountName" .)
-  "env_config_maps" (list (include "mmrecipe.envConfigMap" .))
+  "env_config_maps" (include "mmrecipe.envConfigMaps" . | fromJsonArray)
   "volumes" (list $tmp)
   "volume_mounts" (list (dict "name" "tmp" "mountPath" "/tmp"))
   "security_context" .Values.securityContext
@@ -112,4 +123,79 @@ from each asset's dagster-k8s/config op tags and override the run-worker ones.
 {{- $_ := set $k8s "image_pull_secrets" .Values.imagePullSecrets -}}
 {{- end -}}
 {{- dict "k8s" $k8s | toJson -}}
+{{- end -}}
+
+{{/* The Ray side: the RayCluster's name, its head Service (KubeRay names it <cluster>-head-svc) and the address drivers use. */}}
+{{- define "mmrecipe.rayCluster" -}}{{ include "mmrecipe.fullname" . }}-ray{{- end -}}
+{{- define "mmrecipe.rayClientConfigMap" -}}{{ include "mmrecipe.fullname" . }}-ray-client{{- end -}}
+{{- define "mmrecipe.rayAddress" -}}
+{{- printf "ray://%s-head-svc.%s.svc:%v" (include "mmrecipe.rayCluster" .) .Release.Namespace .Values.ray.clientPort -}}
+{{- end -}}
+
+{{/*
+One Ray pod's spec (head or worker group): the mmrecipe image, ServiceAccount, env and security
+contexts; /tmp (Ray's session dir) and /dev/shm (its object store) as emptyDirs. Called with
+(dict "root" $ "group" <values of the group> "container" <name> "gpus" <n> "ports" <bool>).
+*/}}
+{{- define "mmrecipe.rayPodSpec" -}}
+{{- $ := .root -}}{{- $g := .group -}}
+serviceAccountName: {{ include "mmrecipe.serviceAccountName" $ }}
+securityContext:
+  {{- toYaml $.Values.podSecurityContext | nindent 2 }}
+{{- with $.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  - name: {{ .container }}
+    image: {{ include "mmrecipe.image" $ | quote }}
+    imagePullPolicy: {{ $.Values.image.pullPolicy }}
+    {{- if .ports }}
+    ports:
+      - {name: gcs-server, containerPort: 6379, protocol: TCP}
+      - {name: dashboard, containerPort: 8265, protocol: TCP}
+      - {name: client, containerPort: {{ $.Values.ray.clientPort }}, protocol: TCP}
+    {{- end }}
+    envFrom:  # the lake, S3 and region; not the Postgres password: Ray pods never touch the instance
+      {{- include "mmrecipe.envFrom" (dict "Values" $.Values "Release" $.Release "Chart" $.Chart "rayPod" true) | nindent 6 }}
+    resources:
+      {{- $resources := deepCopy $g.resources }}
+      {{- if .gpus }}
+      {{- $_ := set $resources.limits "nvidia.com/gpu" (toString .gpus) }}
+      {{- $_ := set $resources.requests "nvidia.com/gpu" (toString .gpus) }}
+      {{- end }}
+      {{- toYaml $resources | nindent 6 }}
+    securityContext:
+      {{- toYaml $.Values.securityContext | nindent 6 }}
+    volumeMounts:
+      - {name: tmp, mountPath: /tmp}
+      - {name: shm, mountPath: /dev/shm}
+volumes:
+  - name: tmp
+    emptyDir: {sizeLimit: {{ $g.scratchSizeLimit }}}
+  - name: shm
+    emptyDir: {medium: Memory, sizeLimit: {{ $g.shmSizeLimit }}}
+{{- if .gpus }}
+nodeSelector:
+  {{- $selector := dict "mmrecipe.io/node-pool" "gpu" }}
+  {{- with $.Values.gpuNodeSelector }}
+  {{- $selector = dict }}
+  {{- range (splitList "," .) }}
+  {{- $kv := splitList "=" (trim .) }}
+  {{- $_ := set $selector (trim (first $kv)) (trim (join "=" (rest $kv))) }}
+  {{- end }}
+  {{- end }}
+  {{- toYaml $selector | nindent 2 }}
+tolerations:
+  - {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}
+{{- else }}
+{{- with $g.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $g.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
 {{- end -}}

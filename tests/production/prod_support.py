@@ -4,6 +4,8 @@ Every server listens on loopback only, lives in a temp dir and is stopped at the
 the test fails. Tools that cannot be obtained make the tests that need them skip, saying why (in CI: fail).
 """
 
+import functools
+import gzip
 import hashlib
 import io
 import logging
@@ -318,3 +320,50 @@ def validate_manifests(manifests: list[dict], tmp_path: Path) -> None:
     out = subprocess.run([tool, "--strict", "-k", KUBE_VERSION, *files], capture_output=True, text=True)
     assert out.returncode == 0, f"kubernetes-validate --strict rejected a manifest:\n{out.stdout}\n{out.stderr}"
     assert out.stdout.count(" passed for resource ") == len(files), out.stdout
+
+
+# --- KubeRay custom resources -----------------------------------------------------------------
+KUBERAY_CRDS = Path(__file__).with_name("kuberay_crds")
+
+
+def _strict(schema: Any) -> Any:
+    """`schema` with unknown fields rejected wherever it lists its fields, as the API server's strict decoding does.
+
+    A CRD's structural schema only prunes unknown fields; a typo in a manifest (`minReplica`) would be
+    dropped silently on apply. Objects that say `x-kubernetes-preserve-unknown-fields` stay open.
+    """
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) for k, v in schema.items()}
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+@functools.cache
+def kuberay_schema(kind: str, version: str = "v1") -> dict:
+    """The strict `openAPIV3Schema` of KubeRay's `kind` (e.g. RayCluster) at `version`, from the committed CRD."""
+    path = KUBERAY_CRDS / f"ray.io_{kind.lower()}s.yaml.gz"
+    with gzip.open(path, "rt") as f:
+        crd = yaml.safe_load(f)
+    assert crd["spec"]["names"]["kind"] == kind, path
+    [served] = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
+    return _strict(served["schema"]["openAPIV3Schema"])
+
+
+def kuberay_errors(manifest: dict) -> list[str]:
+    """Every way `manifest` (a ray.io custom resource) breaks its CRD's schema: 'path: message', sorted."""
+    import jsonschema
+
+    group, version = manifest["apiVersion"].split("/")
+    assert group == "ray.io", manifest["apiVersion"]
+    validator = jsonschema.Draft7Validator(kuberay_schema(manifest["kind"], version))
+    return sorted(
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(manifest)
+    )
