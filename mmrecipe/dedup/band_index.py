@@ -21,10 +21,12 @@ key comes first. A document's *parent* is the earliest document that shares its 
 band key with it; following parents leads to a *root*, which has no earlier match and is the kept
 copy of the cluster. `decide(p)` computes them from duplicate edges alone:
 
-1. Every bucket of p is one independent task (run through `map_tasks`: a thread pool by default,
-   the engine's workers at scale): it reads that bucket of p and of every earlier partition, takes
-   each key's earliest owner and returns, per document of p with an earlier owner, the earliest one
-   (its parent) and the earliest exact-key owner.
+1. The buckets of p are joined in independent tasks (run through `map_tasks`: a thread pool by
+   default, the engine's workers at scale; each task takes a contiguous range of at most
+   `ceil(B / max_tasks)` buckets, so one small drop is not hundreds of tiny reads): a task reads its
+   buckets of p and the same buckets of every earlier partition, takes each key's earliest owner and
+   returns, per document of p with an earlier owner, the earliest one (its parent) and the earliest
+   exact-key owner.
 2. Parents in earlier partitions get their own parents the same way (their keys read from
    `records.parquet`, joined against only the buckets those keys fall in), until every parent
    chain ends at a root. No process ever holds the records of every partition.
@@ -73,6 +75,7 @@ BUCKETS_KEY = b"mmrecipe.dedup.buckets"
 GROUPS_KEY = b"mmrecipe.dedup.bucket_row_groups"  # bucket of each row group of buckets.parquet
 FINEWEB = MinHashConfig()
 DEFAULT_BUCKETS = 256
+DEFAULT_MAX_TASKS = 16
 RECORD_GROUP_ROWS = 4096
 EXACT_BAND = -1
 SEQ_BITS = 40  # a document's global position: partition rank << SEQ_BITS | seq
@@ -163,29 +166,29 @@ class DedupDecisions:
 # --- one bucket of one partition, and the task that joins a bucket ----------------------------------
 @dataclass(frozen=True)
 class BucketPart:
-    """One partition's keys in one bucket: a row group of its `buckets.parquet`."""
+    """One partition's keys in some buckets: row groups of its `buckets.parquet`."""
 
     storage: Storage
     uri: str
     rank: int  # the partition's place in key order
-    row_group: int
+    row_groups: tuple[int, ...]
     metadata: pq.FileMetaData  # the file's footer, read once by the driver
 
     def read(self) -> tuple[pa.Table, int]:
         """(band, key, pos) of the part's keys, and the bytes read for them."""
         with self.storage.open_input(self.uri) as f:
-            table = pq.ParquetFile(f, metadata=self.metadata).read_row_group(self.row_group)
+            table = pq.ParquetFile(f, metadata=self.metadata).read_row_groups(list(self.row_groups))
         pos = table["seq"].to_numpy() + np.int64(self.rank << SEQ_BITS)
-        group = self.metadata.row_group(self.row_group)
-        nbytes = sum(group.column(c).total_compressed_size for c in range(group.num_columns))
+        groups = [self.metadata.row_group(g) for g in self.row_groups]
+        nbytes = sum(g.column(c).total_compressed_size for g in groups for c in range(g.num_columns))
         return pa.table({"band": table["band"], "key": table["key"], "pos": pos}), nbytes
 
 
 @dataclass(frozen=True)
 class BucketJob:
-    """Find the earliest owner of some documents' keys in one bucket of every partition that can own them."""
+    """Find the earliest owner of some documents' keys in some buckets of every partition that can own them."""
 
-    bucket: int
+    buckets: tuple[int, ...]
     sources: tuple[BucketPart, ...]
     queries: pa.Table | None = None  # (band, key, pos) of the documents whose parents are wanted...
     query_rank: int | None = None  # ...or: every document of this source partition
@@ -193,7 +196,7 @@ class BucketJob:
 
 @dataclass
 class BucketEdges:
-    """Per queried document with an earlier owner of a key in the bucket: the earliest (`parent`) and the
+    """Per queried document with an earlier owner of a key in the buckets: the earliest (`parent`) and the
     earliest owner of its exact key (`exact_parent`, null if none), as global positions."""
 
     edges: pa.Table  # pos, parent, exact_parent
@@ -212,7 +215,7 @@ def _earliest(edges: pa.Table) -> pa.Table:
 
 
 def join_bucket(job: BucketJob) -> BucketEdges:
-    """The duplicate edges of one bucket: each queried document to the earliest owner of its keys."""
+    """The duplicate edges of some buckets: each queried document to the earliest owner of its keys."""
     parts = [part.read() for part in job.sources]
     table = pa.concat_tables([t for t, _ in parts]) if parts else KEYS_SCHEMA.empty_table()
     if job.queries is not None:
@@ -263,10 +266,12 @@ class BandIndex:
         config: MinHashConfig = FINEWEB,
         buckets: int = DEFAULT_BUCKETS,
         map_tasks: TaskMap = thread_map,
+        max_tasks: int = DEFAULT_MAX_TASKS,
     ) -> None:
-        if buckets < 1:
-            raise ValueError(f"the dedup index needs at least 1 bucket, got {buckets}")
-        self.storage, self.asset, self.config, self.buckets, self.map_tasks = storage, asset, config, buckets, map_tasks
+        if buckets < 1 or max_tasks < 1:
+            raise ValueError(f"the dedup index needs at least 1 bucket and 1 task, got {buckets} and {max_tasks}")
+        self.storage, self.asset, self.config, self.buckets = storage, asset, config, buckets
+        self.map_tasks, self.tasks = map_tasks, min(max_tasks, buckets)
         self.bands = _band_columns(config.bands)
         self.params = json.dumps(
             {"num_perm": config.num_perm, "ngram": config.ngram, "bands": config.bands, "rows": config.rows,
@@ -379,11 +384,15 @@ class BandIndex:
         nbytes = records.serialized_size + keys.serialized_size
         return _OpenPartition(partition, rank, meta[VERSION_KEY].decode(), records, keys, groups, nbytes)
 
-    def _part(self, opened: _OpenPartition, bucket: int) -> BucketPart | None:
-        group = opened.groups.get(bucket)
-        if group is None:
+    def _part(self, opened: _OpenPartition, buckets: Sequence[int]) -> BucketPart | None:
+        groups = tuple(opened.groups[b] for b in buckets if b in opened.groups)
+        if not groups:
             return None
-        return BucketPart(self.storage, self.uri(opened.partition, BUCKETS_FILE), opened.rank, group, opened.keys)
+        return BucketPart(self.storage, self.uri(opened.partition, BUCKETS_FILE), opened.rank, groups, opened.keys)
+
+    def _task_of(self, buckets: np.ndarray) -> np.ndarray:
+        """Which task joins each bucket: contiguous ranges of buckets, at most `max_tasks` of them."""
+        return np.asarray(buckets, dtype=np.int64) * self.tasks // self.buckets
 
     def _records(self, opened: _OpenPartition, seqs: Sequence[int] | None, columns: list[str]) -> tuple[pa.Table, int]:
         """Some documents of a partition (by seq; None: all), read from the row groups that hold them."""
@@ -418,10 +427,13 @@ class BandIndex:
         nbytes += sum(o.footer_bytes for o in opened)
         base = own.rank << SEQ_BITS
         ids = dict(zip((base + own_ids["seq"].to_numpy()).tolist(), own_ids["record_id"].to_pylist(), strict=True))
-        jobs = [
-            BucketJob(b, tuple(p for o in opened if (p := self._part(o, b))), query_rank=own.rank)
-            for b in sorted(own.groups)
-        ]
+        present = np.array(sorted(own.groups), dtype=np.int64)
+        task = self._task_of(present)
+        jobs = []
+        for t in np.unique(task).tolist():
+            buckets = present[task == t].tolist()
+            sources = tuple(p for o in opened if (p := self._part(o, buckets)))
+            jobs.append(BucketJob(tuple(buckets), sources, query_rank=own.rank))
         edges, n = self._join(jobs)
         nbytes += n
         parent = dict(zip(edges["pos"].to_pylist(), edges["parent"].to_pylist(), strict=True))
@@ -463,11 +475,14 @@ class BandIndex:
             queries.append(_keys(at, table["exact_key"].to_numpy(), bands, shingled, "pos"))
         keys = pa.concat_tables(queries)
         bucket = bucket_of(keys["key"].to_numpy(), self.buckets)
+        task = self._task_of(bucket)
         jobs = []
-        for b in np.unique(bucket).tolist():
-            q = keys.filter(pa.array(bucket == b))
+        for t in np.unique(task).tolist():
+            q = keys.filter(pa.array(task == t))
+            buckets = np.unique(bucket[task == t]).tolist()
             last = int(pc.max(q["pos"]).as_py()) >> SEQ_BITS  # no later partition can own an earlier one's key
-            jobs.append(BucketJob(b, tuple(p for o in opened[: last + 1] if (p := self._part(o, b))), queries=q))
+            sources = tuple(p for o in opened[: last + 1] if (p := self._part(o, buckets)))
+            jobs.append(BucketJob(tuple(buckets), sources, queries=q))
         return jobs, nbytes
 
     def _resolve(

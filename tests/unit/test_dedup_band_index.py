@@ -135,7 +135,7 @@ def _oracle(parts: dict[str, IndexEntries], partition: str) -> list[tuple[bool, 
         parent.append(min(shared, default=n))
         exact.append(any(parts[docs[m][0]].exact_keys[docs[m][1]] == e.exact_keys[i] for m in shared))
     out = []
-    for n, (p, i) in enumerate(docs):
+    for n, (p, _) in enumerate(docs):
         if p != partition:
             continue
         root = n
@@ -210,5 +210,5 @@ def test_a_torn_index_is_refused(index: BandIndex) -> None:
     records = index.storage.read_bytes(index.uri("A"))
     index.write("A", entries("A", DROP_A[:2]))
     index.storage.write_bytes(index.uri("A"), records)  # a crash between the two files of a rewrite
-    with pytest.raises(ValueError, match="torn .* re-materialize 'A'"):
+    with pytest.raises(ValueError, match=r"torn .* re-materialize 'A'"):
         index.decide("A")
