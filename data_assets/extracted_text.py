@@ -100,7 +100,8 @@ def filtered_text(
     with StageWriter(storage, FILTERED, drop, pipeline.FILTERED_TEXT_SCHEMA, pipeline.WRITE_BATCH_ROWS) as out:
         report = pipeline.filter_drop(storage, landing.storage(), drop, out, stage, scorer)
         result = out.close()
-    version = BandIndex(storage, FILTERED).write(drop, IndexEntries.concat(report.entries))
+    index = BandIndex(storage, FILTERED, buckets=settings.dedup_buckets)
+    version = index.write(drop, IndexEntries.concat(report.entries))
     extra = {
         "dedup_index_version": version,
         "rules_preset": config.rules_preset,
@@ -126,10 +127,12 @@ def filtered_text(
     deps=[FILTERED],
     metadata={"dagster/column_schema": column_schema(pipeline.EXTRACTED_TEXT_SCHEMA)},
 )
-def extracted_text(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def extracted_text(
+    context: dg.AssetExecutionContext, lake: LakeResource, settings: dg.ResourceParam[Settings]
+) -> dg.MaterializeResult:
     """Clean text documents of a drop: filtered, PII-redacted, and without copies of earlier documents."""
     drop, storage = context.partition_key, lake.storage()
-    index = BandIndex(storage, FILTERED)
+    index = BandIndex(storage, FILTERED, buckets=settings.dedup_buckets)
     decisions = index.decide(drop)
     with StageWriter(storage, "extracted_text", drop, extracted_schema(decisions), pipeline.WRITE_BATCH_ROWS) as out:
         dedup_drop(storage, drop, out, decisions)

@@ -23,6 +23,7 @@ from mmrecipe.audio.transcript_filters import TranscriptFilterSettings
 from mmrecipe.audio.transcript_postprocessing import pii_left, postprocess_transcripts
 from mmrecipe.crawl_index import read_records
 from mmrecipe.dedup import BandIndex
+from mmrecipe.settings import Settings
 from mmrecipe.stage_output import StageWriter, markdown_table, stage_tables_uri
 from partitions import drops_partitions
 from resources import LakeResource
@@ -80,6 +81,7 @@ def transcribed_audio(
     config: TranscribedAudioConfig,
     lake: LakeResource,
     transcriber: TranscriberResource,
+    settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Transcripts of a drop's speech clips: PII-redacted text, timed segments, language, audio facts; deduplicated."""
     drop, storage = context.partition_key, lake.storage()
@@ -88,7 +90,8 @@ def transcribed_audio(
     clips, stats, reused = drop_outcomes(storage, drop, records, asr, config.stage_settings(), ASSET)
     if reused:  # same records, settings and model: a dedup refresh or a retry
         context.log.info(f"reused the stored clip outcomes of {len(clips)} audio records: no ASR")
-    post = postprocess_transcripts([c.row for c in clips if c.row is not None], storage, drop, ASSET)
+    rows = [c.row for c in clips if c.row is not None]
+    post = postprocess_transcripts(rows, storage, drop, ASSET, settings.dedup_buckets)
     provs = {c.prov["record_id"]: c.prov for c in clips}
     with StageWriter(storage, ASSET, drop, SCHEMA.with_metadata(post.schema_metadata())) as out:
         for clip in clips:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmrecipe.dedup import BandIndex, IndexEntries
+from mmrecipe.dedup.band_index import DEFAULT_BUCKETS
 from mmrecipe.storage import Storage
 from mmrecipe.text.pii import redact
 from mmrecipe.text.pii_audit import audit
@@ -51,7 +52,11 @@ def redact_row(row: Mapping[str, Any]) -> tuple[dict[str, Any], Counter[str]]:
 
 
 def postprocess_transcripts(
-    rows: Sequence[Mapping[str, Any]], storage: Storage, drop: str, asset: str = "transcribed_audio"
+    rows: Sequence[Mapping[str, Any]],
+    storage: Storage,
+    drop: str,
+    asset: str = "transcribed_audio",
+    buckets: int = DEFAULT_BUCKETS,
 ) -> PostprocessResult:
     """Redact every kept row, index the drop's transcripts, and decide keep / exact / near-duplicate."""
     redacted: list[dict[str, Any]] = []
@@ -60,7 +65,7 @@ def postprocess_transcripts(
         clean, counts = redact_row(row)
         redacted.append(clean)
         pii.update(counts)
-    index = BandIndex(storage, asset)
+    index = BandIndex(storage, asset, buckets=buckets)
     ids = [r["record_id"] for r in redacted]
     entries = IndexEntries.from_texts(ids, [r["transcript"] for r in redacted]) if redacted else IndexEntries.concat([])
     index.write(drop, entries)
