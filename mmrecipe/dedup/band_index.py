@@ -339,15 +339,13 @@ class BandIndex:
         order = np.lexsort((keys["seq"].to_numpy(), keys["key"].to_numpy(), keys["band"].to_numpy(), bucket))
         keys, bucket = keys.take(order), bucket[order]
         present, starts = np.unique(bucket, return_index=True)
-        ends = [*starts[1:].tolist(), len(bucket)]
+        ends = [*starts[1:].tolist(), len(bucket)][: len(starts)]
         meta = {**self._footer_meta(version), GROUPS_KEY: json.dumps(present.tolist()).encode()}
         with self.storage.atomic_output(self.uri(partition, BUCKETS_FILE)) as out:
             options = {**PARQUET_OPTIONS, "write_statistics": False, "use_dictionary": ["band"]}
             with pq.ParquetWriter(out, KEYS_SCHEMA.with_metadata(meta), **options) as writer:
                 for lo, hi in zip(starts.tolist(), ends, strict=True):
                     writer.write_table(keys.slice(lo, hi - lo), row_group_size=hi - lo)
-                if not len(present):
-                    writer.write_table(KEYS_SCHEMA.empty_table())
 
     def _footer(self, partition: str, name: str = RECORDS_FILE) -> pq.FileMetaData:
         with self.storage.open_input(self.uri(partition, name)) as f:

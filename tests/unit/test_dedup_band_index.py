@@ -212,3 +212,11 @@ def test_a_torn_index_is_refused(index: BandIndex) -> None:
     index.storage.write_bytes(index.uri("A"), records)  # a crash between the two files of a rewrite
     with pytest.raises(ValueError, match=r"torn .* re-materialize 'A'"):
         index.decide("A")
+
+
+def test_an_empty_partition_is_decided_and_records_every_earlier_version(index: BandIndex) -> None:
+    index.write("A", entries("A", DROP_A))
+    index.write("B", IndexEntries.concat([]))
+    d = index.decide("B")
+    assert d.record_ids == [] and d.keep.tolist() == [] and set(d.sources) == {"A", "B"}
+    assert index.stale_consumers({"B": d.sources}) == {}  # not re-run forever for having read nothing
