@@ -9,7 +9,7 @@ Layout: per partition (a drop), a folder `<lake>/<asset>/side/<partition>/dedup_
   so a bucket of a partition is one ranged read. Documents without shingles (empty text) only have
   their exact key.
 * `records.parquet`: per document its record id, its position in the partition (`seq`) and its
-  keys, in row groups of `RECORD_GROUP_ROWS` documents, so a few documents are a few ranged reads.
+  keys, in row groups of `ROW_GROUP_ROWS` documents, so a few documents are a few ranged reads.
 
 Both footers carry the partition's content hash (`version`), the MinHash parameters and B; the
 records file is written last and is the commit: a reader that finds the two versions different
@@ -51,16 +51,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mmrecipe.dedup.bucket_file import (
+    DEFAULT_BUCKETS,
+    DEFAULT_MAX_TASKS,
+    ROW_GROUP_ROWS,
+    SEQ_BITS,
+    BucketPart,
+    TaskMap,
+    bucket_of,
+    check_buckets,
+    part_of,
+    read_footer,
+    read_rows,
+    task_of,
+    thread_map,
+    write_bucketed,
+)
 from mmrecipe.dedup.minhash import MinHashConfig, band_hashes, exact_keys, minhash_signatures
 from mmrecipe.stage_output import SIDE, stage_partitions, stage_prefix, stage_tables_uri
 from mmrecipe.storage import PARQUET_OPTIONS, Storage
@@ -71,29 +85,11 @@ UNBUCKETED_FILE = "dedup_index.parquet"  # the layout of releases before the buc
 VERSION_KEY = b"mmrecipe.dedup.version"
 SOURCES_KEY = b"mmrecipe.dedup_sources"  # in a consumer's output: the index versions its decisions read
 PARAMS_KEY = b"mmrecipe.dedup.params"
-BUCKETS_KEY = b"mmrecipe.dedup.buckets"
-GROUPS_KEY = b"mmrecipe.dedup.bucket_row_groups"  # bucket of each row group of buckets.parquet
 FINEWEB = MinHashConfig()
-DEFAULT_BUCKETS = 256
-DEFAULT_MAX_TASKS = 16
-RECORD_GROUP_ROWS = 4096
 EXACT_BAND = -1
-SEQ_BITS = 40  # a document's global position: partition rank << SEQ_BITS | seq
 EXACT_DUPLICATE = "exact_duplicate"
 NEAR_DUPLICATE = "near_duplicate"
-KEYS_SCHEMA = pa.schema([("band", pa.int8()), ("key", pa.uint64()), ("seq", pa.int64())])
-TaskMap = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
-
-
-def thread_map(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
-    """`map` over a small thread pool: the default runner of bucket tasks (pyarrow releases the GIL)."""
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(fn, items))
-
-
-def bucket_of(keys: np.ndarray, buckets: int) -> np.ndarray:
-    """The bucket of each 64-bit key (keys are hashes, so `key % B` spreads them evenly)."""
-    return (np.asarray(keys, dtype=np.uint64) % np.uint64(buckets)).astype(np.int64)
+JOIN_SCHEMA = pa.schema([("band", pa.int8()), ("key", pa.uint64()), ("pos", pa.int64())])
 
 
 def _band_columns(bands: int) -> list[str]:
@@ -165,26 +161,6 @@ class DedupDecisions:
 
 # --- one bucket of one partition, and the task that joins a bucket ----------------------------------
 @dataclass(frozen=True)
-class BucketPart:
-    """One partition's keys in some buckets: row groups of its `buckets.parquet`."""
-
-    storage: Storage
-    uri: str
-    rank: int  # the partition's place in key order
-    row_groups: tuple[int, ...]
-    metadata: pq.FileMetaData  # the file's footer, read once by the driver
-
-    def read(self) -> tuple[pa.Table, int]:
-        """(band, key, pos) of the part's keys, and the bytes read for them."""
-        with self.storage.open_input(self.uri) as f:
-            table = pq.ParquetFile(f, metadata=self.metadata).read_row_groups(list(self.row_groups))
-        pos = table["seq"].to_numpy() + np.int64(self.rank << SEQ_BITS)
-        groups = [self.metadata.row_group(g) for g in self.row_groups]
-        nbytes = sum(g.column(c).total_compressed_size for g in groups for c in range(g.num_columns))
-        return pa.table({"band": table["band"], "key": table["key"], "pos": pos}), nbytes
-
-
-@dataclass(frozen=True)
 class BucketJob:
     """Find the earliest owner of some documents' keys in some buckets of every partition that can own them."""
 
@@ -217,7 +193,7 @@ def _earliest(edges: pa.Table) -> pa.Table:
 def join_bucket(job: BucketJob) -> BucketEdges:
     """The duplicate edges of some buckets: each queried document to the earliest owner of its keys."""
     parts = [part.read() for part in job.sources]
-    table = pa.concat_tables([t for t, _ in parts]) if parts else KEYS_SCHEMA.empty_table()
+    table = pa.concat_tables([t for t, _ in parts]) if parts else JOIN_SCHEMA.empty_table()
     if job.queries is not None:
         queries = job.queries
     else:
@@ -308,7 +284,7 @@ class BandIndex:
         return pa.schema(fields, metadata=self._footer_meta(version))
 
     def _footer_meta(self, version: str) -> dict[bytes, bytes]:
-        return {VERSION_KEY: version.encode(), PARAMS_KEY: self.params.encode(), BUCKETS_KEY: b"%d" % self.buckets}
+        return {VERSION_KEY: version.encode(), PARAMS_KEY: self.params.encode()}
 
     def write(self, partition: str, entries: IndexEntries) -> str:
         """Replace `partition`'s entries with `entries` (atomically) and return their version."""
@@ -320,7 +296,9 @@ class BandIndex:
             digest.update(np.ascontiguousarray(arr).tobytes())
         version = digest.hexdigest()[:32]
         seq = np.arange(len(entries), dtype=np.int64)
-        self._write_buckets(partition, _keys(seq, entries.exact_keys, entries.bands, entries.has_shingles), version)
+        keys = _keys(seq, entries.exact_keys, entries.bands, entries.has_shingles)
+        uri = self.uri(partition, BUCKETS_FILE)
+        write_bucketed(self.storage, uri, keys, self.buckets, self._footer_meta(version), dictionary=["band"])
         columns = [
             pa.array(entries.record_ids, pa.string()),
             pa.array(np.arange(len(entries), dtype=np.int64)),
@@ -330,26 +308,11 @@ class BandIndex:
         ]
         records = pa.Table.from_arrays(columns, schema=self.schema(version))
         with self.storage.atomic_output(self.uri(partition)) as out:
-            pq.write_table(records, out, row_group_size=RECORD_GROUP_ROWS, **PARQUET_OPTIONS)
+            pq.write_table(records, out, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
         return version
 
-    def _write_buckets(self, partition: str, keys: pa.Table, version: str) -> None:
-        """One row group per non-empty bucket, in bucket order, each sorted by (band, key)."""
-        bucket = bucket_of(keys["key"].to_numpy(), self.buckets)
-        order = np.lexsort((keys["seq"].to_numpy(), keys["key"].to_numpy(), keys["band"].to_numpy(), bucket))
-        keys, bucket = keys.take(order), bucket[order]
-        present, starts = np.unique(bucket, return_index=True)
-        ends = [*starts[1:].tolist(), len(bucket)][: len(starts)]
-        meta = {**self._footer_meta(version), GROUPS_KEY: json.dumps(present.tolist()).encode()}
-        with self.storage.atomic_output(self.uri(partition, BUCKETS_FILE)) as out:
-            options = {**PARQUET_OPTIONS, "write_statistics": False, "use_dictionary": ["band"]}
-            with pq.ParquetWriter(out, KEYS_SCHEMA.with_metadata(meta), **options) as writer:
-                for lo, hi in zip(starts.tolist(), ends, strict=True):
-                    writer.write_table(keys.slice(lo, hi - lo), row_group_size=hi - lo)
-
     def _footer(self, partition: str, name: str = RECORDS_FILE) -> pq.FileMetaData:
-        with self.storage.open_input(self.uri(partition, name)) as f:
-            return pq.read_metadata(f)
+        return read_footer(self.storage, self.uri(partition, name))
 
     def version(self, partition: str) -> str | None:
         """The version of a partition's entries, or None if it has none."""
@@ -371,44 +334,19 @@ class BandIndex:
                 f"{where} was built with {meta.get(PARAMS_KEY)!r}, not {self.params}: "
                 f"re-materialize partition {partition!r} of {self.asset} with the current MinHash settings"
             )
-        if int(meta.get(BUCKETS_KEY, b"0")) != self.buckets:
-            raise ValueError(
-                f"{where} has {int(meta.get(BUCKETS_KEY, b'0'))} buckets, this deployment uses {self.buckets} "
-                f"(MMRECIPE_DEDUP_BUCKETS): set it back, or re-materialize {self.asset} for every partition"
-            )
         if key_meta.get(VERSION_KEY) != meta.get(VERSION_KEY):
             raise ValueError(f"{where} is torn (its two files differ in version): re-materialize {partition!r}")
-        groups = {b: i for i, b in enumerate(json.loads(key_meta[GROUPS_KEY]))}
+        groups = check_buckets(keys, self.buckets, where, f"re-materialize {self.asset} for every partition")
         nbytes = records.serialized_size + keys.serialized_size
         return _OpenPartition(partition, rank, meta[VERSION_KEY].decode(), records, keys, groups, nbytes)
 
     def _part(self, opened: _OpenPartition, buckets: Sequence[int]) -> BucketPart | None:
-        groups = tuple(opened.groups[b] for b in buckets if b in opened.groups)
-        if not groups:
-            return None
-        return BucketPart(self.storage, self.uri(opened.partition, BUCKETS_FILE), opened.rank, groups, opened.keys)
-
-    def _task_of(self, buckets: np.ndarray) -> np.ndarray:
-        """Which task joins each bucket: contiguous ranges of buckets, at most `max_tasks` of them."""
-        return np.asarray(buckets, dtype=np.int64) * self.tasks // self.buckets
+        uri = self.uri(opened.partition, BUCKETS_FILE)
+        return part_of(self.storage, uri, opened.rank, opened.keys, opened.groups, buckets)
 
     def _records(self, opened: _OpenPartition, seqs: Sequence[int] | None, columns: list[str]) -> tuple[pa.Table, int]:
         """Some documents of a partition (by seq; None: all), read from the row groups that hold them."""
-        with self.storage.open_input(self.uri(opened.partition)) as f:
-            reader = pq.ParquetFile(f, metadata=opened.records)
-            every = range(reader.num_row_groups)
-            groups = list(every) if seqs is None else sorted({s // RECORD_GROUP_ROWS for s in seqs})
-            table = reader.read_row_groups(groups, columns=["seq", *columns])
-            names = set(columns) | {"seq"}
-            nbytes = sum(
-                reader.metadata.row_group(g).column(c).total_compressed_size
-                for g in groups
-                for c in range(reader.metadata.num_columns)
-                if reader.metadata.schema.column(c).name in names
-            )
-        if seqs is None:
-            return table, nbytes
-        return table.filter(pc.is_in(table["seq"], pa.array(sorted(seqs), pa.int64()))), nbytes
+        return read_rows(self.storage, self.uri(opened.partition), opened.records, seqs, columns)
 
     # --- decisions -----------------------------------------------------------------------------
     def decide(self, partition: str) -> DedupDecisions:
@@ -426,7 +364,7 @@ class BandIndex:
         base = own.rank << SEQ_BITS
         ids = dict(zip((base + own_ids["seq"].to_numpy()).tolist(), own_ids["record_id"].to_pylist(), strict=True))
         present = np.array(sorted(own.groups), dtype=np.int64)
-        task = self._task_of(present)
+        task = task_of(present, self.buckets, self.tasks)
         jobs = []
         for t in np.unique(task).tolist():
             buckets = present[task == t].tolist()
@@ -472,8 +410,8 @@ class BandIndex:
             shingled = table["has_shingles"].to_numpy(zero_copy_only=False)
             queries.append(_keys(at, table["exact_key"].to_numpy(), bands, shingled, "pos"))
         keys = pa.concat_tables(queries)
-        bucket = bucket_of(keys["key"].to_numpy(), self.buckets)
-        task = self._task_of(bucket)
+        bucket = bucket_of(keys["key"].to_numpy(), keys["band"].to_numpy(), self.buckets)
+        task = task_of(bucket, self.buckets, self.tasks)
         jobs = []
         for t in np.unique(task).tolist():
             q = keys.filter(pa.array(task == t))
