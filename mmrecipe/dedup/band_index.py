@@ -200,7 +200,7 @@ def join_bucket(job: BucketJob) -> BucketEdges:
         rank = pc.shift_right(table["pos"], SEQ_BITS)
         queries = table.filter(pc.equal(rank, job.query_rank))
     owner = table.group_by(["band", "key"], use_threads=False).aggregate([("pos", "min")])
-    joined = queries.join(owner, keys=["band", "key"], use_threads=False)
+    joined = queries.join(owner, keys=["band", "key"], join_type="inner", use_threads=False)
     joined = joined.filter(pc.less(joined["pos_min"], joined["pos"]))  # an earlier document has the key
     exact = pc.if_else(pc.equal(joined["band"], EXACT_BAND), joined["pos_min"], pa.scalar(None, pa.int64()))
     edges = pa.table({"pos": joined["pos"], "parent": joined["pos_min"], "exact_parent": exact})

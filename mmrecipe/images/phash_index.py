@@ -1,11 +1,16 @@
 """The cross-drop pHash index: which images each drop kept, and near-duplicate decisions against it.
 
-Layout in the lake: `<lake>/image_phash_index/<drop>/entries.parquet`, one file per drop, written
-by that drop's `deduped_images` run and replaced whole when it re-runs (idempotent). It holds
-every image of the drop that passed the filters, with its byte hash, pixel hash, 64-bit pHash,
-whether it was kept, and its `dedup_cluster` (the record id of the kept image it collapsed into).
-The file's Parquet metadata records the drop's `digest` (a hash of its kept set and of `k`) and
-its `basis`: the digests of the earlier drops it was decided against.
+Layout in the lake: `<lake>/image_phash_index/<drop>/`, written by that drop's `deduped_images` run
+and replaced whole when it re-runs (idempotent), two files:
+
+* `entries.parquet` holds every image of the drop that passed the filters, with its byte hash, pixel
+  hash, 64-bit pHash, whether it was kept, and its `dedup_cluster` (the record id of the kept image
+  it collapsed into), in row groups of `ROW_GROUP_ROWS` images. Its Parquet metadata records the
+  drop's `digest` (a hash of its kept set and of `k`), its `basis` (the digests of the earlier drops
+  it was decided against), `k`, the band count and the bucket count. It is written last: the commit.
+* `keys.parquet` holds the kept images' keys bucketed by value (`mmrecipe.dedup.bucket_file`): one
+  row per band value of each kept pHash, and one per byte hash (a 64-bit hash of it, band -1), each
+  with the image's row in `entries.parquet` and its pHash.
 
 **Ownership is by drop key.** A drop is decided only against the kept images of drops whose key
 sorts before it, so the copy from the earliest drop key survives; within a drop, images are taken
@@ -24,7 +29,11 @@ basis is current changes nothing (byte-identical outputs).
 **Matching.** Near duplicates are found with multi-index hashing: the 64 bits are cut into `bands`
 bands; by the pigeonhole principle two hashes within Hamming distance k agree within
 `k // bands` bits on at least one band, so each query probes, per band, every band value within
-that radius in a sorted array (`searchsorted`) and verifies candidates with an exact popcount.
+that radius and verifies candidates with an exact popcount. Against earlier drops the probes (and
+the byte-hash keys) are bucketed like the stored keys and joined bucket by bucket, in independent
+tasks, against only the matching row groups of earlier drops (`match_prior`); only the kept images
+found that way are read from `entries.parquet`. Within a drop, and over those few prior images, the
+probes go into a sorted array (`searchsorted`: `BandIndex`).
 """
 
 from __future__ import annotations
@@ -34,20 +43,41 @@ import itertools
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mmrecipe.dedup.bucket_file import (
+    BUCKETS_KEY,
+    DEFAULT_BUCKETS,
+    DEFAULT_MAX_TASKS,
+    ROW_GROUP_ROWS,
+    SEQ_BITS,
+    BucketPart,
+    TaskMap,
+    bucket_of,
+    check_buckets,
+    part_of,
+    read_footer,
+    read_rows,
+    task_of,
+    thread_map,
+    write_bucketed,
+)
 from mmrecipe.storage import PARQUET_OPTIONS, Storage
 
 INDEX_ASSET = "image_phash_index"
-ENTRIES_FILE = "entries.parquet"
+ENTRIES_FILE, KEYS_FILE = "entries.parquet", "keys.parquet"
 HASH_VERSION = "phash-dct32-v2"  # v2: box-reduced before Lanczos (stage.analyse_image)
 MAX_PROBES = 5000  # per band and query: C(16, <=3) = 697 for k=10..15 with 4 bands
 META_DIGEST, META_BASIS, META_K = b"mmrecipe.digest", b"mmrecipe.basis", b"mmrecipe.k"
+META_BANDS = b"mmrecipe.hash_bands"
+EXACT_BAND = -1  # the key of a byte hash (a 64-bit hash of it); bands 0.. are pHash band values
+KEY_SCHEMA = pa.schema([("band", pa.int8()), ("key", pa.uint64()), ("seq", pa.int64()), ("phash", pa.int64())])
+PRIOR_COLUMNS = ["record_id", "drop", "warc_path", "warc_offset", "sha256", "pixel_sha256", "phash", "dedup_cluster"]
 
 ENTRY_SCHEMA = pa.schema(
     [
@@ -83,21 +113,27 @@ def _flip_masks(width: int, radius: int) -> np.ndarray:
     return np.array(masks, dtype=np.uint64)
 
 
+def probe_radius(k: int, bands: int) -> int:
+    """Bits each band value is probed within (`k // bands`); a layout that would probe too much is refused."""
+    if not 1 <= bands <= 64:
+        raise ValueError(f"bands must be between 1 and 64, got {bands}")
+    radius = k // bands
+    probes = sum(math.comb(max(w for _, w in _band_layout(bands)), r) for r in range(radius + 1))
+    if probes > MAX_PROBES:
+        raise ValueError(
+            f"k={k} with {bands} bands probes {probes} values per band and query (> {MAX_PROBES}): "
+            f"use more bands (about k/2 or 64/log2(index size)), e.g. hash_bands={max(4, k // 2)}"
+        )
+    return radius
+
+
 class BandIndex:
     """Multi-index hashing over 64-bit hashes: every stored hash within Hamming distance k of a query."""
 
     def __init__(self, hashes: np.ndarray, k: int, bands: int = 4) -> None:
-        if not 1 <= bands <= 64:
-            raise ValueError(f"bands must be between 1 and 64, got {bands}")
         self.hashes = np.asarray(hashes, dtype=np.int64).view(np.uint64)
         self.k, self.layout = k, _band_layout(bands)
-        radius = k // bands
-        probes = sum(math.comb(max(w for _, w in self.layout), r) for r in range(radius + 1))
-        if probes > MAX_PROBES:
-            raise ValueError(
-                f"k={k} with {bands} bands probes {probes} values per band and query (> {MAX_PROBES}): "
-                f"use more bands (about k/2 or 64/log2(index size)), e.g. hash_bands={max(4, k // 2)}"
-            )
+        radius = probe_radius(k, bands)
         self._bands: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, np.uint64]] = []
         for shift, width in self.layout:
             mask = np.uint64((1 << width) - 1)
@@ -280,26 +316,166 @@ def current_basis(storage: Storage, drop: str) -> dict[str, str]:
     return {d: str(read_meta(storage, d)["digest"]) for d in indexed_drops(storage) if d < drop}
 
 
-def load_prior(storage: Storage, drop: str) -> tuple[PriorKept, dict[str, str]]:
-    """The kept entries of all drops before `drop`, and the basis (their digests) they amount to."""
-    basis = current_basis(storage, drop)
-    cols = ["record_id", "drop", "warc_path", "warc_offset", "sha256", "pixel_sha256", "phash", "dedup_cluster"]
-    tables = [storage.read_table(entries_uri(storage, d)).filter(pc.field("kept")).select(cols) for d in basis]
-    table = pa.concat_tables(tables) if tables else ENTRY_SCHEMA.empty_table().select(cols)
-    return PriorKept.from_table(table), basis
+def keys_uri(storage: Storage, drop: str) -> str:
+    """Where one drop's bucketed keys live."""
+    return storage.uri(INDEX_ASSET, drop, KEYS_FILE)
 
 
-def write_entries(storage: Storage, drop: str, entries: pa.Table, basis: dict[str, str], k: int) -> str:
-    """Replace a drop's index entries (atomically); returns the drop's new digest."""
+def sha_keys(shas: Sequence[str]) -> np.ndarray:
+    """A 64-bit key of each byte hash, to bucket by (the full hashes are compared after the join)."""
+    keys = [int.from_bytes(hashlib.blake2b(sha.encode(), digest_size=8).digest(), "little") for sha in shas]
+    return np.array(keys, dtype=np.uint64)
+
+
+def _band_values(hashes: np.ndarray, bands: int) -> list[np.ndarray]:
+    u = np.asarray(hashes, dtype=np.int64).view(np.uint64)
+    return [(u >> np.uint64(shift)) & np.uint64((1 << width) - 1) for shift, width in _band_layout(bands)]
+
+
+def index_keys(entries: pa.Table, bands: int) -> pa.Table:
+    """(band, key, seq, phash) of a drop's kept images: a byte-hash key and one key per pHash band each."""
+    rows = np.flatnonzero(entries["kept"].to_numpy(zero_copy_only=False))
+    phash = entries["phash"].to_numpy()[rows]
+    keys = [sha_keys(entries["sha256"].take(pa.array(rows, pa.int64())).to_pylist()), *_band_values(phash, bands)]
+    return pa.table(
+        {
+            "band": np.repeat(np.arange(-1, bands, dtype=np.int8), len(rows)),
+            "key": np.concatenate(keys).astype(np.uint64),
+            "seq": np.tile(rows.astype(np.int64), bands + 1),
+            "phash": np.tile(phash, bands + 1),
+        },
+        schema=KEY_SCHEMA,
+    )
+
+
+def probes(phashes: np.ndarray, shas: Sequence[str], k: int, bands: int) -> pa.Table:
+    """(band, key, qhash) of every stored key that can belong to a kept image within k of a query, or with
+    one of its byte hashes (qhash 0: compared in full later)."""
+    radius, uniq = probe_radius(k, bands), np.unique(np.asarray(phashes, dtype=np.int64))
+    shas = sorted(set(shas))
+    parts = [(np.full(len(shas), EXACT_BAND, np.int8), sha_keys(shas), np.zeros(len(shas), np.int64))]
+    for band, ((_, width), values) in enumerate(zip(_band_layout(bands), _band_values(uniq, bands), strict=True)):
+        flips = _flip_masks(width, radius)
+        probed = (values[:, None] ^ flips[None, :]).ravel()
+        parts.append((np.full(len(probed), band, np.int8), probed, np.repeat(uniq, len(flips))))
+    band, key, qhash = (np.concatenate(c) for c in zip(*parts, strict=True))
+    return pa.table({"band": band, "key": key.astype(np.uint64), "qhash": qhash})
+
+
+def _footers(storage: Storage, drop: str) -> tuple[pq.FileMetaData, pq.FileMetaData]:
+    """The footers of a drop's entries and keys; an index of the unbucketed layout is refused."""
+    if not storage.exists(keys_uri(storage, drop)):
+        raise ValueError(
+            f"the pHash index of drop {drop!r} ({entries_uri(storage, drop)}) has no {KEYS_FILE}: it is in the "
+            f"unbucketed layout of an earlier release; re-materialize deduped_images for {drop!r}"
+        )
+    return read_footer(storage, entries_uri(storage, drop)), read_footer(storage, keys_uri(storage, drop))
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    """Probes of some buckets, to be joined against those buckets of every earlier drop."""
+
+    buckets: tuple[int, ...]
+    sources: tuple[BucketPart, ...]
+    probes: pa.Table  # band, key, qhash
+    k: int
+
+
+def join_probes(job: ProbeJob) -> tuple[np.ndarray, int]:
+    """Global positions of the earlier kept images the probes find (within k, or same byte-hash key), bytes read."""
+    parts = [part.read() for part in job.sources]
+    if not parts:
+        return np.zeros(0, np.int64), 0
+    joined = job.probes.join(
+        pa.concat_tables([t for t, _ in parts]), keys=["band", "key"], join_type="inner", use_threads=False
+    )
+    qhash, phash, pos, band = (np.asarray(joined[c].to_numpy(), np.int64) for c in ("qhash", "phash", "pos", "band"))
+    close = (band == EXACT_BAND) | (np.bitwise_count((qhash ^ phash).view(np.uint64)) <= job.k)
+    return np.unique(pos[close]), sum(n for _, n in parts)
+
+
+@dataclass
+class PriorMatch:
+    """The kept images of earlier drops that the candidates can match, the basis, and the index bytes read."""
+
+    prior: PriorKept
+    basis: dict[str, str] = field(default_factory=dict)
+    bytes_read: int = 0
+
+
+def match_prior(
+    storage: Storage,
+    drop: str,
+    phashes: np.ndarray,
+    shas: Sequence[str],
+    k: int,
+    bands: int = 4,
+    buckets: int = DEFAULT_BUCKETS,
+    map_tasks: TaskMap = thread_map,
+    max_tasks: int = DEFAULT_MAX_TASKS,
+) -> PriorMatch:
+    """Every kept image of the drops before `drop` within Hamming distance k of one of `phashes` or with one
+    of the byte hashes `shas`, found bucket by bucket; `decide` against it equals `decide` against all of them."""
+    earlier = [d for d in indexed_drops(storage) if d < drop]
+    footers = [_footers(storage, d) for d in earlier]
+    nbytes = sum(e.serialized_size + f.serialized_size for e, f in footers)
+    groups = []
+    for d, (entries, keys) in zip(earlier, footers, strict=True):
+        meta, key_meta, where = entries.metadata or {}, keys.metadata or {}, f"the pHash index of drop {d!r}"
+        fix = "re-materialize deduped_images for every drop"
+        if int(meta.get(META_BANDS, b"0")) != bands:
+            raise ValueError(f"{where} has {int(meta.get(META_BANDS, b'0'))} hash bands, this run uses {bands}: {fix}")
+        if key_meta.get(META_DIGEST) != meta.get(META_DIGEST):
+            raise ValueError(f"{where} is torn (its two files differ in digest): re-materialize {d!r}")
+        groups.append(check_buckets(keys, buckets, where, fix))
+    probe = probes(phashes, shas, k, bands)
+    bucket = bucket_of(probe["key"].to_numpy(), probe["band"].to_numpy(), buckets)
+    task = task_of(bucket, buckets, max_tasks)
+    jobs = []
+    for t in np.unique(task).tolist() if earlier else []:
+        found = np.unique(bucket[task == t]).tolist()
+        sources = [
+            part_of(storage, keys_uri(storage, d), r, f[1], groups[r], found)
+            for r, (d, f) in enumerate(zip(earlier, footers, strict=True))
+        ]
+        if parts := tuple(p for p in sources if p):  # no earlier drop has a key in these buckets: nothing to join
+            jobs.append(ProbeJob(tuple(found), parts, probe.filter(pa.array(task == t)), k))
+    results = list(map_tasks(join_probes, jobs))
+    pos = np.unique(np.concatenate([p for p, _ in results] or [np.zeros(0, np.int64)]))
+    nbytes += sum(n for _, n in results)
+    tables = [ENTRY_SCHEMA.empty_table().select(PRIOR_COLUMNS)]
+    for rank in np.unique(pos >> SEQ_BITS).tolist():
+        rows = (pos[(pos >> SEQ_BITS) == rank] - (rank << SEQ_BITS)).tolist()
+        table, n = read_rows(storage, entries_uri(storage, earlier[rank]), footers[rank][0], rows, PRIOR_COLUMNS)
+        tables.append(table.select(PRIOR_COLUMNS))
+        nbytes += n
+    basis = {d: (e.metadata or {}).get(META_DIGEST, b"").decode() for d, (e, _) in zip(earlier, footers, strict=True)}
+    return PriorMatch(PriorKept.from_table(pa.concat_tables(tables)), basis, nbytes)
+
+
+def write_entries(
+    storage: Storage,
+    drop: str,
+    entries: pa.Table,
+    basis: dict[str, str],
+    k: int,
+    bands: int = 4,
+    buckets: int = DEFAULT_BUCKETS,
+) -> str:
+    """Replace a drop's index entries and bucketed keys (atomically, entries last); returns its new digest."""
     digest = kept_digest(entries, k)
     meta = {
         META_DIGEST: digest.encode(),
         META_BASIS: json.dumps(basis, sort_keys=True).encode(),
         META_K: str(k).encode(),
+        META_BANDS: str(bands).encode(),
     }
     table = entries.cast(ENTRY_SCHEMA).replace_schema_metadata(meta)
+    keys = index_keys(table, bands)
+    write_bucketed(storage, keys_uri(storage, drop), keys, buckets, {META_DIGEST: digest.encode()}, ["band"])
     with storage.atomic_output(entries_uri(storage, drop)) as out:
-        pq.write_table(table, out, **PARQUET_OPTIONS)
+        pq.write_table(table, out, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
     return digest
 
 
@@ -314,15 +490,23 @@ def stale_drops(storage: Storage) -> list[str]:
     return stale
 
 
-def kept_conflicts(storage: Storage, drop: str, phashes: np.ndarray, record_ids: Sequence[str], k: int) -> list[str]:
+def kept_conflicts(
+    storage: Storage,
+    drop: str,
+    phashes: np.ndarray,
+    record_ids: Sequence[str],
+    k: int,
+    bands: int = 4,
+    buckets: int = DEFAULT_BUCKETS,
+) -> list[str]:
     """Pairs within distance k among a drop's kept images and against the kept images of earlier drops."""
-    prior, _ = load_prior(storage, drop)
+    prior = match_prior(storage, drop, phashes, [], k, bands, buckets).prior
     problems = []
-    qi, si, dist = BandIndex(prior.phash, k).query(phashes)
+    qi, si, dist = BandIndex(prior.phash, k, bands).query(phashes)
     problems += [
         f"{record_ids[q]} ~ {prior.record_id[s]} ({prior.drop[s]}), d={d}" for q, s, d in zip(qi, si, dist, strict=True)
     ]
-    ai, bi, dd = BandIndex(phashes, k).query(phashes)
+    ai, bi, dd = BandIndex(phashes, k, bands).query(phashes)
     problems += [f"{record_ids[a]} ~ {record_ids[b]}, d={d}" for a, b, d in zip(ai, bi, dd, strict=True) if a < b]
     return problems
 
@@ -359,7 +543,10 @@ def audit_kept(storage: Storage, drop: str, record_ids: Sequence[str], phashes: 
         return KeptAudit(-1, [], False, 0, missing_index=True)
     meta = read_meta(storage, drop)
     k = int(meta["k"])  # type: ignore[call-overload]
+    entries_meta, keys_meta = _footers(storage, drop)
+    bands = int((entries_meta.metadata or {}).get(META_BANDS, b"0"))
+    buckets = int((keys_meta.metadata or {}).get(BUCKETS_KEY, b"0"))
     entries = storage.read_table(entries_uri(storage, drop), ["record_id", "kept"]).filter(pc.field("kept"))
     mismatch = len(set(entries["record_id"].to_pylist()) ^ set(record_ids))
     stale = meta["basis"] != current_basis(storage, drop)
-    return KeptAudit(k, kept_conflicts(storage, drop, phashes, record_ids, k), stale, mismatch)
+    return KeptAudit(k, kept_conflicts(storage, drop, phashes, record_ids, k, bands, buckets), stale, mismatch)

@@ -45,6 +45,7 @@ import pyarrow as pa
 from PIL import Image
 
 from mmrecipe.crawl_index import read_records
+from mmrecipe.dedup.bucket_file import DEFAULT_BUCKETS
 from mmrecipe.images import phash_index
 from mmrecipe.images.captions import Caption, CaptionIndex, scan_page
 from mmrecipe.images.decoding import (
@@ -141,6 +142,7 @@ class ImageStageConfig:
     max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS
     hamming_k: int = 10
     hash_bands: int = 4
+    index_buckets: int = DEFAULT_BUCKETS  # of the cross-drop pHash index (MMRECIPE_DEDUP_BUCKETS)
     surrounding_text: bool = True
     nsfw: bool = False
     nsfw_threshold: float = 0.5
@@ -232,6 +234,7 @@ class ImageStageReport:
     shard_samples: int = 0
     clusters: int = 0
     digest: str = ""
+    index_bytes_read: int = 0  # pHash index bytes (footers, row groups) read to decide against earlier drops
     stale_drops: list[str] = field(default_factory=list)
     thumbnails: list[dict[str, Any]] = field(default_factory=list)
 
@@ -604,8 +607,12 @@ def run_image_stage(
     stage = ImageStage(storage, drop, config, scorer)
     try:
         stage.analyse_all()
-        prior, basis = phash_index.load_prior(storage, drop)
-        decisions = stage.decide(prior)
+        match = phash_index.match_prior(
+            storage, drop, np.array([f.phash for f in stage.features.values()], np.int64),
+            [f.sha256 for f in stage.features.values()], config.hamming_k, config.hash_bands, config.index_buckets,
+        )  # fmt: skip
+        stage.report.index_bytes_read = match.bytes_read
+        decisions = stage.decide(match.prior)
         shards = ShardWriter(storage, shards_prefix(storage, drop), config.shard_samples)
         with StageWriter(storage, ASSET, drop, IMAGE_SCHEMA) as out:
             try:
@@ -616,7 +623,9 @@ def run_image_stage(
             stage.report.shards = shards.close()
             stage.report.shard_samples = shards.samples
             output = out.close()
-        stage.report.digest = phash_index.write_entries(storage, drop, entries, basis, config.hamming_k)
+        stage.report.digest = phash_index.write_entries(
+            storage, drop, entries, match.basis, config.hamming_k, config.hash_bands, config.index_buckets
+        )
         stage.report.stale_drops = phash_index.stale_drops(storage)
         return ImageStageResult(output, stage.report)
     finally:
