@@ -193,12 +193,12 @@ def _earliest(edges: pa.Table) -> pa.Table:
 def join_bucket(job: BucketJob) -> BucketEdges:
     """The duplicate edges of some buckets: each queried document to the earliest owner of its keys."""
     parts = [part.read() for part in job.sources]
-    table = pa.concat_tables([t for t, _ in parts]) if parts else JOIN_SCHEMA.empty_table()
-    if job.queries is not None:
-        queries = job.queries
-    else:
-        rank = pc.shift_right(table["pos"], SEQ_BITS)
-        queries = table.filter(pc.equal(rank, job.query_rank))
+    queries = job.queries
+    if queries is None:
+        queries = next(t for (t, _), part in zip(parts, job.sources, strict=True) if part.rank == job.query_rank)
+    wanted = pc.unique(queries["key"])  # earlier keys are only probed against it: most are read, few grouped
+    found = [t.filter(pc.is_in(t["key"], value_set=wanted)) for t, _ in parts]
+    table = pa.concat_tables(found) if found else JOIN_SCHEMA.empty_table()
     owner = table.group_by(["band", "key"], use_threads=False).aggregate([("pos", "min")])
     joined = queries.join(owner, keys=["band", "key"], join_type="inner", use_threads=False)
     joined = joined.filter(pc.less(joined["pos_min"], joined["pos"]))  # an earlier document has the key
@@ -298,7 +298,7 @@ class BandIndex:
         seq = np.arange(len(entries), dtype=np.int64)
         keys = _keys(seq, entries.exact_keys, entries.bands, entries.has_shingles)
         uri = self.uri(partition, BUCKETS_FILE)
-        write_bucketed(self.storage, uri, keys, self.buckets, self._footer_meta(version), dictionary=["band"])
+        write_bucketed(self.storage, uri, keys, self.buckets, self._footer_meta(version))
         columns = [
             pa.array(entries.record_ids, pa.string()),
             pa.array(np.arange(len(entries), dtype=np.int64)),

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mmrecipe.storage import PARQUET_OPTIONS, Storage
+from mmrecipe.storage import Storage
 
 DEFAULT_BUCKETS = 256
 DEFAULT_MAX_TASKS = 16
@@ -51,17 +51,22 @@ def task_of(buckets: np.ndarray, n_buckets: int, max_tasks: int) -> np.ndarray:
     return np.asarray(buckets, dtype=np.int64) * min(max_tasks, n_buckets) // n_buckets
 
 
-def write_bucketed(
-    storage: Storage, uri: str, keys: pa.Table, buckets: int, meta: Mapping[bytes, bytes], dictionary: list[str]
-) -> None:
-    """Write `keys` (with `band` and `key` columns) atomically, one row group per bucket in bucket order."""
+def write_bucketed(storage: Storage, uri: str, keys: pa.Table, buckets: int, meta: Mapping[bytes, bytes]) -> None:
+    """Write `keys` (`band`, `key`, `seq` and more) atomically, one row group per bucket in bucket order.
+
+    Uncompressed and without dictionaries: keys are random 64-bit hashes (incompressible), and a bucket
+    is small, so per-chunk decompression would cost more than the bytes it saves; `seq` is stored as int32.
+    """
+    if len(keys) and int(pc.max(keys["seq"]).as_py()) >= 2**31:
+        raise ValueError(f"{uri}: a drop's keys are numbered below 2**31, got {pc.max(keys['seq'])}")
+    keys = keys.set_column(keys.schema.get_field_index("seq"), "seq", keys["seq"].cast(pa.int32()))
     bucket = bucket_of(keys["key"].to_numpy(), keys["band"].to_numpy(), buckets)
     order = np.argsort(bucket, kind="stable")  # rows keep the caller's order within a bucket
     keys, bucket = keys.take(order), bucket[order]
     present, starts = np.unique(bucket, return_index=True)
     ends = [*starts[1:].tolist(), len(bucket)][: len(starts)]
     footer = {**meta, BUCKETS_KEY: b"%d" % buckets, GROUPS_KEY: json.dumps(present.tolist()).encode()}
-    options = {**PARQUET_OPTIONS, "write_statistics": False, "use_dictionary": dictionary}
+    options = {"compression": "none", "use_dictionary": False, "write_statistics": False}
     with storage.atomic_output(uri) as out, pq.ParquetWriter(out, keys.schema.with_metadata(footer), **options) as w:
         for lo, hi in zip(starts.tolist(), ends, strict=True):
             w.write_table(keys.slice(lo, hi - lo), row_group_size=hi - lo)
@@ -109,7 +114,7 @@ class BucketPart:
         """The part's rows with a global `pos` (rank << SEQ_BITS | `seq` column), and the bytes read."""
         with self.storage.open_input(self.uri) as f:
             table = pq.ParquetFile(f, metadata=self.metadata).read_row_groups(list(self.row_groups))
-        pos = table["seq"].to_numpy() + np.int64(self.rank << SEQ_BITS)
+        pos = table["seq"].to_numpy().astype(np.int64) + np.int64(self.rank << SEQ_BITS)
         table = table.append_column("pos", pa.array(pos, pa.int64())).drop_columns(["seq"])
         return table, _group_bytes(self.metadata, self.row_groups)
 

@@ -50,23 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mmrecipe.dedup.bucket_file import (
-    BUCKETS_KEY,
-    DEFAULT_BUCKETS,
-    DEFAULT_MAX_TASKS,
-    ROW_GROUP_ROWS,
-    SEQ_BITS,
-    BucketPart,
-    TaskMap,
-    bucket_of,
-    check_buckets,
-    part_of,
-    read_footer,
-    read_rows,
-    task_of,
-    thread_map,
-    write_bucketed,
-)
+from mmrecipe.dedup import bucket_file as bf
 from mmrecipe.storage import PARQUET_OPTIONS, Storage
 
 INDEX_ASSET = "image_phash_index"
@@ -369,7 +353,7 @@ def _footers(storage: Storage, drop: str) -> tuple[pq.FileMetaData, pq.FileMetaD
             f"the pHash index of drop {drop!r} ({entries_uri(storage, drop)}) has no {KEYS_FILE}: it is in the "
             f"unbucketed layout of an earlier release; re-materialize deduped_images for {drop!r}"
         )
-    return read_footer(storage, entries_uri(storage, drop)), read_footer(storage, keys_uri(storage, drop))
+    return bf.read_footer(storage, entries_uri(storage, drop)), bf.read_footer(storage, keys_uri(storage, drop))
 
 
 @dataclass(frozen=True)
@@ -377,7 +361,7 @@ class ProbeJob:
     """Probes of some buckets, to be joined against those buckets of every earlier drop."""
 
     buckets: tuple[int, ...]
-    sources: tuple[BucketPart, ...]
+    sources: tuple[bf.BucketPart, ...]
     probes: pa.Table  # band, key, qhash
     k: int
 
@@ -411,9 +395,9 @@ def match_prior(
     shas: Sequence[str],
     k: int,
     bands: int = 4,
-    buckets: int = DEFAULT_BUCKETS,
-    map_tasks: TaskMap = thread_map,
-    max_tasks: int = DEFAULT_MAX_TASKS,
+    buckets: int = bf.DEFAULT_BUCKETS,
+    map_tasks: bf.TaskMap = bf.thread_map,
+    max_tasks: int = bf.DEFAULT_MAX_TASKS,
 ) -> PriorMatch:
     """Every kept image of the drops before `drop` within Hamming distance k of one of `phashes` or with one
     of the byte hashes `shas`, found bucket by bucket; `decide` against it equals `decide` against all of them."""
@@ -428,15 +412,15 @@ def match_prior(
             raise ValueError(f"{where} has {int(meta.get(META_BANDS, b'0'))} hash bands, this run uses {bands}: {fix}")
         if key_meta.get(META_DIGEST) != meta.get(META_DIGEST):
             raise ValueError(f"{where} is torn (its two files differ in digest): re-materialize {d!r}")
-        groups.append(check_buckets(keys, buckets, where, fix))
+        groups.append(bf.check_buckets(keys, buckets, where, fix))
     probe = probes(phashes, shas, k, bands)
-    bucket = bucket_of(probe["key"].to_numpy(), probe["band"].to_numpy(), buckets)
-    task = task_of(bucket, buckets, max_tasks)
+    bucket = bf.bucket_of(probe["key"].to_numpy(), probe["band"].to_numpy(), buckets)
+    task = bf.task_of(bucket, buckets, max_tasks)
     jobs = []
     for t in np.unique(task).tolist() if earlier else []:
         found = np.unique(bucket[task == t]).tolist()
         sources = [
-            part_of(storage, keys_uri(storage, d), r, f[1], groups[r], found)
+            bf.part_of(storage, keys_uri(storage, d), r, f[1], groups[r], found)
             for r, (d, f) in enumerate(zip(earlier, footers, strict=True))
         ]
         if parts := tuple(p for p in sources if p):  # no earlier drop has a key in these buckets: nothing to join
@@ -445,9 +429,9 @@ def match_prior(
     pos = np.unique(np.concatenate([p for p, _ in results] or [np.zeros(0, np.int64)]))
     nbytes += sum(n for _, n in results)
     tables = [ENTRY_SCHEMA.empty_table().select(PRIOR_COLUMNS)]
-    for rank in np.unique(pos >> SEQ_BITS).tolist():
-        rows = (pos[(pos >> SEQ_BITS) == rank] - (rank << SEQ_BITS)).tolist()
-        table, n = read_rows(storage, entries_uri(storage, earlier[rank]), footers[rank][0], rows, PRIOR_COLUMNS)
+    for rank in np.unique(pos >> bf.SEQ_BITS).tolist():
+        rows = (pos[(pos >> bf.SEQ_BITS) == rank] - (rank << bf.SEQ_BITS)).tolist()
+        table, n = bf.read_rows(storage, entries_uri(storage, earlier[rank]), footers[rank][0], rows, PRIOR_COLUMNS)
         tables.append(table.select(PRIOR_COLUMNS))
         nbytes += n
     basis = {d: (e.metadata or {}).get(META_DIGEST, b"").decode() for d, (e, _) in zip(earlier, footers, strict=True)}
@@ -461,7 +445,7 @@ def write_entries(
     basis: dict[str, str],
     k: int,
     bands: int = 4,
-    buckets: int = DEFAULT_BUCKETS,
+    buckets: int = bf.DEFAULT_BUCKETS,
 ) -> str:
     """Replace a drop's index entries and bucketed keys (atomically, entries last); returns its new digest."""
     digest = kept_digest(entries, k)
@@ -473,9 +457,9 @@ def write_entries(
     }
     table = entries.cast(ENTRY_SCHEMA).replace_schema_metadata(meta)
     keys = index_keys(table, bands)
-    write_bucketed(storage, keys_uri(storage, drop), keys, buckets, {META_DIGEST: digest.encode()}, ["band"])
+    bf.write_bucketed(storage, keys_uri(storage, drop), keys, buckets, {META_DIGEST: digest.encode()})
     with storage.atomic_output(entries_uri(storage, drop)) as out:
-        pq.write_table(table, out, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
+        pq.write_table(table, out, row_group_size=bf.ROW_GROUP_ROWS, **PARQUET_OPTIONS)
     return digest
 
 
@@ -497,7 +481,7 @@ def kept_conflicts(
     record_ids: Sequence[str],
     k: int,
     bands: int = 4,
-    buckets: int = DEFAULT_BUCKETS,
+    buckets: int = bf.DEFAULT_BUCKETS,
 ) -> list[str]:
     """Pairs within distance k among a drop's kept images and against the kept images of earlier drops."""
     prior = match_prior(storage, drop, phashes, [], k, bands, buckets).prior
@@ -545,7 +529,7 @@ def audit_kept(storage: Storage, drop: str, record_ids: Sequence[str], phashes: 
     k = int(meta["k"])  # type: ignore[call-overload]
     entries_meta, keys_meta = _footers(storage, drop)
     bands = int((entries_meta.metadata or {}).get(META_BANDS, b"0"))
-    buckets = int((keys_meta.metadata or {}).get(BUCKETS_KEY, b"0"))
+    buckets = int((keys_meta.metadata or {}).get(bf.BUCKETS_KEY, b"0"))
     entries = storage.read_table(entries_uri(storage, drop), ["record_id", "kept"]).filter(pc.field("kept"))
     mismatch = len(set(entries["record_id"].to_pylist()) ^ set(record_ids))
     stale = meta["basis"] != current_basis(storage, drop)
