@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from datatrove_env import sample_pages  # noqa: E402
 
 from mmrecipe.dedup import BandIndex, IndexEntries  # noqa: E402
+from mmrecipe.dedup.bucket_file import DEFAULT_MAX_TASKS  # noqa: E402
 from mmrecipe.storage import Storage  # noqa: E402
 
 OLD_REF = "08c3e0f"  # main before the bucketed index
@@ -121,6 +122,7 @@ def main() -> None:
     parser.add_argument("--drops", type=int, default=11)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--buckets", type=int, default=256)
+    parser.add_argument("--max-tasks", type=int, default=DEFAULT_MAX_TASKS)
     parser.add_argument("--old-ref", default=OLD_REF)
     args = parser.parse_args()
 
@@ -133,10 +135,11 @@ def main() -> None:
     ]
     minhash_s = (time.process_time() - t0) / args.drops
     print(f"{len(pool)} paragraphs; {args.drops} drops x {args.docs} documents; MinHash {minhash_s:.2f} CPU s/drop")
+    print(f"new layout: {args.buckets} buckets joined in at most {args.max_tasks} tasks (4 threads)")
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        new = BandIndex(Storage(f"{tmp}/new"), "filtered_text", buckets=args.buckets)
+        new = BandIndex(Storage(f"{tmp}/new"), "filtered_text", buckets=args.buckets, max_tasks=args.max_tasks)
         old = load_old_index(args.old_ref).BandIndex(CountingStorage(f"{tmp}/old"), "filtered_text")
         for name, e in zip(names, entries, strict=True):
             new.write(name, e)

@@ -2,8 +2,8 @@
 
 Redaction uses `mmrecipe.text.pii.redact` on the transcript and on every segment text; the
 `no_pii_left` check re-scans both with the independent `mmrecipe.text.pii_audit.audit`. Dedup uses
-the same persistent, partitioned MinHash band index as the text stage (`mmrecipe.dedup.BandIndex`),
-kept beside this stage's tables (`<lake>/transcribed_audio/<drop>/dedup_index.parquet`): a drop
+the same persistent, bucketed MinHash band index as the text stage (`mmrecipe.dedup.BandIndex`),
+kept beside this stage's tables (`<lake>/transcribed_audio/side/<drop>/dedup_index/`): a drop
 writes only its own entries, and `decide` keeps the earliest copy (by drop key, then record order)
 of every cluster, so the survivors do not depend on the order drops are materialized in.
 """

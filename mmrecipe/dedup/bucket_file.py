@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from mmrecipe.storage import Storage
 
 DEFAULT_BUCKETS = 256
-DEFAULT_MAX_TASKS = 16
+DEFAULT_MAX_TASKS = 4  # as many as the default thread pool runs at once; an engine passes its own
 ROW_GROUP_ROWS = 4096  # row groups of a companion file: a lookup of a few rows reads a few of them
 BUCKETS_KEY = b"mmrecipe.index.buckets"
 GROUPS_KEY = b"mmrecipe.index.bucket_row_groups"  # bucket of each row group, in file order
