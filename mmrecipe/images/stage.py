@@ -609,7 +609,8 @@ def run_image_stage(
         stage.analyse_all()
         match = phash_index.match_prior(
             storage, drop, np.array([f.phash for f in stage.features.values()], np.int64),
-            [f.sha256 for f in stage.features.values()], config.hamming_k, config.hash_bands, config.index_buckets,
+            [f.sha256 for f in stage.features.values()], config.hamming_k, bands=config.hash_bands,
+            buckets=config.index_buckets,
         )  # fmt: skip
         stage.report.index_bytes_read = match.bytes_read
         decisions = stage.decide(match.prior)

@@ -8,7 +8,8 @@ import pyarrow.compute as pc
 import pytest
 
 from mmrecipe.images import phash_index
-from mmrecipe.images.phash_index import BandIndex, Candidate, Decision, PriorKept, decide
+from mmrecipe.images.phash_bands import BandIndex
+from mmrecipe.images.phash_index import Candidate, Decision, PriorKept, decide
 from mmrecipe.storage import Storage
 
 
