@@ -192,19 +192,22 @@ def _earliest(edges: pa.Table) -> pa.Table:
 
 def join_bucket(job: BucketJob) -> BucketEdges:
     """The duplicate edges of some buckets: each queried document to the earliest owner of its keys."""
-    parts = [part.read() for part in job.sources]
-    queries = job.queries
-    if queries is None:
-        queries = next(t for (t, _), part in zip(parts, job.sources, strict=True) if part.rank == job.query_rank)
-    wanted = pc.unique(queries["key"])  # earlier keys are only probed against it: most are read, few grouped
-    found = [t.filter(pc.is_in(t["key"], value_set=wanted)) for t, _ in parts]
+    queries, nbytes = job.queries, 0
+    if queries is None:  # the new drop's own keys in these buckets
+        queries, nbytes = next(p for p in job.sources if p.rank == job.query_rank).read()
+    wanted = pc.unique(queries["key"])
+    found = []
+    for part in job.sources:  # one drop at a time: only the keys the queries share stay in memory
+        table, n = (queries, 0) if job.queries is None and part.rank == job.query_rank else part.read()
+        found.append(table.filter(pc.is_in(table["key"], value_set=wanted)))
+        nbytes += n
     table = pa.concat_tables(found) if found else JOIN_SCHEMA.empty_table()
     owner = table.group_by(["band", "key"], use_threads=False).aggregate([("pos", "min")])
     joined = queries.join(owner, keys=["band", "key"], join_type="inner", use_threads=False)
     joined = joined.filter(pc.less(joined["pos_min"], joined["pos"]))  # an earlier document has the key
     exact = pc.if_else(pc.equal(joined["band"], EXACT_BAND), joined["pos_min"], pa.scalar(None, pa.int64()))
     edges = pa.table({"pos": joined["pos"], "parent": joined["pos_min"], "exact_parent": exact})
-    return BucketEdges(_earliest(edges), sum(n for _, n in parts))
+    return BucketEdges(_earliest(edges), nbytes)
 
 
 @dataclass(frozen=True)

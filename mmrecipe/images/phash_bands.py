@@ -155,12 +155,11 @@ class ProbeJob:
 
 def join_probes(job: ProbeJob) -> tuple[np.ndarray, int]:
     """Global positions of the earlier kept images the probes find (within k, or same byte-hash key), bytes read."""
-    parts = [part.read() for part in job.sources]
-    if not parts:
-        return np.zeros(0, np.int64), 0
-    joined = job.probes.join(
-        pa.concat_tables([t for t, _ in parts]), keys=["band", "key"], join_type="inner", use_threads=False
-    )
-    qhash, phash, pos, band = (np.asarray(joined[c].to_numpy(), np.int64) for c in ("qhash", "phash", "pos", "band"))
-    close = (band == EXACT_BAND) | (np.bitwise_count((qhash ^ phash).view(np.uint64)) <= job.k)
-    return np.unique(pos[close]), sum(n for _, n in parts)
+    found, nbytes = [np.zeros(0, np.int64)], 0
+    for part in job.sources:  # one earlier drop at a time: only the images the probes find stay in memory
+        table, n = part.read()
+        nbytes += n
+        joined = job.probes.join(table, keys=["band", "key"], join_type="inner", use_threads=False)
+        qhash, phash, pos, band = (np.asarray(joined[c].to_numpy(), np.int64) for c in ("qhash", "phash", "pos", "band"))
+        found.append(pos[(band == EXACT_BAND) | (np.bitwise_count((qhash ^ phash).view(np.uint64)) <= job.k)])
+    return np.unique(np.concatenate(found)), nbytes
