@@ -160,6 +160,7 @@ def join_probes(job: ProbeJob) -> tuple[np.ndarray, int]:
         table, n = part.read()
         nbytes += n
         joined = job.probes.join(table, keys=["band", "key"], join_type="inner", use_threads=False)
-        qhash, phash, pos, band = (np.asarray(joined[c].to_numpy(), np.int64) for c in ("qhash", "phash", "pos", "band"))
+        names = ("qhash", "phash", "pos", "band")
+        qhash, phash, pos, band = (np.asarray(joined[c].to_numpy(), np.int64) for c in names)
         found.append(pos[(band == EXACT_BAND) | (np.bitwise_count((qhash ^ phash).view(np.uint64)) <= job.k)])
     return np.unique(np.concatenate(found)), nbytes
