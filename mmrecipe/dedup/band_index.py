@@ -4,14 +4,14 @@ Layout: per partition (a drop), a folder `<lake>/<asset>/side/<partition>/dedup_
 
 * `buckets.parquet`: the partition's *keys*, one row (`band`, `key`, `seq`) per exact key and per LSH
   band hash of every *candidate* document (one that passed every per-document filter); `band` is
-  -1 for the exact key of its normalized text. A key lives in bucket `key % B` (B = the
-  deployment's bucket count, `MMRECIPE_DEDUP_BUCKETS`), and each non-empty bucket is one row group,
-  so a bucket of a partition is one ranged read. Documents without shingles (empty text) only have
-  their exact key.
+  -1 for the exact key of its normalized text. A key lives in one of B buckets by a hash of (band,
+  key) (`bucket_file.bucket_of`; B = the deployment's `MMRECIPE_DEDUP_BUCKETS`), and each non-empty
+  bucket is one row group, so a bucket of a partition is one ranged read. Documents without shingles
+  (empty text) only have their exact key.
 * `records.parquet`: per document its record id, its position in the partition (`seq`) and its
   keys, in row groups of `ROW_GROUP_ROWS` documents, so a few documents are a few ranged reads.
 
-Both footers carry the partition's content hash (`version`), the MinHash parameters and B; the
+Both footers carry the partition's content hash (`version`) and the MinHash parameters, the keys' also B; the
 records file is written last and is the commit: a reader that finds the two versions different
 refuses the torn index. An index written with another B, or in the unbucketed layout of earlier
 releases (`dedup_index.parquet`), is refused with what to re-materialize: layouts never mix.
@@ -24,7 +24,8 @@ copy of the cluster. `decide(p)` computes them from duplicate edges alone:
 1. The buckets of p are joined in independent tasks (run through `map_tasks`: a thread pool by
    default, the engine's workers at scale; each task takes a contiguous range of at most
    `ceil(B / max_tasks)` buckets, so one small drop is not hundreds of tiny reads): a task reads its
-   buckets of p and the same buckets of every earlier partition, takes each key's earliest owner and
+   buckets of p, then the same buckets of each earlier partition in turn, keeping only the keys p
+   shares (`is_in`); it takes each shared key's earliest owner and
    returns, per document of p with an earlier owner, the earliest one (its parent) and the earliest
    exact-key owner.
 2. Parents in earlier partitions get their own parents the same way (their keys read from
