@@ -13,15 +13,17 @@ from pydantic import Field
 from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.stage_checks import conservation_check
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
+from mmrecipe.dedup.bucket_file import DEFAULT_BUCKETS
 from mmrecipe.images import phash_index
 from mmrecipe.images.image_analysis import ImageStageConfig, default_workers
 from mmrecipe.images.image_filters import ImageFilters
 from mmrecipe.images.stage import IMAGE_SCHEMA, ImageStageReport, run_image_stage
+from mmrecipe.settings import Settings
 from mmrecipe.stage_output import read_stage_table
 from partitions import drops_partitions
 from resources import LakeResource
-from resources.engine import EngineResource, ray_resources
-from resources.pod_resources import pod_resources
+from resources.engine import EngineResource
+from resources.pod_resources import pod_resources, ray_task_resources
 
 MIN_CAPTION_COVERAGE = 0.5
 
@@ -49,12 +51,13 @@ class DedupedImagesConfig(dg.Config):
         "0: the CPUs this process may use (CPU affinity and cgroup quota), at most 8.",
     )
 
-    def stage_config(self) -> ImageStageConfig:
+    def stage_config(self, index_buckets: int = DEFAULT_BUCKETS) -> ImageStageConfig:
         filters = ImageFilters.of(
             self.min_side, self.max_aspect_ratio, self.max_pixels, self.allowed_formats.split(",")
         )
         return ImageStageConfig(
-            self.max_side, filters, self.max_decode_pixels, self.hamming_k, self.hash_bands, self.surrounding_text,
+            self.max_side, filters, self.max_decode_pixels, self.hamming_k, self.hash_bands, index_buckets,
+            self.surrounding_text,
             self.nsfw, self.nsfw_threshold, self.nsfw_model_path or None, self.shard_samples, self.shard_uncaptioned,
             workers=self.workers if self.workers > 0 else default_workers(),
         )  # fmt: skip
@@ -81,12 +84,16 @@ def thumbnails_md(report: ImageStageReport) -> dg.MetadataValue:
     metadata={"dagster/column_schema": column_schema(IMAGE_SCHEMA)},
 )
 def deduped_images(
-    context: dg.AssetExecutionContext, config: DedupedImagesConfig, lake: LakeResource, engine: EngineResource
+    context: dg.AssetExecutionContext,
+    config: DedupedImagesConfig,
+    lake: LakeResource,
+    engine: EngineResource,
+    settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Images of a drop with alt-text captions: one row per kept image, normalized JPEG, pHash dedup cluster."""
-    drop = context.partition_key
-    stage_engine = engine.engine(**ray_resources("deduped_images"))
-    result = run_image_stage(lake.storage(), drop, config.stage_config(), None, stage_engine, engine.shard_bytes)
+    drop, stage_engine = context.partition_key, engine.engine(**ray_task_resources("deduped_images", settings))
+    stage_config = config.stage_config(settings.dedup_buckets)
+    result = run_image_stage(lake.storage(), drop, stage_config, None, stage_engine, engine.shard_bytes)
     report = result.report
     if report.stale_drops:
         context.log.warning(f"image dedup of drops {report.stale_drops} is stale: stale_image_drops re-runs them")
@@ -104,6 +111,7 @@ def deduped_images(
         "hamming_k": int(config.hamming_k),
         "index_path": dg.MetadataValue.path(phash_index.entries_uri(lake.storage(), drop)),
         "index_digest": report.digest,
+        "index_bytes_read": int(report.index_bytes_read),
         "stale_drops": dg.MetadataValue.json(report.stale_drops),
         "thumbnails": thumbnails_md(report),
         **result.run.metadata(),

@@ -106,7 +106,8 @@ def filtered_text(
     )  # fmt: skip
     shards = engine.engine(**ray_task_resources(FILTERED, settings))
     run, report = pipeline.filter_drop(shards, storage, landing.storage(), drop, stage, scorer, engine.shard_bytes)
-    version = BandIndex(storage, FILTERED).write(drop, IndexEntries.concat(report.entries))
+    index = BandIndex(storage, FILTERED, buckets=settings.dedup_buckets)
+    version = index.write(drop, IndexEntries.concat(report.entries))
     extra = {
         "dedup_index_version": version,
         "rules_preset": config.rules_preset,
@@ -134,13 +135,16 @@ def filtered_text(
     metadata={"dagster/column_schema": column_schema(pipeline.EXTRACTED_TEXT_SCHEMA)},
 )
 def extracted_text(
-    context: dg.AssetExecutionContext, lake: LakeResource, engine: EngineResource
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    engine: EngineResource,
+    settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Clean text documents of a drop: filtered, PII-redacted, and without copies of earlier documents."""
     drop, storage = context.partition_key, lake.storage()
-    index = BandIndex(storage, FILTERED)
+    index = BandIndex(storage, FILTERED, buckets=settings.dedup_buckets)
     decisions = index.decide(drop)
-    run = dedup_drop(engine.engine(**ray_task_resources(EXTRACTED)), storage, drop, decisions)
+    run = dedup_drop(engine.engine(**ray_task_resources(EXTRACTED, settings)), storage, drop, decisions)
     kept = read_stage_table(storage, "extracted_text", drop, columns=["language", "quality_score"])
     stale_later = sorted(d for d in stale_drops(index) if d > drop)
     extra = {

@@ -22,11 +22,12 @@ from mmrecipe.audio.transcribed_audio import SCHEMA, AudioStageSettings
 from mmrecipe.audio.transcript_filters import TranscriptFilterSettings
 from mmrecipe.audio.transcript_postprocessing import pii_left
 from mmrecipe.dedup import BandIndex
+from mmrecipe.settings import Settings
 from mmrecipe.stage_output import markdown_table, read_stage_table
 from partitions import drops_partitions
 from resources import LakeResource
-from resources.engine import EngineResource, ray_resources
-from resources.pod_resources import pod_resources
+from resources.engine import EngineResource
+from resources.pod_resources import pod_resources, ray_task_resources
 from resources.transcriber import TranscriberResource
 
 ASSET = "transcribed_audio"
@@ -81,16 +82,20 @@ def transcribed_audio(
     lake: LakeResource,
     transcriber: TranscriberResource,
     engine: EngineResource,
+    settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Transcripts of a drop's speech clips: PII-redacted text, timed segments, language, audio facts; deduplicated."""
     drop, storage, asr = context.partition_key, lake.storage(), transcriber.settings()
     started = time.perf_counter()
-    asr_engine = engine.engine(**ray_resources(ASSET))  # the GPU pass
-    run = run_audio_stage(engine.engine(), storage, drop, config.stage_settings(), asr, engine.shard_bytes, asr_engine)
+    asr_engine = engine.engine(**ray_task_resources(ASSET, settings))  # the GPU pass
+    run = run_audio_stage(engine.engine(), storage, drop, config.stage_settings(), asr, engine.shard_bytes, asr_engine,
+                          settings.dedup_buckets)  # fmt: skip
     if run.reused:  # same records, settings and model: a dedup refresh or a retry
         context.log.info(f"reused the stored clip outcomes of {run.run.output.counts.total} audio records: no ASR")
     wall_s, stats = time.perf_counter() - started, run.stats
-    stale_later = sorted(d for d in BandIndex(storage, ASSET).stale_outputs(ASSET) if d > drop)
+    stale_later = sorted(
+        d for d in BandIndex(storage, ASSET, buckets=settings.dedup_buckets).stale_outputs(ASSET) if d > drop
+    )
     if stale_later:
         context.log.info(f"earlier drop {drop} changed the dedup of {stale_later}: audio_dedup_refresh re-runs them")
     extra = {

@@ -160,6 +160,10 @@ VARIABLES: tuple[Variable, ...] = (
              "target size of a shard, in bytes of WARC records", _integer(1)),
     Variable("MMRECIPE_WORKERS", "the usable CPUs", _POSITIVE,
              "worker processes of the `local` engine (1: inline, no pool); CPUs of a local Ray", _integer(1)),
+    Variable("MMRECIPE_DEDUP_BUCKETS", "`256`", _POSITIVE,
+             "buckets of the cross-drop text and image dedup indexes (by band value); recorded in each drop's "
+             "index: changing it on a lake refuses the old indexes until their drops are re-materialized",
+             _integer(1)),
     # ASR
     Variable("MMRECIPE_ASR_MODEL_DIR", "the offline Whisper tiny.en", "a CTranslate2 Whisper model folder",
              "the ASR model of transcribed_audio"),
@@ -284,6 +288,7 @@ class Settings:
     reference_texts: str | None = None
     lid_model: str | None = None
     executor: str = "multiprocess"
+    dedup_buckets: int = 256
     gpu: GpuSettings = field(default_factory=GpuSettings)
     retries: RetrySettings = field(default_factory=RetrySettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
@@ -318,6 +323,7 @@ class Settings:
             reference_texts=get("MMRECIPE_REFERENCE_TEXTS"),
             lid_model=get("MMRECIPE_LID_MODEL"),
             executor=get("MMRECIPE_EXECUTOR", "multiprocess"),
+            dedup_buckets=get("MMRECIPE_DEDUP_BUCKETS", 256),
             gpu=GpuSettings(
                 get("MMRECIPE_GPU", "auto"), get("MMRECIPE_GPU_NODE_SELECTOR", GpuSettings().node_selector)
             ),

@@ -36,6 +36,7 @@ from mmrecipe.audio.transcribed_audio import INPUT_COLUMNS, SCHEMA, AudioStageSe
 from mmrecipe.audio.transcript_postprocessing import Verdict, dedup_verdicts, redact_row, transcript_entries
 from mmrecipe.audio.transcription import Transcriber, TranscriberSettings
 from mmrecipe.dedup import IndexEntries
+from mmrecipe.dedup.band_index import DEFAULT_BUCKETS
 from mmrecipe.engine import (
     WORKER_CRASHED,
     Engine,
@@ -205,6 +206,7 @@ def run_audio_stage(
     transcriber: TranscriberSettings,
     shard_bytes: int,
     asr_engine: Engine | None = None,
+    buckets: int = DEFAULT_BUCKETS,
 ) -> AudioStageResult:
     """Transcribe, deduplicate and publish a drop's audio records on `engine`, in shards of about `shard_bytes`.
 
@@ -213,7 +215,7 @@ def run_audio_stage(
     shards = plan_shards(lake, drop, "audio", shard_bytes)
     ran = (asr_engine or engine).run(partial(transcribe_pass, job), shards, partial(transcribe_crashed, job))
     passes = [r for rs in ran for r in rs]
-    decided = dedup_verdicts(IndexEntries.concat([p.entries for p in passes]), lake, drop, ASSET)
+    decided = dedup_verdicts(IndexEntries.concat([p.entries for p in passes]), lake, drop, ASSET, buckets)
     staging = lake.uri(stage_prefix(ASSET, drop, STAGING), "verdicts")
     publish = []
     for p in passes:

@@ -3,10 +3,10 @@
 Redaction uses `mmrecipe.text.pii.redact` on the transcript and on every segment text, per row (a
 shard pass); the `no_pii_left` check re-scans both with the independent `mmrecipe.text.pii_audit.audit`.
 Dedup is drop-level and sees only the shards' index entries, never the rows: it uses the same
-persistent, partitioned MinHash band index as the text stage (`mmrecipe.dedup.BandIndex`), kept
-beside this stage's tables: a drop writes only its own entries, and `decide` keeps the earliest
-copy (by drop key, then record order) of every cluster, so the survivors do not depend on the
-order drops are materialized in.
+persistent, bucketed MinHash band index as the text stage (`mmrecipe.dedup.BandIndex`), kept beside
+this stage's tables (`<lake>/transcribed_audio/side/<drop>/dedup_index/`): a drop writes only its own
+entries, and `decide` keeps the earliest copy (by drop key, then record order) of every cluster, so the
+survivors do not depend on the order drops are materialized in.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmrecipe.dedup import BandIndex, IndexEntries
+from mmrecipe.dedup.band_index import DEFAULT_BUCKETS
 from mmrecipe.storage import Storage
 from mmrecipe.text.pii import redact
 from mmrecipe.text.pii_audit import audit
@@ -73,10 +74,14 @@ def transcript_entries(rows: Sequence[Mapping[str, Any]]) -> IndexEntries:
 
 
 def dedup_verdicts(
-    entries: IndexEntries, storage: Storage, drop: str, asset: str = "transcribed_audio"
+    entries: IndexEntries,
+    storage: Storage,
+    drop: str,
+    asset: str = "transcribed_audio",
+    buckets: int = DEFAULT_BUCKETS,
 ) -> DropVerdicts:
     """Index the drop's transcripts (entries in record order) and decide keep / exact / near-duplicate."""
-    index = BandIndex(storage, asset)
+    index = BandIndex(storage, asset, buckets=buckets)
     index.write(drop, entries)
     decisions = index.decide(drop)
     if decisions.record_ids != entries.record_ids:

@@ -2,13 +2,15 @@
 
 `minhash.py` turns texts into 112-permutation MinHash signatures and 14 band hashes (FineWeb's
 word-5-gram, 14 x 8 setting); `band_index.py` keeps each partition's exact keys and band hashes in
-the lake and decides, order-independently, which documents are the first copy of their cluster.
+the lake, bucketed by value (`bucket_file.py`, shared with the image pHash index), and decides,
+order-independently and bucket by bucket, which documents are the first copy of their cluster.
 
 Use from a stage (text pages, audio transcripts, ...), with `asset` the stage that owns the index:
 
     entries = IndexEntries.from_texts(record_ids, texts)        # record order, one batch or many + concat
-    BandIndex(lake, asset).write(drop, entries)                 # the drop's own entries, nothing else
-    decisions = BandIndex(lake, asset).decide(drop)             # keep / exact_duplicate / near_duplicate
+    index = BandIndex(lake, asset, buckets=settings.dedup_buckets)  # map_tasks=: the engine's map, if any
+    index.write(drop, entries)                                  # the drop's own entries, nothing else
+    decisions = index.decide(drop)                              # keep / exact_duplicate / near_duplicate
     schema = schema.with_metadata(decisions.sources_metadata()) # record what the decisions were made from
     BandIndex(lake, asset).stale_outputs(consumer_asset)        # drops to re-decide after an earlier drop changed
 """

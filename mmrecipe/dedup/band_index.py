@@ -1,31 +1,51 @@
-"""A persistent, partitioned dedup index in the lake, and order-independent duplicate decisions.
+"""A persistent dedup index in the lake, bucketed by band value, and order-independent duplicate decisions.
 
-Layout: one Parquet file per partition (a drop), `<lake>/<asset>/<partition>/dedup_index.parquet`,
-holding for every *candidate* document of that partition (one that passed every per-document
-filter) its record id, its position in the partition (`seq`), a 64-bit exact key of its
-normalized text and its 14 LSH band hashes. The file's footer carries a content hash (`version`)
-and the MinHash parameters.
+Layout: per partition (a drop), a folder `<lake>/<asset>/side/<partition>/dedup_index/` with two files.
+
+* `buckets.parquet`: the partition's *keys*, one row (`band`, `key`, `seq`) per exact key and per LSH
+  band hash of every *candidate* document (one that passed every per-document filter); `band` is
+  -1 for the exact key of its normalized text. A key lives in one of B buckets by a hash of (band,
+  key) (`bucket_file.bucket_of`; B = the deployment's `MMRECIPE_DEDUP_BUCKETS`), and each non-empty
+  bucket is one row group, so a bucket of a partition is one ranged read. Documents without shingles
+  (empty text) only have their exact key.
+* `records.parquet`: per document its record id, its position in the partition (`seq`) and its
+  keys, in row groups of `ROW_GROUP_ROWS` documents, so a few documents are a few ranged reads.
+
+Both footers carry the partition's content hash (`version`) and the MinHash parameters, the keys' also B; the
+records file is written last and is the commit: a reader that finds the two versions different
+refuses the torn index. An index written with another B, or in the unbucketed layout of earlier
+releases (`dedup_index.parquet`), is refused with what to re-materialize: layouts never mix.
+
+Decisions. Documents are totally ordered by (partition key, seq): the copy in the earliest drop
+key comes first. A document's *parent* is the earliest document that shares its exact key or any
+band key with it; following parents leads to a *root*, which has no earlier match and is the kept
+copy of the cluster. `decide(p)` computes them from duplicate edges alone:
+
+1. The buckets of p are joined in independent tasks (run through `map_tasks`: a thread pool by
+   default, the engine's workers at scale; each task takes a contiguous range of at most
+   `ceil(B / max_tasks)` buckets, so one small drop is not hundreds of tiny reads): a task reads its
+   buckets of p, then the same buckets of each earlier partition in turn, keeping only the keys p
+   shares (`is_in`); it takes each shared key's earliest owner and
+   returns, per document of p with an earlier owner, the earliest one (its parent) and the earliest
+   exact-key owner.
+2. Parents in earlier partitions get their own parents the same way (their keys read from
+   `records.parquet`, joined against only the buckets those keys fall in), until every parent
+   chain ends at a root. No process ever holds the records of every partition.
 
 Why this gives the three required properties:
 
 * **Incremental.** A partition's entries are a pure function of that partition's own documents.
-  Materializing a drop writes only its own file; nothing global is rebuilt.
-* **Idempotent.** Re-materializing a drop rewrites its own file with the same bytes and the
+  Materializing a drop writes only its own files; nothing global is rebuilt.
+* **Idempotent.** Re-materializing a drop rewrites its own files with the same bytes and the
   same version, so nothing else changes.
-* **Order-independent.** Documents are totally ordered by (partition key, seq): the copy in the
-  earliest drop key comes first. A document's *parent* is the earliest document that shares its
-  exact key or any band bucket with it; following parents leads to a *root*, which has no earlier
-  match and is the kept copy of the cluster. `decide(p)` reads p's entries plus only the entries of
-  earlier partitions that are (transitively) connected to them, so its answer depends on the
-  files of partitions <= p and on nothing else, whatever order they were written in.
-  A consumer records the versions it read (`DedupDecisions.sources`); when an earlier partition
-  is written later (or rewritten with different content), `stale_consumers` reports every later
-  partition whose recorded versions no longer match, and re-running `decide` for those brings
-  the final state to exactly what in-order materialization would give.
+* **Order-independent.** `decide(p)` reads only the files of partitions <= p, whatever order they
+  were written in. A consumer records the versions it read (`DedupDecisions.sources`); when an
+  earlier partition is written later (or rewritten with different content), `stale_consumers`
+  reports every later partition whose recorded versions no longer match, and re-running `decide`
+  for those brings the final state to exactly what in-order materialization would give.
 
 Duplicates are decided FineWeb-style: sharing one of 14 buckets of 8 rows is a near-duplicate
-(~0.8 Jaccard), without a verification pass. Documents with no shingles (empty text) only take
-part in exact dedup.
+(~0.8 Jaccard), without a verification pass.
 """
 
 from __future__ import annotations
@@ -40,17 +60,37 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mmrecipe.dedup.bucket_file import (
+    DEFAULT_BUCKETS,
+    DEFAULT_MAX_TASKS,
+    ROW_GROUP_ROWS,
+    SEQ_BITS,
+    BucketPart,
+    TaskMap,
+    bucket_of,
+    check_buckets,
+    part_of,
+    read_footer,
+    read_rows,
+    task_of,
+    thread_map,
+    write_bucketed,
+)
 from mmrecipe.dedup.minhash import MinHashConfig, band_hashes, exact_keys, minhash_signatures
 from mmrecipe.stage_output import SIDE, committed_parts, is_committed, stage_partitions, stage_prefix
-from mmrecipe.storage import Storage
+from mmrecipe.storage import PARQUET_OPTIONS, Storage
 
-INDEX_FILE = "dedup_index.parquet"
+INDEX_DIR = "dedup_index"
+RECORDS_FILE, BUCKETS_FILE = "records.parquet", "buckets.parquet"
+UNBUCKETED_FILE = "dedup_index.parquet"  # the layout of releases before the bucketed index: refused
 VERSION_KEY = b"mmrecipe.dedup.version"
 SOURCES_KEY = b"mmrecipe.dedup_sources"  # in a consumer's output: the index versions its decisions read
 PARAMS_KEY = b"mmrecipe.dedup.params"
 FINEWEB = MinHashConfig()
+EXACT_BAND = -1
 EXACT_DUPLICATE = "exact_duplicate"
 NEAR_DUPLICATE = "near_duplicate"
+JOIN_SCHEMA = pa.schema([("band", pa.int8()), ("key", pa.uint64()), ("pos", pa.int64())])
 
 
 def _band_columns(bands: int) -> list[str]:
@@ -102,27 +142,116 @@ class DedupDecisions:
     cluster_partition: list[str]  # partition of the kept copy
     duplicate_of: list[str | None]  # record id of the earliest document this one matched directly
     sources: dict[str, str] = field(default_factory=dict)  # partition -> index version read
+    index_bytes_read: int = 0  # Parquet bytes (footers and row groups) the decisions read from the index
 
     def sources_metadata(self) -> dict[bytes, bytes]:
         """Parquet schema metadata that records, in the consumer's output, which index versions were read."""
         return {SOURCES_KEY: json.dumps(self.sources, sort_keys=True).encode()}
 
     def summary(self) -> dict[str, int]:
-        """Counts of kept documents and of each duplicate reason."""
+        """Counts of kept documents and of each duplicate reason, and the index bytes read."""
         out = {"kept": int(self.keep.sum())}
         for r in (EXACT_DUPLICATE, NEAR_DUPLICATE):
             out[r] = sum(1 for x in self.reason if x == r)
         out["cross_partition"] = sum(
             1 for k, p in zip(self.keep, self.cluster_partition, strict=True) if not k and p != self.partition
         )
+        out["index_bytes_read"] = self.index_bytes_read
         return out
 
 
-class BandIndex:
-    """The dedup index of one asset: a Parquet file of exact keys and LSH band hashes per partition."""
+# --- one bucket of one partition, and the task that joins a bucket ----------------------------------
+@dataclass(frozen=True)
+class BucketJob:
+    """Find the earliest owner of some documents' keys in some buckets of every partition that can own them."""
 
-    def __init__(self, storage: Storage, asset: str, config: MinHashConfig = FINEWEB) -> None:
-        self.storage, self.asset, self.config = storage, asset, config
+    buckets: tuple[int, ...]
+    sources: tuple[BucketPart, ...]
+    queries: pa.Table | None = None  # (band, key, pos) of the documents whose parents are wanted...
+    query_rank: int | None = None  # ...or: every document of this source partition
+
+
+@dataclass
+class BucketEdges:
+    """Per queried document with an earlier owner of a key in the buckets: the earliest (`parent`) and the
+    earliest owner of its exact key (`exact_parent`, null if none), as global positions."""
+
+    edges: pa.Table  # pos, parent, exact_parent
+    bytes_read: int
+
+
+EDGES_SCHEMA = pa.schema([("pos", pa.int64()), ("parent", pa.int64()), ("exact_parent", pa.int64())])
+
+
+def _earliest(edges: pa.Table) -> pa.Table:
+    """Per document, the earliest parent and exact parent over several edge tables' rows."""
+    if not edges.num_rows:
+        return EDGES_SCHEMA.empty_table()
+    out = edges.group_by("pos", use_threads=False).aggregate([("parent", "min"), ("exact_parent", "min")])
+    return out.rename_columns(["pos", "parent", "exact_parent"]).cast(EDGES_SCHEMA)
+
+
+def join_bucket(job: BucketJob) -> BucketEdges:
+    """The duplicate edges of some buckets: each queried document to the earliest owner of its keys."""
+    queries, nbytes = job.queries, 0
+    if queries is None:  # the new drop's own keys in these buckets
+        queries, nbytes = next(p for p in job.sources if p.rank == job.query_rank).read()
+    wanted = pc.unique(queries["key"])
+    found = []
+    for part in job.sources:  # one drop at a time: only the keys the queries share stay in memory
+        table, n = (queries, 0) if job.queries is None and part.rank == job.query_rank else part.read()
+        found.append(table.filter(pc.is_in(table["key"], value_set=wanted)))
+        nbytes += n
+    table = pa.concat_tables(found) if found else JOIN_SCHEMA.empty_table()
+    owner = table.group_by(["band", "key"], use_threads=False).aggregate([("pos", "min")])
+    joined = queries.join(owner, keys=["band", "key"], join_type="inner", use_threads=False)
+    joined = joined.filter(pc.less(joined["pos_min"], joined["pos"]))  # an earlier document has the key
+    exact = pc.if_else(pc.equal(joined["band"], EXACT_BAND), joined["pos_min"], pa.scalar(None, pa.int64()))
+    edges = pa.table({"pos": joined["pos"], "parent": joined["pos_min"], "exact_parent": exact})
+    return BucketEdges(_earliest(edges), nbytes)
+
+
+@dataclass(frozen=True)
+class _OpenPartition:
+    """A partition as `decide` reads it: its place in key order and its checked footers."""
+
+    partition: str
+    rank: int
+    version: str
+    records: pq.FileMetaData
+    keys: pq.FileMetaData
+    groups: dict[int, int]  # bucket -> row group of buckets.parquet
+    footer_bytes: int
+
+
+def _keys(ids: np.ndarray, exact: np.ndarray, bands: np.ndarray, shingled: np.ndarray, name: str = "seq") -> pa.Table:
+    """(band, key, `name`) rows: every document's exact key, and its band keys if it has shingles."""
+    with_bands = np.flatnonzero(shingled)
+    n_bands = bands.shape[1]
+    band = np.concatenate(
+        [np.full(len(ids), EXACT_BAND, np.int8), np.tile(np.arange(n_bands, dtype=np.int8), len(with_bands))]
+    )
+    key = np.concatenate([np.asarray(exact, np.uint64), np.asarray(bands, np.uint64)[with_bands].ravel()])
+    at = np.concatenate([np.asarray(ids, np.int64), np.repeat(np.asarray(ids, np.int64)[with_bands], n_bands)])
+    return pa.table({"band": band, "key": key, name: at})
+
+
+class BandIndex:
+    """The dedup index of one asset: per partition, its exact keys and LSH band hashes bucketed by value."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        asset: str,
+        config: MinHashConfig = FINEWEB,
+        buckets: int = DEFAULT_BUCKETS,
+        map_tasks: TaskMap = thread_map,
+        max_tasks: int = DEFAULT_MAX_TASKS,
+    ) -> None:
+        if buckets < 1 or max_tasks < 1:
+            raise ValueError(f"the dedup index needs at least 1 bucket and 1 task, got {buckets} and {max_tasks}")
+        self.storage, self.asset, self.config, self.buckets = storage, asset, config, buckets
+        self.map_tasks, self.tasks = map_tasks, min(max_tasks, buckets)
         self.bands = _band_columns(config.bands)
         self.params = json.dumps(
             {"num_perm": config.num_perm, "ngram": config.ngram, "bands": config.bands, "rows": config.rows,
@@ -131,13 +260,22 @@ class BandIndex:
         )  # fmt: skip
 
     # --- files ---------------------------------------------------------------------------------
-    def uri(self, partition: str) -> str:
-        """Where one partition's index file lives."""
-        return self.storage.uri(stage_prefix(self.asset, partition, SIDE), INDEX_FILE)
+    def uri(self, partition: str, name: str = RECORDS_FILE) -> str:
+        """Where one partition's index file lives (the records file, which commits the index, by default)."""
+        return self.storage.uri(stage_prefix(self.asset, partition, SIDE), INDEX_DIR, name)
 
     def partitions(self) -> list[str]:
-        """Partitions that have an index file, in key order."""
-        return [p for p in stage_partitions(self.storage, self.asset, SIDE) if self.storage.exists(self.uri(p))]
+        """Partitions that have an index, in key order; an index in the unbucketed layout is refused."""
+        found = []
+        for p in stage_partitions(self.storage, self.asset, SIDE):
+            if self.storage.exists(self.uri(p)):
+                found.append(p)
+            elif self.storage.exists(old := self.storage.uri(stage_prefix(self.asset, p, SIDE), UNBUCKETED_FILE)):
+                raise ValueError(
+                    f"{old} is a dedup index in the unbucketed layout of an earlier release: re-materialize "
+                    f"{self.asset} for partition {p!r} (and every other partition still in that layout)"
+                )
+        return found
 
     def schema(self, version: str = "") -> pa.Schema:
         fields = [
@@ -147,7 +285,10 @@ class BandIndex:
             pa.field("has_shingles", pa.bool_(), nullable=False),
             *[pa.field(b, pa.uint64(), nullable=False) for b in self.bands],
         ]
-        return pa.schema(fields, metadata={VERSION_KEY: version.encode(), PARAMS_KEY: self.params.encode()})
+        return pa.schema(fields, metadata=self._footer_meta(version))
+
+    def _footer_meta(self, version: str) -> dict[bytes, bytes]:
+        return {VERSION_KEY: version.encode(), PARAMS_KEY: self.params.encode()}
 
     def write(self, partition: str, entries: IndexEntries) -> str:
         """Replace `partition`'s entries with `entries` (atomically) and return their version."""
@@ -158,6 +299,10 @@ class BandIndex:
         for arr in (entries.exact_keys, entries.bands, entries.has_shingles):
             digest.update(np.ascontiguousarray(arr).tobytes())
         version = digest.hexdigest()[:32]
+        seq = np.arange(len(entries), dtype=np.int64)
+        keys = _keys(seq, entries.exact_keys, entries.bands, entries.has_shingles)
+        uri = self.uri(partition, BUCKETS_FILE)
+        write_bucketed(self.storage, uri, keys, self.buckets, self._footer_meta(version))
         columns = [
             pa.array(entries.record_ids, pa.string()),
             pa.array(np.arange(len(entries), dtype=np.int64)),
@@ -165,32 +310,47 @@ class BandIndex:
             pa.array(entries.has_shingles.astype(bool)),
             *[pa.array(entries.bands[:, b].astype(np.uint64)) for b in range(len(self.bands))],
         ]
-        self.storage.write_table(self.uri(partition), pa.Table.from_arrays(columns, schema=self.schema(version)))
+        records = pa.Table.from_arrays(columns, schema=self.schema(version))
+        with self.storage.atomic_output(self.uri(partition)) as out:
+            pq.write_table(records, out, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
         return version
 
-    def _footer(self, partition: str) -> dict[bytes, bytes]:
-        with self.storage.open_input(self.uri(partition)) as f:
-            return dict(pq.read_metadata(f).metadata or {})
+    def _footer(self, partition: str, name: str = RECORDS_FILE) -> pq.FileMetaData:
+        return read_footer(self.storage, self.uri(partition, name))
 
     def version(self, partition: str) -> str | None:
         """The version of a partition's entries, or None if it has none."""
         if not self.storage.exists(self.uri(partition)):
             return None
-        return self._footer(partition).get(VERSION_KEY, b"").decode() or None
+        return (self._footer(partition).metadata or {}).get(VERSION_KEY, b"").decode() or None
 
     def versions(self) -> dict[str, str]:
         """The current version of every partition's entries."""
         return {p: v for p in self.partitions() if (v := self.version(p))}
 
-    def _read(self, partition: str) -> tuple[pa.Table, str]:
-        table = self.storage.read_table(self.uri(partition))
-        meta = table.schema.metadata or {}
+    def _open(self, partition: str, rank: int) -> _OpenPartition:
+        """A partition's two footers, checked: same MinHash parameters, same bucket count, not torn."""
+        records, keys = self._footer(partition), self._footer(partition, BUCKETS_FILE)
+        meta, key_meta = records.metadata or {}, keys.metadata or {}
+        where = f"dedup index of {self.asset} partition {partition!r} ({self.uri(partition)})"
         if meta.get(PARAMS_KEY, b"").decode() != self.params:
             raise ValueError(
-                f"dedup index {self.uri(partition)} was built with {meta.get(PARAMS_KEY)!r}, not {self.params}: "
+                f"{where} was built with {meta.get(PARAMS_KEY)!r}, not {self.params}: "
                 f"re-materialize partition {partition!r} of {self.asset} with the current MinHash settings"
             )
-        return table, meta.get(VERSION_KEY, b"").decode()
+        if key_meta.get(VERSION_KEY) != meta.get(VERSION_KEY):
+            raise ValueError(f"{where} is torn (its two files differ in version): re-materialize {partition!r}")
+        groups = check_buckets(keys, self.buckets, where, f"re-materialize {self.asset} for every partition")
+        nbytes = records.serialized_size + keys.serialized_size
+        return _OpenPartition(partition, rank, meta[VERSION_KEY].decode(), records, keys, groups, nbytes)
+
+    def _part(self, opened: _OpenPartition, buckets: Sequence[int]) -> BucketPart | None:
+        uri = self.uri(opened.partition, BUCKETS_FILE)
+        return part_of(self.storage, uri, opened.rank, opened.keys, opened.groups, buckets)
+
+    def _records(self, opened: _OpenPartition, seqs: Sequence[int] | None, columns: list[str]) -> tuple[pa.Table, int]:
+        """Some documents of a partition (by seq; None: all), read from the row groups that hold them."""
+        return read_rows(self.storage, self.uri(opened.partition), opened.records, seqs, columns)
 
     # --- decisions -----------------------------------------------------------------------------
     def decide(self, partition: str) -> DedupDecisions:
@@ -200,66 +360,104 @@ class BandIndex:
                 f"no dedup index for partition {partition!r} of {self.asset} ({self.uri(partition)}): "
                 f"materialize {self.asset} for {partition!r} first"
             )
-        own, own_version = self._read(partition)
-        earlier = [p for p in self.partitions() if p < partition]
-        sources = {partition: own_version}
-        loaded: dict[str, pa.Table] = {}
-        frontier = own
-        while frontier.num_rows:
-            keys = {c: pc.unique(frontier[c]) for c in ["exact_key", *self.bands]}
-            new_parts = []
-            for p in earlier:
-                table, version = self._read(p)
-                sources[p] = version
-                mask = pc.is_in(table["exact_key"], value_set=keys["exact_key"])
-                for b in self.bands:
-                    mask = pc.or_(mask, pc.and_(table["has_shingles"], pc.is_in(table[b], value_set=keys[b])))
-                hit = table.filter(mask)
-                if p in loaded:
-                    hit = hit.filter(pc.invert(pc.is_in(hit["seq"], value_set=loaded[p]["seq"])))
-                if hit.num_rows:
-                    loaded[p] = pa.concat_tables([loaded[p], hit]) if p in loaded else hit
-                    new_parts.append(hit)
-            frontier = pa.concat_tables(new_parts) if new_parts else own.slice(0, 0)
-        return self._resolve(partition, own, loaded, sources)
+        names = [p for p in self.partitions() if p < partition] + [partition]
+        opened = [self._open(p, rank) for rank, p in enumerate(names)]
+        own = opened[-1]
+        own_ids, nbytes = self._records(own, None, ["record_id"])
+        nbytes += sum(o.footer_bytes for o in opened)
+        base = own.rank << SEQ_BITS
+        ids = dict(zip((base + own_ids["seq"].to_numpy()).tolist(), own_ids["record_id"].to_pylist(), strict=True))
+        present = np.array(sorted(own.groups), dtype=np.int64)
+        task = task_of(present, self.buckets, self.tasks)
+        jobs = []
+        for t in np.unique(task).tolist():
+            buckets = present[task == t].tolist()
+            sources = tuple(p for o in opened if (p := self._part(o, buckets)))
+            jobs.append(BucketJob(tuple(buckets), sources, query_rank=own.rank))
+        edges, n = self._join(jobs)
+        nbytes += n
+        parent = dict(zip(edges["pos"].to_pylist(), edges["parent"].to_pylist(), strict=True))
+        exact = {
+            p for p, e in zip(edges["pos"].to_pylist(), edges["exact_parent"].to_pylist(), strict=True) if e is not None
+        }
+        resolved = set(ids)
+        frontier = sorted(set(parent.values()) - resolved)
+        while frontier:  # parents in earlier partitions: find their own parents, until every chain has its root
+            jobs, n = self._chain_jobs(opened, frontier, ids)
+            edges, m = self._join(jobs)
+            nbytes += n + m
+            parent.update(zip(edges["pos"].to_pylist(), edges["parent"].to_pylist(), strict=True))
+            resolved.update(frontier)
+            frontier = sorted({parent[f] for f in frontier if f in parent} - resolved)
+        sources = {o.partition: o.version for o in opened}
+        return self._resolve(names, own, ids, parent, exact, sources, nbytes)
+
+    def _join(self, jobs: Sequence[BucketJob]) -> tuple[pa.Table, int]:
+        """Run bucket jobs through `map_tasks`; the earliest parents over all their edges, and bytes read."""
+        results = list(self.map_tasks(join_bucket, jobs))
+        edges = pa.concat_tables([r.edges for r in results]) if results else EDGES_SCHEMA.empty_table()
+        return _earliest(edges), sum(r.bytes_read for r in results)
+
+    def _chain_jobs(
+        self, opened: Sequence[_OpenPartition], frontier: Sequence[int], ids: dict[int, str]
+    ) -> tuple[list[BucketJob], int]:
+        """Bucket jobs that find the parents of documents of earlier partitions (their ids go into `ids`)."""
+        queries, nbytes = [], 0
+        pos = np.asarray(frontier, dtype=np.int64)
+        for rank in np.unique(pos >> SEQ_BITS).tolist():
+            seqs = (pos[(pos >> SEQ_BITS) == rank] - (rank << SEQ_BITS)).tolist()
+            table, n = self._records(opened[rank], seqs, ["record_id", "exact_key", "has_shingles", *self.bands])
+            nbytes += n
+            at = table["seq"].to_numpy() + np.int64(rank << SEQ_BITS)
+            ids.update(zip(at.tolist(), table["record_id"].to_pylist(), strict=True))
+            bands = np.column_stack([table[b].to_numpy() for b in self.bands]).astype(np.uint64)
+            shingled = table["has_shingles"].to_numpy(zero_copy_only=False)
+            queries.append(_keys(at, table["exact_key"].to_numpy(), bands, shingled, "pos"))
+        keys = pa.concat_tables(queries)
+        bucket = bucket_of(keys["key"].to_numpy(), keys["band"].to_numpy(), self.buckets)
+        task = task_of(bucket, self.buckets, self.tasks)
+        jobs = []
+        for t in np.unique(task).tolist():
+            q = keys.filter(pa.array(task == t))
+            buckets = np.unique(bucket[task == t]).tolist()
+            last = int(pc.max(q["pos"]).as_py()) >> SEQ_BITS  # no later partition can own an earlier one's key
+            sources = tuple(p for o in opened[: last + 1] if (p := self._part(o, buckets)))
+            jobs.append(BucketJob(tuple(buckets), sources, queries=q))
+        return jobs, nbytes
 
     def _resolve(
-        self, partition: str, own: pa.Table, loaded: Mapping[str, pa.Table], sources: dict[str, str]
+        self,
+        names: Sequence[str],
+        own: _OpenPartition,
+        ids: Mapping[int, str],
+        parent: Mapping[int, int],
+        exact: set[int],
+        sources: dict[str, str],
+        nbytes: int,
     ) -> DedupDecisions:
-        parts = [(p, loaded[p].sort_by("seq")) for p in sorted(loaded)] + [(partition, own.sort_by("seq"))]
-        ids = [r for _, t in parts for r in t["record_id"].to_pylist()]
-        part_of = [p for p, t in parts for _ in range(t.num_rows)]
-        n = len(ids)
-        self_idx = np.arange(n)
-        shingled = np.concatenate([t["has_shingles"].to_numpy(zero_copy_only=False) for _, t in parts])
+        roots: dict[int, int] = {}
 
-        def earliest(column: str, usable: np.ndarray | None) -> np.ndarray:
-            values = np.concatenate([t[column].to_numpy() for _, t in parts])
-            _, first, inverse = np.unique(values, return_index=True, return_inverse=True)
-            out = first[inverse]
-            return out if usable is None else np.where(usable, out, self_idx)
+        def root(pos: int) -> int:
+            path = []
+            while pos in parent and pos not in roots:
+                path.append(pos)
+                pos = parent[pos]
+            top = roots.get(pos, pos)
+            roots.update(dict.fromkeys(path, top))
+            return top
 
-        by_exact = earliest("exact_key", None)
-        parent = by_exact.copy()
-        for b in self.bands:
-            parent = np.minimum(parent, earliest(b, shingled))
-        root = parent.copy()
-        while not np.array_equal(root, nxt := root[root]):
-            root = nxt
-        own_rows = np.arange(n - own.num_rows, n)
-        keep = parent[own_rows] == own_rows
-        exact = by_exact[own_rows] < own_rows
+        own_pos = sorted(p for p in ids if p >> SEQ_BITS == own.rank)
+        keep = np.array([p not in parent for p in own_pos], dtype=bool)
         return DedupDecisions(
-            partition=partition,
-            record_ids=[ids[i] for i in own_rows],
+            partition=own.partition,
+            record_ids=[ids[p] for p in own_pos],
             keep=keep,
-            reason=[
-                None if k else (EXACT_DUPLICATE if e else NEAR_DUPLICATE) for k, e in zip(keep, exact, strict=True)
-            ],
-            cluster=[ids[root[i]] for i in own_rows],
-            cluster_partition=[part_of[root[i]] for i in own_rows],
-            duplicate_of=[None if k else ids[parent[i]] for k, i in zip(keep, own_rows, strict=True)],
+            reason=[None if p not in parent else EXACT_DUPLICATE if p in exact else NEAR_DUPLICATE for p in own_pos],
+            cluster=[ids[root(p)] for p in own_pos],
+            cluster_partition=[names[root(p) >> SEQ_BITS] for p in own_pos],
+            duplicate_of=[ids[parent[p]] if p in parent else None for p in own_pos],
             sources=dict(sorted(sources.items())),
+            index_bytes_read=nbytes,
         )
 
     # --- staleness -----------------------------------------------------------------------------

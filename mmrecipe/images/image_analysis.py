@@ -29,6 +29,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
+from mmrecipe.dedup.bucket_file import DEFAULT_BUCKETS
 from mmrecipe.images.decoding import (
     DEFAULT_MAX_DECODE_PIXELS,
     ImageHeader,
@@ -84,6 +85,7 @@ class ImageStageConfig:
     max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS
     hamming_k: int = 10
     hash_bands: int = 4
+    index_buckets: int = DEFAULT_BUCKETS  # of the cross-drop pHash index (MMRECIPE_DEDUP_BUCKETS)
     surrounding_text: bool = True
     nsfw: bool = False
     nsfw_threshold: float = 0.5

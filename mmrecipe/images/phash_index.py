@@ -1,11 +1,16 @@
 """The cross-drop pHash index: which images each drop kept, and near-duplicate decisions against it.
 
-Layout in the lake: `<lake>/image_phash_index/<drop>/entries.parquet`, one file per drop, written
-by that drop's `deduped_images` run and replaced whole when it re-runs (idempotent). It holds
-every image of the drop that passed the filters, with its byte hash, pixel hash, 64-bit pHash,
-whether it was kept, and its `dedup_cluster` (the record id of the kept image it collapsed into).
-The file's Parquet metadata records the drop's `digest` (a hash of its kept set and of `k`) and
-its `basis`: the digests of the earlier drops it was decided against.
+Layout in the lake: `<lake>/image_phash_index/<drop>/`, written by that drop's `deduped_images` run
+and replaced whole when it re-runs (idempotent), two files:
+
+* `entries.parquet` holds every image of the drop that passed the filters, with its byte hash, pixel
+  hash, 64-bit pHash, whether it was kept, and its `dedup_cluster` (the record id of the kept image
+  it collapsed into), in row groups of `ROW_GROUP_ROWS` images. Its Parquet metadata records the
+  drop's `digest` (a hash of its kept set and of `k`), its `basis` (the digests of the earlier drops
+  it was decided against), `k`, the band count and the bucket count. It is written last: the commit.
+* `keys.parquet` holds the kept images' keys bucketed by value (`mmrecipe.dedup.bucket_file`): one
+  row per band value of each kept pHash, and one per byte hash (a 64-bit hash of it, band -1), each
+  with the image's row in `entries.parquet` and its pHash.
 
 **Ownership is by drop key.** A drop is decided only against the kept images of drops whose key
 sorts before it, so the copy from the earliest drop key survives; within a drop, images are taken
@@ -21,33 +26,35 @@ lists it. The `deduped_images` asset reports stale drops in its metadata and the
 drops after B become stale in turn and are re-run one by one, in key order. Re-running a drop whose
 basis is current changes nothing (byte-identical outputs).
 
-**Matching.** Near duplicates are found with multi-index hashing: the 64 bits are cut into `bands`
-bands; by the pigeonhole principle two hashes within Hamming distance k agree within
-`k // bands` bits on at least one band, so each query probes, per band, every band value within
-that radius in a sorted array (`searchsorted`) and verifies candidates with an exact popcount.
+**Matching** (`phash_bands`: multi-index hashing over pHash bands). Against earlier drops, a drop's
+probes (and byte-hash keys) are bucketed like the stored keys and joined bucket by bucket, in
+independent tasks, against only the matching row groups of earlier drops (`match_prior`); only the
+kept images found that way are read from `entries.parquet`, and `decide` against them gives what it
+would give against every earlier kept image.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mmrecipe.dedup import bucket_file as bf
+from mmrecipe.images.phash_bands import BandIndex, ProbeJob, index_keys, join_probes, probes
 from mmrecipe.storage import PARQUET_OPTIONS, Storage
 
 INDEX_ASSET = "image_phash_index"
-ENTRIES_FILE = "entries.parquet"
+ENTRIES_FILE, KEYS_FILE = "entries.parquet", "keys.parquet"
 HASH_VERSION = "phash-dct32-v2"  # v2: box-reduced before Lanczos (stage.analyse_image)
-MAX_PROBES = 5000  # per band and query: C(16, <=3) = 697 for k=10..15 with 4 bands
 META_DIGEST, META_BASIS, META_K = b"mmrecipe.digest", b"mmrecipe.basis", b"mmrecipe.k"
+META_BANDS = b"mmrecipe.hash_bands"
+PRIOR_COLUMNS = ["record_id", "drop", "warc_path", "warc_offset", "sha256", "pixel_sha256", "phash", "dedup_cluster"]
 
 ENTRY_SCHEMA = pa.schema(
     [
@@ -65,76 +72,6 @@ ENTRY_SCHEMA = pa.schema(
         pa.field("hamming", pa.int32()),  # distance to the cluster's kept image; null when kept
     ]
 )
-
-
-# --- multi-index hashing --------------------------------------------------------------------
-def _band_layout(bands: int) -> list[tuple[int, int]]:
-    """(shift, width) of each band of a 64-bit hash, most significant band first."""
-    widths = [64 // bands + (1 if i < 64 % bands else 0) for i in range(bands)]
-    shifts = [64 - sum(widths[: i + 1]) for i in range(bands)]
-    return list(zip(shifts, widths, strict=True))
-
-
-def _flip_masks(width: int, radius: int) -> np.ndarray:
-    """Every `width`-bit mask with at most `radius` bits set."""
-    masks = [0]
-    for r in range(1, radius + 1):
-        masks += [sum(1 << b for b in bits) for bits in itertools.combinations(range(width), r)]
-    return np.array(masks, dtype=np.uint64)
-
-
-class BandIndex:
-    """Multi-index hashing over 64-bit hashes: every stored hash within Hamming distance k of a query."""
-
-    def __init__(self, hashes: np.ndarray, k: int, bands: int = 4) -> None:
-        if not 1 <= bands <= 64:
-            raise ValueError(f"bands must be between 1 and 64, got {bands}")
-        self.hashes = np.asarray(hashes, dtype=np.int64).view(np.uint64)
-        self.k, self.layout = k, _band_layout(bands)
-        radius = k // bands
-        probes = sum(math.comb(max(w for _, w in self.layout), r) for r in range(radius + 1))
-        if probes > MAX_PROBES:
-            raise ValueError(
-                f"k={k} with {bands} bands probes {probes} values per band and query (> {MAX_PROBES}): "
-                f"use more bands (about k/2 or 64/log2(index size)), e.g. hash_bands={max(4, k // 2)}"
-            )
-        self._bands: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, np.uint64]] = []
-        for shift, width in self.layout:
-            mask = np.uint64((1 << width) - 1)
-            values = (self.hashes >> np.uint64(shift)) & mask
-            order = np.argsort(values, kind="stable")
-            self._bands.append((values[order], order, _flip_masks(width, radius), shift, mask))
-
-    def __len__(self) -> int:
-        return len(self.hashes)
-
-    def query(self, queries: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(query index, stored index, distance) of every pair within distance k, sorted, without repeats."""
-        q = np.asarray(queries, dtype=np.int64).view(np.uint64)
-        parts = [self._query(q[i : i + chunk], i) for i in range(0, len(q), chunk)] if len(self.hashes) else []
-        if not parts:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, empty
-        return tuple(np.concatenate(cols) for cols in zip(*parts, strict=True))  # type: ignore[return-value]
-
-    def _query(self, q: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n = len(self.hashes)
-        pairs = [np.zeros(0, dtype=np.int64)]
-        for sorted_values, order, flips, shift, mask in self._bands:
-            probes = (((q >> np.uint64(shift)) & mask)[:, None] ^ flips[None, :]).ravel()
-            lo = np.searchsorted(sorted_values, probes, side="left")
-            counts = np.searchsorted(sorted_values, probes, side="right") - lo
-            hit = counts > 0
-            lo, counts = lo[hit], counts[hit]
-            qi = np.repeat(np.flatnonzero(hit) // len(flips), counts)
-            starts = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-            si = order[starts]
-            close = np.bitwise_count(q[qi] ^ self.hashes[si]) <= self.k  # verify before de-duplicating
-            pairs.append(qi[close] * n + si[close])
-        uniq = np.unique(np.sort(np.concatenate(pairs)), sorted=True)
-        qi, si = uniq // n, uniq % n
-        dist = np.bitwise_count(q[qi] ^ self.hashes[si]).astype(np.int64)
-        return qi + first, si, dist
 
 
 # --- decisions --------------------------------------------------------------------------------
@@ -280,26 +217,103 @@ def current_basis(storage: Storage, drop: str) -> dict[str, str]:
     return {d: str(read_meta(storage, d)["digest"]) for d in indexed_drops(storage) if d < drop}
 
 
-def load_prior(storage: Storage, drop: str) -> tuple[PriorKept, dict[str, str]]:
-    """The kept entries of all drops before `drop`, and the basis (their digests) they amount to."""
-    basis = current_basis(storage, drop)
-    cols = ["record_id", "drop", "warc_path", "warc_offset", "sha256", "pixel_sha256", "phash", "dedup_cluster"]
-    tables = [storage.read_table(entries_uri(storage, d)).filter(pc.field("kept")).select(cols) for d in basis]
-    table = pa.concat_tables(tables) if tables else ENTRY_SCHEMA.empty_table().select(cols)
-    return PriorKept.from_table(table), basis
+def keys_uri(storage: Storage, drop: str) -> str:
+    """Where one drop's bucketed keys live."""
+    return storage.uri(INDEX_ASSET, drop, KEYS_FILE)
 
 
-def write_entries(storage: Storage, drop: str, entries: pa.Table, basis: dict[str, str], k: int) -> str:
-    """Replace a drop's index entries (atomically); returns the drop's new digest."""
+def _footers(storage: Storage, drop: str) -> tuple[pq.FileMetaData, pq.FileMetaData]:
+    """The footers of a drop's entries and keys; an index of the unbucketed layout is refused."""
+    if not storage.exists(keys_uri(storage, drop)):
+        raise ValueError(
+            f"the pHash index of drop {drop!r} ({entries_uri(storage, drop)}) has no {KEYS_FILE}: it is in the "
+            f"unbucketed layout of an earlier release; re-materialize deduped_images for {drop!r}"
+        )
+    return bf.read_footer(storage, entries_uri(storage, drop)), bf.read_footer(storage, keys_uri(storage, drop))
+
+
+@dataclass
+class PriorMatch:
+    """The kept images of earlier drops that the candidates can match, the basis, and the index bytes read."""
+
+    prior: PriorKept
+    basis: dict[str, str] = field(default_factory=dict)
+    bytes_read: int = 0
+
+
+def match_prior(
+    storage: Storage,
+    drop: str,
+    phashes: np.ndarray,
+    shas: Sequence[str],
+    k: int,
+    *,
+    bands: int = 4,
+    buckets: int = bf.DEFAULT_BUCKETS,
+    map_tasks: bf.TaskMap = bf.thread_map,
+    max_tasks: int = bf.DEFAULT_MAX_TASKS,
+) -> PriorMatch:
+    """Every kept image of the drops before `drop` within Hamming distance k of one of `phashes` or with one
+    of the byte hashes `shas`, found bucket by bucket; `decide` against it equals `decide` against all of them."""
+    earlier = [d for d in indexed_drops(storage) if d < drop]
+    footers = [_footers(storage, d) for d in earlier]
+    nbytes = sum(e.serialized_size + f.serialized_size for e, f in footers)
+    groups = []
+    for d, (entries, keys) in zip(earlier, footers, strict=True):
+        meta, key_meta, where = entries.metadata or {}, keys.metadata or {}, f"the pHash index of drop {d!r}"
+        fix = "re-materialize deduped_images for every drop"
+        if int(meta.get(META_BANDS, b"0")) != bands:
+            raise ValueError(f"{where} has {int(meta.get(META_BANDS, b'0'))} hash bands, this run uses {bands}: {fix}")
+        if key_meta.get(META_DIGEST) != meta.get(META_DIGEST):
+            raise ValueError(f"{where} is torn (its two files differ in digest): re-materialize {d!r}")
+        groups.append(bf.check_buckets(keys, buckets, where, fix))
+    probe = probes(phashes, shas, k, bands)
+    bucket = bf.bucket_of(probe["key"].to_numpy(), probe["band"].to_numpy(), buckets)
+    task = bf.task_of(bucket, buckets, max_tasks)
+    jobs = []
+    for t in np.unique(task).tolist() if earlier else []:
+        found = np.unique(bucket[task == t]).tolist()
+        sources = [
+            bf.part_of(storage, keys_uri(storage, d), r, f[1], groups[r], found)
+            for r, (d, f) in enumerate(zip(earlier, footers, strict=True))
+        ]
+        if parts := tuple(p for p in sources if p):  # no earlier drop has a key in these buckets: nothing to join
+            jobs.append(ProbeJob(tuple(found), parts, probe.filter(pa.array(task == t)), k))
+    results = list(map_tasks(join_probes, jobs))
+    pos = np.unique(np.concatenate([p for p, _ in results] or [np.zeros(0, np.int64)]))
+    nbytes += sum(n for _, n in results)
+    tables = [ENTRY_SCHEMA.empty_table().select(PRIOR_COLUMNS)]
+    for rank in np.unique(pos >> bf.SEQ_BITS).tolist():
+        rows = (pos[(pos >> bf.SEQ_BITS) == rank] - (rank << bf.SEQ_BITS)).tolist()
+        table, n = bf.read_rows(storage, entries_uri(storage, earlier[rank]), footers[rank][0], rows, PRIOR_COLUMNS)
+        tables.append(table.select(PRIOR_COLUMNS))
+        nbytes += n
+    basis = {d: (e.metadata or {}).get(META_DIGEST, b"").decode() for d, (e, _) in zip(earlier, footers, strict=True)}
+    return PriorMatch(PriorKept.from_table(pa.concat_tables(tables)), basis, nbytes)
+
+
+def write_entries(
+    storage: Storage,
+    drop: str,
+    entries: pa.Table,
+    basis: dict[str, str],
+    k: int,
+    bands: int = 4,
+    buckets: int = bf.DEFAULT_BUCKETS,
+) -> str:
+    """Replace a drop's index entries and bucketed keys (atomically, entries last); returns its new digest."""
     digest = kept_digest(entries, k)
     meta = {
         META_DIGEST: digest.encode(),
         META_BASIS: json.dumps(basis, sort_keys=True).encode(),
         META_K: str(k).encode(),
+        META_BANDS: str(bands).encode(),
     }
     table = entries.cast(ENTRY_SCHEMA).replace_schema_metadata(meta)
+    keys = index_keys(table, bands)
+    bf.write_bucketed(storage, keys_uri(storage, drop), keys, buckets, {META_DIGEST: digest.encode()})
     with storage.atomic_output(entries_uri(storage, drop)) as out:
-        pq.write_table(table, out, **PARQUET_OPTIONS)
+        pq.write_table(table, out, row_group_size=bf.ROW_GROUP_ROWS, **PARQUET_OPTIONS)
     return digest
 
 
@@ -315,14 +329,18 @@ def stale_drops(storage: Storage) -> list[str]:
 
 
 def kept_conflicts(storage: Storage, drop: str, phashes: np.ndarray, record_ids: Sequence[str], k: int) -> list[str]:
-    """Pairs within distance k among a drop's kept images and against the kept images of earlier drops."""
-    prior, _ = load_prior(storage, drop)
+    """Pairs within distance k among a drop's kept images and against the kept images of earlier drops
+    (with the band and bucket layout of the drop's own index)."""
+    entries_meta, keys_meta = _footers(storage, drop)
+    bands = int((entries_meta.metadata or {}).get(META_BANDS, b"0"))
+    buckets = int((keys_meta.metadata or {}).get(bf.BUCKETS_KEY, b"0"))
+    prior = match_prior(storage, drop, phashes, [], k, bands=bands, buckets=buckets).prior
     problems = []
-    qi, si, dist = BandIndex(prior.phash, k).query(phashes)
+    qi, si, dist = BandIndex(prior.phash, k, bands).query(phashes)
     problems += [
         f"{record_ids[q]} ~ {prior.record_id[s]} ({prior.drop[s]}), d={d}" for q, s, d in zip(qi, si, dist, strict=True)
     ]
-    ai, bi, dd = BandIndex(phashes, k).query(phashes)
+    ai, bi, dd = BandIndex(phashes, k, bands).query(phashes)
     problems += [f"{record_ids[a]} ~ {record_ids[b]}, d={d}" for a, b, d in zip(ai, bi, dd, strict=True) if a < b]
     return problems
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from mmrecipe.crawl_index import RAW_CRAWL, read_records
@@ -114,6 +115,7 @@ class ImageStageReport(KeptImages):
     shard_samples: int = 0
     clusters: int = 0
     digest: str = ""
+    index_bytes_read: int = 0  # pHash index bytes (footers, row groups) read to decide against earlier drops
     stale_drops: list[str] = field(default_factory=list)
 
     @property
@@ -284,16 +286,20 @@ def run_image_stage(
     shards, captions = captioned_shards(engine, storage, drop, config, shard_bytes)
     ran = engine.run(partial(analyse_pass, job), shards, partial(analyse_crashed, job))
     analysed = [a for results in ran for a in results]
-    prior, basis = phash_index.load_prior(storage, drop)
-    decided = decide_drop(engine, job, analysed, prior)
+    candidates = [c for a in analysed for c in a.candidates]
+    match = phash_index.match_prior(
+        storage, drop, np.array([c.phash for c in candidates], np.int64), [c.sha256 for c in candidates],
+        config.hamming_k, bands=config.hash_bands, buckets=config.index_buckets,
+    )  # fmt: skip
+    decided = decide_drop(engine, job, analysed, match.prior)
     version = fingerprint(
-        ASSET, CODE_VERSION, replace(config, workers=0), basis, commit_version(storage, RAW_CRAWL, drop)
+        ASSET, CODE_VERSION, replace(config, workers=0), match.basis, commit_version(storage, RAW_CRAWL, drop)
     )
     stage = ShardStage(ASSET, drop, storage, IMAGE_SCHEMA, publish_pass, job, version)
     run = run_stage(engine, stage, _publish_shards(storage, analysed, decided))
     run.steps = StepStats.merged([*(a.steps for a in analysed), {"normalize": decided.step}, run.steps])
     report = ImageStageReport(pages=captions.pages, opted_out_pages=captions.opted_out_pages)
-    report.unreadable_pages, entries = captions.unreadable_pages, []
+    report.unreadable_pages, report.index_bytes_read, entries = captions.unreadable_pages, match.bytes_read, []
     for result in run.results:
         if result.extra:  # a record that crashed its worker has none
             entries += result.extra["entries"]
@@ -302,6 +308,8 @@ def run_image_stage(
     webdataset = write_webdataset(storage, drop, config)
     report.shards, report.shard_samples = webdataset.close(), webdataset.samples
     table = pa.Table.from_pylist(entries, schema=phash_index.ENTRY_SCHEMA)
-    report.digest = phash_index.write_entries(storage, drop, table, basis, config.hamming_k)
+    report.digest = phash_index.write_entries(
+        storage, drop, table, match.basis, config.hamming_k, config.hash_bands, config.index_buckets
+    )
     report.stale_drops = phash_index.stale_drops(storage)
     return ImageStageResult(run, report)

@@ -1,5 +1,7 @@
 """The persistent band index: exact and near duplicates, cross-partition order independence, idempotence."""
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from pydoc_data.topics import topics
 
@@ -22,9 +24,9 @@ def entries(drop: str, texts: list[str]) -> IndexEntries:
     return IndexEntries.from_texts([f"{drop}-{i}" for i in range(len(texts))], texts)
 
 
-@pytest.fixture
-def index(tmp_path: Path) -> BandIndex:
-    return BandIndex(Storage(str(tmp_path / "lake")), "filtered_text")
+@pytest.fixture(params=[1, 4, 64], ids=lambda b: f"{b}-buckets")
+def index(tmp_path: Path, request: pytest.FixtureRequest) -> BandIndex:
+    return BandIndex(Storage(str(tmp_path / "lake")), "filtered_text", buckets=request.param)
 
 
 DROP_A = [DOCS[0], DOCS[1], DOCS[2], DOCS[3]]
@@ -58,7 +60,9 @@ def test_b_after_a_removes_b_copies(index: BandIndex) -> None:
     d = index.decide("B")
     assert d.cluster_partition == ["A", "A", "B", "B", "B", "B"]
     assert d.duplicate_of == ["A-0", "A-1", None, "B-2", None, "B-4"]
-    assert d.summary() == {"kept": 2, EXACT_DUPLICATE: 2, NEAR_DUPLICATE: 2, "cross_partition": 2}
+    summary = d.summary()
+    assert summary.pop("index_bytes_read") > 0
+    assert summary == {"kept": 2, EXACT_DUPLICATE: 2, NEAR_DUPLICATE: 2, "cross_partition": 2}
     assert set(d.sources) == {"A", "B"}
 
 
@@ -116,3 +120,114 @@ def test_errors_say_what_to_do(index: BandIndex, tmp_path: Path) -> None:
     other = BandIndex(index.storage, "filtered_text", MinHashConfig(num_perm=64, bands=8, rows=8))
     with pytest.raises(ValueError, match="re-materialize partition 'A'"):
         other.decide("A")
+
+
+def _oracle(parts: dict[str, IndexEntries], partition: str) -> list[tuple[bool, str | None, str, str | None]]:
+    """The decisions by definition, over every document in memory: parent = earliest sharer of a key."""
+    docs = [(p, i) for p in sorted(parts) if p <= partition for i in range(len(parts[p]))]
+    parent, exact = [], []
+    for n, (p, i) in enumerate(docs):
+        e = parts[p]
+        shared = [
+            m
+            for m, (q, j) in enumerate(docs[:n])
+            if parts[q].exact_keys[j] == e.exact_keys[i]
+            or (e.has_shingles[i] and parts[q].has_shingles[j] and (parts[q].bands[j] == e.bands[i]).any())
+        ]
+        parent.append(min(shared, default=n))
+        exact.append(any(parts[docs[m][0]].exact_keys[docs[m][1]] == e.exact_keys[i] for m in shared))
+    out = []
+    for n, (p, _) in enumerate(docs):
+        if p != partition:
+            continue
+        root = n
+        while parent[root] != root:
+            root = parent[root]
+        rid = lambda m: parts[docs[m][0]].record_ids[docs[m][1]]  # noqa: E731
+        kept = parent[n] == n
+        reason = None if kept else EXACT_DUPLICATE if exact[n] else NEAR_DUPLICATE
+        out.append((kept, reason, rid(root), None if kept else rid(parent[n])))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_decisions_equal_the_definition_on_colliding_keys(index: BandIndex, seed: int) -> None:
+    """Random documents whose keys collide often (long chains across drops), written in a shuffled order."""
+    rng = np.random.default_rng(seed)
+    parts = {}
+    for d in range(5):
+        n = int(rng.integers(0, 12))
+        bands = rng.integers(0, 40, size=(n, 14)).astype(np.uint64) + np.arange(14, dtype=np.uint64) * 1000
+        parts[f"D{d}"] = IndexEntries(
+            [f"D{d}-{i}" for i in range(n)],
+            rng.integers(0, 25, size=n).astype(np.uint64),
+            bands,
+            rng.random(n) > 0.15,
+        )
+    for p in rng.permutation(sorted(parts)).tolist():
+        index.write(p, parts[p])
+    for p in sorted(parts):
+        d = index.decide(p)
+        got = list(zip(d.keep.tolist(), d.reason, d.cluster, d.duplicate_of, strict=True))
+        assert got == _oracle(parts, p), p
+        assert d.record_ids == parts[p].record_ids and set(d.sources) == {q for q in parts if q <= p}
+
+
+def test_bucket_tasks_go_through_the_given_map(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def recording_map(fn, jobs):  # type: ignore[no-untyped-def]
+        jobs = list(jobs)
+        calls.append(len(jobs))
+        return map(fn, jobs)
+
+    index = BandIndex(Storage(str(tmp_path / "lake")), "filtered_text", buckets=4, map_tasks=recording_map)
+    index.write("A", entries("A", DROP_A))
+    index.write("B", entries("B", DROP_B))
+    assert decisions_table(index, "B") == EXPECTED_B_AFTER_A
+    assert calls[0] == 4  # one task per bucket of B (6 documents x 15 keys fill all 4)
+
+
+def test_index_bytes_read_grow_with_the_earlier_drops_read(index: BandIndex) -> None:
+    index.write("A", entries("A", DROP_A))
+    index.write("B", entries("B", DROP_B))
+    alone, after = index.decide("A").index_bytes_read, index.decide("B").index_bytes_read
+    assert 0 < alone < after
+
+
+def test_layouts_never_mix(index: BandIndex) -> None:
+    index.write("A", entries("A", DROP_A[:1]))
+    index.write("B", entries("B", DROP_B[:1]))
+    other = BandIndex(index.storage, "filtered_text", buckets=index.buckets * 2)
+    with pytest.raises(ValueError, match=f"has {index.buckets} buckets, this deployment uses {index.buckets * 2}"):
+        other.decide("B")
+    old = index.storage.uri("filtered_text", "side", "C", "dedup_index.parquet")
+    index.storage.write_bytes(old, b"PAR1")
+    with pytest.raises(ValueError, match="unbucketed layout of an earlier release: re-materialize filtered_text"):
+        index.decide("B")
+
+
+def test_a_torn_index_is_refused(index: BandIndex) -> None:
+    index.write("A", entries("A", DROP_A))
+    records = index.storage.read_bytes(index.uri("A"))
+    index.write("A", entries("A", DROP_A[:2]))
+    index.storage.write_bytes(index.uri("A"), records)  # a crash between the two files of a rewrite
+    with pytest.raises(ValueError, match=r"torn .* re-materialize 'A'"):
+        index.decide("A")
+
+
+def test_an_empty_partition_is_decided_and_records_every_earlier_version(index: BandIndex) -> None:
+    index.write("A", entries("A", DROP_A))
+    index.write("B", IndexEntries.concat([]))
+    d = index.decide("B")
+    assert d.record_ids == [] and d.keep.tolist() == [] and set(d.sources) == {"A", "B"}
+    assert index.stale_consumers({"B": d.sources}) == {}  # not re-run forever for having read nothing
+
+
+def test_bucket_tasks_run_in_other_processes(tmp_path: Path) -> None:
+    """The tasks are self-contained (storage, row groups, footers, queries): an engine can ship them anywhere."""
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork")) as pool:
+        index = BandIndex(Storage(str(tmp_path / "lake")), "filtered_text", buckets=64, map_tasks=pool.map)
+        index.write("A", entries("A", DROP_A))
+        index.write("B", entries("B", DROP_B))
+        assert decisions_table(index, "B") == EXPECTED_B_AFTER_A

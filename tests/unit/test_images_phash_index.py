@@ -4,10 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from mmrecipe.images import phash_index
-from mmrecipe.images.phash_index import BandIndex, Candidate, PriorKept, decide
+from mmrecipe.images.phash_bands import BandIndex
+from mmrecipe.images.phash_index import Candidate, Decision, PriorKept, decide
 from mmrecipe.storage import Storage
 
 
@@ -139,20 +141,25 @@ def _entries(drop: str, kept: list[tuple[str, int]]) -> pa.Table:
     )
 
 
+def _match(lake: Storage, drop: str, hashes: list[int], buckets: int = 256) -> phash_index.PriorMatch:
+    return phash_index.match_prior(lake, drop, np.array(hashes, np.int64), [], 10, buckets=buckets)
+
+
 def test_entries_persist_with_basis_and_late_earlier_drops_make_later_ones_stale(tmp_path: Path) -> None:
     lake = Storage(str(tmp_path / "lake"))
-    _, basis_b = phash_index.load_prior(lake, "drop-b")
+    basis_b = _match(lake, "drop-b", [BASE]).basis
     assert basis_b == {}
     phash_index.write_entries(lake, "drop-b", _entries("drop-b", [("b1", BASE)]), basis_b, 10)
     assert phash_index.stale_drops(lake) == []
-    prior_a, basis_a = phash_index.load_prior(lake, "drop-a")  # drop-b sorts after drop-a: not a predecessor
-    assert basis_a == {} and len(prior_a.phash) == 0
-    digest_a = phash_index.write_entries(lake, "drop-a", _entries("drop-a", [("a1", BASE)]), basis_a, 10)
+    match_a = _match(lake, "drop-a", [BASE])  # drop-b sorts after drop-a: not a predecessor
+    assert match_a.basis == {} and len(match_a.prior.phash) == 0
+    digest_a = phash_index.write_entries(lake, "drop-a", _entries("drop-a", [("a1", BASE)]), match_a.basis, 10)
     assert phash_index.stale_drops(lake) == ["drop-b"]
-    prior_b, basis_b = phash_index.load_prior(lake, "drop-b")
-    assert basis_b == {"drop-a": digest_a} and prior_b.record_id == ["a1"]
+    match_b = _match(lake, "drop-b", [_flip(BASE, [1, 2])])
+    assert match_b.basis == {"drop-a": digest_a} and match_b.prior.record_id == ["a1"]
+    assert _match(lake, "drop-b", [FAR]).prior.record_id == []  # only what the candidates can match is read
     assert phash_index.read_meta(lake, "drop-a") == {"digest": digest_a, "basis": {}, "k": 10}
-    phash_index.write_entries(lake, "drop-b", _entries("drop-b", []), basis_b, 10)
+    phash_index.write_entries(lake, "drop-b", _entries("drop-b", []), match_b.basis, 10)
     assert phash_index.stale_drops(lake) == []
     assert phash_index.indexed_drops(lake) == ["drop-a", "drop-b"]
     assert phash_index.kept_conflicts(lake, "drop-b", np.array([_flip(BASE, [3])], np.int64), ["b9"], 10)
@@ -170,3 +177,70 @@ def test_audit_kept_finds_conflicts_index_mismatch_staleness_and_missing_index(t
     late = phash_index.audit_kept(lake, "d1", ["a1", "a2"], np.array([BASE, FAR], np.int64))
     assert late.stale and "re-materialize" in (late.describe() or "")
     assert late.conflicts == ["a1 ~ z1 (d0), d=1"]
+
+
+def _random_drop(rng: np.random.Generator, drop: str, seeds: np.ndarray) -> list[tuple[str, int, str]]:
+    """(record_id, phash, sha256) of images near some of `seeds` (a few bits flipped), some byte copies."""
+    out = []
+    for i in range(int(rng.integers(5, 30))):
+        seed = int(seeds[rng.integers(len(seeds))])
+        h = _flip(seed, list(rng.choice(64, size=int(rng.integers(0, 14)), replace=False)))
+        sha = f"{int(rng.integers(0, 12)):064x}" if rng.random() < 0.2 else f"{drop}-{i}".encode().hex().ljust(64, "0")
+        out.append((f"{drop}-{i}", h, sha))
+    return out
+
+
+def _run_drop(lake: Storage, drop: str, images: list[tuple[str, int, str]], buckets: int) -> list[Decision]:
+    cands = [Candidate(r, sha, h) for r, h, sha in images]
+    match = phash_index.match_prior(
+        lake, drop, np.array([c.phash for c in cands], np.int64), [c.sha256 for c in cands], 10, buckets=buckets
+    )
+    out = decide(cands, match.prior, 10)
+    rows = [
+        {"record_id": c.record_id, "drop": drop, "warc_path": "w", "warc_offset": i, "url": None, "sha256": c.sha256,
+         "pixel_sha256": None, "phash": c.phash, "kept": d.kept, "dedup_cluster": d.cluster, "reason": d.reason,
+         "hamming": d.hamming}
+        for i, (c, d) in enumerate(zip(cands, out, strict=True))
+    ]  # fmt: skip
+    table = pa.Table.from_pylist(rows, schema=phash_index.ENTRY_SCHEMA)
+    phash_index.write_entries(lake, drop, table, match.basis, 10, buckets=buckets)
+    return out
+
+
+@pytest.mark.parametrize("buckets", [1, 4, 64])
+def test_bucketed_prior_gives_the_decisions_of_the_whole_prior_in_any_drop_order(tmp_path: Path, buckets: int) -> None:
+    rng = np.random.default_rng(buckets)
+    seeds = rng.integers(-(2**63), 2**63 - 1, size=6, dtype=np.int64)
+    drops = {f"d{i}": _random_drop(rng, f"d{i}", seeds) for i in range(4)}
+    in_order, shuffled = Storage(str(tmp_path / "a")), Storage(str(tmp_path / "b"))
+    whole: list[pa.Table] = []
+    for drop, images in drops.items():  # in key order, checked against decide() over every earlier kept image
+        prior = PriorKept.from_table(pa.concat_tables(whole)) if whole else _prior([])
+        expected = decide([Candidate(r, sha, h) for r, h, sha in images], prior, 10)
+        assert _run_drop(in_order, drop, images, buckets) == expected
+        kept = in_order.read_table(phash_index.entries_uri(in_order, drop))
+        whole.append(kept.filter(pc.field("kept")).select(phash_index.PRIOR_COLUMNS))
+    assert sum(not d.kept for d in expected) > 0
+    for drop in ["d2", "d0", "d3", "d1"]:  # out of order, then the stale ones again, in key order
+        _run_drop(shuffled, drop, drops[drop], buckets)
+    while stale := phash_index.stale_drops(shuffled):
+        _run_drop(shuffled, stale[0], drops[stale[0]], buckets)
+    for drop in drops:
+        assert shuffled.read_bytes(phash_index.entries_uri(shuffled, drop)) == in_order.read_bytes(
+            phash_index.entries_uri(in_order, drop)
+        )
+    before = in_order.read_bytes(phash_index.keys_uri(in_order, "d3"))
+    _run_drop(in_order, "d3", drops["d3"], buckets)  # idempotent
+    assert in_order.read_bytes(phash_index.keys_uri(in_order, "d3")) == before
+    assert phash_index.stale_drops(in_order) == []
+
+
+def test_the_bucket_count_and_layout_are_checked(tmp_path: Path) -> None:
+    lake = Storage(str(tmp_path / "lake"))
+    phash_index.write_entries(lake, "d0", _entries("d0", [("a1", BASE)]), {}, 10, buckets=4)
+    with pytest.raises(ValueError, match=r"has 4 buckets, this deployment uses 64 .*MMRECIPE_DEDUP_BUCKETS"):
+        _match(lake, "d1", [BASE], buckets=64)
+    assert _match(lake, "d1", [BASE], buckets=4).bytes_read > 0
+    lake.delete(phash_index.keys_uri(lake, "d0"))  # what an index written by an earlier release looks like
+    with pytest.raises(ValueError, match="unbucketed layout of an earlier release; re-materialize deduped_images"):
+        _match(lake, "d1", [BASE], buckets=4)

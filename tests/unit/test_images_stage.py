@@ -256,13 +256,14 @@ def _files(lake: Storage) -> dict[str, bytes]:
     }
 
 
-def test_drop_order_does_not_change_the_outcome_and_reruns_change_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("buckets", [1, 4, 64])
+def test_drop_order_does_not_change_the_outcome_and_reruns_change_nothing(tmp_path: Path, buckets: int) -> None:
     landing = Storage(str(tmp_path / "landing"))
     in_order, reversed_ = Storage(str(tmp_path / "lake1")), Storage(str(tmp_path / "lake2"))
     for lake in (in_order, reversed_):
         land(landing, lake, "2024-01-a", drop_a())
         land(landing, lake, "2024-02-b", drop_b())
-    cfg = ImageStageConfig()
+    cfg = ImageStageConfig(index_buckets=buckets)
     run_image_stage(in_order, "2024-01-a", cfg)
     b_after_a = run_image_stage(in_order, "2024-02-b", cfg)
     assert outcomes(in_order, "2024-02-b") == {

@@ -27,7 +27,7 @@ def test_defaults_are_the_embedded_deployment() -> None:
         "auto",
         {"mmrecipe.io/node-pool": "gpu"},
     )
-    assert (s.retries.retries, s.retries.delay_s) == (3, 2.0)
+    assert (s.retries.retries, s.retries.delay_s, s.dedup_buckets) == (3, 2.0, 256)
     assert (s.asr.device, s.asr.compute_type, s.asr.batch_size, s.asr.short_windows) == (None, None, 8, True)
     assert (s.automation.warn_fraction, s.automation.drop_lag_hours, s.automation.asset_hours) == (0.5, 6.0, {})
     assert (s.sensor.page_size, s.sensor.max_drops_per_tick, s.sensor.full_rescan_ticks) == (1000, 20, 20)
@@ -52,6 +52,7 @@ def test_defaults_are_the_embedded_deployment() -> None:
             "gpu.node_selector",
             {"nvidia.com/gpu.present": "true"},
         ),
+        ({"MMRECIPE_DEDUP_BUCKETS": "64"}, "dedup_buckets", 64),
         ({"MMRECIPE_ASR_SHORT_WINDOWS": "off"}, "asr.short_windows", False),
         ({"MMRECIPE_ASR_SHORT_WINDOWS": "Yes"}, "asr.short_windows", True),
         ({"MMRECIPE_ASR_COMPUTE_TYPE": "int8_float16"}, "asr.compute_type", "int8_float16"),
@@ -87,6 +88,7 @@ def test_values_are_parsed_as_declared(env: dict[str, str], attribute: str, expe
         ("MMRECIPE_STEP_RETRIES", "three", "an integer ≥ 0"),
         ("MMRECIPE_STEP_RETRIES", "-1", "an integer ≥ 0"),
         ("MMRECIPE_ASR_BATCH_SIZE", "0", "an integer ≥ 1"),
+        ("MMRECIPE_DEDUP_BUCKETS", "0", "an integer ≥ 1"),
         ("MMRECIPE_AUTOMATION_INTERVAL_SECONDS", "1", "an integer ≥ 5"),
         ("MMRECIPE_STEP_RETRY_DELAY_S", "-2", "a number ≥ 0"),
         ("MMRECIPE_FRESHNESS_HOURS", "nan", "a number ≥ 1/60"),
