@@ -84,7 +84,7 @@ def _show(*args: str) -> tuple[int, list[str]]:
 @pytest.mark.parametrize(
     ("asset", "partition", "first_line", "expect"),
     [
-        ("raw_crawl", "d1", "raw_crawl[d1]  {lake}/raw_crawl/", "sample rows (5):"),
+        ("raw_crawl", "d1", "raw_crawl[d1]  {lake}/raw_crawl/", "sample rows (5 of {lake}/raw_crawl/data/d1/"),
         ("filtered_text", "d1", "filtered_text[d1]  {lake}/filtered_text/", "drop/reject reasons:"),
         ("extracted_text", "d1", "extracted_text[d1]  {lake}/extracted_text/", "sample rows ("),
         ("deduped_images", "d1", "deduped_images[d1]  {lake}/deduped_images/", "sample rows ("),
