@@ -1,4 +1,4 @@
-"""Unit-test fixtures shared by the proxy-eval tests: a small real tokenizer and a real token stream."""
+"""Unit-test fixtures shared by the proxy-eval tests: a small real tokenizer, a real token stream, real scores."""
 
 from pydoc_data.topics import topics
 
@@ -7,6 +7,9 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from mmrecipe.mixture.token_shards import EOT_TOKEN, BpeTokenizer, load_tokenizer
+from mmrecipe.proxy_eval.bits_per_byte import BitsPerByte, document_bits, eval_documents
+from mmrecipe.proxy_eval.model import ModelConfig
+from mmrecipe.proxy_eval.training import TrainConfig, train
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +35,12 @@ def stream(tiny_tok: BpeTokenizer) -> np.ndarray:
     return np.concatenate(
         [np.array([*tiny_tok.encode(topics[t]), tiny_tok.eot_id], dtype=np.uint16) for t in sorted(topics)[:30]]
     )
+
+
+@pytest.fixture(scope="session")
+def recorded_doc_losses(tiny_tok: BpeTokenizer, stream: np.ndarray) -> list[BitsPerByte]:
+    """Per-document scores of real held-out text (Python topics the stream never saw) under one real trained model."""
+    cfg = ModelConfig(vocab_size=tiny_tok.vocab_size, context=32, d_model=32, n_layer=1, n_head=2)
+    run = train(stream, cfg, TrainConfig(train_tokens=8 * 32 * 20, batch_size=8, lr=2e-2, threads=1), seed=0)
+    held_out = "\n\n".join(topics[t] for t in sorted(topics)[-12:])
+    return document_bits(run.model, tiny_tok, eval_documents(held_out, min_bytes=256))
