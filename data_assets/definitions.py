@@ -3,6 +3,7 @@
 import dagster as dg
 
 from data_assets import (
+    ablations,
     deduped_images,
     eval_results,
     extracted_text,
@@ -30,6 +31,7 @@ STAGE_MODULES = [
     eval_results,
     leaderboard,
     release,
+    ablations,
 ]
 
 

@@ -118,7 +118,7 @@ def test_build_evaluate_release_and_leaderboard(recipe_env: Settings, instance: 
         assert mix["dagster/row_count"] > 0 and mix["too_small_sources"] == "none"
         assert "## PII and opt-out" in mix["data_card"] and "d2" in mix["drops"]
         ev = metadata_of(result, "eval_results")
-        assert ev["dagster/row_count"] == 2  # 2 seeds x 1 eval set
+        assert ev["dagster/row_count"] == 4  # 2 seeds x 2 learning rates (the full grid) x 1 eval set
         assert ev["tokens_seen_per_seed"] == 512 and "data:image/png;base64," in ev["loss_curve"]
         rel = metadata_of(result, "release")
         lake = Storage(recipe_env.lake)
@@ -138,7 +138,9 @@ def test_build_evaluate_release_and_leaderboard(recipe_env: Settings, instance: 
     )
     meta = metadata_of(board, "leaderboard")
     assert meta["recipes"] == "default, english_hq"
-    assert "±" in meta["leaderboard"] and "significant" in meta["leaderboard"]
+    assert "±" in meta["leaderboard"] and "| held_out | " in meta["leaderboard"]
+    assert meta["pairs"] == 1 and ("stable: " in meta["leaderboard"]) is (meta["stable_pairs"] == 1)
+    assert "smallest detectable Δ" in meta["leaderboard"] and "tokens per seed" in meta["leaderboard"]
     assert Path(recipe_env.lake, "leaderboard", "leaderboard.png").stat().st_size > 1000
 
 
@@ -224,7 +226,7 @@ def test_proxy_training_runs_on_the_device_the_deployment_gives_eval_results(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     deployment = environment_settings()
-    config = {**TINY_EVAL, "seeds": [0], "device": config_device}
+    config = {**TINY_EVAL, "seeds": [0], "lrs": [1e-2], "device": config_device}
     result = run_recipe(
         deployment, instance, "default", ("mixture", "eval_results"), {"ops": {"eval_results": {"config": config}}}
     )

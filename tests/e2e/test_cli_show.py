@@ -154,7 +154,7 @@ def test_the_leaderboard_plot_is_embedded_in_the_ui_and_linked_in_the_lake_file(
     text = Path(home.lake, "leaderboard", "leaderboard.md").read_text()
     assert "![bits per byte by recipe](leaderboard.png)" in text
     changed = "batch_size, context, d_model, n_layer, seeds, train_tokens"  # TINY_EVAL's overrides of `full`
-    assert text.startswith(f"Eval config: full (changed: {changed}) (default, english_hq)\n")
+    assert f"- eval config full (changed: {changed}) (default, english_hq): 2 seeds x 2 learning rates" in text
 
 
 def test_ls_lists_drops_recipes_releases_and_stage_tables(home: Settings) -> None:
