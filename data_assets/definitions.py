@@ -11,6 +11,7 @@ from data_assets import (
     mixture,
     quality_classifier,
     raw_crawl,
+    recipe_diff,
     release,
     transcribed_audio,
 )
@@ -32,6 +33,7 @@ STAGE_MODULES = [
     leaderboard,
     release,
     ablations,
+    recipe_diff,
 ]
 
 
