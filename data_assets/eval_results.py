@@ -75,7 +75,7 @@ def eval_results(
     lake: LakeResource,
     settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
-    """Bits per byte of held-out eval sets under small transformers trained on the recipe's mixture, per seed."""
+    """Bits per byte of held-out eval sets under small transformers trained on the recipe's mixture, per grid run."""
     recipe = context.partition_key
     chosen, label, model_cfg, train_cfg, grid = training_setup(config, stage_device(ASSET, settings))
     try:

@@ -232,3 +232,16 @@ def test_proxy_training_runs_on_the_device_the_deployment_gives_eval_results(
     )
     assert result.success
     assert asked == [device]
+
+
+def test_ablations_run_only_for_a_recipe_that_opts_in(recipe_env: Settings, instance: dg.DagsterInstance) -> None:
+    from data_assets.definitions import build_defs
+
+    job = build_defs(recipe_env).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance, partition_key="default", asset_selection=[dg.AssetKey("ablations")], raise_on_error=False
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "recipe 'default' does not opt in to ablations" in failure.message
+    assert f"add `ablations: true` to {recipe_env.recipes_dir}/default.yaml" in failure.message

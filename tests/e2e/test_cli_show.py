@@ -42,7 +42,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     for folder in (recipes, evalsets):
         folder.mkdir()
     for name, text in RECIPES.items():
-        (recipes / f"{name}.yaml").write_text(text)
+        (recipes / f"{name}.yaml").write_text(text + ("ablations: true\n" if name == "default" else ""))
     (evalsets / "held_out.txt").write_text(eval_text(SHORT_EVAL))
     reference = root / "reference.txt"
     reference.write_text("\n\n\n".join(" ".join(topics[n].split()) for n in ("calls", "function", "class", "lambda")))
@@ -65,6 +65,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
             config = {"ops": {"eval_results": {"config": TINY_EVAL}}}
             _run(defs, instance, "recipe_stages_job", recipe, ["mixture", "eval_results", "release"], config)
         _run(defs, instance, "__ASSET_JOB", None, ["leaderboard"])
+        ablate = {"ops": {"ablations": {"config": {**TINY_EVAL, "lrs": [1e-2]}}}}
+        _run(defs, instance, "__ASSET_JOB", "default", ["ablations"], ablate)
+        _run(defs, instance, "__ASSET_JOB", "english_hq", ["recipe_diff"])
         d1 = Path(settings.landing) / "d1"
         (d1 / MANIFEST).write_text(manifest_for_folder(str(d1), "d1").to_json())
         _run(defs, instance, "drop_stages_job", "d1", ["raw_crawl"])
@@ -94,6 +97,8 @@ def _show(*args: str) -> tuple[int, list[str]]:
         ("eval_results", "default", "eval_results[default]  {lake}/eval_results/default/", "sample rows ("),
         ("release", "english_hq", "release[english_hq]  {lake}/releases/english_hq/v-", "sample rows (5 of "),
         ("leaderboard", None, "leaderboard[]  {lake}/leaderboard/leaderboard.md", "{lake}/leaderboard/leaderboard.md"),
+        ("ablations", "default", "ablations[default]  {lake}/ablations/default/effects.parquet", "sample rows ("),
+        ("recipe_diff", "english_hq", "recipe_diff[english_hq]  {lake}/recipe_diff/english_hq/vs_default.md", "{lake}"),
     ],
 )
 def test_show_works_for_every_asset(home: Settings, asset: str, partition: str | None, first_line: str,
