@@ -2,28 +2,21 @@
 
 import dagster as dg
 
-from data_assets.eval_results import EvalResultsConfig, training_setup
-from data_assets.jobs import STEP_RETRY_POLICY
+from data_assets.eval_results import EvalResultsConfig, proxy_training, training_setup
 from data_assets.stage_metadata import column_schema
 from mmrecipe.proxy_eval.ablations import EFFECTS_SCHEMA, effects_markdown, run_ablations
 from mmrecipe.recipe import RecipeError, load_recipe
 from mmrecipe.settings import Settings
-from partitions import recipes_partitions
 from resources import LakeResource
-from resources.pod_resources import pod_resources, stage_device
+from resources.pod_resources import stage_device
 
 ASSET = "ablations"
 
 
 @dg.asset(
-    retry_policy=STEP_RETRY_POLICY,
-    partitions_def=recipes_partitions,
+    **proxy_training(ASSET),
     group_name="reports",
-    kinds={"pytorch", "parquet"},
-    owners=["team:research-data"],
-    op_tags=pod_resources(ASSET),
     code_version="1",
-    deps=["mixture"],
     metadata={"dagster/column_schema": column_schema(EFFECTS_SCHEMA)},
 )
 def ablations(
@@ -44,16 +37,16 @@ def ablations(
             f"`ablations: true` to {settings.recipes_dir}/{recipe}.yaml",
             allow_retries=False,
         )
-    _, label, model_cfg, train_cfg, grid = training_setup(config, stage_device(ASSET, settings))
+    _, plan = training_setup(config, stage_device(ASSET, settings))
     try:
-        out = run_ablations(lake.storage(), recipe, model_cfg, train_cfg, grid, settings.recipes_dir, label)
+        out = run_ablations(lake.storage(), recipe, plan, settings.recipes_dir)
     except (ValueError, FileNotFoundError) as e:  # no mixture, one source, bad config: retrying cannot fix these
         raise dg.Failure(description=str(e), allow_retries=False) from e
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(out.effects_uri),
             "dagster/row_count": out.effects.num_rows,
-            "eval_config": label,
+            "eval_config": plan.label,
             "variants": ", ".join(sorted(out.ranking.best_lr)),
             "source_tokens": dg.MetadataValue.json(out.source_tokens),
             "stable_effects": int(sum(out.effects["stable"].to_pylist())),

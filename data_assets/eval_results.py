@@ -1,16 +1,16 @@
 """eval_results: proxy models trained on one recipe's mixture over a seed x learning-rate grid, in bits per byte."""
 
+from typing import Any
+
 import dagster as dg
 from pydantic import Field
 
 from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.plots import loss_curve_png, png_md
 from data_assets.stage_metadata import column_schema
-from mmrecipe.proxy_eval.evaluate import RESULTS_SCHEMA, Grid, eval_results_verdict, evaluate_recipe
+from mmrecipe.proxy_eval.evaluate import RESULTS_SCHEMA, EvalPlan, eval_results_verdict, evaluate_recipe
 from mmrecipe.proxy_eval.leaderboard import best_learning_rates, scores
-from mmrecipe.proxy_eval.model import ModelConfig
 from mmrecipe.proxy_eval.presets import EVAL_PRESETS, EvalPreset, eval_preset, scale_label, with_overrides
-from mmrecipe.proxy_eval.training import TrainConfig
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import markdown_table
 from partitions import recipes_partitions
@@ -37,36 +37,31 @@ class EvalResultsConfig(dg.Config):
     threads: int = 0  # 0: torch's default
 
 
-def training_setup(config: EvalResultsConfig, device: str) -> tuple[EvalPreset, str, ModelConfig, TrainConfig, Grid]:
-    """The chosen preset, its label, and the model, training and grid configs it gives (`device`: the stage's)."""
+def training_setup(config: EvalResultsConfig, device: str) -> tuple[EvalPreset, EvalPlan]:
+    """The chosen preset and the evaluation plan it gives (`device`: the stage's, when the preset names none)."""
     try:
         chosen, label = with_overrides(eval_preset(config.preset), config.model_dump())
-        grid = Grid(chosen.seeds, chosen.lrs)
-        model_cfg = ModelConfig(
-            context=chosen.context, d_model=chosen.d_model, n_layer=chosen.n_layer, n_head=chosen.n_head
-        )
+        return chosen, chosen.plan(label, device, config.threads or None)
     except ValueError as e:
         raise dg.Failure(description=str(e), allow_retries=False) from None
-    train_cfg = TrainConfig(
-        train_tokens=chosen.train_tokens,
-        batch_size=chosen.batch_size,
-        lr=chosen.lrs[0],
-        device=chosen.device or device,
-        dtype=chosen.dtype,
-        threads=config.threads or None,
-    )
-    return chosen, label, model_cfg, train_cfg, grid
+
+
+def proxy_training(asset: str) -> dict[str, Any]:
+    """The @dg.asset arguments of a stage that trains proxy models on a recipe's mixture (eval_results, ablations)."""
+    return {
+        "retry_policy": STEP_RETRY_POLICY,
+        "partitions_def": recipes_partitions,
+        "kinds": {"pytorch", "parquet"},
+        "owners": ["team:research-data"],
+        "op_tags": pod_resources(asset),
+        "deps": ["mixture"],
+    }
 
 
 @dg.asset(
-    retry_policy=STEP_RETRY_POLICY,
-    partitions_def=recipes_partitions,
+    **proxy_training(ASSET),
     group_name="recipe_stages",
-    kinds={"pytorch", "parquet"},
-    owners=["team:research-data"],
-    op_tags=pod_resources(ASSET),
-    code_version="1",
-    deps=["mixture"],
+    code_version="2",  # 2: a seed x learning-rate grid, per-document losses
     metadata={"dagster/column_schema": column_schema(RESULTS_SCHEMA)},
 )
 def eval_results(
@@ -77,11 +72,9 @@ def eval_results(
 ) -> dg.MaterializeResult:
     """Bits per byte of held-out eval sets under small transformers trained on the recipe's mixture, per grid run."""
     recipe = context.partition_key
-    chosen, label, model_cfg, train_cfg, grid = training_setup(config, stage_device(ASSET, settings))
+    chosen, plan = training_setup(config, stage_device(ASSET, settings))
     try:
-        out = evaluate_recipe(
-            lake.storage(), recipe, model_cfg, train_cfg, grid, settings.recipes_dir, label, loss_curve_png
-        )
+        out = evaluate_recipe(lake.storage(), recipe, plan, settings.recipes_dir, loss_curve_png)
     except (ValueError, FileNotFoundError) as e:  # bad config or no mixture: retrying cannot fix these
         raise dg.Failure(description=str(e), allow_retries=False) from e
     rows = out.results.to_pylist()
@@ -99,7 +92,7 @@ def eval_results(
             "loss_curves_path": dg.MetadataValue.path(out.curves_uri),
             "dagster/row_count": len(rows),
             "mixture_version": out.mixture_version,
-            "eval_config": label,
+            "eval_config": plan.label,
             "seeds": ", ".join(str(s) for s in chosen.seeds),
             "learning_rates": ", ".join(f"{lr:g}" for lr in chosen.lrs),
             "best_lr": float(best),

@@ -16,7 +16,7 @@ from resources import LakeResource
     group_name="reports",
     kinds={"markdown", "parquet"},
     owners=["team:research-data"],
-    code_version="1",
+    code_version="2",  # 2: best learning rate, stability verdicts, noise floor
     deps=[dg.AssetDep("eval_results", partition_mapping=dg.AllPartitionMapping())],
     metadata={"dagster/column_schema": column_schema(SCORES_SCHEMA)},
 )

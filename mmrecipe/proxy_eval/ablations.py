@@ -23,11 +23,9 @@ import pyarrow as pa
 
 from mmrecipe.mixture.manifest import MIXTURE_ASSET, TOKENS_DIR, parse_doc_id
 from mmrecipe.mixture.token_shards import load_token_stream, read_token_index
-from mmrecipe.proxy_eval.evaluate import Grid, eval_inputs, train_grid
+from mmrecipe.proxy_eval.evaluate import EvalPlan, eval_inputs, train_grid
 from mmrecipe.proxy_eval.leaderboard import Ranking, leaderboard_markdown, rank
-from mmrecipe.proxy_eval.model import ModelConfig
 from mmrecipe.proxy_eval.report import budget_header
-from mmrecipe.proxy_eval.training import TrainConfig
 from mmrecipe.stage_output import markdown_table
 from mmrecipe.storage import Storage
 
@@ -99,13 +97,10 @@ def leave_one_out(stream: np.ndarray, spans: Mapping[str, np.ndarray]) -> dict[s
 def run_ablations(
     storage: Storage,
     recipe: str,
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    grid: Grid,
+    plan: EvalPlan,
     recipes_dir: str | None = None,
-    eval_config: str = "custom",
 ) -> Ablations:
-    """Train the full mixture and every leave-one-source-out variant over `grid`; write and return the effects."""
+    """Train the full mixture and every leave-one-source-out variant over the plan's grid; write the effects."""
     summary, tok, eval_docs = eval_inputs(storage, recipe, recipes_dir)
     spans = source_spans(storage, recipe)
     if len(spans) < 2:
@@ -114,9 +109,8 @@ def run_ablations(
     try:
         stream = load_token_stream(storage, f"{MIXTURE_ASSET}/{recipe}/{TOKENS_DIR}", workdir)
         variants = {FULL: stream, **leave_one_out(stream, spans)}
-        labels = {"mixture_version": str(summary["version"]), "eval_config": eval_config}
         grids = [
-            train_grid(s, tok, eval_docs, model_cfg, train_cfg, grid, labels | {"recipe": name})
+            train_grid(s, tok, eval_docs, plan, {"recipe": name, "mixture_version": str(summary["version"])})
             for name, s in variants.items()
         ]
         del stream, variants

@@ -88,6 +88,16 @@ class Grid:
             raise ValueError(f"the eval grid lists a seed or a learning rate twice: {self}")
 
 
+@dataclass(frozen=True)
+class EvalPlan:
+    """What an evaluation trains: the proxy model's shape, the training config, the grid and the preset's label."""
+
+    model: ModelConfig
+    train: TrainConfig
+    grid: Grid
+    label: str = "custom"
+
+
 @dataclass
 class GridRuns:
     """What training one token stream over a grid produced: result rows, per-document losses, curves, runs."""
@@ -146,20 +156,18 @@ def train_grid(
     stream: np.ndarray,
     tok: BpeTokenizer,
     eval_docs: Mapping[str, Sequence[str]],
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    grid: Grid,
+    plan: EvalPlan,
     labels: Mapping[str, str],
 ) -> GridRuns:
     """Train one proxy model per (learning rate, seed) on `stream`; score each on every eval set, per document.
 
-    `labels` fills the string columns of the result rows: recipe, mixture_version, eval_config.
+    `labels` fills the recipe and mixture_version columns of the result rows.
     """
-    model_cfg = replace(model_cfg, vocab_size=tok.vocab_size)
+    model_cfg = replace(plan.model, vocab_size=tok.vocab_size)
     rows, doc_rows, curve_rows, runs, parameters = [], [], [], [], 0
-    for lr in grid.lrs:
-        for seed in grid.seeds:
-            run = train(stream, model_cfg, replace(train_cfg, lr=lr), seed)
+    for lr in plan.grid.lrs:
+        for seed in plan.grid.seeds:
+            run = train(stream, model_cfg, replace(plan.train, lr=lr), seed)
             assert run.model is not None
             parameters = run.model.num_parameters()
             for name, docs in sorted(eval_docs.items()):
@@ -183,7 +191,7 @@ def train_grid(
                         "device": run.device,
                         "dtype": run.dtype,
                         "parameters": parameters,
-                        "eval_config": labels["eval_config"],
+                        "eval_config": plan.label,
                     }
                 )
                 doc_rows += [
@@ -206,20 +214,17 @@ def train_grid(
 def evaluate_recipe(
     storage: Storage,
     recipe: str,
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    grid: Grid,
+    plan: EvalPlan,
     recipes_dir: str | None = None,
-    eval_config: str = "custom",
     plot: Callable[[pa.Table, str], bytes] | None = None,
 ) -> EvalOutput:
     """Train the grid on the recipe's mixture, score the mixture's eval sets, and write the tables to the lake."""
     summary, tok, eval_docs = eval_inputs(storage, recipe, recipes_dir)
-    labels = {"recipe": recipe, "mixture_version": str(summary["version"]), "eval_config": eval_config}
+    labels = {"recipe": recipe, "mixture_version": str(summary["version"])}
     workdir = tempfile.mkdtemp(prefix="mmrecipe-eval-")
     try:
         stream = load_token_stream(storage, f"{MIXTURE_ASSET}/{recipe}/{TOKENS_DIR}", workdir)
-        runs = train_grid(stream, tok, eval_docs, model_cfg, train_cfg, grid, labels)
+        runs = train_grid(stream, tok, eval_docs, plan, labels)
         del stream
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

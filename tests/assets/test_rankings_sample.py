@@ -53,8 +53,8 @@ def test_two_recipes_that_differ_only_by_seed_are_no_difference(sample_demo: Sam
     assert twin.seed != default.seed and twin.sources == default.sources
     eval_sets = load_eval_sets(default_eval_sets_dir(), twin.eval_sets)
     build_mixture(lake, twin, read_summary(lake, "default")["drops"], eval_sets)
-    _, label, model_cfg, train_cfg, grid = training_setup(EvalResultsConfig(preset="demo"), "cpu")
-    evaluate_recipe(lake, "default_reseeded", model_cfg, train_cfg, grid, None, label)
+    _, plan = training_setup(EvalResultsConfig(preset="demo"), "cpu")
+    evaluate_recipe(lake, "default_reseeded", plan)
     _, ranking, md = compute_leaderboard(lake, ["default", "default_reseeded"])
     print(md)
     assert sorted(p.eval_set for p in ranking.pairs) == EVAL_SETS
@@ -63,9 +63,9 @@ def test_two_recipes_that_differ_only_by_seed_are_no_difference(sample_demo: Sam
 
 
 def test_removing_a_source_is_a_stable_difference_on_the_sets_it_serves(sample_demo: SampleDemo, lake: Storage) -> None:
-    _, label, model_cfg, train_cfg, grid = training_setup(EvalResultsConfig(preset="demo"), "cpu")
+    _, plan = training_setup(EvalResultsConfig(preset="demo"), "cpu")
     start = time.perf_counter()
-    out = run_ablations(lake, "default", model_cfg, train_cfg, grid, None, label)
+    out = run_ablations(lake, "default", plan)
     wall = time.perf_counter() - start
     print(out.markdown)
     print(f"ablations of default: {out.runs} runs, {out.train_wall_s:.1f} s training, {wall:.1f} s in all")
@@ -75,7 +75,7 @@ def test_removing_a_source_is_a_stable_difference_on_the_sets_it_serves(sample_d
         row = effects[("web_other", eval_set)]
         assert row["stable"] and row["verdict"] == "stable: web_other helps", row
         assert row["effect_bpb"] > row["seed_noise"] > 0 and row["ci_low"] > 0
-    assert out.runs == 5 * len(grid.seeds) * len(grid.lrs)
+    assert out.runs == 5 * len(plan.grid.seeds) * len(plan.grid.lrs)
 
 
 def test_diff_of_the_shipped_recipes(sample_demo: SampleDemo) -> None:

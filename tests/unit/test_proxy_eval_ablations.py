@@ -12,7 +12,7 @@ from mmrecipe.mixture.build import build_mixture
 from mmrecipe.mixture.manifest import read_manifest
 from mmrecipe.mixture.token_shards import load_token_stream
 from mmrecipe.proxy_eval.ablations import FULL, leave_one_out, run_ablations, source_spans, without
-from mmrecipe.proxy_eval.evaluate import Grid
+from mmrecipe.proxy_eval.evaluate import EvalPlan, Grid
 from mmrecipe.proxy_eval.model import ModelConfig
 from mmrecipe.proxy_eval.training import TrainConfig
 from mmrecipe.recipe import parse_recipe
@@ -55,7 +55,9 @@ def test_ablations_train_every_variant_and_never_tokenize_again(lake: Storage, m
     monkeypatch.setattr(token_shards, "tokenize_texts", refuse)
     monkeypatch.setattr(token_shards.BpeTokenizer, "encode_batch", refuse)
     model = ModelConfig(context=32, d_model=32, n_layer=1, n_head=2)
-    out = run_ablations(lake, "mix", model, TrainConfig(train_tokens=256, batch_size=4), Grid((0, 1), (1e-2,)))
+    out = run_ablations(
+        lake, "mix", EvalPlan(model, TrainConfig(train_tokens=256, batch_size=4), Grid((0, 1), (1e-2,)))
+    )
     assert out.runs == 8 and out.train_wall_s > 0
     assert sorted(out.ranking.best_lr) == sorted([FULL, *(without(s) for s in SOURCES)])
     rows = out.effects.to_pylist()
@@ -73,4 +75,4 @@ def test_a_mixture_with_one_source_cannot_be_ablated(tmp_path: Path) -> None:
     one_source = recipe_text(total=3000).split("  - name: captions")[0]
     build_mixture(lake, parse_recipe(one_source, "/r/one.yaml"), ["d1"], {"held_out": eval_text(800)})
     with pytest.raises(ValueError, match=r"mixture\[one\] has 1 source\(s\) with documents: ablations need at least 2"):
-        run_ablations(lake, "one", ModelConfig(), TrainConfig(), Grid((0,), (1e-2,)))
+        run_ablations(lake, "one", EvalPlan(ModelConfig(), TrainConfig(), Grid((0,), (1e-2,))))

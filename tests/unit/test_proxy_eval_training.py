@@ -12,7 +12,7 @@ from data_assets.plots import loss_curve_png
 from mmrecipe.mixture.build import build_mixture
 from mmrecipe.mixture.token_shards import BpeTokenizer
 from mmrecipe.proxy_eval.bits_per_byte import bits_per_byte, document_bits, eval_documents
-from mmrecipe.proxy_eval.evaluate import Grid, eval_results_verdict, evaluate_recipe
+from mmrecipe.proxy_eval.evaluate import EvalPlan, Grid, eval_results_verdict, evaluate_recipe
 from mmrecipe.proxy_eval.model import ModelConfig, TinyGPT
 from mmrecipe.proxy_eval.presets import eval_preset, with_overrides
 from mmrecipe.proxy_eval.training import TrainConfig, resolve_device, train
@@ -130,7 +130,8 @@ def test_evaluate_recipe_writes_results_per_seed_and_eval_set(tmp_path: Path) ->
     eval_sets = {"held_out": eval_text(2000), "other": eval_text(4000)[2000:]}
     build_mixture(lake, recipe, ["d1"], eval_sets)
     train_cfg = TrainConfig(train_tokens=512, batch_size=4)
-    out = evaluate_recipe(lake, "mix", TINY, train_cfg, Grid((0, 1, 2), (3e-3, 1e-2)), plot=loss_curve_png)
+    plan = EvalPlan(TINY, train_cfg, Grid((0, 1, 2), (3e-3, 1e-2)))
+    out = evaluate_recipe(lake, "mix", plan, plot=loss_curve_png)
     rows = out.results.to_pylist()
     assert sorted((r["lr"], r["seed"], r["eval_set"]) for r in rows) == [
         (lr, s, e) for lr in (3e-3, 1e-2) for s in (0, 1, 2) for e in ("held_out", "other")
