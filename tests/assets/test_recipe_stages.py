@@ -242,6 +242,6 @@ def test_ablations_run_only_for_a_recipe_that_opts_in(recipe_env: Settings, inst
         instance=instance, partition_key="default", asset_selection=[dg.AssetKey("ablations")], raise_on_error=False
     )
     assert not result.success
-    [failure] = [e for e in result.all_events if e.is_step_failure]
-    assert "recipe 'default' does not opt in to ablations" in failure.message
-    assert f"add `ablations: true` to {recipe_env.recipes_dir}/default.yaml" in failure.message
+    [failure] = [e.step_failure_data.user_failure_data for e in result.all_events if e.is_step_failure]
+    assert "recipe 'default' does not opt in to ablations" in failure.description
+    assert f"add `ablations: true` to {recipe_env.recipes_dir}/default.yaml" in failure.description

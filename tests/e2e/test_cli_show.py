@@ -134,7 +134,7 @@ def test_show_cuts_long_values_with_an_ellipsis_and_keeps_rows_on_one_line(home:
 @pytest.mark.parametrize(
     ("args", "first_line"),
     [
-        (["nosuchasset", "x"], "Error: unknown asset 'nosuchasset': choose one of deduped_images, eval_results, "),
+        (["nosuchasset", "x"], "Error: unknown asset 'nosuchasset': choose one of ablations, deduped_images, "),
         (["raw_crawl", "d9"], "Error: unknown partition 'd9' of raw_crawl: choose one of d1, d2, d3"),
         (["mixture", "nosuch"], "Error: unknown partition 'nosuch' of mixture: choose one of default, english_hq"),
         (["raw_crawl"], "Error: raw_crawl is partitioned: choose one of d1, d2, d3"),
