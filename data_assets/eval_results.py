@@ -41,7 +41,7 @@ def training_setup(config: EvalResultsConfig, device: str) -> tuple[EvalPreset, 
     """The chosen preset and the evaluation plan it gives (`device`: the stage's, when the preset names none)."""
     try:
         chosen, label = with_overrides(eval_preset(config.preset), config.model_dump())
-        return chosen, chosen.plan(label, device, config.threads or None)
+        return chosen, EvalPlan.of(chosen, label, device, config.threads or None)
     except ValueError as e:
         raise dg.Failure(description=str(e), allow_retries=False) from None
 

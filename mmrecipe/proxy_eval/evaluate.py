@@ -26,6 +26,7 @@ from mmrecipe.mixture.manifest import EVALSETS_DIR, MIXTURE_ASSET, TOKENS_DIR, m
 from mmrecipe.mixture.token_shards import BpeTokenizer, load_token_stream, load_tokenizer
 from mmrecipe.proxy_eval.bits_per_byte import document_bits, eval_documents
 from mmrecipe.proxy_eval.model import ModelConfig
+from mmrecipe.proxy_eval.presets import EvalPreset
 from mmrecipe.proxy_eval.training import TrainConfig, TrainResult, train
 from mmrecipe.storage import Storage
 
@@ -96,6 +97,22 @@ class EvalPlan:
     train: TrainConfig
     grid: Grid
     label: str = "custom"
+
+    @classmethod
+    def of(cls, preset: EvalPreset, label: str, device: str, threads: int | None = None) -> EvalPlan:
+        """The evaluation a preset gives; `device` is used when the preset names none."""
+        model = ModelConfig(
+            context=preset.context, d_model=preset.d_model, n_layer=preset.n_layer, n_head=preset.n_head
+        )
+        train = TrainConfig(
+            train_tokens=preset.train_tokens,
+            batch_size=preset.batch_size,
+            lr=preset.lrs[0],
+            device=preset.device or device,
+            dtype=preset.dtype,
+            threads=threads,
+        )
+        return cls(model, train, Grid(preset.seeds, preset.lrs), label)
 
 
 @dataclass

@@ -15,10 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from mmrecipe.proxy_eval.evaluate import EvalPlan, Grid
-from mmrecipe.proxy_eval.model import ModelConfig
-from mmrecipe.proxy_eval.training import TrainConfig
-
 CHINCHILLA_TOKENS_PER_PARAMETER = 20
 
 
@@ -41,19 +37,6 @@ class EvalPreset:
     @property
     def runs(self) -> int:
         return len(self.seeds) * len(self.lrs)
-
-    def plan(self, label: str, device: str, threads: int | None = None) -> EvalPlan:
-        """The evaluation this preset gives; `device` is used when the preset names none."""
-        model = ModelConfig(context=self.context, d_model=self.d_model, n_layer=self.n_layer, n_head=self.n_head)
-        train = TrainConfig(
-            train_tokens=self.train_tokens,
-            batch_size=self.batch_size,
-            lr=self.lrs[0],
-            device=self.device or device,
-            dtype=self.dtype,
-            threads=threads,
-        )
-        return EvalPlan(model, train, Grid(self.seeds, self.lrs), label)
 
 
 EVAL_PRESETS = {
