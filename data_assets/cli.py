@@ -1,4 +1,4 @@
-"""The `mmrecipe` command line: ingest, build, demo, show and explain, through the same Definitions.
+"""The `mmrecipe` command line: ingest, build, demo, show, explain and diff, through the same Definitions.
 
 Every command runs on a real DagsterInstance at $DAGSTER_HOME (default `$MMRECIPE_HOME/dagster`,
 SQLite) so runs, materializations and checks appear in the Dagster UI exactly as if launched there.
@@ -437,3 +437,20 @@ def explain(doc_id: str) -> None:
         click.echo(lineage.format_lineage(lineage.explain(storage, doc_id, landing=landing)))
     except LookupError as e:
         raise click.ClickException(str(e)) from None
+
+
+@main.command()
+@click.argument("recipe_a")
+@click.argument("recipe_b")
+@click.option("--sample", default=3, show_default=True, help="Documents shown from each side.")
+def diff(recipe_a: str, recipe_b: str, sample: int) -> None:
+    """What differs between RECIPE_A's and RECIPE_B's mixtures: documents, token shares, recipe changes."""
+    from mmrecipe.mixture.diff import diff_mixtures
+
+    settings = environment_settings()
+    storage = storage_resources(settings)[0].storage()
+    try:
+        result = diff_mixtures(storage, recipe_a, recipe_b, recipe_keys(settings.recipes_dir), sample)
+    except (ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(result.markdown())

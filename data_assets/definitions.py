@@ -3,6 +3,7 @@
 import dagster as dg
 
 from data_assets import (
+    ablations,
     deduped_images,
     eval_results,
     extracted_text,
@@ -10,6 +11,7 @@ from data_assets import (
     mixture,
     quality_classifier,
     raw_crawl,
+    recipe_diff,
     release,
     transcribed_audio,
 )
@@ -30,6 +32,8 @@ STAGE_MODULES = [
     eval_results,
     leaderboard,
     release,
+    ablations,
+    recipe_diff,
 ]
 
 

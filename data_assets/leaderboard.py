@@ -1,4 +1,4 @@
-"""leaderboard: every recipe's eval results side by side, with seed noise and significance."""
+"""leaderboard: every recipe's eval results at its best learning rate, with noise floors and stability verdicts."""
 
 import dagster as dg
 
@@ -16,21 +16,22 @@ from resources import LakeResource
     group_name="reports",
     kinds={"markdown", "parquet"},
     owners=["team:research-data"],
-    code_version="1",
+    code_version="2",  # 2: best learning rate, stability verdicts, noise floor
     deps=[dg.AssetDep("eval_results", partition_mapping=dg.AllPartitionMapping())],
     metadata={"dagster/column_schema": column_schema(SCORES_SCHEMA)},
 )
 def leaderboard(lake: LakeResource) -> dg.MaterializeResult:
-    """Bits per byte of every evaluated recipe on each eval set: mean ± seed std, and which gaps exceed seed noise."""
+    """Bits per byte of every evaluated recipe per eval set at its best learning rate, and which orders are stable."""
     board = write_leaderboard(lake.storage(), recipes_partitions.get_partition_keys(), leaderboard_png)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(board.markdown_uri),
             "scores_path": dg.MetadataValue.path(board.scores_uri),
-            "dagster/row_count": len(board.scores),
+            "dagster/row_count": len(board.ranking.scores),
             "recipes": ", ".join(board.recipes) or "none",
-            "significance_rule": RULE,
-            "significant_gaps": int(sum(c.significant for c in board.comparisons)),
+            "stability_rule": RULE,
+            "stable_pairs": int(sum(p.stable for p in board.ranking.pairs)),
+            "pairs": len(board.ranking.pairs),
             "leaderboard": dg.MetadataValue.md(board.markdown),
             "plot": png_md(board.png, "bits per byte by recipe") if board.png else dg.MetadataValue.md("no results"),
         }

@@ -105,13 +105,13 @@ def leaderboard_png(all_scores: Sequence[Score]) -> bytes:
 
 
 def loss_curve_png(curves: pa.Table, title: str) -> bytes:
-    """Training loss against tokens seen, one line per seed, from rows (seed, tokens_seen, loss)."""
+    """Training loss against tokens seen, one line per run, from rows (seed, peak_lr, tokens_seen, loss)."""
     fig = Figure(figsize=(6, 3.2))
     ax = fig.subplots()
-    rows = curves.select(["seed", "tokens_seen", "loss"]).to_pylist()
-    for seed in sorted({r["seed"] for r in rows}):
-        pts = [(r["tokens_seen"], r["loss"]) for r in rows if r["seed"] == seed]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=f"seed {seed}")
+    rows = curves.select(["seed", "peak_lr", "tokens_seen", "loss"]).to_pylist()
+    for lr, seed in sorted({(r["peak_lr"], r["seed"]) for r in rows}):
+        pts = [(r["tokens_seen"], r["loss"]) for r in rows if r["seed"] == seed and r["peak_lr"] == lr]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=f"lr {lr:g} seed {seed}")
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("train loss (nats/token)")
     ax.set_title(title)

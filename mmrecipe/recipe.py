@@ -12,6 +12,7 @@ raises `RecipeError` naming the file, the field and the reason, so a researcher 
     when_short: shrink_budget           # or `redistribute` (see mmrecipe.mixture.sampling)
     eval_sets: [held_out_en]            # <eval sets dir>/<name>.txt, never part of any drop
     decontamination: {ngram: 13, max_overlap: 0.01}  # share of an eval set's n-grams found in the mixture
+    ablations: false                    # opt in to the `ablations` asset (leave-one-source-out proxy evals)
     sources:
       - name: web_en
         stage: extracted_text
@@ -75,6 +76,7 @@ TOP_LEVEL = {
     "eval_sets",
     "decontamination",
     "sources",
+    "ablations",
 }
 SOURCE_KEYS = {"name", "stage", "weight", "max_epochs", "filters"}
 
@@ -126,6 +128,7 @@ class Recipe:
     sources: tuple[Source, ...]
     path: str = ""
     text: str = ""
+    ablations: bool = False
 
     @property
     def sha256(self) -> str:
@@ -194,6 +197,9 @@ def parse_recipe(text: str, path: str, expected_name: str | None = None) -> Reci
     when_short = body.get("when_short", "shrink_budget")
     if when_short not in WHEN_SHORT:
         raise RecipeError(path, "when_short", f"is {when_short!r}; use one of {list(WHEN_SHORT)}")
+    ablations = body.get("ablations", False)
+    if not isinstance(ablations, bool):
+        raise RecipeError(path, "ablations", f"must be true or false, got {ablations!r}")
     tokenizer = body.get("tokenizer", "gpt2")
     if not isinstance(tokenizer, str) or not tokenizer:
         raise RecipeError(path, "tokenizer", "must be 'gpt2' or a path to a tokenizer.json")
@@ -213,6 +219,7 @@ def parse_recipe(text: str, path: str, expected_name: str | None = None) -> Reci
         sources=sources,
         path=path,
         text=text,
+        ablations=ablations,
     )
 
 

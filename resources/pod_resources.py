@@ -49,6 +49,7 @@ POD_SIZES: dict[str, PodSize] = {
     "transcribed_audio": PodSize("4", "16Gi", "8", "32Gi", gpus=1, scratch="20Gi"),
     "mixture": PodSize("2", "8Gi", "4", "16Gi", scratch="50Gi"),
     "eval_results": PodSize("4", "16Gi", "8", "32Gi", gpus=1, scratch="20Gi"),
+    "ablations": PodSize("4", "16Gi", "8", "32Gi", gpus=1, scratch="20Gi"),
 }
 DEFAULT_SIZE = PodSize("500m", "1Gi", "1", "2Gi", scratch="5Gi")
 

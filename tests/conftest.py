@@ -18,7 +18,7 @@ from resources.settings import environment_settings
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DROPS = REPO / "samples" / "drops"
 CLI = str(Path(sys.executable).with_name("mmrecipe"))
-DEMO_ARGS = ["demo"]  # exactly what `make demo` runs (the `demo` eval preset: 2 seeds x 16,384 tokens)
+DEMO_ARGS = ["demo"]  # exactly what `make demo` runs (the `demo` eval preset: 2 seeds x 2 lrs x 8,192 tokens)
 
 
 # Fixtures that start a real server or fetch a tool: a test using one is in the slow lane.

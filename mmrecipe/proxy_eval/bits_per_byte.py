@@ -1,19 +1,25 @@
 """Bits per byte of held-out text under a proxy model: total negative log-likelihood in bits / UTF-8 bytes.
 
-Dividing by bytes rather than tokens makes the figure comparable across tokenizers. The text is encoded
-with the mixture's tokenizer, preceded by the end-of-text id so that every token of the text is
-predicted exactly once, and scored in consecutive windows of the model's context length.
+Dividing by bytes rather than tokens makes the figure comparable across tokenizers. An eval set is a list of
+documents (`eval_documents`: its blank-line-separated paragraphs packed to at least 512 bytes). Each document
+is encoded with the mixture's tokenizer; the documents are concatenated behind one end-of-text id, so every
+token is predicted exactly once, and scored in consecutive windows of the model's context length. The
+per-token losses are summed per document: the leaderboard bootstraps over these per-document scores.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from mmrecipe.mixture.token_shards import BpeTokenizer
 from mmrecipe.proxy_eval.model import TinyGPT
+
+EVAL_DOC_MIN_BYTES = 512
 
 
 @dataclass(frozen=True)
@@ -29,29 +35,55 @@ class BitsPerByte:
         return self.nll_bits / self.utf8_bytes if self.utf8_bytes else float("nan")
 
 
+def eval_documents(text: str, min_bytes: int = EVAL_DOC_MIN_BYTES) -> list[str]:
+    """The documents of an eval set: consecutive paragraphs packed to >= `min_bytes`; they concatenate to `text`."""
+    parts = text.split("\n\n")
+    docs, current = [], ""
+    for paragraph in [p + "\n\n" for p in parts[:-1]] + [parts[-1]]:
+        current += paragraph
+        if len(current.encode("utf-8")) >= min_bytes:
+            docs.append(current)
+            current = ""
+    if current:
+        if docs:
+            docs[-1] += current  # a short tail joins the last document
+        else:
+            docs.append(current)
+    return docs
+
+
 @torch.no_grad()
-def bits_per_byte(model: TinyGPT, tok: BpeTokenizer, text: str, batch_size: int = 16) -> BitsPerByte:
-    """The bits per byte of `text` under `model`."""
+def document_bits(model: TinyGPT, tok: BpeTokenizer, docs: Sequence[str], batch_size: int = 16) -> list[BitsPerByte]:
+    """The score of each document of `docs` under `model`, scored as one stream (see the module docstring)."""
     ctx = model.cfg.context
     device = next(model.parameters()).device
-    ids = [tok.eot_id, *tok.encode(text)]
+    encoded = [tok.encode(d) for d in docs]
+    ids = np.array([tok.eot_id, *(i for e in encoded for i in e)], dtype=np.int64)
+    owner = np.repeat(np.arange(len(docs)), [len(e) for e in encoded])  # the document of each predicted token
     n_pred = len(ids) - 1
-    if n_pred <= 0:
-        return BitsPerByte(0.0, len(text.encode("utf-8")), 0)
-    seq = torch.tensor(ids, dtype=torch.long)
+    nats = np.zeros(n_pred)
+    seq = torch.from_numpy(ids)
     windows = [(i, min(ctx, n_pred - i)) for i in range(0, n_pred, ctx)]
     was_training = model.training
     model.eval()
-    total_nats = 0.0
     full = [w for w in windows if w[1] == ctx]
-    for b in range(0, len(full), batch_size):
-        chunk = full[b : b + batch_size]
-        x = torch.stack([seq[i : i + ctx] for i, _ in chunk]).to(device)
-        y = torch.stack([seq[i + 1 : i + ctx + 1] for i, _ in chunk]).to(device)
-        total_nats += float(model.loss(x, y, reduction="sum"))
-    for i, length in (w for w in windows if w[1] != ctx):
-        x = seq[i : i + length].unsqueeze(0).to(device)
-        y = seq[i + 1 : i + length + 1].unsqueeze(0).to(device)
-        total_nats += float(model.loss(x, y, reduction="sum"))
+    batches = [full[b : b + batch_size] for b in range(0, len(full), batch_size)]
+    batches += [[w] for w in windows if w[1] != ctx]
+    for chunk in batches:
+        length = chunk[0][1]
+        x = torch.stack([seq[i : i + length] for i, _ in chunk]).to(device)
+        y = torch.stack([seq[i + 1 : i + length + 1] for i, _ in chunk]).to(device)
+        losses = model.loss(x, y, reduction="none").view(len(chunk), length).double().cpu().numpy()
+        for (i, _), row in zip(chunk, losses, strict=True):
+            nats[i : i + length] = row
     model.train(was_training)
-    return BitsPerByte(total_nats / math.log(2), len(text.encode("utf-8")), n_pred)
+    per_doc = np.bincount(owner, weights=nats, minlength=len(docs)) / math.log(2)
+    return [
+        BitsPerByte(float(bits), len(d.encode("utf-8")), len(e))
+        for bits, d, e in zip(per_doc, docs, encoded, strict=True)
+    ]
+
+
+def bits_per_byte(model: TinyGPT, tok: BpeTokenizer, text: str, batch_size: int = 16) -> BitsPerByte:
+    """The bits per byte of `text` under `model`, as one document."""
+    return document_bits(model, tok, [text], batch_size)[0]

@@ -1,9 +1,12 @@
-"""Evaluation results of a recipe: proxy models trained on its mixture for N seeds, scored on its eval sets.
+"""Evaluation results of a recipe: proxy models trained on its mixture over a seed x learning-rate grid.
 
 Writes `<lake>/eval_results/<recipe>/`:
-    results.parquet      one row per (seed, eval set): bits per byte, NLL bits, bytes, tokens, tokens seen, wall time
-    loss_curves.parquet  one row per logged step and seed: tokens seen, train loss, learning rate
-    loss_curve.png       the loss curves, one line per seed (drawn by the `plot` the caller passes)
+    results.parquet      one row per (learning rate, seed, eval set): bits per byte, NLL bits, bytes, tokens,
+                         tokens seen, wall time, model size
+    doc_losses.parquet   one row per (learning rate, seed, eval set, eval document): NLL bits and bytes (the
+                         leaderboard's bootstrap over eval documents reads these)
+    loss_curves.parquet  one row per logged step and run: tokens seen, train loss, learning rate
+    loss_curve.png       the loss curves, one line per run (drawn by the `plot` the caller passes)
 """
 
 from __future__ import annotations
@@ -11,17 +14,19 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
+import numpy as np
 import pyarrow as pa
 
 from mmrecipe.mixture.build import read_summary
 from mmrecipe.mixture.checks import Verdict
 from mmrecipe.mixture.manifest import EVALSETS_DIR, MIXTURE_ASSET, TOKENS_DIR, mixture_uri
-from mmrecipe.mixture.token_shards import load_token_stream, load_tokenizer
-from mmrecipe.proxy_eval.bits_per_byte import bits_per_byte
+from mmrecipe.mixture.token_shards import BpeTokenizer, load_token_stream, load_tokenizer
+from mmrecipe.proxy_eval.bits_per_byte import document_bits, eval_documents
 from mmrecipe.proxy_eval.model import ModelConfig
+from mmrecipe.proxy_eval.presets import EvalPreset
 from mmrecipe.proxy_eval.training import TrainConfig, TrainResult, train
 from mmrecipe.storage import Storage
 
@@ -31,6 +36,7 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("recipe", pa.string(), nullable=False),
         pa.field("mixture_version", pa.string(), nullable=False),
         pa.field("seed", pa.int64(), nullable=False),
+        pa.field("lr", pa.float64(), nullable=False),
         pa.field("eval_set", pa.string(), nullable=False),
         pa.field("bpb", pa.float64(), nullable=False),
         pa.field("nll_bits", pa.float64(), nullable=False),
@@ -41,12 +47,26 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("final_train_loss", pa.float64(), nullable=False),
         pa.field("wall_s", pa.float64(), nullable=False),
         pa.field("device", pa.string(), nullable=False),
+        pa.field("dtype", pa.string(), nullable=False),
+        pa.field("parameters", pa.int64(), nullable=False),
         pa.field("eval_config", pa.string(), nullable=False),  # the preset's name (mmrecipe.proxy_eval.presets)
+    ]
+)
+DOC_LOSSES_SCHEMA = pa.schema(
+    [
+        pa.field("recipe", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("lr", pa.float64(), nullable=False),
+        pa.field("eval_set", pa.string(), nullable=False),
+        pa.field("doc", pa.int64(), nullable=False),  # the document's position in eval_documents(eval set)
+        pa.field("nll_bits", pa.float64(), nullable=False),
+        pa.field("utf8_bytes", pa.int64(), nullable=False),
     ]
 )
 CURVE_SCHEMA = pa.schema(
     [
         pa.field("seed", pa.int64(), nullable=False),
+        pa.field("peak_lr", pa.float64(), nullable=False),
         pa.field("step", pa.int64(), nullable=False),
         pa.field("tokens_seen", pa.int64(), nullable=False),
         pa.field("loss", pa.float64(), nullable=False),
@@ -55,39 +75,86 @@ CURVE_SCHEMA = pa.schema(
 )
 
 
+@dataclass(frozen=True)
+class Grid:
+    """The runs of one evaluation: every seed at every peak learning rate."""
+
+    seeds: tuple[int, ...]
+    lrs: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.seeds or not self.lrs:
+            raise ValueError(f"the eval grid needs at least one seed and one learning rate, got {self}")
+        if len(set(self.seeds)) != len(self.seeds) or len(set(self.lrs)) != len(self.lrs):
+            raise ValueError(f"the eval grid lists a seed or a learning rate twice: {self}")
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """What an evaluation trains: the proxy model's shape, the training config, the grid and the preset's label."""
+
+    model: ModelConfig
+    train: TrainConfig
+    grid: Grid
+    label: str = "custom"
+
+    @classmethod
+    def of(cls, preset: EvalPreset, label: str, device: str, threads: int | None = None) -> EvalPlan:
+        """The evaluation a preset gives; `device` is used when the preset names none."""
+        model = ModelConfig(
+            context=preset.context, d_model=preset.d_model, n_layer=preset.n_layer, n_head=preset.n_head
+        )
+        train = TrainConfig(
+            train_tokens=preset.train_tokens,
+            batch_size=preset.batch_size,
+            lr=preset.lrs[0],
+            device=preset.device or device,
+            dtype=preset.dtype,
+            threads=threads,
+        )
+        return cls(model, train, Grid(preset.seeds, preset.lrs), label)
+
+
 @dataclass
-class EvalOutput:
-    """What evaluating a recipe produced."""
+class GridRuns:
+    """What training one token stream over a grid produced: result rows, per-document losses, curves, runs."""
 
     results: pa.Table
+    doc_losses: pa.Table
     curves: pa.Table
     runs: list[TrainResult]
+    parameters: int
+
+
+@dataclass
+class EvalOutput:
+    """What evaluating a recipe produced and where it was written."""
+
+    grid: GridRuns
     loss_png: bytes
     results_uri: str
     curves_uri: str
     png_uri: str
     mixture_version: str
-    parameters: int
+
+    @property
+    def results(self) -> pa.Table:
+        return self.grid.results
+
+    @property
+    def runs(self) -> list[TrainResult]:
+        return self.grid.runs
 
 
-def results_uri(storage: Storage, recipe: str) -> str:
-    """Where a recipe's eval results table lives."""
-    return storage.uri(EVAL_ASSET, recipe, "results.parquet")
+def results_uri(storage: Storage, recipe: str, file: str = "results.parquet") -> str:
+    """Where a recipe's eval results table (or its `doc_losses.parquet`) lives."""
+    return storage.uri(EVAL_ASSET, recipe, file)
 
 
-def evaluate_recipe(
-    storage: Storage,
-    recipe: str,
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    seeds: Sequence[int],
-    recipes_dir: str | None = None,
-    eval_config: str = "custom",
-    plot: Callable[[pa.Table, str], bytes] | None = None,
-) -> EvalOutput:
-    """Train one proxy model per seed on the recipe's mixture and score each on the mixture's eval sets."""
-    if not seeds:
-        raise ValueError("at least one seed is needed to evaluate a recipe")
+def eval_inputs(
+    storage: Storage, recipe: str, recipes_dir: str | None
+) -> tuple[dict[str, object], BpeTokenizer, dict[str, list[str]]]:
+    """A built mixture's summary, its tokenizer (checked against the mixture's) and its eval sets' documents."""
     summary = read_summary(storage, recipe)
     tok = load_tokenizer(str(summary["tokenizer"]), base_dir=recipes_dir)
     if tok.fingerprint != summary["tokenizer_fingerprint"]:
@@ -95,64 +162,109 @@ def evaluate_recipe(
             f"mixture[{recipe}] was tokenized with {summary['tokenizer_fingerprint']} but {summary['tokenizer']} "
             f"now loads as {tok.fingerprint}: rebuild the mixture"
         )
-    model_cfg = ModelConfig(**{**model_cfg.__dict__, "vocab_size": tok.vocab_size})
-    eval_texts = {
-        name: storage.read_bytes(mixture_uri(storage, recipe, EVALSETS_DIR, f"{name}.txt")).decode("utf-8")
-        for name in sorted(summary["eval_sets"])
+    docs = {
+        name: eval_documents(storage.read_bytes(mixture_uri(storage, recipe, EVALSETS_DIR, f"{name}.txt")).decode())
+        for name in sorted(summary["eval_sets"])  # type: ignore[union-attr]
     }
-    workdir = tempfile.mkdtemp(prefix="mmrecipe-eval-")
-    try:
-        stream = load_token_stream(storage, f"{MIXTURE_ASSET}/{recipe}/{TOKENS_DIR}", workdir)
-        rows, curve_rows, runs = [], [], []
-        for seed in seeds:
-            run = train(stream, model_cfg, train_cfg, seed)
+    return summary, tok, docs
+
+
+def train_grid(
+    stream: np.ndarray,
+    tok: BpeTokenizer,
+    eval_docs: Mapping[str, Sequence[str]],
+    plan: EvalPlan,
+    labels: Mapping[str, str],
+) -> GridRuns:
+    """Train one proxy model per (learning rate, seed) on `stream`; score each on every eval set, per document.
+
+    `labels` fills the recipe and mixture_version columns of the result rows.
+    """
+    model_cfg = replace(plan.model, vocab_size=tok.vocab_size)
+    rows, doc_rows, curve_rows, runs, parameters = [], [], [], [], 0
+    for lr in plan.grid.lrs:
+        for seed in plan.grid.seeds:
+            run = train(stream, model_cfg, replace(plan.train, lr=lr), seed)
             assert run.model is not None
-            for name, text in eval_texts.items():
-                score = bits_per_byte(run.model, tok, text)
+            parameters = run.model.num_parameters()
+            for name, docs in sorted(eval_docs.items()):
+                scored = document_bits(run.model, tok, docs)
+                nll, size = sum(d.nll_bits for d in scored), sum(d.utf8_bytes for d in scored)
                 rows.append(
                     {
-                        "recipe": recipe,
-                        "mixture_version": summary["version"],
+                        "recipe": labels["recipe"],
+                        "mixture_version": labels["mixture_version"],
                         "seed": seed,
+                        "lr": lr,
                         "eval_set": name,
-                        "bpb": score.bpb,
-                        "nll_bits": score.nll_bits,
-                        "utf8_bytes": score.utf8_bytes,
-                        "eval_tokens": score.tokens,
+                        "bpb": nll / size if size else math.nan,
+                        "nll_bits": nll,
+                        "utf8_bytes": size,
+                        "eval_tokens": sum(d.tokens for d in scored),
                         "tokens_seen": run.tokens_seen,
                         "steps": run.steps,
                         "final_train_loss": run.final_loss,
                         "wall_s": round(run.wall_s, 3),
                         "device": run.device,
-                        "eval_config": eval_config,
+                        "dtype": run.dtype,
+                        "parameters": parameters,
+                        "eval_config": plan.label,
                     }
                 )
-            curve_rows += [{"seed": seed, **{k: v for k, v in p.items()}} for p in run.curve]
-            parameters = run.model.num_parameters()
+                doc_rows += [
+                    {"recipe": labels["recipe"], "seed": seed, "lr": lr, "eval_set": name, "doc": i}
+                    | {"nll_bits": d.nll_bits, "utf8_bytes": d.utf8_bytes}
+                    for i, d in enumerate(scored)
+                ]
+            curve_rows += [{"seed": seed, "peak_lr": lr, **p} for p in run.curve]
             run.model = None  # free the weights; only the scores are kept
             runs.append(run)
+    return GridRuns(
+        pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA),
+        pa.Table.from_pylist(doc_rows, schema=DOC_LOSSES_SCHEMA),
+        pa.Table.from_pylist(curve_rows, schema=CURVE_SCHEMA),
+        runs,
+        parameters,
+    )
+
+
+def evaluate_recipe(
+    storage: Storage,
+    recipe: str,
+    plan: EvalPlan,
+    recipes_dir: str | None = None,
+    plot: Callable[[pa.Table, str], bytes] | None = None,
+) -> EvalOutput:
+    """Train the grid on the recipe's mixture, score the mixture's eval sets, and write the tables to the lake."""
+    summary, tok, eval_docs = eval_inputs(storage, recipe, recipes_dir)
+    labels = {"recipe": recipe, "mixture_version": str(summary["version"])}
+    workdir = tempfile.mkdtemp(prefix="mmrecipe-eval-")
+    try:
+        stream = load_token_stream(storage, f"{MIXTURE_ASSET}/{recipe}/{TOKENS_DIR}", workdir)
+        runs = train_grid(stream, tok, eval_docs, plan, labels)
         del stream
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    results = pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA)
-    curves = pa.Table.from_pylist(curve_rows, schema=CURVE_SCHEMA)
-    png = plot(curves, f"proxy model on mixture[{recipe}]") if plot else b""
-    out_results = results_uri(storage, recipe)
+    png = plot(runs.curves, f"proxy model on mixture[{recipe}]") if plot else b""
     out_curves = storage.uri(EVAL_ASSET, recipe, "loss_curves.parquet")
     out_png = storage.uri(EVAL_ASSET, recipe, "loss_curve.png")
-    storage.write_table(out_curves, curves)
+    storage.write_table(out_curves, runs.curves)
     if png:
         storage.write_bytes(out_png, png)
-    storage.write_table(out_results, results)  # written last: the leaderboard reads this one
-    return EvalOutput(results, curves, runs, png, out_results, out_curves, out_png, summary["version"], parameters)
+    storage.write_table(results_uri(storage, recipe, "doc_losses.parquet"), runs.doc_losses)
+    storage.write_table(results_uri(storage, recipe), runs.results)  # written last: the leaderboard reads this one
+    return EvalOutput(runs, png, results_uri(storage, recipe), out_curves, out_png, labels["mixture_version"])
 
 
-def read_all_results(storage: Storage, recipes: Sequence[str]) -> pa.Table:
-    """The eval results of every recipe in `recipes` that has them, concatenated."""
+def read_all_results(storage: Storage, recipes: Sequence[str], file: str = "results.parquet") -> pa.Table:
+    """The eval results (or `doc_losses.parquet`) of every recipe in `recipes` that has them, concatenated."""
+    schema = DOC_LOSSES_SCHEMA if file == "doc_losses.parquet" else RESULTS_SCHEMA
     tables = [
-        storage.read_table(results_uri(storage, r)) for r in sorted(recipes) if storage.exists(results_uri(storage, r))
+        storage.read_table(results_uri(storage, r, file))
+        for r in sorted(recipes)
+        if storage.exists(results_uri(storage, r)) and storage.exists(results_uri(storage, r, file))
     ]
-    return pa.concat_tables(tables, promote_options="default") if tables else RESULTS_SCHEMA.empty_table()
+    return pa.concat_tables(tables, promote_options="default") if tables else schema.empty_table()
 
 
 def eval_results_verdict(storage: Storage, recipe: str) -> Verdict:
@@ -161,27 +273,29 @@ def eval_results_verdict(storage: Storage, recipe: str) -> Verdict:
     curves = storage.read_table(storage.uri(EVAL_ASSET, recipe, "loss_curves.parquet")).to_pylist()
     version = read_summary(storage, recipe)["version"]
     seeds = sorted({r["seed"] for r in table})
+    lrs = sorted({r["lr"] for r in table})
     sets = sorted({r["eval_set"] for r in table})
     problems = []
-    if len(table) != len(seeds) * len(sets) or not table:
-        problems.append(f"{len(table)} result rows for {len(seeds)} seeds x {len(sets)} eval sets")
+    if len(table) != len(seeds) * len(lrs) * len(sets) or not table:
+        problems.append(f"{len(table)} result rows for {len(seeds)} seeds x {len(lrs)} lrs x {len(sets)} eval sets")
     problems += [
         f"seed {r['seed']} {r['eval_set']}: bits per byte {r['bpb']}"
         for r in table
         if not (math.isfinite(r["bpb"]) and r["bpb"] > 0)
     ]
-    for seed in seeds:
-        losses = [c["loss"] for c in curves if c["seed"] == seed]
-        if len(losses) < 2 or not losses[-1] < losses[0]:
-            problems.append(f"seed {seed}: training loss did not fall ({losses[:1]} -> {losses[-1:]})")
+    for lr in lrs:
+        for seed in seeds:
+            losses = [c["loss"] for c in curves if c["seed"] == seed and c["peak_lr"] == lr]
+            if len(losses) < 2 or not losses[-1] < losses[0]:
+                problems.append(f"seed {seed} lr {lr:g}: training loss did not fall ({losses[:1]} -> {losses[-1:]})")
     stale = sorted({r["mixture_version"] for r in table} - {version})
     if stale:
         problems.append(f"results are for mixture version(s) {stale}, the mixture is now {version}: re-evaluate")
     description = (
-        f"{len(seeds)} seeds x {len(sets)} eval sets, finite bits per byte, falling loss, mixture {version}"
+        f"{len(seeds)} seeds x {len(lrs)} lrs x {len(sets)} eval sets, finite bits per byte, falling loss, "
+        f"mixture {version}"
         if not problems
         else "; ".join(problems[:5])
     )
-    return Verdict(
-        not problems, description, {"mixture_version": version, "seeds": len(seeds), "problems": len(problems)}
-    )
+    figures = {"mixture_version": version, "seeds": len(seeds), "lrs": len(lrs), "problems": len(problems)}
+    return Verdict(not problems, description, figures)

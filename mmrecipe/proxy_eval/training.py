@@ -2,7 +2,7 @@
 
 Batches are random windows of the stream (nanoGPT's `get_batch`), drawn from a generator seeded by the
 run's seed; the model's initial weights come from the same seed. AdamW with linear warm-up and cosine
-decay to a tenth of the peak learning rate.
+decay to a tenth of the peak learning rate. The forward pass runs under autocast when `dtype` is bfloat16.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     log_every: int = 5
     device: str = "auto"
+    dtype: str = "float32"
     threads: int | None = None
 
     def steps(self, context: int) -> int:
@@ -47,6 +48,8 @@ class TrainResult:
     curve: list[dict[str, float]] = field(default_factory=list)
     model: TinyGPT | None = field(default=None, repr=False)
     device: str = "cpu"
+    lr: float = 0.0
+    dtype: str = "float32"
 
     @property
     def tokens_per_s(self) -> float:
@@ -62,6 +65,16 @@ def resolve_device(name: str) -> torch.device:
     if name != "cpu" and not name.startswith("cuda"):
         raise ValueError(f"device {name!r}: use 'cpu', 'cuda' or 'auto'")
     return torch.device(name)
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """The torch dtype of the forward pass for `float32` or `bfloat16`; raises naming the choices."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r}: use one of {sorted(DTYPES)}")
+    return DTYPES[name]
 
 
 def _lr_at(step: int, steps: int, cfg: TrainConfig) -> float:
@@ -80,6 +93,7 @@ def train(stream: np.ndarray, model_cfg: ModelConfig, cfg: TrainConfig, seed: in
     if int(stream.max()) >= model_cfg.vocab_size:
         raise ValueError(f"token id {int(stream.max())} is outside the model's vocabulary of {model_cfg.vocab_size}")
     device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(seed)
@@ -103,7 +117,8 @@ def train(stream: np.ndarray, model_cfg: ModelConfig, cfg: TrainConfig, seed: in
         window = torch.from_numpy(np.asarray(stream[starts[:, None] + offsets], dtype=np.int64)).to(device)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, cfg)
-        loss = model.loss(window[:, :-1], window[:, 1:])
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = model.loss(window[:, :-1], window[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -120,4 +135,5 @@ def train(stream: np.ndarray, model_cfg: ModelConfig, cfg: TrainConfig, seed: in
             )
     wall = time.perf_counter() - start
     model.eval()
-    return TrainResult(seed, steps, steps * cfg.batch_size * ctx, wall, loss_value, curve, model, str(device))
+    tokens = steps * cfg.batch_size * ctx
+    return TrainResult(seed, steps, tokens, wall, loss_value, curve, model, str(device), cfg.lr, cfg.dtype)

@@ -118,7 +118,7 @@ def test_build_evaluate_release_and_leaderboard(recipe_env: Settings, instance: 
         assert mix["dagster/row_count"] > 0 and mix["too_small_sources"] == "none"
         assert "## PII and opt-out" in mix["data_card"] and "d2" in mix["drops"]
         ev = metadata_of(result, "eval_results")
-        assert ev["dagster/row_count"] == 2  # 2 seeds x 1 eval set
+        assert ev["dagster/row_count"] == 4  # 2 seeds x 2 learning rates (the full grid) x 1 eval set
         assert ev["tokens_seen_per_seed"] == 512 and "data:image/png;base64," in ev["loss_curve"]
         rel = metadata_of(result, "release")
         lake = Storage(recipe_env.lake)
@@ -138,7 +138,9 @@ def test_build_evaluate_release_and_leaderboard(recipe_env: Settings, instance: 
     )
     meta = metadata_of(board, "leaderboard")
     assert meta["recipes"] == "default, english_hq"
-    assert "±" in meta["leaderboard"] and "significant" in meta["leaderboard"]
+    assert "±" in meta["leaderboard"] and "| held_out | " in meta["leaderboard"]
+    assert meta["pairs"] == 1 and ("stable: " in meta["leaderboard"]) is (meta["stable_pairs"] == 1)
+    assert "smallest detectable Δ" in meta["leaderboard"] and "tokens per seed" in meta["leaderboard"]
     assert Path(recipe_env.lake, "leaderboard", "leaderboard.png").stat().st_size > 1000
 
 
@@ -224,9 +226,22 @@ def test_proxy_training_runs_on_the_device_the_deployment_gives_eval_results(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     deployment = environment_settings()
-    config = {**TINY_EVAL, "seeds": [0], "device": config_device}
+    config = {**TINY_EVAL, "seeds": [0], "lrs": [1e-2], "device": config_device}
     result = run_recipe(
         deployment, instance, "default", ("mixture", "eval_results"), {"ops": {"eval_results": {"config": config}}}
     )
     assert result.success
     assert asked == [device]
+
+
+def test_ablations_run_only_for_a_recipe_that_opts_in(recipe_env: Settings, instance: dg.DagsterInstance) -> None:
+    from data_assets.definitions import build_defs
+
+    job = build_defs(recipe_env).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance, partition_key="default", asset_selection=[dg.AssetKey("ablations")], raise_on_error=False
+    )
+    assert not result.success
+    [failure] = [e.step_failure_data.user_failure_data for e in result.all_events if e.is_step_failure]
+    assert "recipe 'default' does not opt in to ablations" in failure.description
+    assert f"add `ablations: true` to {recipe_env.recipes_dir}/default.yaml" in failure.description

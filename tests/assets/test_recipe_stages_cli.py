@@ -25,7 +25,8 @@ def test_build_then_explain_a_document(recipe_env: Settings) -> None:  # noqa: F
     assert "bits per byte held_out" in built.output and " ± " in built.output
     assert f"release: {recipe_env.lake}/releases/default/v-" in built.output
     assert "leaderboard: ok" in built.output  # build refreshes the leaderboard
-    assert (Path(recipe_env.lake) / "leaderboard" / "leaderboard.md").read_text().startswith("Eval config: full (")
+    board = (Path(recipe_env.lake) / "leaderboard" / "leaderboard.md").read_text()
+    assert "- eval config full (changed: seeds, train_tokens) (default): 2 seeds x 2 learning rates" in board
 
     manifest = read_manifest(Storage(recipe_env.lake), "default")
     row = manifest.filter(pc.equal(manifest["source"], "web_en")).to_pylist()[0]

@@ -42,7 +42,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     for folder in (recipes, evalsets):
         folder.mkdir()
     for name, text in RECIPES.items():
-        (recipes / f"{name}.yaml").write_text(text)
+        (recipes / f"{name}.yaml").write_text(text + ("ablations: true\n" if name == "default" else ""))
     (evalsets / "held_out.txt").write_text(eval_text(SHORT_EVAL))
     reference = root / "reference.txt"
     reference.write_text("\n\n\n".join(" ".join(topics[n].split()) for n in ("calls", "function", "class", "lambda")))
@@ -65,6 +65,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
             config = {"ops": {"eval_results": {"config": TINY_EVAL}}}
             _run(defs, instance, "recipe_stages_job", recipe, ["mixture", "eval_results", "release"], config)
         _run(defs, instance, "__ASSET_JOB", None, ["leaderboard"])
+        ablate = {"ops": {"ablations": {"config": {**TINY_EVAL, "lrs": [1e-2]}}}}
+        _run(defs, instance, "__ASSET_JOB", "default", ["ablations"], ablate)
+        _run(defs, instance, "__ASSET_JOB", "english_hq", ["recipe_diff"])
         d1 = Path(settings.landing) / "d1"
         (d1 / MANIFEST).write_text(manifest_for_folder(str(d1), "d1").to_json())
         _run(defs, instance, "drop_stages_job", "d1", ["raw_crawl"])
@@ -94,6 +97,8 @@ def _show(*args: str) -> tuple[int, list[str]]:
         ("eval_results", "default", "eval_results[default]  {lake}/eval_results/default/", "sample rows ("),
         ("release", "english_hq", "release[english_hq]  {lake}/releases/english_hq/v-", "sample rows (5 of "),
         ("leaderboard", None, "leaderboard[]  {lake}/leaderboard/leaderboard.md", "{lake}/leaderboard/leaderboard.md"),
+        ("ablations", "default", "ablations[default]  {lake}/ablations/default/effects.parquet", "sample rows ("),
+        ("recipe_diff", "english_hq", "recipe_diff[english_hq]  {lake}/recipe_diff/english_hq/vs_default.md", "{lake}"),
     ],
 )
 def test_show_works_for_every_asset(home: Settings, asset: str, partition: str | None, first_line: str,
@@ -129,7 +134,7 @@ def test_show_cuts_long_values_with_an_ellipsis_and_keeps_rows_on_one_line(home:
 @pytest.mark.parametrize(
     ("args", "first_line"),
     [
-        (["nosuchasset", "x"], "Error: unknown asset 'nosuchasset': choose one of deduped_images, eval_results, "),
+        (["nosuchasset", "x"], "Error: unknown asset 'nosuchasset': choose one of ablations, deduped_images, "),
         (["raw_crawl", "d9"], "Error: unknown partition 'd9' of raw_crawl: choose one of d1, d2, d3"),
         (["mixture", "nosuch"], "Error: unknown partition 'nosuch' of mixture: choose one of default, english_hq"),
         (["raw_crawl"], "Error: raw_crawl is partitioned: choose one of d1, d2, d3"),
@@ -154,7 +159,7 @@ def test_the_leaderboard_plot_is_embedded_in_the_ui_and_linked_in_the_lake_file(
     text = Path(home.lake, "leaderboard", "leaderboard.md").read_text()
     assert "![bits per byte by recipe](leaderboard.png)" in text
     changed = "batch_size, context, d_model, n_layer, seeds, train_tokens"  # TINY_EVAL's overrides of `full`
-    assert text.startswith(f"Eval config: full (changed: {changed}) (default, english_hq)\n")
+    assert f"- eval config full (changed: {changed}) (default, english_hq): 2 seeds x 2 learning rates" in text
 
 
 def test_ls_lists_drops_recipes_releases_and_stage_tables(home: Settings) -> None:

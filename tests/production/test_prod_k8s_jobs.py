@@ -25,7 +25,7 @@ from resources.settings import environment_settings
 from tests.production.prod_support import HELM_DIR, PROD_INSTANCE_YAML, helm_template, validate_manifests
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mmrecipe:0.1.0-3f9c2ab"
-GPU_STAGES = {"transcribed_audio", "eval_results"}
+GPU_STAGES = {"transcribed_audio", "eval_results", "ablations"}
 
 
 @pytest.fixture

@@ -31,6 +31,9 @@ def test_valid_recipe_parses_with_defaults_and_normalised_shares() -> None:
     assert r.sources[0].filters == {"languages": ["en"], "min_quality_percentile": 70.0}
     assert r.decontamination.ngram == 13 and r.when_short == "shrink_budget"
     assert r.stages() == ["extracted_text", "transcribed_audio"]
+    assert (
+        r.ablations is False and parse_recipe(with_line("seed: 1", "seed: 1\nablations: true"), "/r/mix.yaml").ablations
+    )
 
 
 @pytest.mark.parametrize(
@@ -44,6 +47,7 @@ def test_valid_recipe_parses_with_defaults_and_normalised_shares() -> None:
         (with_line("seed: 1", "seed: 1\nbudget: 5"), "budget", "unknown field"),
         (with_line("seed: 1", "seed: 1\nname: other"), "name", "file is mix.yaml"),
         (with_line("seed: 1", "seed: 1\nwhen_short: panic"), "when_short", "shrink_budget"),
+        (with_line("seed: 1", "seed: 1\nablations: yes please"), "ablations", "must be true or false"),
         (with_line("seed: 1", "seed: 1\nshare_tolerance: 2"), "share_tolerance", "between 0.0 and 1.0"),
         (with_line("eval_sets: [en_docs]", "eval_sets: []"), "eval_sets", "non-empty list"),
         (with_line("eval_sets: [en_docs]", "eval_sets: [en_docs, en_docs]"), "eval_sets", "twice"),

@@ -1,0 +1,78 @@
+"""Source ablations: leave-one-source-out streams are slices of the mixture's own tokens, trained over the grid."""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+from test_mixture_helpers import build_lake, eval_text, recipe_text
+
+from mmrecipe.mixture import token_shards
+from mmrecipe.mixture.build import build_mixture
+from mmrecipe.mixture.manifest import read_manifest
+from mmrecipe.mixture.token_shards import load_token_stream
+from mmrecipe.proxy_eval.ablations import FULL, leave_one_out, run_ablations, source_spans, without
+from mmrecipe.proxy_eval.evaluate import EvalPlan, Grid
+from mmrecipe.proxy_eval.model import ModelConfig
+from mmrecipe.proxy_eval.training import TrainConfig
+from mmrecipe.recipe import parse_recipe
+from mmrecipe.storage import Storage
+
+SOURCES = ["captions", "speech", "web_en"]
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Storage:
+    lake, _ = build_lake(tmp_path_factory.mktemp("ablations"), ["d1"])
+    recipe = parse_recipe(recipe_text(total=6000, w_web=0.6, w_cap=0.2, w_speech=0.2), "/r/mix.yaml")
+    build_mixture(lake, recipe, ["d1"], {"held_out": eval_text(1500)})
+    return lake
+
+
+def test_leave_one_out_streams_are_slices_of_the_mixture_tokens(lake: Storage, tmp_path: Path) -> None:
+    spans = source_spans(lake, "mix")
+    assert sorted(spans) == SOURCES
+    stream = np.asarray(load_token_stream(lake, "mixture/mix/tokens", str(tmp_path)))
+    manifest = read_manifest(lake, "mix", ["source", "tokens", "epochs"])
+    for source in SOURCES:  # each source's spans hold its manifest tokens (+ one end-of-text per copy)
+        rows = manifest.filter(pc.equal(manifest["source"], source)).to_pylist()
+        assert int((spans[source][:, 1] - spans[source][:, 0]).sum()) == sum(
+            r["epochs"] * (r["tokens"] + 1) for r in rows
+        )
+    variants = leave_one_out(stream, spans)
+    assert sorted(variants) == [without(s) for s in SOURCES]
+    for source in SOURCES:
+        kept = [stream[a:b] for other in SOURCES if other != source for a, b in spans[other]]
+        order = np.argsort([a for other in SOURCES if other != source for a, _ in spans[other]])
+        assert np.array_equal(variants[without(source)], np.concatenate([kept[i] for i in order]))
+
+
+@pytest.mark.slow  # 8 GPT-2-vocabulary proxy models
+def test_ablations_train_every_variant_and_never_tokenize_again(lake: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ablations tokenized mixture text again")
+
+    monkeypatch.setattr(token_shards, "tokenize_texts", refuse)
+    monkeypatch.setattr(token_shards.BpeTokenizer, "encode_batch", refuse)
+    model = ModelConfig(context=32, d_model=32, n_layer=1, n_head=2)
+    out = run_ablations(
+        lake, "mix", EvalPlan(model, TrainConfig(train_tokens=256, batch_size=4), Grid((0, 1), (1e-2,)))
+    )
+    assert out.runs == 8 and out.train_wall_s > 0
+    assert sorted(out.ranking.best_lr) == sorted([FULL, *(without(s) for s in SOURCES)])
+    rows = out.effects.to_pylist()
+    assert sorted((r["source"], r["eval_set"]) for r in rows) == [(s, "held_out") for s in SOURCES]
+    for r in rows:
+        pair = next(p for p in out.ranking.pairs if {p.better, p.worse} == {FULL, without(r["source"])})
+        assert abs(r["effect_bpb"]) == pytest.approx(pair.delta)
+        assert r["verdict"].startswith(("stable: ", "no difference (")) and r["stable"] is pair.stable
+    assert lake.exists(out.effects_uri) and "## Source ablations of mix" in out.markdown
+    assert lake.read_table(lake.uri("ablations", "mix", "results.parquet")).num_rows == 8
+
+
+def test_a_mixture_with_one_source_cannot_be_ablated(tmp_path: Path) -> None:
+    lake, _ = build_lake(tmp_path, ["d1"])
+    one_source = recipe_text(total=3000).split("  - name: captions")[0]
+    build_mixture(lake, parse_recipe(one_source, "/r/one.yaml"), ["d1"], {"held_out": eval_text(800)})
+    with pytest.raises(ValueError, match=r"mixture\[one\] has 1 source\(s\) with documents: ablations need at least 2"):
+        run_ablations(lake, "one", EvalPlan(ModelConfig(), TrainConfig(), Grid((0,), (1e-2,))))
