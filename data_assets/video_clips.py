@@ -188,7 +188,7 @@ def no_nsfw_clips_kept(context: dg.AssetCheckExecutionContext, lake: LakeResourc
     name="clip_caption_coverage",
     blocking=False,
     partitions_def=drops_partitions,
-    description=f"Share of kept clips with a caption (track, title, aria-label, text); warns below {MIN_CAPTION_COVERAGE}.",
+    description=f"Kept clips with a caption (track, title, aria-label or text); warns under {MIN_CAPTION_COVERAGE}",
 )
 def clip_caption_coverage(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     sources = _kept(lake, context.partition_key, ["caption_source"])["caption_source"]
