@@ -29,6 +29,7 @@ import numpy as np
 # Exceptions PyAV (FFmpeg) raises on malformed input.
 DECODE_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, ValueError, OSError, EOFError, IndexError)
 DEFAULT_CODECS = "h264,hevc,vp8,vp9,av1,mpeg1video,mpeg2video,mpeg4,theora,mjpeg"
+MAX_PLAUSIBLE_FPS = 120
 TRUNCATION_TAIL = 0.02  # decoding that stops within the last 2% of the bytes, short of the duration: truncated
 
 
@@ -144,8 +145,13 @@ def _check_header(container: av.container.InputContainer, limits: VideoLimits) -
     duration = declared_duration_s(container, stream)
     if duration is not None and duration > limits.max_duration_s:
         raise VideoRejected("video_too_long", f"declares {duration:.1f} s > max {limits.max_duration_s:g} s")
-    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+    rate = next((r for r in (stream.average_rate, stream.guessed_rate) if _plausible(r)), Fraction(25))
     return VideoInfo(fmt, codec, width, height, float(rate), duration, bool(container.streams.audio))
+
+
+def _plausible(rate: Fraction | None) -> bool:
+    """Whether a declared frame rate looks like one (Ogg and some muxers declare their time base, e.g. 1000)."""
+    return rate is not None and 1 <= rate <= MAX_PLAUSIBLE_FPS
 
 
 def declared_duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
@@ -208,6 +214,6 @@ def iter_frames(
         at_end = last_pos >= (1 - TRUNCATION_TAIL) * payload_bytes
         detail = f"frames end at {last_time:.2f} s of {declared:.2f} s declared; packets read to byte {last_pos}"
         raise VideoRejected("truncated_video" if at_end else "corrupt_video", f"{detail} of {payload_bytes}")
-    if declared and index < limits.min_decoded_fraction * declared * info.fps:
+    if declared and _plausible(stream.average_rate) and index < limits.min_decoded_fraction * declared * info.fps:
         detail = f"{index} frames decoded, {declared * info.fps:.0f} expected ({declared:.2f} s at {info.fps:g} fps)"
         raise VideoRejected("corrupt_video", detail)
