@@ -188,11 +188,12 @@ class VideoStage:
         storage: Storage,
         drop: str,
         config: VideoStageConfig,
-        scorer: Scorer | None,
+        scorer: Callable[[], Scorer] | None,
         transcriber: Transcriber | None,
     ) -> None:
         self.storage, self.drop, self.cfg = storage, drop, config
-        self.scorer, self.transcriber = scorer, transcriber
+        self.make_scorer, self.transcriber = scorer, transcriber
+        self.scorer: Scorer | None = None
         self.reader = RecordReader(storage)
         self.report = VideoStageReport()
         self.records: list[_Record] = []
