@@ -26,6 +26,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from mmrecipe.audio.decoding import declared_duration_s
+
 # Exceptions PyAV (FFmpeg) raises on malformed input.
 DECODE_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, ValueError, OSError, EOFError, IndexError)
 DEFAULT_CODECS = "h264,hevc,vp8,vp9,av1,mpeg1video,mpeg2video,mpeg4,theora,mjpeg"
@@ -152,15 +154,6 @@ def _check_header(container: av.container.InputContainer, limits: VideoLimits) -
 def _plausible(rate: Fraction | None) -> bool:
     """Whether a declared frame rate looks like one (Ogg and some muxers declare their time base, e.g. 1000)."""
     return rate is not None and 1 <= rate <= MAX_PLAUSIBLE_FPS
-
-
-def declared_duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
-    """The duration the container declares for `stream` (or for itself), if it declares one."""
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None
 
 
 def scaled_size(width: int, height: int, side: int) -> tuple[int, int]:
