@@ -31,7 +31,8 @@ def stage_path(payload: bytes) -> dict[str, float]:
     from mmrecipe.video.clip_analysis import ClipSettings, analyse_video
     from mmrecipe.video.decoding import VideoLimits
 
-    analysis = analyse_video(payload, ClipSettings(limits=VideoLimits(max_bytes=1 << 31, max_frames=10**6)))
+    limits = VideoLimits(max_bytes=1 << 31, max_duration_s=4 * 3600, max_frames=10**6)
+    analysis = analyse_video(payload, ClipSettings(limits=limits))
     return {"clips": len(analysis.clips), "seconds": analysis.duration_s}
 
 
