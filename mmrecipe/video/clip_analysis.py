@@ -123,8 +123,8 @@ def analyse_video(
     started = time.perf_counter()
     container, info = open_video(payload, settings.limits)
     shots = ContentShots(info.fps, settings.shots)
-    keyframes: list[Keyframe] = []
-    motion: list[tuple[float, float]] = []  # (frame time, change from the previous frame)
+    open_shot = _OpenShot()
+    clips: list[Clip] = []
     prev: np.ndarray | None = None
     next_key, last_time, n = 0.0, 0.0, 0
     with container:
@@ -132,16 +132,17 @@ def analyse_video(
             shots.push(frame.index, frame.time, frame.rgb)
             grey = _grey_small(frame.rgb)
             if prev is not None:
-                motion.append((frame.time, float(np.abs(grey - prev).mean()) / 255))
+                open_shot.motion.append((frame.time, float(np.abs(grey - prev).mean()) / 255))
             prev = grey
             if frame.time >= next_key:
                 image = Image.fromarray(frame.rgb)
-                keyframes.append(Keyframe(frame.time, _jpeg(frame.rgb), reduced_phash_input(image)))
+                open_shot.keyframes.append(Keyframe(frame.time, _jpeg(frame.rgb), reduced_phash_input(image)))
                 next_key = frame.time + 1 / settings.keyframe_fps
             last_time, n = frame.time, frame.index + 1
+            while len(shots.cuts) > open_shot.cuts_done:  # a shot ended: its clips are final, its frames go
+                clips += open_shot.close(shots.cuts[open_shot.cuts_done], shots.cuts, len(clips), settings)
     end = round(last_time + 1 / info.fps, 4)
-    spans = clip_spans(shots.cuts, end, settings.shots)
-    clips = [_clip(i, s, e, keyframes, motion, shots.cuts, settings) for i, (s, e) in enumerate(spans)]
+    clips += open_shot.close(end, shots.cuts, len(clips), settings)
     seconds = {"decode_shots_keyframes": time.perf_counter() - started}
     if scorer is not None:
         t = time.perf_counter()
@@ -153,6 +154,30 @@ def analyse_video(
         transcribe_clips(payload, clips, transcriber, settings.audio)
         seconds["audio"] = time.perf_counter() - t
     return VideoAnalysis(info, n, end, sorted(shots.cuts), clips, seconds)
+
+
+@dataclass
+class _OpenShot:
+    """The keyframes and frame differences of the shot being decoded: memory bounded by the longest shot."""
+
+    start: float = 0.0
+    cuts_done: int = 0
+    keyframes: list[Keyframe] = field(default_factory=list)
+    motion: list[tuple[float, float]] = field(default_factory=list)  # (frame time, change from the previous)
+
+    def close(self, end: float, cuts: list[float], first_index: int, settings: ClipSettings) -> list[Clip]:
+        """The clips of [start, end) (split at `max_clip_s`); keeps only what belongs after `end`."""
+        self.cuts_done += 1
+        if end <= self.start:
+            return []
+        spans = clip_spans([], end, settings.shots, start=self.start)
+        clips = [
+            _clip(first_index + i, s, e, self.keyframes, self.motion, cuts, settings) for i, (s, e) in enumerate(spans)
+        ]
+        self.keyframes = [k for k in self.keyframes if k.time >= end] or self.keyframes[-1:]
+        self.motion = [m for m in self.motion if m[0] >= end]
+        self.start = end
+        return clips
 
 
 def _clip(

@@ -49,14 +49,16 @@ class ContentShots:
                 self.cuts.append(self.times[cut.frame_num])
 
 
-def clip_spans(cuts: list[float], end: float, settings: ShotSettings = ShotSettings()) -> list[tuple[float, float]]:
-    """(start, end) seconds of every shot between `cuts`, shots over `max_clip_s` split into equal parts."""
-    bounds = [0.0, *sorted(c for c in set(cuts) if 0 < c < end), end]
+def clip_spans(
+    cuts: list[float], end: float, settings: ShotSettings = ShotSettings(), start: float = 0.0
+) -> list[tuple[float, float]]:
+    """(start, end) seconds of every shot between `cuts` in [start, end), shots over `max_clip_s` split equally."""
+    bounds = [start, *sorted(c for c in set(cuts) if start < c < end), end]
     spans: list[tuple[float, float]] = []
-    for start, stop in itertools.pairwise(bounds):
-        parts = max(1, math.ceil((stop - start) / settings.max_clip_s - 1e-9))
-        step = (stop - start) / parts
-        spans += [(round(start + i * step, 4), round(start + (i + 1) * step, 4)) for i in range(parts)]
+    for first, stop in itertools.pairwise(bounds):
+        parts = max(1, math.ceil((stop - first) / settings.max_clip_s - 1e-9))
+        step = (stop - first) / parts
+        spans += [(round(first + i * step, 4), round(first + (i + 1) * step, 4)) for i in range(parts)]
     return spans
 
 
