@@ -14,6 +14,7 @@ from data_assets import (
     recipe_diff,
     release,
     transcribed_audio,
+    video_clips,
 )
 from data_assets.automation import automation_for
 from data_assets.jobs import drop_stages_job, recipe_stages_job
@@ -28,6 +29,7 @@ STAGE_MODULES = [
     extracted_text,
     transcribed_audio,
     deduped_images,
+    video_clips,
     mixture,
     eval_results,
     leaderboard,

@@ -1,6 +1,6 @@
 """The raw_crawl index of a drop, read back: the records each downstream stage takes as input.
 
-Each stage selects its inputs by kind (HTML pages, images, audio) with the same predicate
+Each stage selects its inputs by kind (HTML pages, images, audio, video) with the same predicate
 that its conservation check uses, so `in` is defined once.
 """
 
@@ -29,7 +29,9 @@ def kind_filter(kind: str) -> pc.Expression:
         return response & pc.starts_with(mime, "image/")
     if kind == "audio":
         return response & (pc.starts_with(mime, "audio/") | mime.isin(list(AUDIO_EXTRA_MIME)))
-    raise ValueError(f"unknown record kind {kind!r}: use html, image or audio")
+    if kind == "video":
+        return response & pc.starts_with(mime, "video/")
+    raise ValueError(f"unknown record kind {kind!r}: use html, image, audio or video")
 
 
 def index_drop(

@@ -47,6 +47,7 @@ POD_SIZES: dict[str, PodSize] = {
     "quality_classifier": PodSize("2", "4Gi", "4", "8Gi"),
     "deduped_images": PodSize("2", "8Gi", "4", "16Gi"),
     "transcribed_audio": PodSize("4", "16Gi", "8", "32Gi", gpus=1, scratch="20Gi"),
+    "video_clips": PodSize("4", "8Gi", "8", "16Gi", scratch="20Gi"),
     "mixture": PodSize("2", "8Gi", "4", "16Gi", scratch="50Gi"),
     "eval_results": PodSize("4", "16Gi", "8", "32Gi", gpus=1, scratch="20Gi"),
     "ablations": PodSize("4", "16Gi", "8", "32Gi", gpus=1, scratch="20Gi"),

@@ -1529,7 +1529,10 @@ def write_provenance(built, apt_versions, src, evals, report):
     L.append("")
     L.append("## Crawl summary at build time\n")
     L.append("```json\n" + json.dumps(report, indent=1, sort_keys=True) + "\n```\n")
-    (SAMPLES / "PROVENANCE.md").write_text("\n".join(L), encoding="utf-8")
+    prov = SAMPLES / "PROVENANCE.md"
+    marker = "<!-- video samples: written by samples/make_video_samples.py -->"  # kept: that script owns it
+    video = prov.read_text(encoding="utf-8").partition(marker) if prov.exists() else ("", "", "")
+    prov.write_text("\n".join(L) + (f"\n{marker}{video[2]}" if video[1] else ""), encoding="utf-8")
 
 
 def main():

@@ -10,8 +10,9 @@ basis no longer matches: it is stale. One factory builds every stage's sensor, w
 - the run key is the drop plus a sha256 of the basis the refresh will be decided against, so each
   state is refreshed once, and the refreshed output equals what in-order materialization gives.
 
-Stages: extracted_text (over filtered_text's band index), deduped_images (over its pHash index)
-and transcribed_audio (over its own band index; ASR outcomes are reused from the transcript cache).
+Stages: extracted_text (over filtered_text's band index), deduped_images (over its pHash index),
+transcribed_audio (over its own band index; ASR outcomes are reused from the transcript cache) and
+video_clips (over its clip index).
 """
 
 import hashlib
@@ -24,10 +25,12 @@ import dagster as dg
 from data_assets.deduped_images import deduped_images
 from data_assets.extracted_text import extracted_text
 from data_assets.transcribed_audio import transcribed_audio
+from data_assets.video_clips import video_clips
 from mmrecipe.dedup import BandIndex
 from mmrecipe.images import phash_index
 from mmrecipe.storage import Storage
 from mmrecipe.text.dedup_stage import FILTERED
+from mmrecipe.video import clip_index
 from partitions import drops_partitions
 from resources import LakeResource
 
@@ -93,6 +96,14 @@ def image_staleness(storage: Storage) -> dict[str, Staleness]:
     }
 
 
+def video_staleness(storage: Storage) -> dict[str, Staleness]:
+    """Drops whose clip dedup basis no longer matches the kept digests of the drops before them."""
+    return {
+        drop: Staleness("deduplicated against an outdated basis", clip_index.current_basis(storage, drop))
+        for drop in clip_index.stale_drops(storage)
+    }
+
+
 text_dedup_refresh = stale_drop_sensor(
     "text_dedup_refresh", extracted_text, band_index_staleness(FILTERED, "extracted_text")
 )
@@ -100,3 +111,4 @@ stale_image_drops = stale_drop_sensor("stale_image_drops", deduped_images, image
 audio_dedup_refresh = stale_drop_sensor(
     "audio_dedup_refresh", transcribed_audio, band_index_staleness("transcribed_audio", "transcribed_audio")
 )
+stale_video_drops = stale_drop_sensor("stale_video_drops", video_clips, video_staleness)

@@ -76,8 +76,10 @@ def decode_audio(payload: bytes, limits: DecodeLimits = DecodeLimits()) -> Decod
         raise AudioRejected("undecodable", f"{type(e).__name__}: {e}") from None
 
 
-def declared_duration_s(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
-    """The duration the container header declares for `stream`, if it declares one."""
+def declared_duration_s(
+    container: av.container.InputContainer, stream: av.AudioStream | av.VideoStream
+) -> float | None:
+    """The duration the container header declares for `stream` (else for itself), if it declares one."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:

@@ -1,4 +1,4 @@
-"""WebDataset shards of image–caption pairs: tar files of `<key>.jpg`, `<key>.txt`, `<key>.json`.
+"""WebDataset shards of image–caption pairs: tar files of `<key>.jpg`, `<key>.txt`, `<key>.json` (+ e.g. `.mp4`).
 
 This is the layout VLM trainers read (webdataset, img2dataset): the members of one sample share
 their key and sit next to each other. Tar headers are fixed (mtime 0, uid/gid 0, mode 0644, no user
@@ -43,15 +43,20 @@ class ShardWriter:
         self._in_shard = 0
         self.samples = 0
 
-    def add(self, key: str, jpg: bytes, caption: str, meta: Mapping[str, Any]) -> None:
-        """Append one sample (key must not contain dots: webdataset splits member names at the first dot)."""
+    def add(
+        self, key: str, jpg: bytes, caption: str, meta: Mapping[str, Any], extra: Mapping[str, bytes] | None = None
+    ) -> None:
+        """Append one sample (key must not contain dots: webdataset splits member names at the first dot).
+
+        `extra` adds members by extension (e.g. `{"mp4": clip}`), written before the JPEG."""
         if "." in key or "/" in key:
             raise ValueError(f"webdataset key {key!r} must not contain '.' or '/'")
         if self._tar is None or self._in_shard >= self.max_samples:
             self._next_shard()
         assert self._tar is not None
         body = json.dumps(dict(meta), sort_keys=True, ensure_ascii=False).encode()
-        for name, data in ((f"{key}.jpg", jpg), (f"{key}.txt", caption.encode()), (f"{key}.json", body)):
+        members = [*(extra or {}).items(), ("jpg", jpg), ("txt", caption.encode()), ("json", body)]
+        for name, data in ((f"{key}.{ext}", data) for ext, data in members):
             self._tar.addfile(*_member(name, data))
         self._in_shard += 1
         self.samples += 1

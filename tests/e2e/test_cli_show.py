@@ -20,7 +20,7 @@ from resources.settings import environment_settings
 from tests.assets.test_recipe_stages import RECIPES, SHORT_EVAL, TINY_EVAL, record_drop_stages
 from tests.unit.test_mixture_helpers import build_drop, eval_text, topic_texts
 
-DROP_STAGES = ("raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio")
+DROP_STAGES = ("raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio", "video_clips")
 
 
 def _run(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition: str | None, assets: list[str],
@@ -92,6 +92,7 @@ def _show(*args: str) -> tuple[int, list[str]]:
         ("extracted_text", "d1", "extracted_text[d1]  {lake}/extracted_text/", "sample rows ("),
         ("deduped_images", "d1", "deduped_images[d1]  {lake}/deduped_images/", "sample rows ("),
         ("transcribed_audio", "d1", "transcribed_audio[d1]  {lake}/transcribed_audio/", "drop/reject reasons:"),
+        ("video_clips", "d1", "video_clips[d1]  {lake}/video_clips/", "sample rows (0):"),  # d1 holds no video
         ("quality_classifier", None, "quality_classifier[]  {lake}/quality_classifier/", "binary file of "),
         ("mixture", "default", "mixture[default]  {lake}/mixture/default/", "sample rows (5):"),
         ("eval_results", "default", "eval_results[default]  {lake}/eval_results/default/", "sample rows ("),

@@ -21,7 +21,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SAMPLES = REPO / "samples" / "drops"
 EVALSETS = bundled("evalsets")
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"  # ignored by git; `make screenshots` refreshes the README's
-STAGES = ["raw_crawl", "extracted_text", "deduped_images", "transcribed_audio", "mixture", "eval_results"]
+STAGES = [
+    "raw_crawl",
+    "extracted_text",
+    "deduped_images",
+    "transcribed_audio",
+    "video_clips",
+    "mixture",
+    "eval_results",
+]
 DROP_STAGES = ["raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio"]
 STAGE = "deduped_images"  # the drop stage the user re-materializes and backfills (cheap, no model download)
 RECIPE = "default"
