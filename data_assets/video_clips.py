@@ -10,7 +10,7 @@ import dagster as dg
 from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
 from mmrecipe.images.image_filters import NsfwScorer
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import read_stage_table
 from mmrecipe.video import clip_index
 from mmrecipe.video.clip_analysis import ClipSettings
 from mmrecipe.video.clip_encoding import ClipEncoding
@@ -124,7 +124,7 @@ def video_clips_conservation(context: dg.AssetCheckExecutionContext, lake: LakeR
 
 def _kept(lake: LakeResource, drop: str, columns: list[str]) -> dict[str, list]:
     storage = lake.storage()
-    return storage.read_table(stage_tables_uri(storage, ASSET, drop)[0], columns).to_pydict()
+    return read_stage_table(storage, ASSET, drop, columns=columns).to_pydict()
 
 
 # partitions_def on a check: Dagster preview, warning kept visible (why: partitions/__init__.py)
@@ -165,7 +165,7 @@ def no_near_duplicate_clips(context: dg.AssetCheckExecutionContext, lake: LakeRe
 )
 def no_nsfw_clips_kept(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     storage = lake.storage()
-    table = storage.read_table(stage_tables_uri(storage, ASSET, context.partition_key)[0], ["clip_id", "nsfw_score"])
+    table = read_stage_table(storage, ASSET, context.partition_key, columns=["clip_id", "nsfw_score"])
     threshold = float((table.schema.metadata or {}).get(NSFW_THRESHOLD_KEY, b"0"))  # missing: nothing passes
     kept = table.to_pydict()
     bad = [c for c, s in zip(kept["clip_id"], kept["nsfw_score"], strict=True) if s is None or s >= threshold]

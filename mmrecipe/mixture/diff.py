@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from mmrecipe.mixture.build import read_summary
 from mmrecipe.mixture.manifest import RECIPE_FILE, mixture_uri, read_manifest
 from mmrecipe.recipe import TEXT_COLUMN, Recipe, parse_recipe
-from mmrecipe.stage_output import markdown_table, stage_tables_uri
+from mmrecipe.stage_output import is_committed, markdown_table, read_stage_table
 from mmrecipe.storage import Storage
 
 RECIPE_FIELDS = ("tokenizer", "seed", "total_tokens", "share_tolerance", "when_short", "eval_sets", "decontamination")
@@ -85,11 +85,10 @@ def _stage_rows(storage: Storage, manifest: pa.Table) -> dict[tuple[str, str], d
     """(stage, record_id) -> language and text of the stage rows the manifest names."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for stage, drop in sorted(set(zip(manifest["stage"].to_pylist(), manifest["drop"].to_pylist(), strict=True))):
-        uri = stage_tables_uri(storage, stage, drop)[0]
-        if not storage.exists(uri):
+        if not is_committed(storage, stage, drop):
             continue  # the stage partition was re-materialized away: counts still come from the manifest
         cols = ["record_id", TEXT_COLUMN[stage], *(["language"] if stage != "deduped_images" else [])]
-        for r in storage.read_table(uri, columns=cols).to_pylist():
+        for r in read_stage_table(storage, stage, drop, columns=cols).to_pylist():
             out[(stage, r["record_id"])] = {"language": r.get("language") or "-", "text": r[TEXT_COLUMN[stage]] or ""}
     return out
 

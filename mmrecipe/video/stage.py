@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from mmrecipe.audio.transcribed_audio import SEGMENT_TYPE
 from mmrecipe.audio.transcription import Transcriber
 from mmrecipe.conservation import Conservation
-from mmrecipe.crawl_index import index_uri, read_records
+from mmrecipe.crawl_index import RAW_CRAWL, read_records
 from mmrecipe.images.captions import canonical_url
 from mmrecipe.images.phash_index import Candidate, Decision, decide
 from mmrecipe.images.webdataset import ShardWriter
@@ -40,11 +40,13 @@ from mmrecipe.opt_out import OPT_OUT_REASON, opts_out_of_images, robots_directiv
 from mmrecipe.stage_output import (
     PROVENANCE_COLUMNS,
     PROVENANCE_FIELDS,
+    REJECTS,
     SIDE,
     StageOutput,
     StageWriter,
+    committed_parts,
+    read_stage_table,
     stage_prefix,
-    stage_tables_uri,
 )
 from mmrecipe.storage import Storage
 from mmrecipe.video import clip_index
@@ -163,7 +165,7 @@ def collect_captions(storage: Storage, drop: str, reader: RecordReader) -> tuple
             continue
         index.add_page(*scan_page(rec.payload, normalize_uri(page["target_uri"]) or "", rec.http_headers, order))
     wanted = index.track_urls()
-    responses = storage.dataset(index_uri(storage, drop)).to_table(
+    responses = storage.dataset(committed_parts(storage, RAW_CRAWL, drop)).to_table(
         filter=(pc.field("record_type") == "response") & (pc.field("http_status") == 200), columns=cols
     )
     where = {canonical_url(normalize_uri(r["target_uri"])): r for r in responses.to_pylist()}
@@ -423,9 +425,8 @@ def run_video_stage(
 def video_conservation(storage: Storage, drop: str) -> Conservation:
     """Every video record of raw_crawl in the kept clips or the rejects; a record-level outcome at most once, alone."""
     inputs = read_records(storage, drop, "video", columns=["record_id"])["record_id"].to_pylist()
-    data_uri, rejects_uri = stage_tables_uri(storage, ASSET, drop)
-    kept = storage.read_table(data_uri, columns=["record_id", "clip_id"])
-    rejects = storage.read_table(rejects_uri, columns=["record_id", "reason"]).to_pylist()
+    kept = read_stage_table(storage, ASSET, drop, columns=["record_id", "clip_id"])
+    rejects = read_stage_table(storage, ASSET, drop, REJECTS, ["record_id", "reason"]).to_pylist()
     record_level = Counter(r["record_id"] for r in rejects if r["reason"] not in CLIP_REASONS)
     with_clips = set(kept["record_id"].to_pylist()) | {r["record_id"] for r in rejects if r["reason"] in CLIP_REASONS}
     out = with_clips | set(record_level)

@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmrecipe.settings import Settings
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import committed_parts
 from mmrecipe.storage import Storage
 from tests.conftest import land_drop, materialize_drop, metadata_of, run_checks
 from tests.video_samples import PLANTED, VIDEO_DROPS
@@ -30,12 +30,12 @@ def test_video_drops_materialize_with_passing_checks(settings: Settings, instanc
     assert (b["kept"], b["dropped_near_duplicate"]) == (0, 5)
     assert a["caption_coverage"] == 1.0 and a["detector"].startswith("pyscenedetect-content-")
     assert a["video_seconds"] > 26 and a["clips_per_s"] > 0
-    assert a["path"].endswith("video_clips/data/video-a/part-00000.parquet")
+    assert a["path"].endswith("video_clips/data/video-a")
 
     # a kept clip removed from the kept table: conservation still holds (its record has other clips), but a
     # whole record's clips removed is lost; a planted NSFW score fails the NSFW check
     lake = Storage(settings.lake)
-    data_uri = stage_tables_uri(lake, "video_clips", "video-a")[0]
+    data_uri = committed_parts(lake, "video_clips", "video-a")[0]
     table = pq.read_table(data_uri)
     city = [i for i, u in enumerate(table["url"].to_pylist()) if u.endswith("/city.mpg")]
     keep = [i for i in range(table.num_rows) if i not in city]

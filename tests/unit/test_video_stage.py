@@ -6,7 +6,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from mmrecipe.audio.transcription import Transcriber, TranscriberSettings, default_model_dir
@@ -14,7 +13,7 @@ from mmrecipe.crawl_index import index_drop
 from mmrecipe.drops import verify_drop
 from mmrecipe.images.image_filters import NsfwScorer
 from mmrecipe.images.webdataset import read_shard
-from mmrecipe.stage_output import stage_tables_uri
+from mmrecipe.stage_output import REJECTS, committed_parts, read_stage_table
 from mmrecipe.storage import Storage
 from mmrecipe.video import clip_index
 from mmrecipe.video.stage import ASSET, VideoStageConfig, run_video_stage, video_conservation
@@ -35,12 +34,11 @@ def lake(tmp_path: Path) -> Storage:
 
 def outcomes(lake: Storage, drop: str) -> tuple[list[dict], dict[str, list[str]]]:
     """(kept rows without the JPEG, url -> reasons of its drops and rejects) of one drop."""
-    index = pq.read_table(stage_tables_uri(lake, "raw_crawl", drop)[0]).to_pylist()
+    index = read_stage_table(lake, "raw_crawl", drop).to_pylist()
     urls = {r["record_id"]: normalize_uri(r["target_uri"]) for r in index}
-    data_uri, rejects_uri = stage_tables_uri(lake, ASSET, drop)
-    kept = pq.read_table(data_uri).drop(["keyframe_jpeg"]).to_pylist()
+    kept = read_stage_table(lake, ASSET, drop).drop(["keyframe_jpeg"]).to_pylist()
     reasons: dict[str, list[str]] = {}
-    for r in pq.read_table(rejects_uri).to_pylist():
+    for r in read_stage_table(lake, ASSET, drop, REJECTS).to_pylist():
         reasons.setdefault(urls[r["record_id"]], []).append(r["reason"])
     return kept, reasons
 
@@ -116,7 +114,7 @@ def test_near_duplicates_collapse_across_drops_in_both_orders(lake: Storage, tmp
     assert outcomes(lake, "video-b")[1] == {url_of("bikes-copy.webm"): ["clip_too_short"]}
     run_video_stage(lake, "video-a", cfg)
     assert clip_index.stale_drops(lake) == ["video-b"]
-    first_a = lake.read_bytes(stage_tables_uri(lake, ASSET, "video-a")[0])
+    first_a = [lake.read_bytes(u) for u in committed_parts(lake, ASSET, "video-a")]
     result = run_video_stage(lake, "video-b", cfg)
     assert result.report.stale_drops == []
     assert result.output.counts.dropped["near_duplicate"] == 5
@@ -132,7 +130,7 @@ def test_near_duplicates_collapse_across_drops_in_both_orders(lake: Storage, tmp
     assert clip_index.kept_conflicts(lake, "video-b", [], np.zeros(0, np.int64)) == []
     # idempotent and deterministic: re-running a drop changes no byte of its kept table
     run_video_stage(lake, "video-a", cfg)
-    assert lake.read_bytes(stage_tables_uri(lake, ASSET, "video-a")[0]) == first_a
+    assert [lake.read_bytes(u) for u in committed_parts(lake, ASSET, "video-a")] == first_a
 
 
 @pytest.mark.slow  # NudeNet
@@ -152,7 +150,7 @@ def test_static_opted_out_http_error_and_nsfw_clips(tmp_path: Path) -> None:
         "total": 5, "kept": 0, "dropped": 4, "rejected": 1,
         "dropped_nsfw": 2, "dropped_opt_out": 1, "dropped_static_clip": 1, "rejected_http_error": 1,
     }  # fmt: skip
-    rejects = pq.read_table(stage_tables_uri(lake, ASSET, "drop-x")[1]).to_pylist()
+    rejects = read_stage_table(lake, ASSET, "drop-x", REJECTS).to_pylist()
     details = {r["reason"]: r["detail"] for r in rejects}
     assert details["static_clip"].startswith("clip 0 [0.00-2.00 s]: motion 0.0000")
     assert "X-Robots-Tag: noai" in details["opt_out"]
