@@ -92,7 +92,12 @@ def _show(*args: str) -> tuple[int, list[str]]:
         ("extracted_text", "d1", "extracted_text[d1]  {lake}/extracted_text/", "sample rows ("),
         ("deduped_images", "d1", "deduped_images[d1]  {lake}/deduped_images/", "sample rows ("),
         ("transcribed_audio", "d1", "transcribed_audio[d1]  {lake}/transcribed_audio/", "drop/reject reasons:"),
-        ("video_clips", "d1", "video_clips[d1]  {lake}/video_clips/", "sample rows (0):"),  # d1 holds no video
+        (
+            "video_clips",
+            "d1",
+            "video_clips[d1]  {lake}/video_clips/",
+            "sample rows (0 of {lake}/video_clips/data/d1/",
+        ),  # d1 holds no video
         ("quality_classifier", None, "quality_classifier[]  {lake}/quality_classifier/", "binary file of "),
         ("mixture", "default", "mixture[default]  {lake}/mixture/default/", "sample rows (5):"),
         ("eval_results", "default", "eval_results[default]  {lake}/eval_results/default/", "sample rows ("),
