@@ -119,7 +119,7 @@ def failed_steps(dev: DagsterDev, run_ids: list[str]) -> str:
     return "\n".join(lines) or "no step failed"
 
 
-def wait_until(what: str, probe: Callable[[], object], timeout: float, dev: DagsterDev, every: float = 2) -> object:
+def wait_until(what: str, probe: Callable[[], object], timeout: float, dev: DagsterDev, every: float = 1) -> object:
     """Poll `probe` until it returns something truthy; fail naming `what` with the server log tail."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -215,7 +215,14 @@ class UI:
 
 @pytest.fixture
 def ui_server(tmp_path: Path) -> Iterator[DagsterDev]:
+    """`dagster dev` on a fresh home whose landing already holds the two sample drops.
+
+    They land before the daemon starts, so the source_drops sensor's first tick finds them: its interval is
+    30 s, and landing them after start-up only waited for the second tick. The contaminated drop lands later.
+    """
     home = tmp_path / "home"
+    for drop in ("sample-a", "sample-b"):
+        land(home / "landing", SAMPLES / drop, drop)
     env = {
         "MMRECIPE_EXECUTOR": "in_process",  # one process per run, not one per step: the 2-core CI box stays fast
         "MMRECIPE_AUTOMATION_INTERVAL_SECONDS": "5",  # automation ticks every 5 s instead of 30 s
@@ -246,12 +253,10 @@ def test_a_user_drives_the_pipeline_from_the_dagster_ui(
     ui = UI(page, dev.url)
     timer = Timer()
 
-    # 1-2. Two sample drops land; the source_drops sensor (on by default) registers them and launches their runs.
+    # 1-2. Two sample drops landed; the source_drops sensor (on by default) registers them and launches their runs.
     ui.go("/automation")
     for sensor in ("source_drops", "automation", "drop_lag"):
         ui.see(sensor)
-    for drop in ("sample-a", "sample-b"):
-        land(landing, SAMPLES / drop, drop)
     sensor_runs = wait_until(
         "the source_drops sensor to launch a run per drop",
         lambda: (rs := runs(dev, dagster__sensor_name="source_drops")) and len(rs) == 2 and rs,
