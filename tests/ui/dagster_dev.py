@@ -15,6 +15,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -135,11 +137,20 @@ def _default_interrupts() -> None:
 
 
 @contextmanager
-def dagster_dev(home: Path, extra_env: Mapping[str, str] | None = None, timeout: float = 180) -> Iterator[DagsterDev]:
-    """`dagster dev -w workspace.yaml` with MMRECIPE_HOME=`home`, DAGSTER_HOME=`home/dagster`; stopped on exit."""
+def dagster_dev(
+    home: Path,
+    extra_env: Mapping[str, str] | None = None,
+    timeout: float = 180,
+    instance: Mapping[str, object] | None = None,
+) -> Iterator[DagsterDev]:
+    """`dagster dev -w workspace.yaml` with MMRECIPE_HOME=`home`, DAGSTER_HOME=`home/dagster`; stopped on exit.
+
+    The instance is data_assets/dagster.yaml, with the top-level keys of `instance` added or replaced.
+    """
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "data_assets" / "dagster.yaml", dagster_home / "dagster.yaml")
+    config = yaml.safe_load((REPO / "data_assets" / "dagster.yaml").read_text()) | dict(instance or {})
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
     for sub in ("lake", "landing"):
         (home / sub).mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MMRECIPE_", "DAGSTER_"))}

@@ -1,5 +1,6 @@
 """The Dagster UI as a user sees it: drops land, the sensor runs them, a user materializes, backfills and sees
-a failing blocking check stop a release. Headless Debian chromium driven by Playwright against `dagster dev`."""
+a failing blocking check stop a release. Headless Debian chromium driven by Playwright against `dagster dev`,
+which the test helper then stops with SIGTERM alone (webserver, daemon and code servers all exit cleanly)."""
 
 import re
 import shutil
@@ -228,9 +229,17 @@ def ui_server(tmp_path: Path) -> Iterator[DagsterDev]:
         "MMRECIPE_AUTOMATION_INTERVAL_SECONDS": "5",  # automation ticks every 5 s instead of 30 s
         "MMRECIPE_STEP_RETRIES": "0",  # a failing step fails at once (no backoff retries to wait out)
     }
-    with dagster_dev(home, env) as dev:
+    queue = {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator",
+             "config": {"dequeue_interval_seconds": 1}}  # fmt: skip  # queued runs start within 1 s, not 5 s
+    with dagster_dev(home, env, instance={"run_coordinator": queue}) as dev:
+        assert len(process_group_alive(dev.process.pid)) >= 3  # dagster dev, webserver, daemon (and code servers)
         yield dev
+    # stopped by SIGTERM alone, as the README tells users: webserver, daemon and code servers all exit cleanly
+    assert dev.stopped_by == "SIGTERM", dev.log_tail()
     assert not process_group_alive(dev.process.pid), "dagster dev left processes behind"
+    log = dev.log.read_text()
+    assert "Shutting down Dagster services..." in log and "Dagster services shut down." in log
+    assert "did not terminate cleanly" not in log
 
 
 @pytest.fixture
@@ -385,4 +394,5 @@ def test_a_user_drives_the_pipeline_from_the_dagster_ui(
     assert partitions_materialized(dev, "release") == 0
     later = [r for r in runs(dev) if r["runId"] not in before | {run_id}]
     assert not [r for r in later if {"path": ["release"]} in (r["assetSelection"] or [])], "release was requested"
+    wait_until("every run to finish before shutdown", lambda: finished(dev, [r["runId"] for r in runs(dev)]), 120, dev)
     timer.lap("end")
