@@ -62,6 +62,12 @@ class DagsterDev:
             raise RuntimeError(f"GraphQL errors: {out['errors']}")
         return out["data"]
 
+    def stop(self) -> str:
+        """Stop it (once) with `stop_process_group`; how it stopped: "SIGTERM" or "SIGKILL"."""
+        if not self.stopped_by:
+            self.stopped_by = stop_process_group(self.process)
+        return self.stopped_by
+
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
@@ -178,4 +184,4 @@ def dagster_dev(
         _wait_ready(dev, timeout)
         yield dev
     finally:
-        dev.stopped_by = stop_process_group(process)
+        dev.stop()
