@@ -87,7 +87,8 @@ class StageRunnerServer:
     """`python -m tests.hostile.stage_runner --serve` (in its own process group): one child process per request."""
 
     def __init__(self) -> None:
-        idle = Settings.from_env({"MMRECIPE_HOME": tempfile.mkdtemp(prefix="stage-runner-")})
+        self.home = tempfile.mkdtemp(prefix="stage-runner-")  # the server's own (unused) MMRECIPE_HOME
+        idle = Settings.from_env({"MMRECIPE_HOME": self.home})
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.hostile.stage_runner", "--serve"], cwd=REPO, env=child_env(idle),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
@@ -113,6 +114,7 @@ class StageRunnerServer:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 _SERVER: list[StageRunnerServer] = []  # started by the first run_child, stopped by close_stage_runner
