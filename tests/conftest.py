@@ -189,3 +189,27 @@ def sample_instance(sample_demo: SampleDemo) -> Iterator[dg.DagsterInstance]:
     """The persistent instance the sample demo ran on (read only)."""
     with dg.DagsterInstance.from_config(sample_demo.settings.dagster_home) as inst:
         yield inst
+
+
+def last_run_events(instance: dg.DagsterInstance, job: str, partition: str | None = None) -> list[dg.EventLogEntry]:
+    """Every event of the latest successful run of `job` (for `partition`) on the instance."""
+    tags = {"dagster/partition": partition} if partition else {}
+    runs = instance.get_run_records(dg.RunsFilter(job_name=job, tags=tags, statuses=[dg.DagsterRunStatus.SUCCESS]))
+    assert runs, f"no successful {job} run for {partition}"
+    return instance.all_logs(runs[0].dagster_run.run_id)
+
+
+def materialization_metadata(events: Sequence[dg.EventLogEntry], asset: str) -> dict:
+    """The plain-value metadata of an asset's last materialization among `events`."""
+    mats = [e.asset_materialization for e in events if e.asset_materialization]
+    mat = [m for m in mats if m.asset_key == dg.AssetKey(asset)][-1]
+    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+
+
+def check_evaluations(
+    events: Sequence[dg.EventLogEntry], asset: str | None = None
+) -> dict[str, dg.AssetCheckEvaluation]:
+    """The check evaluations among `events` (of one asset, or all), by check name."""
+    found = [e.dagster_event.event_specific_data for e in events if e.dagster_event
+             and e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]  # fmt: skip
+    return {c.check_name: c for c in found if asset is None or c.asset_key == dg.AssetKey(asset)}

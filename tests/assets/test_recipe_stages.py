@@ -195,23 +195,18 @@ def test_invalid_recipe_fails_the_mixture_naming_file_and_field(
     assert not Path(recipe_env.lake, "mixture", "default").exists()
 
 
-@pytest.mark.parametrize(
-    ("env", "config_device", "device"),
-    [
-        ({}, "", "cpu"),  # embedded default
-        ({"MMRECIPE_EXECUTOR": "k8s"}, "", "cuda"),  # production: eval_results' pod has a GPU
-        ({"MMRECIPE_EXECUTOR": "k8s", "MMRECIPE_GPU": "off"}, "", "cpu"),
-        ({"MMRECIPE_EXECUTOR": "k8s"}, "cpu", "cpu"),  # the run config wins
-    ],
-)
+DEVICE_CASES = [  # deployment environment, eval_results' `device` config, the device training must ask for
+    ({}, "", "cpu"),  # embedded default
+    ({"MMRECIPE_EXECUTOR": "k8s"}, "", "cuda"),  # production: eval_results' pod has a GPU
+    ({"MMRECIPE_EXECUTOR": "k8s", "MMRECIPE_GPU": "off"}, "", "cpu"),
+    ({"MMRECIPE_EXECUTOR": "k8s"}, "cpu", "cpu"),  # the run config wins
+]
+
+
 def test_proxy_training_runs_on_the_device_the_deployment_gives_eval_results(
-    recipe_env: Settings,
-    instance: dg.DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
-    env: dict[str, str],
-    config_device: str,
-    device: str,
+    recipe_env: Settings, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Each deployment's eval_results over one mixture (built by the first case's run, reused by the others)."""
     import torch
 
     from mmrecipe.proxy_eval import training
@@ -223,15 +218,17 @@ def test_proxy_training_runs_on_the_device_the_deployment_gives_eval_results(
         return torch.device("cpu")  # no GPU here: train on the CPU, record what was asked for
 
     monkeypatch.setattr(training, "resolve_device", resolve_device)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    deployment = environment_settings()
-    config = {**TINY_EVAL, "seeds": [0], "lrs": [1e-2], "device": config_device}
-    result = run_recipe(
-        deployment, instance, "default", ("mixture", "eval_results"), {"ops": {"eval_results": {"config": config}}}
-    )
-    assert result.success
-    assert asked == [device]
+    for i, (env, config_device, device) in enumerate(DEVICE_CASES):
+        with monkeypatch.context() as m:
+            for name, value in env.items():
+                m.setenv(name, value)
+            deployment = environment_settings()
+            config = {**TINY_EVAL, "seeds": [0], "lrs": [1e-2], "device": config_device}
+            assets = ("mixture", "eval_results") if i == 0 else ("eval_results",)
+            result = run_recipe(deployment, instance, "default", assets, {"ops": {"eval_results": {"config": config}}})
+        assert result.success, env
+        assert asked == [device], (env, config_device)
+        asked.clear()
 
 
 def test_ablations_run_only_for_a_recipe_that_opts_in(recipe_env: Settings, instance: dg.DagsterInstance) -> None:

@@ -15,7 +15,7 @@ from mmrecipe.mixture.build import read_summary
 from mmrecipe.mixture.checks import mixture_texts
 from mmrecipe.mixture.manifest import read_manifest
 from mmrecipe.storage import Storage
-from tests.conftest import REPO, SampleDemo
+from tests.conftest import REPO, SampleDemo, check_evaluations, last_run_events, materialization_metadata
 
 DROPS = ("sample-a", "sample-b")
 RECIPES = ("default", "english_hq")
@@ -25,20 +25,6 @@ pytestmark = pytest.mark.slow
 def planted(kind: str) -> list[dict]:
     cases = json.loads((REPO / "samples" / "reference" / "planted.json").read_text())["cases"]
     return [c for c in cases if c["kind"] == kind]
-
-
-def last_run_events(instance: dg.DagsterInstance, job: str, partition: str | None = None) -> list[dg.EventLogEntry]:
-    """Every event of the latest successful run of `job` (for `partition`) on the instance."""
-    tags = {"dagster/partition": partition} if partition else {}
-    runs = instance.get_run_records(dg.RunsFilter(job_name=job, tags=tags, statuses=[dg.DagsterRunStatus.SUCCESS]))
-    assert runs, f"no successful {job} run for {partition}"
-    return instance.all_logs(runs[0].dagster_run.run_id)
-
-
-def materialization_metadata(events: list[dg.EventLogEntry], asset: str) -> dict:
-    mats = [e.asset_materialization for e in events if e.asset_materialization]
-    mat = [m for m in mats if m.asset_key == dg.AssetKey(asset)][-1]
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
 
 
 def test_sample_drops_to_released_mixtures_and_a_leaderboard(
@@ -52,9 +38,8 @@ def test_sample_drops_to_released_mixtures_and_a_leaderboard(
     lake = Storage(settings.lake)
     for recipe in RECIPES:
         events = last_run_events(sample_instance, "recipe_stages_job", recipe)
-        checks = [e.dagster_event.event_specific_data for e in events if e.dagster_event and
-                  e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]  # fmt: skip
-        assert {c.check_name: c.passed for c in checks} == {
+        checks = check_evaluations(events)
+        assert {name: c.passed for name, c in checks.items()} == {
             "token_shares_within_tolerance": True,
             "decontaminated": True,
             "manifest_resolves_to_raw_crawl": True,

@@ -18,7 +18,16 @@ from mmrecipe.settings import Settings
 from mmrecipe.stage_output import REJECTS, committed_parts, read_stage_table
 from mmrecipe.storage import Storage
 from sensors.stale_drops import audio_dedup_refresh
-from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of, run_sensor_requests
+from tests.conftest import (
+    SampleDemo,
+    check_evaluations,
+    land_drop,
+    last_run_events,
+    materialization_metadata,
+    materialize_drop,
+    metadata_of,
+    run_sensor_requests,
+)
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 pytestmark = pytest.mark.slow  # real Whisper ASR on several drops
@@ -43,17 +52,18 @@ def tables(settings: Settings, drop: str) -> tuple[list[dict], list[dict]]:
 
 
 def test_sample_drop_speech_is_transcribed_close_to_its_known_transcripts(
-    settings: Settings, instance: dg.DagsterInstance
+    sample_demo: SampleDemo, sample_instance: dg.DagsterInstance
 ) -> None:
-    land_drop(settings, "sample-a", src=SAMPLE_DROPS / "sample-a")
-    result = materialize_drop(settings, instance, "sample-a", ASSETS)
-    checks = checks_of(result)
+    """transcribed_audio[sample-a] as the session's sample demo materialized it (default settings)."""
+    settings = sample_demo.settings
+    events = last_run_events(sample_instance, "drop_stages_job", "sample-a")
+    checks = check_evaluations(events, ASSETS[1])
     assert {name: c.passed for name, c in checks.items()} == {
         "conservation": True,
         "calibration_wer": True,
         "no_pii_left": True,
     }
-    meta = metadata_of(result, "transcribed_audio")
+    meta = materialization_metadata(events, ASSETS[1])
     assert (meta["total"], meta["kept"], meta["dropped_too_little_speech"], meta["rejected"]) == (6, 4, 2, 0)
     rows, rejects = tables(settings, "sample-a")
     assert read_stage_table(Storage(settings.lake), ASSETS[1], "sample-a").schema.names == CONTRACT

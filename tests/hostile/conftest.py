@@ -15,6 +15,7 @@ from tests.hostile.harness import (
     CorpusDir,
     HostileRun,
     KillResult,
+    close_stage_runner,
     defined_drop_stages,
     home_settings,
     lake_files,
@@ -22,6 +23,13 @@ from tests.hostile.harness import (
     temporary_files,
 )
 from tests.hostile.make_hostile_corpus import DROP, build_corpus
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stage_runner_server() -> Iterator[None]:
+    """Stops the stage runner's fork server (started by the first `run_child`) at the end of the session."""
+    yield
+    close_stage_runner()
 
 
 @pytest.fixture(scope="session")

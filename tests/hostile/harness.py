@@ -1,13 +1,17 @@
 """Helpers of the reliability tests: child materializations, lake snapshots and per-case outcomes."""
 
+import contextlib
 import fnmatch
 import hashlib
 import json
 import os
 import re
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +82,48 @@ class ChildRun:
         return self.returncode == -9
 
 
+class StageRunnerServer:
+    """`python -m tests.hostile.stage_runner --serve` (in its own process group): one child process per request."""
+
+    def __init__(self) -> None:
+        self.home = tempfile.mkdtemp(prefix="stage-runner-")  # the server's own (unused) MMRECIPE_HOME
+        idle = Settings.from_env({"MMRECIPE_HOME": self.home})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.hostile.stage_runner", "--serve"], cwd=REPO, env=child_env(idle),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+
+    def run(self, argv: list[str], env: Mapping[str, str], out: Path, timeout: float) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) of `stage_runner.main(argv)` in a child with exactly `env`."""
+        stdout, stderr = out.with_suffix(".stdout"), out.with_suffix(".stderr")
+        request = {"argv": argv, "env": dict(env), "cwd": str(REPO), "stdout": str(stdout), "stderr": str(stderr)}
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            self.close()
+            raise TimeoutError(f"the stage runner child did not finish within {timeout:.0f}s: {argv}")
+        answer = self.process.stdout.readline()
+        assert answer, f"the stage runner server died ({self.process.poll()})"
+        return json.loads(answer)["returncode"], stdout.read_text(), stderr.read_text()
+
+    def close(self) -> None:
+        """Stop the server and any child it still runs."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+_SERVER: list[StageRunnerServer] = []  # started by the first run_child, stopped by close_stage_runner
+
+
+def close_stage_runner() -> None:
+    while _SERVER:
+        _SERVER.pop().close()
+
+
 def run_child(
     settings: Settings,
     drop: str,
@@ -87,25 +133,28 @@ def run_child(
     tag: str = "run",
     timeout: float = 900,
 ) -> ChildRun:
-    """Materialize `assets` (default: every drop stage and its upstream) of `drop` in a child process."""
+    """Materialize `assets` (default: every drop stage and its upstream) of `drop` in a child process.
+
+    The child is forked from a server that has already imported the code location (StageRunnerServer): a
+    process of its own, with exactly the environment it is given, that a kill ends alone."""
     out = Path(settings.home) / "runs"
     out.mkdir(parents=True, exist_ok=True)
     n = len(list(out.glob("*.json"))) + len(list(out.glob("*.killed")))
     summary = out / f"{n:02d}-{tag}.json"
-    cmd = [sys.executable, "-m", "tests.hostile.stage_runner", "--drop", drop, "--summary", str(summary)]
-    cmd += ["--assets", ",".join(assets)] if assets else []
-    cmd += ["--kill-at", kill_at] if kill_at else []
+    argv = ["--drop", drop, "--summary", str(summary)]
+    argv += ["--assets", ",".join(assets)] if assets else []
+    argv += ["--kill-at", kill_at] if kill_at else []
+    if not _SERVER:
+        _SERVER.append(StageRunnerServer())
     started = time.perf_counter()
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=child_env(settings, env), capture_output=True, text=True, timeout=timeout, check=False
-    )
+    returncode, stdout, stderr = _SERVER[0].run(argv, child_env(settings, env), summary, timeout)
     seconds = time.perf_counter() - started
-    if proc.returncode == -9:
+    if returncode == -9:
         (out / f"{n:02d}-{tag}.killed").write_text(kill_at)
     trace_path = Path(str(summary) + ".trace.jsonl")
     trace = [json.loads(line) for line in trace_path.read_text().splitlines()] if trace_path.exists() else []
     data = json.loads(summary.read_text()) if summary.exists() else {}
-    return ChildRun(proc.returncode, data, trace, proc.stdout, proc.stderr, seconds, summary)
+    return ChildRun(returncode, data, trace, stdout, stderr, seconds, summary)
 
 
 def is_temporary(rel: str) -> bool:

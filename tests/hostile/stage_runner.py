@@ -1,8 +1,9 @@
 """Test-only child process: materialize a drop's stages one by one and report counts, checks and memory.
 
 Run as `python -m tests.hostile.stage_runner --drop D --summary OUT.json [--assets a,b] [--kill-at OP:PATH]`
-with MMRECIPE_HOME set. It uses the persistent SQLite instance at `$MMRECIPE_HOME/dagster`, so the
-parent test can read the event log afterwards.
+with MMRECIPE_HOME set, or as `... --serve`: a fork server that imports once and forks one such child per
+request (tests/hostile/harness.py's `run_child` uses it). It uses the persistent SQLite instance at
+`$MMRECIPE_HOME/dagster`, so the parent test can read the event log afterwards.
 
 - Memory: before each asset the kernel's peak-RSS mark is reset (`/proc/self/clear_refs` = 5), so the
   `peak_kb` reported per asset is that asset's own high-water mark (VmHWM), models included.
@@ -26,6 +27,7 @@ import re
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +300,41 @@ def run(drop: str, summary_path: str, assets: list[str] | None, kill_at: tuple[s
     return report
 
 
+def serve() -> int:
+    """Fork server: import the code location once, then run each request in a forked child.
+
+    A request is one JSON line on stdin: {"argv", "env", "cwd", "stdout", "stderr"} (the last two: file paths).
+    The child takes exactly `env` as its environment, writes its output to the two files and runs `main(argv)`;
+    the answer is one JSON line on stdout, {"returncode": ...} (negative: killed by that signal), as for a fresh
+    interpreter, which would spend seconds importing dagster, torch and the stages before doing the same.
+    """
+    import data_assets.definitions  # noqa: F401 - what every child would import again
+    from resources.settings import deployment_settings
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into this loop
+            code = 1
+            try:
+                for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+                    os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+                os.environ.clear()
+                os.environ.update(request["env"])
+                os.chdir(request["cwd"])
+                deployment_settings.cache_clear()  # read the request's environment, not the server's
+                code = main(request["argv"])
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drop", required=True)
@@ -315,4 +352,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve() if sys.argv[1:] == ["--serve"] else main())

@@ -54,10 +54,17 @@ def _fail_lake_writes(monkeypatch: pytest.MonkeyPatch, lake: str, handler: Fault
     monkeypatch.setattr(Storage, "fs", property(patched))
 
 
-@pytest.fixture
-def clean(tmp_path: Path, hostile_corpus: CorpusDir) -> dict[str, str]:
-    """The lake of a clean, fault-free run of STAGES on the `flaky` drop at tmp_path/home."""
-    settings = _land(tmp_path / "home", hostile_corpus)
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one MMRECIPE_HOME path of this module's runs, each on a fresh home there: outputs hold absolute paths,
+    so a faulty run equals the clean run byte for byte only at the same path."""
+    return tmp_path_factory.mktemp("flaky") / "home"
+
+
+@pytest.fixture(scope="module")
+def clean(home: Path, hostile_corpus: CorpusDir) -> dict[str, str]:
+    """The lake of a clean, fault-free run of STAGES on the `flaky` drop at `home` (once per module)."""
+    settings = _land(home, hostile_corpus)
     with dg.instance_for_test(temp_dir=settings.dagster_home) as instance:
         assert materialize(settings, instance, "flaky", STAGES).success
     return lake_files(settings.lake)
@@ -75,9 +82,9 @@ def test_step_retry_policy_defaults_and_settings() -> None:
 
 
 def test_short_faults_are_absorbed_by_storage_retries_with_nothing_duplicated(
-    tmp_path: Path, hostile_corpus: CorpusDir, clean: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    home: Path, hostile_corpus: CorpusDir, clean: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = _land(tmp_path / "home", hostile_corpus)
+    settings = _land(home, hostile_corpus)
     # at most 3 consecutive failures of any one call: within the 4 attempts of mmrecipe.storage.retried
     handler = FaultyHandler({"open_output": 2, "write": 3, "move": 2, "open_input": 2, "info": 1})
     _fail_lake_writes(monkeypatch, settings.lake, handler)
@@ -105,11 +112,11 @@ def _writes_to_exhaust_one_publish(tmp_path: Path) -> int:
 
 
 def test_an_outage_longer_than_storage_retries_is_retried_by_the_step_policy(
-    tmp_path: Path, hostile_corpus: CorpusDir, clean: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, home: Path, hostile_corpus: CorpusDir, clean: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     budget = _writes_to_exhaust_one_publish(tmp_path)
     assert budget >= 4  # storage retries absorb at least 3 consecutive failures
-    settings = _land(tmp_path / "home", hostile_corpus)
+    settings = _land(home, hostile_corpus)
     handler = FaultyHandler({"open_output": budget})  # the whole first attempt of raw_crawl fails
     _fail_lake_writes(monkeypatch, settings.lake, handler)
     with dg.instance_for_test(temp_dir=settings.dagster_home) as instance:
@@ -155,10 +162,10 @@ def test_every_asset_and_check_carries_the_step_retry_policy_in_every_job() -> N
 
 
 def test_a_run_of_the_implicit_asset_job_retries_a_transient_fault(
-    tmp_path: Path, hostile_corpus: CorpusDir, clean: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, home: Path, hostile_corpus: CorpusDir, clean: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     budget = _writes_to_exhaust_one_publish(tmp_path)
-    settings = _land(tmp_path / "home", hostile_corpus)
+    settings = _land(home, hostile_corpus)
     handler = FaultyHandler({"open_output": budget})  # the whole first attempt of raw_crawl fails
     _fail_lake_writes(monkeypatch, settings.lake, handler)
     with dg.instance_for_test(temp_dir=settings.dagster_home) as instance:

@@ -3,6 +3,7 @@
 from tests.production.prod_support import (  # noqa: F401 - fixtures are registered by being here
     helm,
     in_cluster_service_account,
+    postgres_cluster,
     postgres_server,
     s3_requests,
     s3_server,

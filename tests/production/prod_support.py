@@ -4,12 +4,14 @@ Every server listens on loopback only, lives in a temp dir and is stopped at the
 the test fails. Tools that cannot be obtained make the tests that need them skip, saying why (in CI: fail).
 """
 
+import dataclasses
 import functools
 import gzip
 import hashlib
 import io
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -75,9 +77,9 @@ def _pg_tool(name: str) -> str | None:
     return str(candidates[0]) if candidates else None
 
 
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A real Postgres server on a free loopback port with password auth, removed afterwards."""
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresServer]:
+    """A real Postgres server on a free loopback port with password auth, removed after the session."""
     initdb, pg_ctl = _pg_tool("initdb"), _pg_tool("pg_ctl")
     require_service(
         initdb and pg_ctl, "no Postgres server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin"
@@ -116,14 +118,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
         subprocess.run([*run_as, pg_ctl, "-D", str(data), "-o", opts, "-l", str(log), "-w", "start"], check=True)
         started = True
-        import psycopg2
-
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", password=password, dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE dagster")
-        conn.close()
-        yield PostgresServer("127.0.0.1", port, "postgres", password, "dagster")
+        yield PostgresServer("127.0.0.1", port, "postgres", password, "postgres")
     except subprocess.CalledProcessError as e:
         detail = (e.stderr or b"").decode(errors="replace") + (log.read_text() if log.exists() else "")
         raise RuntimeError(f"could not start the throwaway Postgres in {root}: {detail[-2000:]}") from e
@@ -131,6 +126,22 @@ def postgres_server() -> Iterator[PostgresServer]:
         if started:
             subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_server(postgres_cluster: PostgresServer, request: pytest.FixtureRequest) -> PostgresServer:
+    """A fresh, empty database of its own for each test module, on the session's Postgres server."""
+    import psycopg2
+
+    db = "dagster_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
+    pg = postgres_cluster
+    conn = psycopg2.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password, dbname=pg.db)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {db}")
+        cur.execute(f"CREATE DATABASE {db}")
+    conn.close()
+    return dataclasses.replace(pg, db=db)
 
 
 # --- Kubernetes -------------------------------------------------------------------------------

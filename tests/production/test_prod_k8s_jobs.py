@@ -1,23 +1,23 @@
-"""The Kubernetes Job dagster-k8s would launch for every asset's step, built for real and validated.
+"""The Kubernetes Job dagster-k8s launches for every asset's step, captured from its own executor and validated.
 
-Each Job is assembled the way the k8s_job_executor's step handler does it: the production
-instance's K8sRunLauncher, the code location's container context exactly as the Helm chart
-renders it, then the asset's `dagster-k8s/config` op tags; `construct_dagster_k8s_job` builds it
-and `kubernetes-validate --strict` checks it against the Kubernetes schemas.
+Each asset is run with `dg.execute_job` under the code location's `k8s_job_executor` (MMRECIPE_EXECUTOR=k8s),
+on an instance whose run launcher is helm/dagster.prod.yaml's K8sRunLauncher, from a code location origin that
+carries the image and the container context exactly as the Helm chart renders them for the code server. The
+executor's step handler builds the step's Job and POSTs it to the Kubernetes API: here a loopback server that
+records the Job and refuses it (no cluster), which ends the run. `kubernetes-validate --strict` then checks
+every recorded Job against the Kubernetes schemas.
 """
 
 import json
-import types
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
-import kubernetes
 import pytest
 import yaml
-from dagster._config import process_config
-from dagster_k8s import K8sRunLauncher
-from dagster_k8s.container_context import K8sContainerContext
-from dagster_k8s.job import construct_dagster_k8s_job, get_k8s_job_name, get_user_defined_k8s_config
 
 from mmrecipe.settings import Settings
 from resources.pod_resources import GPU_POOL, POD_SIZES, POOL_TAG
@@ -26,23 +26,93 @@ from tests.production.prod_support import HELM_DIR, PROD_INSTANCE_YAML, helm_tem
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mmrecipe:0.1.0-3f9c2ab"
 GPU_STAGES = {"transcribed_audio", "eval_results", "ablations"}
+NAMESPACE = "data"
+CHART_ENV = {
+    "DAGSTER_K8S_INSTANCE_CONFIG_MAP": "mmrecipe-instance",
+    "DAGSTER_K8S_NAMESPACE": NAMESPACE,
+    "DAGSTER_K8S_SERVICE_ACCOUNT": "mmrecipe",
+    "DAGSTER_K8S_PG_PASSWORD_SECRET": "dagster-postgresql-secret",
+}
+JOBS_PATH = re.compile(r"/apis/batch/v1/namespaces/([^/]+)/jobs")
+
+
+class _KubeApi(BaseHTTPRequestHandler):
+    """The few Kubernetes API calls a step launch makes: create a Job (recorded, then refused), list and delete."""
+
+    server: "KubeApiServer"
+
+    def _reply(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        match = JOBS_PATH.fullmatch(self.path.split("?")[0])
+        if not match:
+            return self._reply(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404})
+        self.server.jobs.append((match.group(1), body))
+        message = "jobs.batch is forbidden: the test's API server records Jobs and runs none"
+        self._reply(403, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+                          "message": message, "code": 403})  # fmt: skip
+
+    def do_GET(self) -> None:  # the step handler lists a refused Job's pods before deleting it
+        self._reply(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []})
+
+    def do_DELETE(self) -> None:
+        self._reply(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class KubeApiServer(ThreadingHTTPServer):
+    """A loopback stand-in for the Kubernetes API that keeps every Job POSTed to it: (namespace, manifest)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _KubeApi)
+        self.jobs: list[tuple[str, dict]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 @pytest.fixture
-def launcher(in_cluster_service_account: Path, monkeypatch: pytest.MonkeyPatch) -> K8sRunLauncher:
-    """The run launcher of helm/dagster.prod.yaml, configured from the env the chart sets."""
-    for k, v in {
-        "DAGSTER_K8S_INSTANCE_CONFIG_MAP": "mmrecipe-instance",
-        "DAGSTER_K8S_NAMESPACE": "data",
-        "DAGSTER_K8S_SERVICE_ACCOUNT": "mmrecipe",
-        "DAGSTER_K8S_PG_PASSWORD_SECRET": "dagster-postgresql-secret",
-    }.items():
+def kube_api() -> Iterator[KubeApiServer]:
+    server = KubeApiServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def k8s_instance(
+    settings: Settings, kube_api: KubeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dg.DagsterInstance]:
+    """An instance with helm/dagster.prod.yaml's K8sRunLauncher, reaching the test's API server by kubeconfig."""
+    for k, v in CHART_ENV.items():
         monkeypatch.setenv(k, v)
-    config = yaml.safe_load(PROD_INSTANCE_YAML.read_text())["run_launcher"]
-    assert (config["module"], config["class"]) == ("dagster_k8s", "K8sRunLauncher")
-    processed = process_config(K8sRunLauncher.config_type(), config["config"])
-    assert processed.success, processed.errors
-    return K8sRunLauncher(**processed.value)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": kube_api.url}}],
+        "users": [{"name": "test", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test", "namespace": NAMESPACE}}],
+    }))  # fmt: skip
+    launcher = yaml.safe_load(PROD_INSTANCE_YAML.read_text())["run_launcher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    assert launcher["config"]["load_incluster_config"] is True  # in the cluster; here the kubeconfig instead
+    launcher["config"] |= {"load_incluster_config": False, "kubeconfig_file": str(kubeconfig)}
+    with dg.instance_for_test(overrides={"run_launcher": launcher}, temp_dir=settings.dagster_home) as instance:
+        yield instance
 
 
 @pytest.fixture
@@ -54,32 +124,42 @@ def chart_container_context(helm: Path) -> dict:
     return json.loads(env["DAGSTER_CONTAINER_CONTEXT"])
 
 
-def _step_tags(op: dg.OpDefinition) -> dict[str, str]:
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in op.tags.items()}
+def one_asset_job(asset: str) -> dg.JobDefinition:
+    """A job of the code location (its assets, checks, resources and executor) over one asset and its checks,
+    built from the process environment (MMRECIPE_EXECUTOR=k8s); reconstructable by module and name."""
+    from data_assets.definitions import build_defs
+
+    defs = build_defs(environment_settings())
+    job = dg.define_asset_job(f"{asset}_job", selection=dg.AssetSelection.assets(asset))
+    bound = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, resources=defs.resources,
+                           executor=defs.executor, jobs=[job])  # fmt: skip
+    return bound.resolve_job_def(job.name)
 
 
-def _step_job(launcher: K8sRunLauncher, context: dict, op: dg.OpDefinition, job_name: str) -> dict:
-    """The Job manifest K8sStepHandler.launch_step would create for `op`'s step."""
-    code_location = types.SimpleNamespace(repository_origin=types.SimpleNamespace(container_context=context))
-    run = types.SimpleNamespace(job_code_origin=code_location, tags={})
-    ctx = K8sContainerContext.create_for_run(run, launcher, include_run_tags=False)  # type: ignore[arg-type]
-    ctx = ctx.merge(K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(_step_tags(op))))
-    run_id = "0f3c4a1e-5b6d-4c7e-8f90-1a2b3c4d5e6f"
-    name = f"dagster-step-{get_k8s_job_name(run_id, op.name)}"
-    job = construct_dagster_k8s_job(
-        job_config=ctx.get_k8s_job_config(IMAGE, launcher),
-        args=["dagster", "api", "execute_step"],
-        job_name=name,
-        pod_name=name,
-        component="step_worker",
-        user_defined_k8s_config=ctx.run_k8s_config,
-        labels={"dagster/job": job_name, "dagster/op": op.name, "dagster/run-id": run_id},
-        env_vars=[
-            {"name": "DAGSTER_RUN_JOB_NAME", "value": job_name},
-            {"name": "DAGSTER_RUN_STEP_KEY", "value": op.name},
-        ],
-    )
-    return kubernetes.client.ApiClient().sanitize_for_serialization(job)
+def launched_step_job(
+    instance: dg.DagsterInstance,
+    kube_api: KubeApiServer,
+    context: dict,
+    asset: dg.AssetKey,
+    step: str,
+    partition: str | None,
+) -> dict:
+    """The Job manifest the k8s_job_executor POSTs for `asset`'s step, from a run of that asset alone."""
+    job = dg.build_reconstructable_job(__name__, one_asset_job.__name__, (asset.to_user_string(),))
+    # the code server's origin: its image (DAGSTER_CURRENT_IMAGE) and container context, as the chart sets them
+    job = job._replace(repository=job.repository._replace(container_image=IMAGE, container_context=context))
+    before = len(kube_api.jobs)
+    tags = {"dagster/partition": partition} if partition else None
+    result = dg.execute_job(job, instance, tags=tags)
+    assert not result.success, "no cluster here: the API server refuses the Job, so the run must fail"
+    [(namespace, manifest)] = kube_api.jobs[before:]
+    assert namespace == NAMESPACE
+    events = [e.dagster_event for e in instance.all_logs(result.run_id) if e.dagster_event]
+    [starting] = [e for e in events if e.event_type_value == "STEP_WORKER_STARTING"]
+    assert starting.step_key == step and manifest["metadata"]["name"] in str(starting.message), starting.message
+    refused = "records Jobs and runs none"  # the API server's answer ended the run
+    assert any(refused in str(e.event_specific_data) for e in events if e.is_engine_event), asset
+    return manifest
 
 
 def test_production_definitions_use_the_k8s_job_executor(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,24 +171,39 @@ def test_production_definitions_use_the_k8s_job_executor(settings: Settings, mon
         assert defs.resolve_job_def(job_name).executor_def.name == "k8s", job_name
 
 
-def test_every_asset_step_builds_a_valid_sized_job(
-    settings: Settings, launcher: K8sRunLauncher, chart_container_context: dict, tmp_path: Path
+def test_every_asset_step_launches_a_valid_sized_job(
+    settings: Settings,
+    k8s_instance: dg.DagsterInstance,
+    kube_api: KubeApiServer,
+    chart_container_context: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("MMRECIPE_EXECUTOR", "k8s")
     from data_assets.definitions import build_defs
 
     graph = build_defs(settings).resolve_asset_graph()
-    ops = {
-        graph.get(key).assets_def.op.name: graph.get(key).assets_def.op
-        for key in graph.get_all_asset_keys()
-        if graph.get(key).is_materializable
-    }
+    ops = {}
+    jobs = {}
+    for key in sorted(graph.get_all_asset_keys()):
+        node = graph.get(key)
+        if not node.is_materializable:
+            continue
+        op = node.assets_def.op
+        partitions = node.partitions_def
+        partition = ("drop-1" if isinstance(partitions, dg.DynamicPartitionsDefinition) else
+                     partitions.get_partition_keys()[0]) if partitions else None  # fmt: skip
+        ops[op.name] = op
+        jobs[op.name] = launched_step_job(k8s_instance, kube_api, chart_container_context, key, op.name, partition)
     assert {"raw_crawl", "mixture"} <= set(ops)
-    jobs = {name: _step_job(launcher, chart_container_context, op, "drop_stages_job") for name, op in ops.items()}
     validate_manifests(list(jobs.values()), tmp_path)
 
     for name, job in jobs.items():
+        assert job["metadata"]["labels"]["dagster/op"] == name
         pod = job["spec"]["template"]["spec"]
         [container] = pod["containers"]
+        assert container["image"] == IMAGE and container["args"][:3] == ["dagster", "api", "execute_step"], name
+        assert {"name": "DAGSTER_RUN_STEP_KEY", "value": name} in container["env"], name
         res = container["resources"]
         assert {"cpu", "memory"} <= set(res["requests"]) and {"cpu", "memory"} <= set(res["limits"]), name
         assert container["securityContext"]["readOnlyRootFilesystem"] is True, name

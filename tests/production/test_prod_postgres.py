@@ -102,7 +102,11 @@ def test_prod_instance_config_has_the_production_services(
         assert instance.get_runs(limit=1) == []
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         psycopg2.connect(
-            host=postgres_server.host, port=postgres_server.port, user="postgres", password="wrong", dbname="dagster"
+            host=postgres_server.host,
+            port=postgres_server.port,
+            user="postgres",
+            password="wrong",
+            dbname=postgres_server.db,
         )
 
 

@@ -15,6 +15,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -59,6 +61,12 @@ class DagsterDev:
         if out.get("errors"):
             raise RuntimeError(f"GraphQL errors: {out['errors']}")
         return out["data"]
+
+    def stop(self) -> str:
+        """Stop it (once) with `stop_process_group`; how it stopped: "SIGTERM" or "SIGKILL"."""
+        if not self.stopped_by:
+            self.stopped_by = stop_process_group(self.process)
+        return self.stopped_by
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
@@ -135,11 +143,20 @@ def _default_interrupts() -> None:
 
 
 @contextmanager
-def dagster_dev(home: Path, extra_env: Mapping[str, str] | None = None, timeout: float = 180) -> Iterator[DagsterDev]:
-    """`dagster dev -w workspace.yaml` with MMRECIPE_HOME=`home`, DAGSTER_HOME=`home/dagster`; stopped on exit."""
+def dagster_dev(
+    home: Path,
+    extra_env: Mapping[str, str] | None = None,
+    timeout: float = 180,
+    instance: Mapping[str, object] | None = None,
+) -> Iterator[DagsterDev]:
+    """`dagster dev -w workspace.yaml` with MMRECIPE_HOME=`home`, DAGSTER_HOME=`home/dagster`; stopped on exit.
+
+    The instance is data_assets/dagster.yaml, with the top-level keys of `instance` added or replaced.
+    """
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "data_assets" / "dagster.yaml", dagster_home / "dagster.yaml")
+    config = yaml.safe_load((REPO / "data_assets" / "dagster.yaml").read_text()) | dict(instance or {})
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
     for sub in ("lake", "landing"):
         (home / sub).mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MMRECIPE_", "DAGSTER_"))}
@@ -167,4 +184,4 @@ def dagster_dev(home: Path, extra_env: Mapping[str, str] | None = None, timeout:
         _wait_ready(dev, timeout)
         yield dev
     finally:
-        dev.stopped_by = stop_process_group(process)
+        dev.stop()

@@ -1,5 +1,6 @@
 """The Dagster UI as a user sees it: drops land, the sensor runs them, a user materializes, backfills and sees
-a failing blocking check stop a release. Headless Debian chromium driven by Playwright against `dagster dev`."""
+a failing blocking check stop a release. Headless Debian chromium driven by Playwright against `dagster dev`,
+which the test helper then stops with SIGTERM alone (webserver, daemon and code servers all exit cleanly)."""
 
 import re
 import shutil
@@ -127,7 +128,7 @@ def failed_steps(dev: DagsterDev, run_ids: list[str]) -> str:
     return "\n".join(lines) or "no step failed"
 
 
-def wait_until(what: str, probe: Callable[[], object], timeout: float, dev: DagsterDev, every: float = 2) -> object:
+def wait_until(what: str, probe: Callable[[], object], timeout: float, dev: DagsterDev, every: float = 1) -> object:
     """Poll `probe` until it returns something truthy; fail naming `what` with the server log tail."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -223,13 +224,23 @@ class UI:
 
 @pytest.fixture
 def ui_server(tmp_path: Path) -> Iterator[DagsterDev]:
+    """`dagster dev` on a fresh home whose landing already holds the two sample drops.
+
+    They land before the daemon starts, so the source_drops sensor's first tick finds them: its interval is
+    30 s, and landing them after start-up only waited for the second tick. The contaminated drop lands later.
+    """
     home = tmp_path / "home"
+    for drop in ("sample-a", "sample-b"):
+        land(home / "landing", SAMPLES / drop, drop)
     env = {
         "MMRECIPE_EXECUTOR": "in_process",  # one process per run, not one per step: the 2-core CI box stays fast
         "MMRECIPE_AUTOMATION_INTERVAL_SECONDS": "5",  # automation ticks every 5 s instead of 30 s
         "MMRECIPE_STEP_RETRIES": "0",  # a failing step fails at once (no backoff retries to wait out)
     }
-    with dagster_dev(home, env) as dev:
+    queue = {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator",
+             "config": {"dequeue_interval_seconds": 1}}  # fmt: skip  # queued runs start within 1 s, not 5 s
+    with dagster_dev(home, env, instance={"run_coordinator": queue}) as dev:
+        assert len(process_group_alive(dev.process.pid)) >= 3  # dagster dev, webserver, daemon (and code servers)
         yield dev
     assert not process_group_alive(dev.process.pid), "dagster dev left processes behind"
 
@@ -254,12 +265,10 @@ def test_a_user_drives_the_pipeline_from_the_dagster_ui(
     ui = UI(page, dev.url)
     timer = Timer()
 
-    # 1-2. Two sample drops land; the source_drops sensor (on by default) registers them and launches their runs.
+    # 1-2. Two sample drops landed; the source_drops sensor (on by default) registers them and launches their runs.
     ui.go("/automation")
     for sensor in ("source_drops", "automation", "drop_lag"):
         ui.see(sensor)
-    for drop in ("sample-a", "sample-b"):
-        land(landing, SAMPLES / drop, drop)
     sensor_runs = wait_until(
         "the source_drops sensor to launch a run per drop",
         lambda: (rs := runs(dev, dagster__sensor_name="source_drops")) and len(rs) == 2 and rs,
@@ -358,7 +367,7 @@ def test_a_user_drives_the_pipeline_from_the_dagster_ui(
     bad_runs = wait_until(
         "the sensor to run the contaminated drop",
         lambda: (rs := runs(dev, dagster__partition=BAD_DROP)) and finished(dev, [r["runId"] for r in rs]),
-        timeout=150,
+        timeout=240,
         dev=dev,
     )
     assert set(bad_runs.values()) == {"SUCCESS"}, failed_steps(dev, list(bad_runs))
@@ -388,4 +397,14 @@ def test_a_user_drives_the_pipeline_from_the_dagster_ui(
     assert partitions_materialized(dev, "release") == 0
     later = [r for r in runs(dev) if r["runId"] not in before | {run_id}]
     assert not [r for r in later if {"path": ["release"]} in (r["assetSelection"] or [])], "release was requested"
+    timer.lap("7")
+    # 7. With every run finished, dagster dev stops on SIGTERM alone, as the README tells users: webserver, daemon
+    #    and code servers all exit cleanly.
+    wait_until("every run to finish", lambda: finished(dev, [r["runId"] for r in runs(dev)]), 120, dev)
+    pgid = dev.process.pid
+    assert dev.stop() == "SIGTERM", dev.log_tail()
+    assert process_group_alive(pgid) == []
+    log = dev.log.read_text()
+    assert "Shutting down Dagster services..." in log and "Dagster services shut down." in log
+    assert "did not terminate cleanly" not in log
     timer.lap("end")

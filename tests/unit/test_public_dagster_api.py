@@ -12,7 +12,6 @@ CODE = ["data_assets", "resources", "sensors", "partitions", "mmrecipe"]
 # Test files that still need a private name, each saying why at the import (owner in brackets):
 PRIVATE_OK = {
     "tests/unit/test_freshness_policies.py",  # the freshness daemon under a frozen clock has no public API
-    "tests/production/test_prod_k8s_jobs.py",  # [k8s helper's file, out of this change's scope]
 }
 
 
