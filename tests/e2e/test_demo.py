@@ -1,5 +1,7 @@
 """`mmrecipe demo` on the bundled sample drops, end to end, then `show` and `explain` on what it built."""
 
+import re
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -16,7 +18,8 @@ def test_demo_runs_every_stage_and_explains_a_training_document(sample_demo: Sam
     summary = {tuple(line.split()[:2]): line.split()[2:] for line in stdout.splitlines() if line.strip()}
     assert summary[("raw_crawl", "sample-a")][:2] == ["318", "318"]  # every WARC record indexed
     assert summary[("transcribed_audio", "sample-a")][:3] == ["6", "4", "2"]  # 4 speech clips, silence + noise
-    assert "| default | 2 |" in stdout and "| english_hq | 2 |" in stdout  # seeds shown per recipe
+    for recipe in ("default", "english_hq"):  # each at its best learning rate, with its seed count
+        assert re.search(rf"^\| {recipe} \| (0\.003|0\.01) \| 2 \| ", stdout, re.MULTILINE), recipe
     assert "seed noise" in stdout
 
     shown = run_cli(["show", "extracted_text", "sample-a"], home)
