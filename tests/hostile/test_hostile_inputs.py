@@ -104,8 +104,12 @@ def test_raw_crawl_gives_every_span_its_verdict(hostile_run: HostileRun, hostile
     assert meta["total"] == meta["kept"] + meta["rejected"] == len(ids)
 
 
+UNTABLED_STAGES = {"video_clips"}  # issue 17: no hostile video records in the corpus yet; the stage still runs here
+
+
 def test_every_stage_completes_and_its_blocking_checks_pass(hostile_run: HostileRun) -> None:
-    assert set(hostile_run.stages) == set(STAGE_KIND)  # every stage this suite tables is defined, and no other
+    # every stage this suite tables is defined, and no other but the ones it runs without hostile cases yet
+    assert set(hostile_run.stages) == set(STAGE_KIND) | UNTABLED_STAGES
     assert [a["asset"] for a in hostile_run.run.summary["assets"] if a["asset"] in hostile_run.stages] == (
         hostile_run.stages
     )
