@@ -509,9 +509,20 @@ class Storage:
             retried(lambda: self.fs.delete_file(self._fs_path(uri)))
 
     def delete_dir(self, uri: str) -> None:
-        """Remove the folder at `uri` and everything below it, if it exists."""
-        with contextlib.suppress(FileNotFoundError):
-            retried(lambda: self.fs.delete_dir(self._fs_path(uri)))
+        """Remove the folder at `uri` and everything below it, if it exists.
+
+        On S3 every object under the prefix is deleted with boto3: pyarrow's `delete_dir` leaves an empty
+        marker object for the parent "folder" behind, which would then show up in listings of the lake."""
+        if not self.is_s3:
+            with contextlib.suppress(FileNotFoundError):
+                retried(lambda: self.fs.delete_dir(self._fs_path(uri)))
+            return
+        bucket, key = split_s3_uri(uri)
+        pages = self.s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/")
+        for page in pages:
+            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if keys:
+                retried(lambda keys=keys: self.s3_client.delete_objects(Bucket=bucket, Delete={"Objects": keys}))
 
     def move(self, src: str, dst: str) -> None:
         """Move the file at `src` to `dst`, replacing it (local: a rename; S3: a server-side copy, then a delete)."""
