@@ -179,3 +179,9 @@ class CaptionIndex:
         _, text, source = best.caption(self.surrounding_text)
         opt_page = min(opted, key=lambda r: r.page_order).page_url if opted else None
         return Caption(text, source, best.page_url, bool(opted), opt_page)
+
+
+def caption_coverage(caption_sources: Mapping[str, int]) -> float:
+    """The share of kept items with a caption (source other than "none"), to 4 places; 0 when nothing was kept."""
+    kept = sum(caption_sources.values())
+    return round(1 - caption_sources.get("none", 0) / kept, 4) if kept else 0.0

@@ -50,7 +50,7 @@ from mmrecipe.images.analysed_images import (
     caption_pass,
     write_captions,
 )
-from mmrecipe.images.captions import CaptionIndex
+from mmrecipe.images.captions import CaptionIndex, caption_coverage
 from mmrecipe.images.image_analysis import ImageStageConfig
 from mmrecipe.images.kept_images import (
     DECISION_SCHEMA,
@@ -120,8 +120,7 @@ class ImageStageReport(KeptImages):
 
     @property
     def caption_coverage(self) -> float:
-        kept = sum(self.caption_sources.values())
-        return round(1 - self.caption_sources["none"] / kept, 4) if kept else 0.0
+        return caption_coverage(self.caption_sources)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from mmrecipe.audio.transcribed_audio import SEGMENT_TYPE
 from mmrecipe.audio.transcription import Transcriber
 from mmrecipe.conservation import Conservation
 from mmrecipe.crawl_index import RAW_CRAWL, read_records
-from mmrecipe.images.captions import canonical_url
+from mmrecipe.images.captions import canonical_url, caption_coverage
 from mmrecipe.images.phash_index import Candidate, Decision, decide
 from mmrecipe.images.webdataset import ShardWriter
 from mmrecipe.opt_out import OPT_OUT_REASON, opts_out_of_images, robots_directives
@@ -129,8 +129,7 @@ class VideoStageReport:
 
     @property
     def caption_coverage(self) -> float:
-        kept = sum(self.caption_sources.values())
-        return round(1 - self.caption_sources["none"] / kept, 4) if kept else 0.0
+        return caption_coverage(self.caption_sources)
 
 
 @dataclass
