@@ -106,7 +106,7 @@ def child_stage(
     Model loading (language ID, toxicity) is timed, as datatrove's loading of its extractor and spaCy is.
     """
     from mmrecipe.crawl_index import index_drop, read_records
-    from mmrecipe.dedup import BandIndex, IndexEntries
+    from mmrecipe.dedup import BandIndex
     from mmrecipe.engine import LocalEngine
     from mmrecipe.storage import Storage
     from mmrecipe.text.dedup_stage import dedup_drop
@@ -126,8 +126,7 @@ def child_stage(
     shard_bytes = html_bytes + 1 if engine.workers == 1 else max(1, html_bytes // (4 * engine.workers))
     run, report = filter_drop(engine, lake, landing, drop, config, scorer, shard_bytes)
     filtered = run.output
-    index = BandIndex(lake, "filtered_text")
-    index.write(drop, IndexEntries.concat(report.entries))
+    index = BandIndex(lake, "filtered_text")  # filter_drop wrote the drop's index
     t2 = time.perf_counter()
     decisions = index.decide(drop)
     extracted = dedup_drop(engine, lake, drop, decisions).output

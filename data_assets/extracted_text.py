@@ -11,6 +11,7 @@ its extracted_text, which then equals what in-order materialization gives.
 from collections import Counter
 
 import dagster as dg
+import numpy as np
 import pyarrow.compute as pc
 from pydantic import Field
 
@@ -18,7 +19,7 @@ from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.plots import histogram_chart_md
 from data_assets.stage_checks import conservation_check
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
-from mmrecipe.dedup import BandIndex, IndexEntries
+from mmrecipe.dedup import BandIndex
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import (
     REJECTS,
@@ -61,12 +62,13 @@ class FilteredTextConfig(dg.Config):
     batch_size: int = 128
 
 
-def quality_histogram(scores: list[float], title: str, threshold: float | None = None) -> dict[str, dg.MetadataValue]:
-    """Quality-score histogram metadata: counts per 0.1 bin as a table, and a chart with the drop threshold."""
+def quality_histogram(bins: list[int], title: str, threshold: float | None = None) -> dict[str, dg.MetadataValue]:
+    """Quality-score histogram metadata from `QUALITY_BINS` counts: per 0.1 bin as a table, and a chart."""
+    centres = ((np.arange(len(bins)) + 0.5) / len(bins)).tolist()
     return {
-        "quality_histogram": dg.MetadataValue.md(markdown_table(score_histogram(scores), ["score", "count"])),
+        "quality_histogram": dg.MetadataValue.md(markdown_table(score_histogram(bins), ["score", "count"])),
         "quality_chart": histogram_chart_md(
-            scores, title, "P(high quality)", value_range=(0.0, 1.0), threshold=threshold
+            centres, title, "P(high quality)", len(bins), (0.0, 1.0), threshold, weights=bins
         ),
     }
 
@@ -105,11 +107,10 @@ def filtered_text(
         batch_size=config.batch_size,
     )  # fmt: skip
     shards = engine.engine(**ray_task_resources(FILTERED, settings))
-    run, report = pipeline.filter_drop(shards, storage, landing.storage(), drop, stage, scorer, engine.shard_bytes)
-    index = BandIndex(storage, FILTERED, buckets=settings.dedup_buckets)
-    version = index.write(drop, IndexEntries.concat(report.entries))
+    run, report = pipeline.filter_drop(shards, storage, landing.storage(), drop, stage, scorer, engine.shard_bytes,
+                                       buckets=settings.dedup_buckets)  # fmt: skip
     extra = {
-        "dedup_index_version": version,
+        "dedup_index_version": report.index_version,
         "rules_preset": config.rules_preset,
         "quality_classifier_version": scorer.version,
         "quality_threshold": float(threshold),
@@ -117,7 +118,7 @@ def filtered_text(
         "languages": histogram_md(report.languages, "language") if report.languages else "none",
         "charset_sources": histogram_md(report.charset_sources, "source") if report.charset_sources else "none",
         "repeated_texts": report.repeated_texts,
-        **quality_histogram(report.quality_scores, f"{drop}: scored documents", threshold),
+        **quality_histogram(report.quality_bins, f"{drop}: scored documents", threshold),
         **run.metadata(),
     }  # fmt: skip
     return dg.MaterializeResult(metadata=stage_metadata(run.output, PREVIEW, extra))
@@ -149,7 +150,7 @@ def extracted_text(
     stale_later = sorted(d for d in stale_drops(index) if d > drop)
     extra = {
         "languages": histogram_md(Counter(kept["language"].to_pylist()), "language") if kept.num_rows else "none",
-        **quality_histogram(kept["quality_score"].to_pylist(), f"{drop}: kept documents"),
+        **quality_histogram(pipeline.quality_bins(kept["quality_score"].to_numpy()), f"{drop}: kept documents"),
         "dedup": dg.MetadataValue.json(decisions.summary()),
         "dedup_sources": dg.MetadataValue.json(decisions.sources),
         "stale_later_drops": ", ".join(stale_later) or "none",

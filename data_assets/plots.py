@@ -68,19 +68,24 @@ def histogram_chart_md(
     bins: int = 20,
     value_range: tuple[float, float] | None = None,
     threshold: float | None = None,
+    weights: Sequence[int] | None = None,
 ) -> dg.MetadataValue:
-    """A histogram of numeric values (e.g. quality scores), a drop threshold dashed; NaNs are left out."""
+    """A histogram of numeric values (e.g. quality scores), a drop threshold dashed; NaNs are left out.
+
+    With `weights`, `values` are bin centres and `weights` their counts (a histogram summed elsewhere)."""
     clean = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if weights is not None and len(weights) != len(clean):
+        raise ValueError(f"histogram {title!r}: {len(weights)} weights for {len(clean)} values")
     fig = Figure(figsize=FIGSIZE)
     ax = fig.subplots()
     if clean:
-        ax.hist(clean, bins=bins, range=value_range, color=COLOR)
+        ax.hist(clean, bins=bins, range=value_range, color=COLOR, weights=weights)
     else:
         ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
     if threshold is not None:
         ax.axvline(threshold, color=THRESHOLD_COLOR, linestyle="--", label=f"threshold {threshold:.3f}")
         ax.legend(fontsize=7)
-    ax.set_title(f"{title} (n={len(clean)})", fontsize=10)
+    ax.set_title(f"{title} (n={len(clean) if weights is None else int(sum(weights))})", fontsize=10)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel("count", fontsize=8)
     ax.tick_params(labelsize=8)

@@ -52,8 +52,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -66,18 +67,21 @@ from mmrecipe.dedup.bucket_file import (
     ROW_GROUP_ROWS,
     SEQ_BITS,
     BucketPart,
+    BucketRange,
     TaskMap,
     bucket_of,
     check_buckets,
+    gather_range,
+    merge_ranges,
     part_of,
     read_footer,
     read_rows,
     task_of,
     thread_map,
-    write_bucketed,
+    write_bucketed_to,
 )
 from mmrecipe.dedup.minhash import MinHashConfig, band_hashes, exact_keys, minhash_signatures
-from mmrecipe.stage_output import SIDE, committed_parts, is_committed, stage_partitions, stage_prefix
+from mmrecipe.stage_output import SIDE, STAGING, committed_parts, is_committed, stage_partitions, stage_prefix
 from mmrecipe.storage import PARQUET_OPTIONS, Storage
 
 INDEX_DIR = "dedup_index"
@@ -90,6 +94,8 @@ FINEWEB = MinHashConfig()
 EXACT_BAND = -1
 EXACT_DUPLICATE = "exact_duplicate"
 NEAR_DUPLICATE = "near_duplicate"
+KEYS_SCHEMA = pa.schema([("band", pa.int8()), ("key", pa.uint64()), ("seq", pa.int32())])  # buckets.parquet
+TASK_KEYS = 1 << 21  # keys a bucket-range task of `write_parts` gathers, at most (if the bucket count allows)
 JOIN_SCHEMA = pa.schema([("band", pa.int8()), ("key", pa.uint64()), ("pos", pa.int64())])
 
 
@@ -128,6 +134,18 @@ class IndexEntries:
 
     def __len__(self) -> int:
         return len(self.record_ids)
+
+    def table(self) -> pa.Table:
+        """The entries as a table (`record_id`, `exact_key`, `has_shingles`, `band_NN`): a shard's records part."""
+        columns = {"record_id": pa.array(self.record_ids, pa.string()),
+                   "exact_key": pa.array(self.exact_keys.astype(np.uint64)),
+                   "has_shingles": pa.array(self.has_shingles.astype(bool))}  # fmt: skip
+        bands = _band_columns(self.bands.shape[1])
+        return pa.table(columns | {b: pa.array(self.bands[:, i].astype(np.uint64)) for i, b in enumerate(bands)})
+
+    def keys(self) -> pa.Table:
+        """The entries' keys (`band`, `key`, `seq` among these entries): a shard's keys part, bucketed on writing."""
+        return _keys(np.arange(len(self), dtype=np.int64), self.exact_keys, self.bands, self.has_shingles)
 
 
 @dataclass
@@ -291,29 +309,83 @@ class BandIndex:
         return {VERSION_KEY: version.encode(), PARAMS_KEY: self.params.encode()}
 
     def write(self, partition: str, entries: IndexEntries) -> str:
-        """Replace `partition`'s entries with `entries` (atomically) and return their version."""
-        if entries.bands.shape[1:] != (len(self.bands),):
-            raise ValueError(f"entries have {entries.bands.shape[1:]} bands, the index uses {len(self.bands)}")
-        digest = hashlib.sha256(self.params.encode())
-        digest.update("\n".join(entries.record_ids).encode())
-        for arr in (entries.exact_keys, entries.bands, entries.has_shingles):
-            digest.update(np.ascontiguousarray(arr).tobytes())
-        version = digest.hexdigest()[:32]
-        seq = np.arange(len(entries), dtype=np.int64)
-        keys = _keys(seq, entries.exact_keys, entries.bands, entries.has_shingles)
-        uri = self.uri(partition, BUCKETS_FILE)
-        write_bucketed(self.storage, uri, keys, self.buckets, self._footer_meta(version))
-        columns = [
-            pa.array(entries.record_ids, pa.string()),
-            pa.array(np.arange(len(entries), dtype=np.int64)),
-            pa.array(entries.exact_keys.astype(np.uint64)),
-            pa.array(entries.has_shingles.astype(bool)),
-            *[pa.array(entries.bands[:, b].astype(np.uint64)) for b in range(len(self.bands))],
-        ]
-        records = pa.Table.from_arrays(columns, schema=self.schema(version))
-        with self.storage.atomic_output(self.uri(partition)) as out:
-            pq.write_table(records, out, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
+        """Replace `partition`'s entries with `entries` (atomically) and return their version.
+
+        The entries are staged as one records part and one keys part, then written as by `write_parts`."""
+        folder = self.storage.uri(stage_prefix(self.asset, partition, STAGING), "dedup_entries")
+        records, keys = f"{folder}/records.parquet", f"{folder}/keys.parquet"
+        with self.storage.atomic_output(records) as out:
+            pq.write_table(entries.table(), out, **PARQUET_OPTIONS)
+        with self.storage.atomic_output(keys) as out:
+            write_bucketed_to(out, entries.keys(), self.buckets, {})
+        try:
+            return self.write_parts(partition, [records], [keys], [len(entries)])
+        finally:
+            self.storage.delete_dir(folder)
+
+    def write_parts(self, partition: str, records: Sequence[str], keys: Sequence[str], rows: Sequence[int]) -> str:
+        """Replace `partition`'s entries with those of its shards' parts (atomically) and return their version.
+
+        `records[i]` is shard i's entries table (`IndexEntries.table`), `keys[i]` its keys (`IndexEntries.keys`)
+        written with `bucket_file.write_bucketed_to`, `rows[i]` its number of entries. The keys file is gathered bucket range
+        by bucket range in `map_tasks` (each task reads only its buckets of every shard, and holds at most
+        `TASK_KEYS` keys when the drop fits in the bucket count), then merged one bucket at a time; the
+        records file and the version are streamed shard by shard. Nothing holds the whole drop.
+        """
+        offsets = np.concatenate([[0], np.cumsum(np.asarray(rows, dtype=np.int64))]).tolist()
+        version = self._version(records)
+        staging = self.storage.uri(stage_prefix(self.asset, partition, STAGING), "dedup_pieces")
+        n_tasks = min(self.buckets, max(self.tasks, -(-offsets[-1] * (1 + len(self.bands)) // TASK_KEYS)))
+        jobs = [
+            BucketRange(self.storage, tuple(keys), tuple(offsets[:-1]), self.buckets, t * self.buckets // n_tasks,
+                        (t + 1) * self.buckets // n_tasks, f"{staging}/piece-{t:05d}.parquet")
+            for t in range(n_tasks)
+        ]  # fmt: skip
+        try:
+            pieces = [p for p in self.map_tasks(gather_range, jobs) if p is not None]
+            uri = self.uri(partition, BUCKETS_FILE)
+            merge_ranges(self.storage, uri, pieces, KEYS_SCHEMA, self.buckets, self._footer_meta(version))
+        finally:
+            self.storage.delete_dir(staging)
+        schema = self.schema(version)
+        records_uri = self.uri(partition)
+        with self.storage.atomic_output(records_uri) as out, pq.ParquetWriter(out, schema, **PARQUET_OPTIONS) as w:
+            for group in self._record_groups(records, offsets):
+                w.write_table(group, row_group_size=ROW_GROUP_ROWS)
         return version
+
+    def _version(self, records: Sequence[str]) -> str:
+        """The content hash of a partition's entries, streamed part by part, column by column."""
+        digest = hashlib.sha256(self.params.encode())
+        first = True
+        for uri in records:
+            ids = self.storage.read_table(uri, ["record_id"])["record_id"].to_pylist()
+            if ids:
+                digest.update(("" if first else "\n").encode() + "\n".join(ids).encode())
+                first = False
+        for columns in (["exact_key"], self.bands, ["has_shingles"]):
+            for uri in records:
+                table = self.storage.read_table(uri, columns)
+                values = [table[c].to_numpy(zero_copy_only=False) for c in columns]
+                digest.update(np.ascontiguousarray(np.column_stack(values) if len(values) > 1 else values[0]).tobytes())
+        return digest.hexdigest()[:32]
+
+    def _record_groups(self, records: Sequence[str], offsets: Sequence[int]) -> Iterator[pa.Table]:
+        """The records file's row groups (`ROW_GROUP_ROWS` documents each), from the parts in order."""
+        names = self.schema().names
+        pending: list[pa.Table] = []
+        held = 0
+        for uri, offset in zip(records, offsets, strict=False):
+            table = self.storage.read_table(uri)
+            seq = pa.array(np.arange(offset, offset + table.num_rows, dtype=np.int64))
+            pending.append(table.append_column("seq", seq).select(names).cast(self.schema()))
+            held += table.num_rows
+            while held >= ROW_GROUP_ROWS:
+                rows = pa.concat_tables(pending).combine_chunks()
+                yield rows.slice(0, ROW_GROUP_ROWS)
+                pending, held = [rows.slice(ROW_GROUP_ROWS)], held - ROW_GROUP_ROWS
+        if held:
+            yield pa.concat_tables(pending).combine_chunks()
 
     def _footer(self, partition: str, name: str = RECORDS_FILE) -> pq.FileMetaData:
         return read_footer(self.storage, self.uri(partition, name))

@@ -29,6 +29,7 @@ DEFAULT_MAX_TASKS = 4  # as many as the default thread pool runs at once; an eng
 ROW_GROUP_ROWS = 4096  # row groups of a companion file: a lookup of a few rows reads a few of them
 BUCKETS_KEY = b"mmrecipe.index.buckets"
 GROUPS_KEY = b"mmrecipe.index.bucket_row_groups"  # bucket of each row group, in file order
+_KEY_OPTIONS: dict[str, Any] = {"compression": "none", "use_dictionary": False, "write_statistics": False}
 SEQ_BITS = 40  # a key's global position: drop rank << SEQ_BITS | row within the drop
 _PHI = np.uint64(0x9E3779B97F4A7C15)
 TaskMap = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
@@ -52,13 +53,19 @@ def task_of(buckets: np.ndarray, n_buckets: int, max_tasks: int) -> np.ndarray:
 
 
 def write_bucketed(storage: Storage, uri: str, keys: pa.Table, buckets: int, meta: Mapping[bytes, bytes]) -> None:
-    """Write `keys` (`band`, `key`, `seq` and more) atomically, one row group per bucket in bucket order.
+    """Write `keys` (`band`, `key`, `seq` and more) atomically, one row group per bucket in bucket order."""
+    with storage.atomic_output(uri) as out:
+        write_bucketed_to(out, keys, buckets, meta)
+
+
+def write_bucketed_to(sink: Any, keys: pa.Table, buckets: int, meta: Mapping[bytes, bytes]) -> None:
+    """Write `keys` to `sink` (a file or stream), one row group per bucket in bucket order.
 
     Uncompressed and without dictionaries: keys are random 64-bit hashes (incompressible), and a bucket
     is small, so per-chunk decompression would cost more than the bytes it saves; `seq` is stored as int32.
     """
     if len(keys) and int(pc.max(keys["seq"]).as_py()) >= 2**31:
-        raise ValueError(f"{uri}: a drop's keys are numbered below 2**31, got {pc.max(keys['seq'])}")
+        raise ValueError(f"a drop's keys are numbered below 2**31, got {pc.max(keys['seq'])}")
     keys = keys.set_column(keys.schema.get_field_index("seq"), "seq", keys["seq"].cast(pa.int32()))
     bucket = bucket_of(keys["key"].to_numpy(), keys["band"].to_numpy(), buckets)
     order = np.argsort(bucket, kind="stable")  # rows keep the caller's order within a bucket
@@ -66,10 +73,66 @@ def write_bucketed(storage: Storage, uri: str, keys: pa.Table, buckets: int, met
     present, starts = np.unique(bucket, return_index=True)
     ends = [*starts[1:].tolist(), len(bucket)][: len(starts)]
     footer = {**meta, BUCKETS_KEY: b"%d" % buckets, GROUPS_KEY: json.dumps(present.tolist()).encode()}
-    options = {"compression": "none", "use_dictionary": False, "write_statistics": False}
-    with storage.atomic_output(uri) as out, pq.ParquetWriter(out, keys.schema.with_metadata(footer), **options) as w:
+    with pq.ParquetWriter(sink, keys.schema.with_metadata(footer), **_KEY_OPTIONS) as w:
         for lo, hi in zip(starts.tolist(), ends, strict=True):
             w.write_table(keys.slice(lo, hi - lo), row_group_size=hi - lo)
+
+
+@dataclass(frozen=True)
+class BucketRange:
+    """A task that gathers buckets [lo, hi) of a drop from its shards' bucketed key parts into one piece file.
+
+    `parts` are the shards' key files (local `seq`) in drop order, `offsets` the drop position of each
+    one's first row. The piece holds the same rows in the same order as the drop's whole keys written by
+    `write_bucketed`: exact keys (`band` -1) first, then band keys, each in drop order within a bucket.
+    """
+
+    storage: Storage
+    parts: tuple[str, ...]
+    offsets: tuple[int, ...]
+    buckets: int
+    lo: int
+    hi: int
+    piece: str  # where this range's piece is written
+
+
+def gather_range(job: BucketRange) -> str | None:
+    """Write one bucket range's piece (reading only those buckets' row groups of every part); None if empty."""
+    exact: list[pa.Table] = []
+    other: list[pa.Table] = []
+    for uri, offset in zip(job.parts, job.offsets, strict=True):
+        metadata = read_footer(job.storage, uri)
+        groups = check_buckets(metadata, job.buckets, uri, "re-run the stage that wrote it")
+        part = part_of(job.storage, uri, 0, metadata, groups, range(job.lo, job.hi))
+        if part is None:
+            continue
+        with job.storage.open_input(uri) as f:
+            table = pq.ParquetFile(f, metadata=metadata).read_row_groups(list(part.row_groups))
+        seq = table["seq"].to_numpy().astype(np.int64) + np.int64(offset)
+        table = table.set_column(table.schema.get_field_index("seq"), "seq", pa.array(seq, pa.int64()))
+        is_exact = pc.equal(table["band"], -1)
+        exact.append(table.filter(is_exact))
+        other.append(table.filter(pc.invert(is_exact)))
+    if not exact:
+        return None
+    write_bucketed(job.storage, job.piece, pa.concat_tables(exact + other), job.buckets, {})
+    return job.piece
+
+
+def merge_ranges(
+    storage: Storage, uri: str, pieces: Sequence[str], schema: pa.Schema, buckets: int, meta: Mapping[bytes, bytes]
+) -> None:
+    """Write the pieces of consecutive bucket ranges as one bucketed file, one row group (bucket) at a time."""
+    footers = [read_footer(storage, p) for p in pieces]
+    present = [b for f in footers for b in json.loads((f.metadata or {})[GROUPS_KEY])]
+    footer = {**meta, BUCKETS_KEY: b"%d" % buckets, GROUPS_KEY: json.dumps(present).encode()}
+    with storage.atomic_output(uri) as out, pq.ParquetWriter(out, schema.with_metadata(footer), **_KEY_OPTIONS) as w:
+        for piece, metadata in zip(pieces, footers, strict=True):
+            with storage.open_input(piece) as f:
+                source = pq.ParquetFile(f, metadata=metadata)
+                for g in range(metadata.num_row_groups):
+                    group = source.read_row_group(g)
+                    w.write_table(group, row_group_size=len(group))
 
 
 def read_footer(storage: Storage, uri: str) -> pq.FileMetaData:

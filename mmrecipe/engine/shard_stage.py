@@ -119,11 +119,16 @@ class ShardOutput(PartWriter):
         self.steps: dict[str, StepStats] = {}
         self.side: dict[str, Part] = {}
 
-    def write_side(self, name: str, table: pa.Table) -> None:
-        """Write this shard's side table `name` (committed as `side/<partition>/<name>-NNNNN.parquet`)."""
+    def write_side(self, name: str, table: pa.Table, write: Callable[[Any, pa.Table], None] | None = None) -> None:
+        """Write this shard's side table `name` (committed as `side/<partition>/<name>-NNNNN.parquet`).
+
+        `write(sink, table)` writes the Parquet (by default with the lake's options), e.g. bucketed row groups."""
         uri = f"{self.folder}/side-{name}.parquet"
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, **PARQUET_OPTIONS)
+        if write is None:
+            pq.write_table(table, sink, **PARQUET_OPTIONS)
+        else:
+            write(sink, table)
         data = sink.getvalue().to_pybytes()
         self.lake.write_bytes(uri, data)
         self.side[name] = Part(uri, table.num_rows, len(data), hashlib.sha256(data).hexdigest())

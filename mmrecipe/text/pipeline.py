@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mmrecipe.dedup import IndexEntries, MinHashConfig
+from mmrecipe.dedup import BandIndex, IndexEntries, MinHashConfig
+from mmrecipe.dedup.bucket_file import DEFAULT_BUCKETS, write_bucketed_to
 from mmrecipe.engine import (
     DROPPED,
     Engine,
@@ -52,7 +53,7 @@ from mmrecipe.engine import (
     worker_cached,
 )
 from mmrecipe.settings import DEFAULT_SHARD_BYTES
-from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS, commit_version, committed_parts
+from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS, commit_version, committed, committed_parts
 from mmrecipe.storage import Storage
 from mmrecipe.text.extraction import DEFAULT_MAX_DEPTH, EXTRACTORS, RESILIPARSE
 from mmrecipe.text.fineweb_rules import FINEWEB_LANGUAGE, PRESETS, rules_for
@@ -141,14 +142,16 @@ class TextStageReport:
     """What a drop's filtering produced besides the tables: histograms and the dedup index version."""
 
     languages: Counter[str] = field(default_factory=Counter)  # of kept documents
-    quality_scores: list[float] = field(default_factory=list)  # of every scored document
+    quality_bins: list[int] = field(default_factory=lambda: [0] * QUALITY_BINS)  # scored documents per bin of [0, 1]
     charset_sources: Counter[str] = field(default_factory=Counter)
-    entries: list[IndexEntries] = field(default_factory=list)
     repeated_texts: int = 0  # documents whose extracted text was already decided in this run (verdict reused)
+    index_version: str = ""  # the version of the drop's dedup index (`BandIndex.write_parts`)
 
 
 FILTERED = "filtered_text"
 INDEX_SIDE = "index"  # the side part of each shard: its candidates' dedup index entries
+KEYS_SIDE = "index_keys"  # the side part of each shard: those entries' keys, bucketed (`bucket_file`)
+QUALITY_BINS = 20  # equal bins of [0, 1]: a shard's quality-score histogram, summed by the driver
 MEMO_TEXTS = 1024  # verdicts of this many recent distinct texts are remembered (a few MB)
 
 
@@ -330,21 +333,9 @@ def _batches(table: pa.Table, size: int) -> Iterator[list[dict[str, Any]]]:
         yield batch.to_pylist()
 
 
-def entries_table(entries: IndexEntries) -> pa.Table:
-    """Dedup index entries as a table (a shard's `index` side part)."""
-    columns = {"record_id": pa.array(entries.record_ids, pa.string()),
-               "exact_key": pa.array(entries.exact_keys.astype(np.uint64)),
-               "has_shingles": pa.array(entries.has_shingles.astype(bool))}  # fmt: skip
-    columns |= {f"band_{b:02d}": pa.array(entries.bands[:, b].astype(np.uint64)) for b in range(entries.bands.shape[1])}
-    return pa.table(columns)
-
-
-def entries_of(table: pa.Table) -> IndexEntries:
-    """Dedup index entries from an `index` side part."""
-    bands = [c for c in table.column_names if c.startswith("band_")]
-    matrix = np.stack([table[c].to_numpy() for c in bands], axis=1) if table.num_rows else np.zeros((0, len(bands)))
-    return IndexEntries(table["record_id"].to_pylist(), table["exact_key"].to_numpy().astype(np.uint64),
-                        matrix.astype(np.uint64), table["has_shingles"].to_numpy(zero_copy_only=False))  # fmt: skip
+def quality_bins(scores: Sequence[float]) -> list[int]:
+    """Counts of `scores` in `QUALITY_BINS` equal bins of [0, 1] (a shard's share of the drop's histogram)."""
+    return np.histogram(np.asarray(scores, dtype=np.float64), bins=QUALITY_BINS, range=(0.0, 1.0))[0].tolist()
 
 
 @dataclass(frozen=True)
@@ -357,10 +348,11 @@ class TextShardTask:
     model: bytes
     info: ClassifierInfo
     key: str  # the fingerprint of config and classifier: the per-worker cache key of the models
+    buckets: int  # of the dedup index (`MMRECIPE_DEDUP_BUCKETS`): a shard's keys part is bucketed the same
 
 
 def filter_shard(task: TextShardTask, shard: Shard, out: ShardOutput) -> dict[str, Any]:
-    """One shard of a drop through the text steps into `out`; its histograms, scores and index side part."""
+    """One shard of a drop through the text steps into `out`; its histograms and its index side parts."""
     steps = worker_cached(("text", task.key), lambda: TextFilter(task.config, QualityScorer(task.model, task.info)))
     steps.forget()
     languages: Counter[str] = Counter()
@@ -389,9 +381,11 @@ def filter_shard(task: TextShardTask, shard: Shard, out: ShardOutput) -> dict[st
             scores += batch_scores
             repeated += batch_repeated
             release_free_memory()
-    out.write_side(INDEX_SIDE, entries_table(IndexEntries.concat(entries, task.config.minhash.bands)))
-    return {"languages": dict(languages), "charset_sources": dict(charset_sources), "quality_scores": scores,
-            "repeated_texts": repeated}  # fmt: skip
+    shard_entries = IndexEntries.concat(entries, task.config.minhash.bands)
+    out.write_side(INDEX_SIDE, shard_entries.table())
+    out.write_side(KEYS_SIDE, shard_entries.keys(), lambda sink, keys: write_bucketed_to(sink, keys, task.buckets, {}))
+    return {"languages": dict(languages), "charset_sources": dict(charset_sources),
+            "quality_bins": quality_bins(scores), "repeated_texts": repeated}  # fmt: skip
 
 
 def filter_drop(
@@ -403,21 +397,27 @@ def filter_drop(
     scorer: QualityScorer,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     code_version: str = "1",
+    buckets: int = DEFAULT_BUCKETS,
 ) -> tuple[StageRun, TextStageReport]:
-    """The driver of filtered_text[drop]: every HTML record through the text steps on `engine`, published."""
+    """The driver of filtered_text[drop]: every HTML record through the text steps on `engine`, published.
+
+    It holds shard specs and per-shard summaries, never records: the quality histogram is summed from the
+    shards' fixed bins, and the drop's dedup index is written from the shards' side parts (`write_parts`)."""
     key = fingerprint(FILTERED, code_version, config, scorer.version)
-    task = TextShardTask(lake, landing, config, scorer.model_bytes, scorer.info, key)
+    task = TextShardTask(lake, landing, config, scorer.model_bytes, scorer.info, key, buckets)
     inputs = commit_version(lake, "raw_crawl", drop)
-    stage = ShardStage(FILTERED, drop, lake, FILTERED_TEXT_SCHEMA, filter_shard, task, fingerprint(key, inputs),
-                       WRITE_BATCH_ROWS)  # fmt: skip
+    stage = ShardStage(FILTERED, drop, lake, FILTERED_TEXT_SCHEMA, filter_shard, task,
+                       fingerprint(key, buckets, inputs), WRITE_BATCH_ROWS)  # fmt: skip
     run = run_stage(engine, stage, plan_shards(lake, drop, "html", shard_bytes))
     report = TextStageReport()
     for r in run.results:
         report.languages.update(r.extra.get("languages", {}))
         report.charset_sources.update(r.extra.get("charset_sources", {}))
-        report.quality_scores += r.extra.get("quality_scores", [])
+        if bins := r.extra.get("quality_bins"):  # a crashed record's shard has none
+            report.quality_bins = [a + b for a, b in zip(report.quality_bins, bins, strict=True)]
         report.repeated_texts += r.extra.get("repeated_texts", 0)
-    # The driver reads the shards' `index` side parts back (~250 bytes per candidate document) and writes the
-    # drop's bucketed index from them: not yet built bucket by bucket in tasks, so this part grows with the drop.
-    report.entries = [entries_of(lake.read_table(u)) for u in committed_parts(lake, FILTERED, drop, side=INDEX_SIDE)]
+    records = committed(lake, FILTERED, drop, side=INDEX_SIDE)
+    keys = committed_parts(lake, FILTERED, drop, side=KEYS_SIDE)
+    index = BandIndex(lake, FILTERED, config.minhash, buckets)
+    report.index_version = index.write_parts(drop, [p.uri for p in records], keys, [p.rows for p in records])
     return run, report

@@ -1,5 +1,6 @@
 """The persistent band index: exact and near duplicates, cross-partition order independence, idempotence."""
 
+import itertools
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -8,8 +9,9 @@ from pydoc_data.topics import topics
 import numpy as np
 import pytest
 
-from mmrecipe.dedup import BandIndex, IndexEntries, MinHashConfig
+from mmrecipe.dedup import BandIndex, IndexEntries, MinHashConfig, band_index
 from mmrecipe.dedup.band_index import EXACT_DUPLICATE, NEAR_DUPLICATE
+from mmrecipe.dedup.bucket_file import write_bucketed_to
 from mmrecipe.storage import Storage
 
 DOCS = [t for t in topics.values() if len(t.split()) > 400][:8]
@@ -231,3 +233,52 @@ def test_bucket_tasks_run_in_other_processes(tmp_path: Path) -> None:
         index.write("A", entries("A", DROP_A))
         index.write("B", entries("B", DROP_B))
         assert decisions_table(index, "B") == EXPECTED_B_AFTER_A
+
+
+def _shard_parts(storage: Storage, whole: IndexEntries, cuts: list[int], buckets: int) -> tuple[list, list, list]:
+    """The records and bucketed keys parts shards would write for the spans between `cuts` (as filter_shard)."""
+    records, keys, rows = [], [], []
+    for i, (lo, hi) in enumerate(itertools.pairwise(cuts)):
+        part = IndexEntries(whole.record_ids[lo:hi], whole.exact_keys[lo:hi], whole.bands[lo:hi],
+                            whole.has_shingles[lo:hi])  # fmt: skip
+        records.append(storage.uri("shards", f"records-{i}.parquet"))
+        keys.append(storage.uri("shards", f"keys-{i}.parquet"))
+        storage.write_table(records[-1], part.table())
+        with storage.atomic_output(keys[-1]) as out:
+            write_bucketed_to(out, part.keys(), buckets, {})
+        rows.append(hi - lo)
+    return records, keys, rows
+
+
+@pytest.mark.parametrize("cuts", [[0, 9000], [0, 1, 4096, 4100, 4100, 9000], [0, 3000, 6000, 9000]])
+def test_an_index_from_shard_parts_has_the_bytes_of_the_whole(
+    tmp_path: Path, cuts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`write_parts` (bucket-range tasks over the shards' parts, records streamed part by part) writes the same
+    files and version as the whole drop's entries in one table, for any split (empty shards, row groups
+    straddling shards) and any number of bucket-range tasks."""
+    rng = np.random.default_rng(7)
+    n = cuts[-1]
+    whole = IndexEntries([f"D-{i}" for i in range(n)], rng.integers(0, 2000, n).astype(np.uint64),
+                         rng.integers(0, 3000, (n, 14)).astype(np.uint64), rng.random(n) > 0.1)  # fmt: skip
+    expected = BandIndex(Storage(str(tmp_path / "whole")), "filtered_text", buckets=16)
+    version = expected.write("D", whole)
+    monkeypatch.setattr(band_index, "TASK_KEYS", 5_000)  # 9000 x 15 keys: more tasks than buckets, so 16
+    tasks: list[int] = []
+    storage = Storage(str(tmp_path / "parts"))
+    index = BandIndex(storage, "filtered_text", buckets=16, map_tasks=lambda fn, jobs: tasks.append(len(jobs)) or
+                      list(map(fn, jobs)))  # fmt: skip
+    assert index.write_parts("D", *_shard_parts(storage, whole, cuts, 16)) == version
+    assert tasks == [16]
+    for name in (band_index.RECORDS_FILE, band_index.BUCKETS_FILE):
+        assert storage.read_bytes(index.uri("D", name)) == expected.storage.read_bytes(expected.uri("D", name)), name
+    assert not storage.list_files(storage.uri("filtered_text", "staging"))  # the pieces are gone
+    d = index.decide("D")
+    assert d.record_ids == whole.record_ids and d.keep.sum() < n  # colliding keys: duplicates found
+
+
+def test_a_shard_part_with_another_bucket_count_is_refused(tmp_path: Path) -> None:
+    storage = Storage(str(tmp_path / "lake"))
+    parts = _shard_parts(storage, entries("A", DROP_A), [0, 4], buckets=8)
+    with pytest.raises(ValueError, match=r"keys-0\.parquet has 8 buckets, this deployment uses 16"):
+        BandIndex(storage, "filtered_text", buckets=16).write_parts("A", *parts)

@@ -8,7 +8,8 @@ import pyarrow.compute as pc
 import pytest
 
 from mmrecipe.crawl_index import index_drop, read_records
-from mmrecipe.dedup import BandIndex, IndexEntries
+from mmrecipe.dedup import BandIndex
+from mmrecipe.dedup.band_index import BUCKETS_FILE, RECORDS_FILE
 from mmrecipe.engine import Engine, LocalEngine, RayEngine
 from mmrecipe.stage_output import (
     PROVENANCE_COLUMNS,
@@ -21,7 +22,7 @@ from mmrecipe.stage_output import (
 from mmrecipe.storage import Storage
 from mmrecipe.text.dedup_stage import dedup_drop
 from mmrecipe.text.extraction import EXTRACTORS
-from mmrecipe.text.pipeline import TextStageConfig, TextStageReport, filter_drop
+from mmrecipe.text.pipeline import TextStageConfig, TextStageReport, filter_drop, quality_bins
 from mmrecipe.text.quality_classifier import ClassifierInfo, QualityScorer, TrainingParams, train_classifier
 from mmrecipe.text.quality_rules import RuleResult, RuleThresholds
 from tests.warc_fixtures import HttpResponse, warc_bytes
@@ -152,9 +153,12 @@ def test_every_record_gets_its_outcome(tmp_path: Path, scorer: QualityScorer) ->
     assert "Python 3.11.2.1" in pii["text"] and "4111 1111 1111 1112" in pii["text"]
     assert row["exceptions"]["pii_counts"] == dict.fromkeys(pii["pii_counts"], 0)
     assert row["exceptions"]["n_words"] > 0 and row["exceptions"]["dup_line_frac"] == 0.0
-    entries = IndexEntries.concat(report.entries)
-    assert entries.record_ids == kept["record_id"].to_pylist()
-    assert report.languages == {"en": 11} and len(report.quality_scores) == 12  # the rant was scored, then dropped
+    index = lake.read_table(BandIndex(lake, "filtered_text").uri("d1"))  # written by filter_drop from the shards
+    assert index["record_id"].to_pylist() == kept["record_id"].to_pylist() and report.index_version
+    assert report.languages == {"en": 11} and sum(report.quality_bins) == 12  # the rant was scored, then dropped
+    kept_bins = quality_bins(kept["quality_score"].to_pylist())  # the kept documents' scores are in their bins
+    assert len(kept_bins) == len(report.quality_bins) == 20 and sum(kept_bins) == 11
+    assert all(k <= r for k, r in zip(kept_bins, report.quality_bins, strict=True))
 
 
 def test_quality_threshold_drops_the_lowest_scores(tmp_path: Path, scorer: QualityScorer) -> None:
@@ -182,7 +186,8 @@ def test_outputs_are_deterministic_for_any_number_of_workers_and_run_after_run(
             ta, tb = lake_a.read_table(uri_a), lake_b.read_table(uri_b)
             columns = [c for c in ta.column_names if c not in ("warc_path", "detail")]  # paths differ between runs
             assert ta.num_rows and ta.select(columns).equals(tb.select(columns))
-        assert report_a.quality_scores == report_b.quality_scores and report_a.languages == report_b.languages
+        assert report_a.quality_bins == report_b.quality_bins and report_a.languages == report_b.languages
+        assert report_a.index_version == report_b.index_version
 
 
 def test_trafilatura_is_recorded_as_the_extractor(tmp_path: Path, scorer: QualityScorer) -> None:
@@ -256,18 +261,18 @@ def test_a_repeated_text_reuses_its_verdict_with_the_same_output(
     by_uri = {r["target_uri"]: r["warc_offset"] for r in read_records(lake, "d1", "html").to_pylist()}
     assert reasons[by_uri["http://mirror.example.net/rant.html"]] == reasons[by_uri[url("rant")]] == "toxic"
     assert reasons[by_uri["http://mirror.example.net/short.html"]] == "gopher_short_doc"
-    assert len(report.quality_scores) == 13 + 2  # 13 as in the drop above (its "unreadable" page is intact here)
+    assert sum(report.quality_bins) == 13 + 2  # 13 as in the drop above (its "unreadable" page is intact here)
     # plus the pii and rant copies: each scored once, reported for both records
 
 
 def _both_stages(lake: Storage, landing: Storage, scorer: QualityScorer, engine: Engine, shard_bytes: int) -> dict:
     """filtered_text and extracted_text of d1 on `engine`: their tables, commit files and shard counts."""
     config = TextStageConfig(batch_size=4, toxicity_threshold=0.5, rules_preset="whitespace")
-    filtered, report = filter_drop(engine, lake, landing, "d1", config, scorer, shard_bytes)
-    index = BandIndex(lake, "filtered_text")
-    index.write("d1", IndexEntries.concat(report.entries))
+    filtered, _ = filter_drop(engine, lake, landing, "d1", config, scorer, shard_bytes)
+    index = BandIndex(lake, "filtered_text")  # written by filter_drop, bucket range by bucket range
     extracted = dedup_drop(engine, lake, "d1", index.decide("d1"))
     out = {"shards": (filtered.shards_total, extracted.shards_total), "steps": filtered.metadata()}
+    out["index"] = [lake.read_bytes(index.uri("d1", name)) for name in (RECORDS_FILE, BUCKETS_FILE)]
     for asset in ("filtered_text", "extracted_text"):
         out[asset] = [read_stage_table(lake, asset, "d1", tree) for tree in ("data", REJECTS)]
         out[f"{asset}_commit"] = lake.read_bytes(commit_uri(lake, asset, "d1"))
@@ -284,6 +289,7 @@ def test_text_stages_are_identical_across_shard_sizes(tmp_path: Path, scorer: Qu
     assert small["shards"][0] > 2 and small["shards"][1] == small["shards"][0]  # one extracted shard per part
     for asset in ("filtered_text", "extracted_text"):
         assert all(a.equals(b) for a, b in zip(whole[asset], small[asset], strict=True)), asset
+    assert whole["index"] == small["index"]  # the dedup index files, byte for byte
     steps = whole["steps"]
     assert steps["step_read_in"] == len(responses()) and steps["step_read_rejected_unreadable_record"] == 1
     assert steps["step_toxicity_dropped_toxic"] == 1 and steps["step_quality_rules_in"] > 0
@@ -315,4 +321,5 @@ def test_text_stages_are_identical_across_worker_counts_and_engines(
     for asset in ("filtered_text", "extracted_text"):
         assert pooled[f"{asset}_commit"] == inline[f"{asset}_commit"] == on_ray[f"{asset}_commit"], asset
         assert all(a.equals(b) for a, b in zip(inline[asset], per_record[asset], strict=True)), asset
+    assert pooled["index"] == inline["index"] == on_ray["index"] == per_record["index"]
     assert per_record["shards"][0] == inline["filtered_text"][0].num_rows + inline["filtered_text"][1].num_rows
