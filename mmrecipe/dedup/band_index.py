@@ -54,7 +54,6 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -326,10 +325,10 @@ class BandIndex:
     def write_parts(self, partition: str, records: Sequence[str], keys: Sequence[str], rows: Sequence[int]) -> str:
         """Replace `partition`'s entries with those of its shards' parts (atomically) and return their version.
 
-        `records[i]` is shard i's entries table (`IndexEntries.table`), `keys[i]` its keys (`IndexEntries.keys`)
-        written with `bucket_file.write_bucketed_to`, `rows[i]` its number of entries. The keys file is gathered bucket range
-        by bucket range in `map_tasks` (each task reads only its buckets of every shard, and holds at most
-        `TASK_KEYS` keys when the drop fits in the bucket count), then merged one bucket at a time; the
+        `records[i]` is shard i's entries table (`IndexEntries.table`), `keys[i]` its keys (`IndexEntries.keys`,
+        written with `bucket_file.write_bucketed_to`), `rows[i]` its number of entries. The keys file is gathered
+        bucket range by bucket range in `map_tasks` (each task reads only its buckets of every shard, and holds at
+        most `TASK_KEYS` keys while the drop fits in the bucket count), then merged one bucket at a time; the
         records file and the version are streamed shard by shard. Nothing holds the whole drop.
         """
         offsets = np.concatenate([[0], np.cumsum(np.asarray(rows, dtype=np.int64))]).tolist()
