@@ -1,4 +1,4 @@
-"""The `mmrecipe` command line: ingest, build, demo, show, explain and diff, through the same Definitions.
+"""The `mmrecipe` command line: ingest, build, demo, show, explain, diff and verify, through the same Definitions.
 
 Every command runs on a real DagsterInstance at $DAGSTER_HOME (default `$MMRECIPE_HOME/dagster`,
 SQLite) so runs, materializations and checks appear in the Dagster UI exactly as if launched there.
@@ -387,6 +387,29 @@ def show(asset: str, partition: str | None, rows: int) -> None:
     if "path" in meta:
         for line in preview_lines(storage, str(meta["path"]), rows):
             click.echo(f"  {line}")
+
+
+@main.command()
+@click.argument("asset")
+@click.argument("partition", required=False)
+def verify(asset: str, partition: str | None) -> None:
+    """Check each committed part of ASSET [PARTITION] (default: every committed one) against its commit's digest."""
+    from mmrecipe.stage_output import is_committed, stage_partitions, verify_partition
+
+    lake = storage_resources(environment_settings())[0].storage()
+    partitions = (
+        [partition] if partition else [p for p in stage_partitions(lake, asset) if is_committed(lake, asset, p)]
+    )
+    if not partitions:
+        raise click.ClickException(f"{asset} has no committed partition in {lake.root}: materialize it first")
+    try:
+        problems = [problem for p in partitions for problem in verify_partition(lake, asset, p)]
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from None
+    for problem in problems:
+        click.echo(problem, err=True)
+    click.echo(f"{asset}: {len(partitions)} partition(s) checked, {len(problems)} problem(s)")
+    sys.exit(1 if problems else 0)
 
 
 def lake_listing(settings: Settings) -> list[str]:

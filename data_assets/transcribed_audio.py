@@ -108,6 +108,7 @@ def transcribed_audio(
         "asr_reused": run.reused,
         "duration_histogram": dg.MetadataValue.md(markdown_table(stats.histogram_rows(), ["duration", "clips"])),
         "pii_redacted": int(sum(run.pii.values())),
+        "index_bytes_read": int(run.index_bytes_read),
         "stale_later_drops": ", ".join(stale_later) or "none",
         "model": asr.name,
         "device": f"{asr.device}/{asr.compute_type}",

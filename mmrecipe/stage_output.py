@@ -358,11 +358,32 @@ def commit_version(storage: Storage, asset: str, partition: str) -> str:
 
 
 def committed(storage: Storage, asset: str, partition: str, tree: str = DATA, side: str = "") -> list[Part]:
-    """The committed parts of one partition in `tree` (or of the side parts named `side`), in order."""
+    """The committed parts of one partition in `tree` (or of the side parts named `side`), in order.
+
+    Each part is checked against its commit entry by its size (one listing of the folder, not a read): a
+    missing or changed part is an error that names it (see `verify_partition` for the full digest check)."""
     key = f"{SIDE}/{side}" if side else tree
     folder = stage_uri(storage, asset, partition, SIDE if side else tree)
     entries = read_commit(storage, asset, partition)["parts"].get(key, [])
-    return [Part(f"{folder}/{e['name']}", e["rows"], e["bytes"], e["sha256"]) for e in entries]
+    parts = [Part(f"{folder}/{e['name']}", e["rows"], e["bytes"], e["sha256"]) for e in entries]
+    if parts:
+        sizes = {uri: size for uri, size, _ in storage.stat_files(folder)}
+        for part in parts:
+            _check(part, sizes.get(part.uri), asset, partition)
+    return parts
+
+
+def _check(part: Part, size: int | None, asset: str, partition: str, rows: int | None = None) -> None:
+    """Refuse a committed part that is missing or differs from its commit entry in size or rows."""
+    fix = f"re-materialize {asset} for partition {partition!r}"
+    if size is None:
+        raise FileNotFoundError(f"{asset}[{partition}]: committed part {part.uri} is missing: {fix}")
+    if size != part.bytes or (rows is not None and rows != part.rows):
+        found = f"{size} bytes" + ("" if rows is None else f", {rows} rows")
+        raise ValueError(
+            f"{asset}[{partition}]: committed part {part.uri} has {found}, its commit says {part.bytes} bytes, "
+            f"{part.rows} rows: it changed after the commit; {fix}"
+        )
 
 
 def committed_parts(storage: Storage, asset: str, partition: str, tree: str = DATA, side: str = "") -> list[str]:
@@ -378,8 +399,11 @@ def committed_rows(storage: Storage, asset: str, partition: str, tree: str = DAT
 def read_stage_table(
     storage: Storage, asset: str, partition: str, tree: str = DATA, columns: list[str] | None = None
 ) -> pa.Table:
-    """The committed rows of one partition in `tree`, parts concatenated in order."""
-    tables = [storage.read_table(uri, columns) for uri in committed_parts(storage, asset, partition, tree)]
+    """The committed rows of one partition in `tree`, parts concatenated in order (each part's rows checked)."""
+    tables = []
+    for part in committed(storage, asset, partition, tree):
+        tables.append(storage.read_table(part.uri, columns))
+        _check(part, part.bytes, asset, partition, tables[-1].num_rows)
     return pa.concat_tables(tables)
 
 
@@ -388,10 +412,45 @@ def iter_stage_rows(
     batch_rows: int = 256,
 ) -> Iterator[dict[str, Any]]:  # fmt: skip
     """The committed rows of one partition in `tree` as dicts, streamed batch by batch in part order."""
-    for uri in committed_parts(storage, asset, partition, tree):
-        with storage.open_input(uri) as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns):
+    for part in committed(storage, asset, partition, tree):
+        with storage.open_input(part.uri) as f:
+            parquet = pq.ParquetFile(f)
+            _check(part, part.bytes, asset, partition, parquet.metadata.num_rows)
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
                 yield from batch.to_pylist()
+
+
+def _verify(storage: Storage, part: Part, asset: str, partition: str) -> None:
+    if not storage.exists(part.uri):
+        _check(part, None, asset, partition)
+    digest, size = hashlib.sha256(), 0
+    with storage.open_input(part.uri) as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    _check(part, size, asset, partition)
+    if digest.hexdigest() != part.sha256:
+        raise ValueError(
+            f"{asset}[{partition}]: committed part {part.uri} has sha256 {digest.hexdigest()}, its commit says "
+            f"{part.sha256}: it changed after the commit; re-materialize {asset} for partition {partition!r}"
+        )
+    with storage.open_input(part.uri) as f:
+        _check(part, size, asset, partition, pq.ParquetFile(f).metadata.num_rows)
+
+
+def verify_partition(storage: Storage, asset: str, partition: str) -> list[str]:
+    """Every problem of one committed partition: each part its commit names is read whole and its size, rows
+    and sha256 compared with the commit (a missing part, a tampered one). Empty when all match."""
+    problems = []
+    for key, entries in sorted(read_commit(storage, asset, partition)["parts"].items()):
+        folder = stage_uri(storage, asset, partition, key.split("/")[0])
+        for e in entries:
+            part = Part(f"{folder}/{e['name']}", e["rows"], e["bytes"], e["sha256"])
+            try:
+                _verify(storage, part, asset, partition)
+            except (OSError, ValueError, pa.ArrowInvalid) as error:
+                problems.append(str(error))
+    return problems
 
 
 def markdown_table(rows: Iterable[Mapping[str, Any]], columns: list[str], max_chars: int = 80) -> str:

@@ -196,6 +196,7 @@ class AudioStageResult:
     duplicates: Counter[str]
     reused: bool
     load_s: float
+    index_bytes_read: int  # of the dedup index, to decide this drop against itself and the earlier drops
 
 
 def run_audio_stage(
@@ -237,4 +238,5 @@ def run_audio_stage(
     run.steps = StepStats.merged([*(p.steps for p in passes), run.steps])
     kept_s = sum(float(r.extra.get("kept_seconds", 0.0)) for r in run.results)
     reused = all(p.reused for p in passes) and bool(passes)
-    return AudioStageResult(run, stats, kept_s, pii, decided.duplicates, reused, sum(p.load_s for p in passes))
+    load_s = sum(p.load_s for p in passes)
+    return AudioStageResult(run, stats, kept_s, pii, decided.duplicates, reused, load_s, decided.index_bytes_read)

@@ -48,6 +48,7 @@ class DropVerdicts:
     verdicts: dict[str, Verdict]
     duplicates: Counter[str] = field(default_factory=Counter)
     sources: dict[str, str] = field(default_factory=dict)
+    index_bytes_read: int = 0  # Parquet bytes of the dedup index the decisions read
 
     def schema_metadata(self) -> dict[bytes, bytes]:
         """Parquet metadata recording which dedup index versions the decisions were made from."""
@@ -86,7 +87,7 @@ def dedup_verdicts(
     decisions = index.decide(drop)
     if decisions.record_ids != entries.record_ids:
         raise ValueError(f"dedup index of {asset}/{drop} does not match the entries just written: re-materialize")
-    result = DropVerdicts({}, Counter(), decisions.sources)
+    result = DropVerdicts({}, Counter(), decisions.sources, decisions.index_bytes_read)
     for i, record_id in enumerate(decisions.record_ids):
         if decisions.keep[i]:
             result.verdicts[record_id] = Verdict(decisions.cluster[i])

@@ -173,6 +173,8 @@ def test_bad_inputs_and_a_copy_in_a_later_drop_are_accounted_for_deterministical
     assert '"kept_copy_drop": "2026-01-a"' in dup["detail"] and rows_a[0]["record_id"] in dup["detail"]
     meta_b = metadata_of(second, "transcribed_audio")
     assert (meta_b["total"], meta_b["kept"], meta_b["dropped"]) == (2, 1, 1)
+    # B's decisions read A's index too (footers and the buckets B shares with it)
+    assert 0 < metadata_of(first, "transcribed_audio")["index_bytes_read"] < meta_b["index_bytes_read"]
 
     assert metadata_of(second, "transcribed_audio")["asr_reused"] is False
     before = _snapshot(settings)

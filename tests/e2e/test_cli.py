@@ -176,3 +176,26 @@ def test_failed_blocking_checks_are_named(
     out = capsys.readouterr()
     assert "check FAILED [ERROR]: raw_crawl.conservation" in out.err
     assert "check d1: FAILED" in out.out
+
+
+def test_verify_checks_every_committed_part_against_its_digest(settings: Settings) -> None:
+    """`mmrecipe verify` passes a committed partition and names a part changed after its commit."""
+    import pyarrow as pa
+
+    from mmrecipe.stage_output import PROVENANCE_FIELDS, StageWriter
+
+    lake = Storage(settings.lake)
+    with StageWriter(lake, "sized", "d1", pa.schema(PROVENANCE_FIELDS)) as writer:
+        for i in range(3):
+            writer.keep({"record_id": f"r{i}", "drop": "d1", "warc_path": "a.warc.gz", "warc_offset": i})
+        writer.reject({"record_id": "r9", "drop": "d1", "warc_path": "a.warc.gz", "warc_offset": 9}, "bad", "x")
+        writer.close()
+    assert _invoke(["verify", "sized"])[:2] == (0, "sized: 1 partition(s) checked, 0 problem(s)\n")
+    [part] = committed_parts(lake, "sized", "d1")
+    data = bytearray(lake.read_bytes(part))
+    data[len(data) // 3] ^= 0xFF
+    lake.write_bytes(part, bytes(data))
+    code, out, err = _invoke(["verify", "sized", "d1"])
+    assert code == 1 and "1 problem(s)" in out
+    assert err.startswith(f"sized[d1]: committed part {part} has sha256") and "re-materialize sized" in err
+    assert _invoke(["verify", "nothing"])[0] == 1

@@ -6,6 +6,7 @@ are tested with their stages (tests/unit/test_text_pipeline.py, tests/unit/test_
 """
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -32,9 +33,12 @@ from mmrecipe.stage_output import (
     STAGING,
     commit_uri,
     committed,
+    committed_parts,
+    iter_stage_rows,
     read_commit,
     read_stage_table,
     stage_prefix,
+    verify_partition,
 )
 from mmrecipe.storage import Storage
 from tests.engine_stage import SCHEMA, SizeConfig, sized_pages
@@ -185,6 +189,48 @@ def test_a_commit_removes_the_parts_it_does_not_name_and_all_staging(lake: Stora
 
 def test_a_partition_without_a_commit_is_an_error_that_says_what_to_do(lake: Storage) -> None:
     with pytest.raises(FileNotFoundError, match=r"sized has no committed output for partition 'd1'.*materialize it"):
+        read_stage_table(lake, "sized", "d1")
+
+
+def _flip_one_byte(lake: Storage, uri: str) -> None:
+    """Tamper with a part without changing its size: one byte in the middle of its data pages."""
+    data = bytearray(lake.read_bytes(uri))
+    data[len(data) // 3] ^= 0xFF
+    lake.write_bytes(uri, bytes(data))
+
+
+def test_readers_refuse_a_missing_or_resized_part_and_verify_finds_a_tampered_one(lake: Storage) -> None:
+    run_stage(LocalEngine(1), stage(lake, SizeConfig(min_length=1_000)), plan_shards(lake, "d1", "html", 2_000))
+    parts = committed(lake, "sized", "d1")
+    commit = read_commit(lake, "sized", "d1")["parts"]
+    assert len(parts) > 2 and all(e["rows"] >= 0 and e["bytes"] > 0 and len(e["sha256"]) == 64
+                                  for tree in commit.values() for e in tree)  # fmt: skip
+    assert verify_partition(lake, "sized", "d1") == []
+    tampered, missing, grown = parts[0].uri, parts[1].uri, parts[2].uri
+    _flip_one_byte(lake, tampered)  # same size: only the digest sees it
+    assert committed(lake, "sized", "d1") == parts
+    [problem] = verify_partition(lake, "sized", "d1")
+    assert problem.startswith(f"sized[d1]: committed part {tampered} has sha256") and "re-materialize sized" in problem
+    lake.write_bytes(grown, lake.read_bytes(grown) + b"appended")
+    with pytest.raises(ValueError, match=rf"committed part {grown} has {parts[2].bytes + 8} bytes, its commit says"):
+        read_stage_table(lake, "sized", "d1")
+    lake.delete(missing)
+    for read in (read_stage_table, lambda *a: list(iter_stage_rows(*a)), committed_parts):
+        with pytest.raises(FileNotFoundError, match=rf"committed part {missing} is missing: re-materialize sized"):
+            read(lake, "sized", "d1")
+    problems = verify_partition(lake, "sized", "d1")
+    assert [p.split(" has ")[0].split(" is ")[0] for p in problems] == [
+        f"sized[d1]: committed part {uri}" for uri in (tampered, missing, grown)
+    ]
+
+
+def test_a_part_whose_rows_differ_from_its_commit_is_refused(lake: Storage) -> None:
+    run_stage(LocalEngine(1), stage(lake, SizeConfig(min_length=1_000)), plan_shards(lake, "d1", "html", 1 << 30))
+    uri = commit_uri(lake, "sized", "d1")
+    commit = read_commit(lake, "sized", "d1")
+    commit["parts"]["data"][0]["rows"] += 1  # a commit that claims a row the part does not have
+    lake.write_bytes(uri, json.dumps(commit).encode())
+    with pytest.raises(ValueError, match=r"part-00000\.parquet has \d+ bytes, \d+ rows, its commit says .* rows"):
         read_stage_table(lake, "sized", "d1")
 
 
