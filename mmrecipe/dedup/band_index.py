@@ -349,36 +349,39 @@ class BandIndex:
         schema = self.schema(version)
         records_uri = self.uri(partition)
         with self.storage.atomic_output(records_uri) as out, pq.ParquetWriter(out, schema, **PARQUET_OPTIONS) as w:
-            for group in self._record_groups(records, offsets):
+            for group in self._record_groups(records):
                 w.write_table(group, row_group_size=ROW_GROUP_ROWS)
         return version
+
+    def _batches(self, records: Sequence[str], columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The parts' rows in order, `ROW_GROUP_ROWS` at a time (a part is never read whole)."""
+        for uri in records:
+            with self.storage.open_input(uri) as f:
+                yield from pq.ParquetFile(f).iter_batches(batch_size=ROW_GROUP_ROWS, columns=columns)
 
     def _version(self, records: Sequence[str]) -> str:
         """The content hash of a partition's entries, streamed part by part, column by column."""
         digest = hashlib.sha256(self.params.encode())
         first = True
-        for uri in records:
-            ids = self.storage.read_table(uri, ["record_id"])["record_id"].to_pylist()
-            if ids:
-                digest.update(("" if first else "\n").encode() + "\n".join(ids).encode())
+        for batch in self._batches(records, ["record_id"]):
+            if batch.num_rows:
+                digest.update(("" if first else "\n").encode() + "\n".join(batch.column(0).to_pylist()).encode())
                 first = False
         for columns in (["exact_key"], self.bands, ["has_shingles"]):
-            for uri in records:
-                table = self.storage.read_table(uri, columns)
-                values = [table[c].to_numpy(zero_copy_only=False) for c in columns]
+            for batch in self._batches(records, columns):
+                values = [batch.column(c).to_numpy(zero_copy_only=False) for c in columns]
                 digest.update(np.ascontiguousarray(np.column_stack(values) if len(values) > 1 else values[0]).tobytes())
         return digest.hexdigest()[:32]
 
-    def _record_groups(self, records: Sequence[str], offsets: Sequence[int]) -> Iterator[pa.Table]:
+    def _record_groups(self, records: Sequence[str]) -> Iterator[pa.Table]:
         """The records file's row groups (`ROW_GROUP_ROWS` documents each), from the parts in order."""
-        names = self.schema().names
+        schema = self.schema()
         pending: list[pa.Table] = []
-        held = 0
-        for uri, offset in zip(records, offsets, strict=False):
-            table = self.storage.read_table(uri)
-            seq = pa.array(np.arange(offset, offset + table.num_rows, dtype=np.int64))
-            pending.append(table.append_column("seq", seq).select(names).cast(self.schema()))
-            held += table.num_rows
+        held = seq = 0
+        for batch in self._batches(records):
+            ids = pa.array(np.arange(seq, seq + batch.num_rows, dtype=np.int64))
+            pending.append(pa.Table.from_batches([batch]).append_column("seq", ids).select(schema.names).cast(schema))
+            held, seq = held + batch.num_rows, seq + batch.num_rows
             while held >= ROW_GROUP_ROWS:
                 rows = pa.concat_tables(pending).combine_chunks()
                 yield rows.slice(0, ROW_GROUP_ROWS)

@@ -5,6 +5,7 @@ results in shard order: one result per shard, or several when a shard had to be 
 record in it kills its worker process (segfault, `os._exit`, OOM kill). A split goes down to single
 records; the driver turns a single record that still kills its worker into `crashed(shard, error)`
 (a `worker_crashed` reject row), so the stage completes. Other exceptions of `fn` propagate.
+`map(fn, items)` runs other picklable tasks the same way (a dedup index's bucket ranges), without splitting.
 
 Neither engine schedules anything itself: `concurrent.futures` (spawn context) and Ray's own task
 retries (`max_retries`, for lost nodes) do. Models belong in `worker_cached`, built once per worker
@@ -13,9 +14,10 @@ process. Ray is imported only by the `ray` engine.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -51,6 +53,10 @@ class Engine(Protocol):
     def run(
         self, fn: Callable[[Shard], R], shards: Sequence[Shard], crashed: Callable[[Shard, str], R]
     ) -> list[list[R]]: ...
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """`fn` over `items` as tasks (e.g. a dedup index's bucket ranges), results in order; exceptions propagate."""
+        ...
 
 
 def _install(fn: Callable[[Shard], Any]) -> None:
@@ -112,6 +118,13 @@ class LocalEngine:
                     out[i] = results
         return [r for r in out if r is not None]
 
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if len(items) <= 1 or self.workers == 1:
+            return [fn(item) for item in items]
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(self.workers, len(items)), mp_context=context) as pool:
+            return list(pool.map(fn, items))
+
 
 @dataclass(frozen=True)
 class RayEngine:
@@ -128,9 +141,9 @@ class RayEngine:
     workers: int = 0  # CPUs of a local Ray started for the run (0: all)
     name: str = "ray"
 
-    def run(
-        self, fn: Callable[[Shard], R], shards: Sequence[Shard], crashed: Callable[[Shard, str], R]
-    ) -> list[list[R]]:
+    @contextlib.contextmanager
+    def _ray(self) -> Iterator[Any]:
+        """The `ray` module, connected: to the configured cluster, or a local Ray started for this call."""
         import ray
 
         started = not ray.is_initialized()
@@ -140,15 +153,30 @@ class RayEngine:
                 options["num_cpus"] = self.workers
             ray.init(**options)
         try:
+            yield ray
+        finally:
+            if started:
+                ray.shutdown()
+
+    def run(
+        self, fn: Callable[[Shard], R], shards: Sequence[Shard], crashed: Callable[[Shard, str], R]
+    ) -> list[list[R]]:
+        with self._ray() as ray:
             task = ray.remote(_call).options(
                 num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries
             )
             fn_ref = ray.put(fn)
             refs = [task.remote(fn_ref, s) for s in shards]
             return [self._results(ray, task, fn_ref, s, ref, crashed) for s, ref in zip(shards, refs, strict=True)]
-        finally:
-            if started:
-                ray.shutdown()
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        with self._ray() as ray:
+            task = ray.remote(_call).options(num_cpus=self.num_cpus, max_retries=self.max_retries)
+            fn_ref = ray.put(fn)
+            try:
+                return ray.get([task.remote(fn_ref, item) for item in items])
+            except ray.exceptions.RayTaskError as e:
+                raise e.as_instanceof_cause() from None
 
     def _results(
         self, ray: Any, task: Any, fn_ref: Any, shard: Shard, ref: Any, crashed: Callable[[Shard, str], R]
@@ -166,8 +194,8 @@ class RayEngine:
         return [r for h, r2 in zip(halves, refs, strict=True) for r in self._results(ray, task, fn_ref, h, r2, crashed)]
 
 
-def _call(fn: Callable[[Shard], R], shard: Shard) -> R:
-    return fn(shard)
+def _call(fn: Callable[[T], R], item: T) -> R:
+    return fn(item)
 
 
 def make_engine(

@@ -418,6 +418,6 @@ def filter_drop(
         report.repeated_texts += r.extra.get("repeated_texts", 0)
     records = committed(lake, FILTERED, drop, side=INDEX_SIDE)
     keys = committed_parts(lake, FILTERED, drop, side=KEYS_SIDE)
-    index = BandIndex(lake, FILTERED, config.minhash, buckets)
+    index = BandIndex(lake, FILTERED, config.minhash, buckets, map_tasks=engine.map)  # bucket ranges: engine tasks
     report.index_version = index.write_parts(drop, [p.uri for p in records], keys, [p.rows for p in records])
     return run, report

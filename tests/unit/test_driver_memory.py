@@ -1,0 +1,101 @@
+"""The filtered_text driver's memory does not depend on the drop's size: it holds shard specs and summaries only.
+
+The same number of shards (4) at 1x and 8x of a synthetic drop on the local engine, and the driver's peak traced
+allocation (`tracemalloc`) without the engine's work (shards, bucket-range tasks): planning, publishing the commit,
+summing the shards' histograms, hashing and merging the drop's dedup index from their side parts. Reading the
+index entries back (~300 bytes per candidate document, as the driver did before) or keeping every quality score
+would grow it by tens of kB at 8x.
+"""
+
+import random
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from pydoc_data.topics import topics
+from typing import Any
+
+from mmrecipe.crawl_index import index_drop
+from mmrecipe.engine import LocalEngine, Shard
+from mmrecipe.storage import Storage
+from mmrecipe.text.pipeline import TextStageConfig, filter_drop
+from mmrecipe.text.quality_classifier import QualityScorer
+from tests.unit.test_text_pipeline import html, scorer  # noqa: F401  (the module's classifier fixture)
+from tests.warc_fixtures import HttpResponse, warc_bytes
+
+WORDS = sorted({w for name in ("exceptions", "execmodel", "naming", "import") for w in topics[name].split()})
+DOCS_1X = 30
+SHARDS = 4
+
+
+class DriverTrace:
+    """The driver's peak traced allocation with the engine's work left out (on a pool it runs in other processes).
+
+    Tracing pauses while the engine runs shards or tasks; a segment's peak counts on top of what earlier
+    segments still held when they ended (an upper bound of the driver's own peak)."""
+
+    def __init__(self) -> None:
+        self.held = self.peak = 0
+
+    def pause(self) -> None:
+        current, peak = tracemalloc.get_traced_memory()
+        self.peak, self.held = max(self.peak, self.held + peak), self.held + current
+        tracemalloc.stop()
+
+
+@dataclass(frozen=True)
+class UntracedEngine:
+    """The local engine (inline, one worker): its shards and tasks run with the driver's tracing paused."""
+
+    trace: DriverTrace
+    name: str = "local"
+
+    def run(self, fn: Callable[[Shard], Any], shards: Sequence[Shard], crashed: Callable[[Shard, str], Any]) -> list:
+        self.trace.pause()
+        try:
+            return LocalEngine(1).run(fn, shards, crashed)
+        finally:
+            tracemalloc.start()
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list:
+        self.trace.pause()
+        try:
+            return LocalEngine(1).map(fn, items)
+        finally:
+            tracemalloc.start()
+
+
+def page(rng: random.Random) -> str:
+    """Four paragraphs of three sentences of words of the Python reference: a distinct page the rules keep."""
+    sentences = [" ".join(["The", *rng.choices(WORDS, k=11)]) + "." for _ in range(12)]
+    return "\n\n".join(" ".join(sentences[i : i + 3]) for i in range(0, 12, 3))
+
+
+def driver_peak(root: Path, docs: int, scorer: QualityScorer) -> tuple[int, int]:  # noqa: F811
+    """The driver's peak traced bytes after the shards of filtered_text over `docs` pages ran, and how many it kept."""
+    rng = random.Random(docs)
+    pages = [HttpResponse(f"http://example.org/{i}.html", html(page(rng)).encode()) for i in range(docs)]
+    landing, lake = Storage(str(root / "landing")), Storage(str(root / "lake"), scratch=str(root / "tmp"))
+    data = warc_bytes(pages)
+    landing.write_bytes(landing.uri("d1", "crawl.warc.gz"), data)
+    index_drop(landing, lake, "d1", ["crawl.warc.gz"])
+    config = TextStageConfig(rules_preset="whitespace", toxicity_threshold=1.0)
+    trace = DriverTrace()
+    tracemalloc.start()
+    try:
+        run, report = filter_drop(UntracedEngine(trace), lake, landing, "d1", config, scorer,
+                                  shard_bytes=len(data) // SHARDS + 1)  # fmt: skip
+        trace.pause()
+    finally:
+        tracemalloc.stop()
+    assert run.shards_total == SHARDS and report.index_version
+    assert sum(report.quality_bins) == run.output.counts.kept  # every kept document was scored, none dropped after
+    return trace.peak, run.output.counts.kept
+
+
+def test_the_text_drivers_peak_memory_is_flat_from_1x_to_8x(tmp_path: Path, scorer: QualityScorer) -> None:  # noqa: F811
+    driver_peak(tmp_path / "warm-up", DOCS_1X, scorer)  # first-time imports and caches
+    small, kept_small = driver_peak(tmp_path / "1x", DOCS_1X, scorer)
+    large, kept_large = driver_peak(tmp_path / "8x", 8 * DOCS_1X, scorer)
+    assert kept_small > DOCS_1X * 0.6 and kept_large > 8 * DOCS_1X * 0.6  # most are candidates, with index entries
+    assert large < small + 16 * 1024, (small, large)  # ~150 more candidates x ~300 bytes would be ~45 kB
