@@ -11,6 +11,7 @@ from fastwarc.warc import ArchiveIterator
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import committed_parts
 from mmrecipe.storage import Storage
+from tests.committed_edits import recommit
 from tests.conftest import SAMPLE_DROPS, land_drop, materialize_drop, metadata_of, run_checks
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
@@ -88,6 +89,7 @@ def test_rerun_is_byte_identical_and_tampering_fails_the_check(
 
     table = pq.read_table(part)
     pq.write_table(table.slice(0, table.num_rows - 1), part)  # lose one record on purpose
+    recommit(Storage(settings.lake), part)
     result = run_checks(settings, instance, "d1", "raw_crawl")
     evaluation = _check(result)
     assert not evaluation.passed

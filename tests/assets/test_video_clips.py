@@ -6,6 +6,7 @@ import pytest
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import committed_parts
 from mmrecipe.storage import Storage
+from tests.committed_edits import recommit
 from tests.conftest import land_drop, materialize_drop, metadata_of, run_checks
 from tests.video_samples import PLANTED, VIDEO_DROPS
 
@@ -42,6 +43,7 @@ def test_video_drops_materialize_with_passing_checks(settings: Settings, instanc
     scores = [0.9 if i == keep[0] else s for i, s in enumerate(table["nsfw_score"].to_pylist())]
     tampered = table.set_column(table.schema.get_field_index("nsfw_score"), "nsfw_score", [scores]).take(keep)
     pq.write_table(tampered, data_uri)  # the embedded lake: URIs are local paths
+    recommit(lake, data_uri)
     checks = run_checks(settings, instance, "video-a", "video_clips", ("conservation", "no_nsfw_clips_kept"))
     verdicts = {e.check_name: e for e in checks.get_asset_check_evaluations()}
     assert not verdicts["conservation"].passed

@@ -15,6 +15,7 @@ from data_assets.cli import _report, main
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import committed_parts, read_stage_table
 from mmrecipe.storage import Storage
+from tests.committed_edits import recommit
 from tests.conftest import REPO, land_drop, materialize_drop, metadata_of, run_checks
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
@@ -172,6 +173,7 @@ def test_failed_blocking_checks_are_named(
     path = committed_parts(Storage(settings.lake), "raw_crawl", "d1")[0]
     table = pq.read_table(path)
     pq.write_table(table.slice(1), path)
+    recommit(Storage(settings.lake), path)
     assert _report(run_checks(settings, instance, "d1", "raw_crawl"), "check d1") is False
     out = capsys.readouterr()
     assert "check FAILED [ERROR]: raw_crawl.conservation" in out.err

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmrecipe.stage_output import REJECTS, committed_parts
+from mmrecipe.stage_output import REJECTS, commit_uri, committed_parts
 from mmrecipe.storage import Storage
+from tests.committed_edits import recommit
 from tests.conftest import run_checks
 from tests.hostile.harness import STAGE_KIND, HostileRun
 from tests.hostile.make_hostile_corpus import DROP
@@ -33,7 +34,10 @@ def restored(hostile_run: HostileRun) -> Iterator[dict[Path, bytes]]:
 
 
 def _tamper(path: Path, how: str, saved: dict[Path, bytes]) -> str:
+    """Rewrite the committed part at `path` without one row, or with one twice, and re-enter it in its commit."""
     saved.setdefault(path, path.read_bytes())
+    commit = Path(commit_uri(Storage(str(path.parents[3])), path.parents[2].name, path.parent.name))
+    saved.setdefault(commit, commit.read_bytes())
     table = pq.read_table(path)
     assert table.num_rows > 0, f"{path} is empty: nothing to tamper with"
     victim = table.slice(table.num_rows // 2, 1)
@@ -42,6 +46,7 @@ def _tamper(path: Path, how: str, saved: dict[Path, bytes]) -> str:
         pq.write_table(pa.concat_tables(rest), path)
     else:
         pq.write_table(pa.concat_tables([table, victim]), path)
+    recommit(Storage(str(path.parents[3])), str(path))
     return victim["record_id"][0].as_py()
 
 

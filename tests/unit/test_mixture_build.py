@@ -22,6 +22,7 @@ from mmrecipe.stage_output import committed_parts
 from mmrecipe.storage import Storage
 from mmrecipe.text.pii import PII_TYPES
 from mmrecipe.warc_index import INDEX_SCHEMA
+from tests.committed_edits import recommit
 
 DROPS = ["d1", "d2"]
 
@@ -192,6 +193,7 @@ def test_lineage_check_fails_when_a_raw_crawl_record_is_gone(lake: Storage) -> N
     uri = committed_parts(lake, "raw_crawl", "d1")[0]
     index = lake.read_table(uri)
     lake.write_table(uri, index.filter(pc.not_equal(index["record_id"], victim)).cast(INDEX_SCHEMA))
+    recommit(lake, uri)
     verdict = lineage_verdict(lake, "mix")
     assert not verdict.passed and verdict.metadata["unresolved"] == 1
     assert f"no raw_crawl[d1] record {victim}" in verdict.description

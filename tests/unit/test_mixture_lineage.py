@@ -12,6 +12,7 @@ from mmrecipe.mixture.manifest import read_manifest
 from mmrecipe.recipe import parse_recipe
 from mmrecipe.stage_output import committed_parts
 from mmrecipe.storage import Storage
+from tests.committed_edits import recommit
 
 
 @pytest.fixture
@@ -65,5 +66,6 @@ def test_explain_detects_a_changed_stage_row(lake: Storage) -> None:
         for r, t in zip(table["record_id"].to_pylist(), table["text"].to_pylist(), strict=True)
     ]
     lake.write_table(uri, table.set_column(table.schema.get_field_index("text"), "text", [texts]))
+    recommit(lake, uri)
     with pytest.raises(LineageError, match="changed since the mixture was built"):
         explain(lake, row["doc_id"])

@@ -25,6 +25,7 @@ from mmrecipe.text.extraction import EXTRACTORS
 from mmrecipe.text.pipeline import TextStageConfig, TextStageReport, filter_drop, quality_bins
 from mmrecipe.text.quality_classifier import ClassifierInfo, QualityScorer, TrainingParams, train_classifier
 from mmrecipe.text.quality_rules import RuleResult, RuleThresholds
+from tests.committed_edits import recommit
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 GOOD = ["exceptions", "execmodel", "customization", "naming", "import", "assignment", "function", "class"]
@@ -84,6 +85,7 @@ def land_and_index(tmp_path: Path) -> tuple[Storage, Storage]:
     short = pc.if_else(pc.equal(index["target_uri"], url("unreadable")), pc.subtract(index["warc_length"], 10),
                        index["warc_length"])  # fmt: skip
     lake.write_table(uri, index.set_column(index.schema.get_field_index("warc_length"), "warc_length", short))
+    recommit(lake, uri)
     return lake, landing
 
 
