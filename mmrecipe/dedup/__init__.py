@@ -10,6 +10,7 @@ Use from a stage (text pages, audio transcripts, ...), with `asset` the stage th
     entries = IndexEntries.from_texts(record_ids, texts)        # record order, one batch or many + concat
     index = BandIndex(lake, asset, buckets=settings.dedup_buckets)  # map_tasks=: the engine's map, if any
     index.write(drop, entries)                                  # the drop's own entries, nothing else
+    index.write_parts(drop, records, keys, rows)                # the same from shards' side parts (a sharded stage)
     decisions = index.decide(drop)                              # keep / exact_duplicate / near_duplicate
     schema = schema.with_metadata(decisions.sources_metadata()) # record what the decisions were made from
     BandIndex(lake, asset).stale_outputs(consumer_asset)        # drops to re-decide after an earlier drop changed
