@@ -9,6 +9,7 @@ from data_assets.quarantine import definitions, drop_gate, read_gate
 from data_assets.stage_metadata import column_schema
 from mmrecipe.mixture.build import build_mixture, load_eval_sets
 from mmrecipe.mixture.checks import Verdict, decontamination_verdict, lineage_verdict, token_share_verdict
+from mmrecipe.mixture.data_card import video_text_pairs
 from mmrecipe.mixture.manifest import DATA_CARD_FILE, MANIFEST_FILE, MANIFEST_SCHEMA, TOKENS_DIR, mixture_uri
 from mmrecipe.mixture.sources import MixtureInputError
 from mmrecipe.mixture.token_shards import TokenizerError
@@ -69,7 +70,7 @@ def upstream_figures(instance: dg.DagsterInstance, stages: list[str], drops: lis
 def mixture(
     context: dg.AssetExecutionContext, config: MixtureConfig, lake: LakeResource, settings: dg.ResourceParam[Settings]
 ) -> dg.MaterializeResult:
-    """Training mixture of one recipe: GPT-2 token shards, WebDataset image-caption shards, manifest and data card."""
+    """Training mixture of one recipe: GPT-2 token shards, image-caption shards, manifest and data card."""
     storage = lake.storage()
     try:
         recipe = load_recipe(settings.recipes_dir, context.partition_key)
@@ -107,6 +108,7 @@ def mixture(
             "token_budget": int(s["total_tokens_budget"]),
             "document_copies": int(s["document_copies"]),
             "image_caption_pairs": int(s["webdataset"]["samples"]),
+            "video_text_pairs": int(video_text_pairs(s["sources"]) or 0),
             "too_small_sources": "\n".join(too_small) or "none",
             "decontamination_worst_overlap": float(s["decontamination"]["worst_overlap"]),
             **{k: int(v) for k, v in result.cache_stats.items()},

@@ -59,7 +59,7 @@ from mmrecipe.mixture.token_shards import (
     load_tokenizer,
 )
 from mmrecipe.mixture.webdataset import ImageSample, write_webdataset
-from mmrecipe.recipe import TEXT_COLUMN, Recipe
+from mmrecipe.recipe import DOC_KEY, TEXT_COLUMN, Recipe
 from mmrecipe.stage_output import (
     PROVENANCE_COLUMNS,
     REJECTS,
@@ -113,7 +113,7 @@ def load_eval_sets(folder: str | Path, names: Sequence[str]) -> dict[str, str]:
 def _stage_table(storage: Storage, tok: BpeTokenizer, inputs: Sequence[StageInput], stage: str) -> StageTable:
     """Read one stage's partitions, tokenizing each (or reusing its content-addressed cache)."""
     cols = PROVENANCE_COLUMNS + STAGE_COLUMNS[stage]
-    text_col = TEXT_COLUMN[stage]
+    text_col, key_col = TEXT_COLUMN[stage], DOC_KEY[stage]
     tables, caches = [], []
     pii: Counter[str] = Counter()
     for inp in (i for i in inputs if i.stage == stage):
@@ -126,14 +126,14 @@ def _stage_table(storage: Storage, tok: BpeTokenizer, inputs: Sequence[StageInpu
         pii.update(_pii_counts(t))
         t = t.select(cols)
         cache = cached_partition_tokens(
-            storage, tok, stage, text_col, inp.sha256, t["record_id"].to_pylist(), t[text_col].to_pylist()
+            storage, tok, stage, text_col, inp.sha256, t[key_col].to_pylist(), t[text_col].to_pylist()
         )
         n = t.num_rows
         t = t.append_column("_cache", pa.array(np.full(n, len(caches), dtype=np.int32)))
         t = t.append_column("_row", pa.array(np.arange(n, dtype=np.int64)))
         tables.append(t)
         caches.append(cache)
-    table = pa.concat_tables(tables).sort_by([("drop", "ascending"), ("record_id", "ascending")])
+    table = pa.concat_tables(tables).sort_by([("drop", "ascending"), (key_col, "ascending")])
     cache_of_row = table["_cache"].to_numpy()
     row_in_cache = table["_row"].to_numpy()
     counts = np.array([caches[c].counts[r] for c, r in zip(cache_of_row, row_in_cache, strict=True)], dtype=np.int64)
@@ -205,7 +205,7 @@ def build_mixture(
         storage.write_bytes(mixture_uri(storage, recipe.name, rel), data)
         files[rel] = _sha(data)
 
-    # manifest: one row per selected document, sorted by source then (drop, record_id)
+    # manifest: one row per selected document, sorted by source then (drop, document key)
     rows: list[dict[str, Any]] = []
     texts: list[tuple[str, str]] = []
     for src in recipe.sources:
@@ -214,7 +214,7 @@ def build_mixture(
         n_copies = copies[src.name][copies[src.name] > 0]
         for r, k in zip(t.to_pylist(), n_copies, strict=True):
             text = r[src.text_column] or ""
-            doc_id = doc_id_for(recipe.name, src.name, r["record_id"])
+            doc_id = doc_id_for(recipe.name, src.name, r[src.key_column])
             rows.append(
                 {
                     "doc_id": doc_id,
@@ -235,7 +235,7 @@ def build_mixture(
         st, c = stages[src.stage], cands[src.name]
         for i in np.flatnonzero(copies[src.name]):
             row = int(c.rows[i])
-            rid = st.table["record_id"][row].as_py()
+            rid = st.table[src.key_column][row].as_py()
             cache = st.caches[int(st.cache_of_row[row])]
             lookup[doc_id_for(recipe.name, src.name, rid)] = (int(st.token_counts[row]), cache.key)
     for r in rows:
@@ -250,7 +250,8 @@ def build_mixture(
     for source, cand_i, copy in interleave(copies, recipe.seed):
         st, c = stages[by_source[source].stage], cands[source]
         row = int(c.rows[cand_i])
-        writer.add(doc_id_for(recipe.name, source, st.table["record_id"][row].as_py()), copy, st.ids(row))
+        key = st.table[by_source[source].key_column][row].as_py()
+        writer.add(doc_id_for(recipe.name, source, key), copy, st.ids(row))
     tokens_header = writer.close()
     for s in writer.shards:
         files[f"{TOKENS_DIR}/{s.file}"] = s.sha256
