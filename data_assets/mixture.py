@@ -9,7 +9,6 @@ from data_assets.quarantine import definitions, drop_gate, read_gate
 from data_assets.stage_metadata import column_schema
 from mmrecipe.mixture.build import build_mixture, load_eval_sets
 from mmrecipe.mixture.checks import Verdict, decontamination_verdict, lineage_verdict, token_share_verdict
-from mmrecipe.mixture.data_card import video_text_pairs
 from mmrecipe.mixture.manifest import DATA_CARD_FILE, MANIFEST_FILE, MANIFEST_SCHEMA, TOKENS_DIR, mixture_uri
 from mmrecipe.mixture.sources import MixtureInputError
 from mmrecipe.mixture.token_shards import TokenizerError
@@ -108,7 +107,7 @@ def mixture(
             "token_budget": int(s["total_tokens_budget"]),
             "document_copies": int(s["document_copies"]),
             "image_caption_pairs": int(s["webdataset"]["samples"]),
-            "video_text_pairs": int(video_text_pairs(s["sources"]) or 0),
+            "video_text_pairs": int(s.get("video_webdataset", {}).get("samples", 0)),
             "too_small_sources": "\n".join(too_small) or "none",
             "decontamination_worst_overlap": float(s["decontamination"]["worst_overlap"]),
             **{k: int(v) for k, v in result.cache_stats.items()},

@@ -258,8 +258,9 @@ def build_mixture(
     for name in ("index.json", "index.parquet"):
         files[f"{TOKENS_DIR}/{name}"] = _sha(storage.read_bytes(mixture_uri(storage, recipe.name, TOKENS_DIR, name)))
 
-    image_shards = _write_images(storage, recipe, stages, cands, copies)
-    for s in image_shards:
+    image_shards = _write_images(storage, recipe, stages, cands, copies, shard_images)
+    clip_shards = _write_clips(storage, recipe, stages, cands, copies, shard_images)
+    for s in image_shards + clip_shards:
         files[f"{WEBDATASET_DIR}/{s['file']}"] = s["sha256"]
     for name, text in sorted(eval_sets.items()):
         put(f"{EVALSETS_DIR}/{name}.txt", text.encode("utf-8"))
@@ -267,6 +268,8 @@ def build_mixture(
     report = contamination(texts, eval_sets, recipe.decontamination.ngram, recipe.decontamination.max_overlap)
 
     summary = _summary(recipe, tok, inputs, plan, cands, stages, report, tokens_header, image_shards, manifest)
+    if any(src.stage == "video_clips" for src in recipe.sources):
+        summary["video_webdataset"] = {"shards": clip_shards, "samples": sum(int(s["samples"]) for s in clip_shards)}
     summary["upstream_rejects"] = _upstream_rejects(storage, inputs)
     summary["eval_sets"] = {
         n: {"sha256": _sha(t.encode("utf-8")), "utf8_bytes": len(t.encode("utf-8"))}
@@ -298,6 +301,7 @@ def _write_images(
     stages: Mapping[str, StageTable],
     cands: Mapping[str, Candidates],
     copies: Mapping[str, np.ndarray],
+    shard_samples: int,
 ) -> list[dict[str, Any]]:
     """WebDataset shards of the image–caption pairs that image sources selected."""
     samples: list[ImageSample] = []
@@ -318,7 +322,56 @@ def _write_images(
             }
             samples.append(ImageSample(f"{src.name}-{r['record_id']}", jpegs[r["record_id"]], r["caption"] or "", meta))
     folder = f"{MIXTURE_ASSET}/{recipe.name}/{WEBDATASET_DIR}"
-    return write_webdataset(storage, folder, samples) if samples else []
+    return write_webdataset(storage, folder, samples, shard_samples) if samples else []
+
+
+def _write_clips(
+    storage: Storage,
+    recipe: Recipe,
+    stages: Mapping[str, StageTable],
+    cands: Mapping[str, Candidates],
+    copies: Mapping[str, np.ndarray],
+    shard_samples: int,
+) -> list[dict[str, Any]]:
+    """WebDataset shards (`clips-NNNNNN.tar`) of the video–text pairs that video sources selected.
+
+    Each sample is the clip's MP4 and keyframe from video_clips' own shards, its caption, and metadata."""
+    samples: list[ImageSample] = []
+    for src in (s for s in recipe.sources if s.stage == "video_clips"):
+        st, c = stages[src.stage], cands[src.name]
+        sel = st.table.take(pa.array(c.rows[copies[src.name] > 0]))
+        n_copies = copies[src.name][copies[src.name] > 0]
+        members = _clip_members(storage, sel)
+        for r, k in zip(sel.to_pylist(), n_copies, strict=True):
+            meta = {p: r[p] for p in PROVENANCE_COLUMNS} | {
+                "doc_id": doc_id_for(recipe.name, src.name, r["clip_id"]),
+                **{f: r[f] for f in ("clip_id", "url", "page_url", "caption_source", "duration_s")},
+                "epochs": int(k),
+            }
+            clip = members[r["clip_id"]]
+            key = f"{src.name}-{r['clip_id']}"
+            samples.append(ImageSample(key, clip["jpg"], r["caption"] or "", meta, {"mp4": clip["mp4"]}))
+    folder = f"{MIXTURE_ASSET}/{recipe.name}/{WEBDATASET_DIR}"
+    return write_webdataset(storage, folder, samples, shard_samples, name="clips") if samples else []
+
+
+def _clip_members(storage: Storage, selected: pa.Table) -> dict[str, dict[str, bytes]]:
+    """The shard members (mp4, jpg, ...) of selected video_clips rows, read from each drop's shards."""
+    from mmrecipe.images.webdataset import read_shard
+    from mmrecipe.video.stage import shards_prefix  # the video stage's imports only for a video recipe
+
+    wanted = set(selected["clip_id"].to_pylist())
+    out: dict[str, dict[str, bytes]] = {}
+    for drop in sorted(set(selected["drop"].to_pylist())):
+        for uri in sorted(storage.list_files(shards_prefix(storage, drop))):
+            out |= {k: v for k, v in read_shard(storage.read_bytes(uri)).items() if k in wanted}
+    missing = sorted(wanted - set(out))
+    if missing:
+        raise MixtureInputError(
+            f"video_clips shards lack clips {missing[:5]} ({len(missing)} in all): re-materialize video_clips "
+            "for their drops"
+        )
+    return out
 
 
 def _jpegs(storage: Storage, selected: pa.Table) -> dict[str, bytes]:

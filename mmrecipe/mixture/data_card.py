@@ -7,7 +7,7 @@ nothing run-specific (no clock, no absolute paths): rebuilding the same mixture 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from mmrecipe.stage_output import markdown_table
@@ -39,17 +39,15 @@ def privacy_figures(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def video_text_pairs(sources: Sequence[Mapping[str, Any]]) -> int | None:
-    """How many distinct video clips (with their caption) a mixture selected; None without a video source."""
-    video = [src for src in sources if src["stage"] == "video_clips"]
-    return sum(int(src["selected_docs"]) for src in video) if video else None
-
-
-def _video_pairs(sources: Sequence[Mapping[str, Any]]) -> list[str]:
-    pairs = video_text_pairs(sources)
-    if pairs is None:
+def _video_pairs(summary: Mapping[str, Any]) -> list[str]:
+    """The data card's line on video–text pairs (none without a video source)."""
+    if "video_webdataset" not in summary:
         return []
-    return [f"- video–text pairs: {pairs} clips (their MP4s are in video_clips' WebDataset shards, keyed by clip_id)"]
+    wds = summary["video_webdataset"]
+    return [
+        f"- WebDataset: {wds['samples']} video–text pairs (clip MP4, keyframe, caption) "
+        f"in {len(wds['shards'])} shard(s)"
+    ]
 
 
 def render_data_card(summary: Mapping[str, Any]) -> str:
@@ -68,7 +66,7 @@ def render_data_card(summary: Mapping[str, Any]) -> str:
         f"({tokens.get('tokens', 0):,} with end-of-text separators) in {s['document_copies']:,} document copies "
         f"of {s['documents']:,} distinct documents",
         f"- WebDataset: {s['webdataset']['samples']} image–caption pairs in {len(s['webdataset']['shards'])} shard(s)",
-        *_video_pairs(s["sources"]),
+        *_video_pairs(s),
         "",
         "## Sources",
         "",

@@ -1,7 +1,11 @@
 """Video–text pairs in a mixture: the example recipe over the video sample drops, its data card and `explain`."""
 
+import hashlib
+import io
+import json
 from pathlib import Path
 
+import av
 import pyarrow.compute as pc
 import pytest
 
@@ -10,7 +14,8 @@ from mmrecipe.drops import verify_drop
 from mmrecipe.lineage import explain, format_lineage
 from mmrecipe.mixture.build import MixtureResult, build_mixture, load_eval_sets
 from mmrecipe.mixture.checks import mixture_texts
-from mmrecipe.mixture.manifest import read_manifest
+from mmrecipe.mixture.manifest import mixture_uri, read_manifest
+from mmrecipe.mixture.webdataset import read_webdataset
 from mmrecipe.recipe import default_eval_sets_dir, load_recipe
 from mmrecipe.stage_output import read_stage_table
 from mmrecipe.storage import Storage
@@ -62,10 +67,26 @@ def test_each_kept_captioned_clip_is_a_document_keyed_by_its_clip_id(built: tupl
     assert texts[f"video_pairs:clips_titled:{titled[0]}"] == "Bikes in the street"
 
 
-def test_the_data_card_counts_the_video_text_pairs(built: tuple[Storage, MixtureResult]) -> None:
-    _, result = built
-    assert result.summary["documents"] == 9
-    assert "- video–text pairs: 9 clips" in result.data_card
+def test_the_clips_and_their_captions_are_webdataset_pairs_counted_by_the_data_card(
+    built: tuple[Storage, MixtureResult],
+) -> None:
+    lake, result = built
+    assert result.summary["documents"] == 9 and result.summary["video_webdataset"]["samples"] == 9
+    assert result.summary["webdataset"]["samples"] == 0  # no image source
+    assert "- WebDataset: 9 video–text pairs (clip MP4, keyframe, caption) in 1 shard(s)" in result.data_card
+    [shard] = result.summary["video_webdataset"]["shards"]
+    assert shard["file"] == "clips-000000.tar"
+    samples = read_webdataset(lake.read_bytes(mixture_uri(lake, "video_pairs", "webdataset", shard["file"])))
+    stage = read_stage_table(lake, ASSET, "video-a", columns=["clip_id", "caption", "clip_sha256", "keyframe_jpeg"])
+    by_clip = {r["clip_id"]: r for r in stage.to_pylist()}
+    for sample in samples:
+        meta = json.loads(sample["json"])
+        row = by_clip[meta["clip_id"]]
+        assert sample["__key__"].decode() == f"{meta['doc_id'].split(':')[1]}-{meta['clip_id']}"
+        assert sample["txt"].decode() == row["caption"] and sample["jpg"] == row["keyframe_jpeg"]
+        assert hashlib.sha256(sample["mp4"]).hexdigest() == row["clip_sha256"]  # the stage's re-encoded clip
+        with av.open(io.BytesIO(sample["mp4"])) as clip:
+            assert clip.streams.video[0].codec_context.name == "h264"
 
 
 def test_explain_walks_a_clip_back_to_its_warc_record(built: tuple[Storage, MixtureResult]) -> None:
