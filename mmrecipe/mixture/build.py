@@ -59,7 +59,7 @@ from mmrecipe.mixture.token_shards import (
     load_tokenizer,
 )
 from mmrecipe.mixture.webdataset import ImageSample, write_webdataset
-from mmrecipe.recipe import DOC_KEY, TEXT_COLUMN, Recipe
+from mmrecipe.recipe import DOC_KEY, TEXT_COLUMN, Recipe, Source
 from mmrecipe.stage_output import (
     PROVENANCE_COLUMNS,
     REJECTS,
@@ -258,8 +258,10 @@ def build_mixture(
     for name in ("index.json", "index.parquet"):
         files[f"{TOKENS_DIR}/{name}"] = _sha(storage.read_bytes(mixture_uri(storage, recipe.name, TOKENS_DIR, name)))
 
-    image_shards = _write_images(storage, recipe, stages, cands, copies, shard_images)
-    clip_shards = _write_clips(storage, recipe, stages, cands, copies, shard_images)
+    image_shards, clip_shards = (
+        _write_pairs(storage, recipe, stage, _selected(recipe, stage, stages, cands, copies), shard_images)
+        for stage in ("deduped_images", "video_clips")
+    )
     for s in image_shards + clip_shards:
         files[f"{WEBDATASET_DIR}/{s['file']}"] = s["sha256"]
     for name, text in sorted(eval_sets.items()):
@@ -295,64 +297,62 @@ def build_mixture(
     return MixtureResult(summary, plan, report, card, preview, cache_stats)
 
 
-def _write_images(
-    storage: Storage,
+Selection = tuple[Source, pa.Table, np.ndarray]  # a source, the stage rows it selected, and their copy counts
+
+
+def _selected(
     recipe: Recipe,
+    stage: str,
     stages: Mapping[str, StageTable],
     cands: Mapping[str, Candidates],
     copies: Mapping[str, np.ndarray],
-    shard_samples: int,
+) -> list[Selection]:
+    """Each source of `stage` with the rows it selected and their copy counts."""
+    out: list[Selection] = []
+    for src in (s for s in recipe.sources if s.stage == stage):
+        picked = copies[src.name] > 0
+        out.append((src, stages[stage].table.take(pa.array(cands[src.name].rows[picked])), copies[src.name][picked]))
+    return out
+
+
+PAIR_FIELDS = {  # what a WebDataset sample's JSON carries besides provenance, doc id and epochs
+    "deduped_images": ("url", "page_url", "caption_source", "width", "height"),
+    "video_clips": ("clip_id", "url", "page_url", "caption_source", "duration_s"),
+}
+SHARD_NAMES = {"deduped_images": "images", "video_clips": "clips"}
+
+
+def _write_pairs(
+    storage: Storage, recipe: Recipe, stage: str, selected: list[Selection], shard_samples: int
 ) -> list[dict[str, Any]]:
-    """WebDataset shards of the image–caption pairs that image sources selected."""
+    """WebDataset shards (`images-`/`clips-NNNNNN.tar`) of the image–caption or video–text pairs sources selected.
+
+    An image sample is its normalised JPEG; a clip sample its MP4 and keyframe from video_clips' own shards."""
     samples: list[ImageSample] = []
-    for src in (s for s in recipe.sources if s.stage == "deduped_images"):
-        st, c = stages[src.stage], cands[src.name]
-        sel = st.table.take(pa.array(c.rows[copies[src.name] > 0]))
-        n_copies = copies[src.name][copies[src.name] > 0]
-        jpegs = _jpegs(storage, sel)
+    for src, sel, n_copies in selected:
+        members = _jpegs(storage, sel) if stage == "deduped_images" else _clip_members(storage, sel)
         for r, k in zip(sel.to_pylist(), n_copies, strict=True):
-            meta = {p: r[p] for p in PROVENANCE_COLUMNS} | {
-                "doc_id": doc_id_for(recipe.name, src.name, r["record_id"]),
-                "url": r["url"],
-                "page_url": r["page_url"],
-                "caption_source": r["caption_source"],
-                "width": r["width"],
-                "height": r["height"],
-                "epochs": int(k),
-            }
-            samples.append(ImageSample(f"{src.name}-{r['record_id']}", jpegs[r["record_id"]], r["caption"] or "", meta))
+            key = r[DOC_KEY[stage]]
+            meta = {p: r[p] for p in PROVENANCE_COLUMNS} | {f: r[f] for f in PAIR_FIELDS[stage]}
+            meta |= {"doc_id": doc_id_for(recipe.name, src.name, key), "epochs": int(k)}
+            found = members[key]
+            extra = {ext: data for ext, data in found.items() if ext not in ("jpg", "txt", "json")}
+            samples.append(ImageSample(f"{src.name}-{key}", found["jpg"], r["caption"] or "", meta, extra))
     folder = f"{MIXTURE_ASSET}/{recipe.name}/{WEBDATASET_DIR}"
-    return write_webdataset(storage, folder, samples, shard_samples) if samples else []
+    return write_webdataset(storage, folder, samples, shard_samples, SHARD_NAMES[stage]) if samples else []
 
 
-def _write_clips(
-    storage: Storage,
-    recipe: Recipe,
-    stages: Mapping[str, StageTable],
-    cands: Mapping[str, Candidates],
-    copies: Mapping[str, np.ndarray],
-    shard_samples: int,
-) -> list[dict[str, Any]]:
-    """WebDataset shards (`clips-NNNNNN.tar`) of the video–text pairs that video sources selected.
-
-    Each sample is the clip's MP4 and keyframe from video_clips' own shards, its caption, and metadata."""
-    samples: list[ImageSample] = []
-    for src in (s for s in recipe.sources if s.stage == "video_clips"):
-        st, c = stages[src.stage], cands[src.name]
-        sel = st.table.take(pa.array(c.rows[copies[src.name] > 0]))
-        n_copies = copies[src.name][copies[src.name] > 0]
-        members = _clip_members(storage, sel)
-        for r, k in zip(sel.to_pylist(), n_copies, strict=True):
-            meta = {p: r[p] for p in PROVENANCE_COLUMNS} | {
-                "doc_id": doc_id_for(recipe.name, src.name, r["clip_id"]),
-                **{f: r[f] for f in ("clip_id", "url", "page_url", "caption_source", "duration_s")},
-                "epochs": int(k),
-            }
-            clip = members[r["clip_id"]]
-            key = f"{src.name}-{r['clip_id']}"
-            samples.append(ImageSample(key, clip["jpg"], r["caption"] or "", meta, {"mp4": clip["mp4"]}))
-    folder = f"{MIXTURE_ASSET}/{recipe.name}/{WEBDATASET_DIR}"
-    return write_webdataset(storage, folder, samples, shard_samples, name="clips") if samples else []
+def _jpegs(storage: Storage, selected: pa.Table) -> dict[str, dict[str, bytes]]:
+    """The normalised JPEG bytes of selected deduped_images rows, read per drop."""
+    out: dict[str, dict[str, bytes]] = {}
+    for drop in sorted(set(selected["drop"].to_pylist())):
+        ids = selected.filter(pc.equal(selected["drop"], drop))["record_id"]
+        t = read_stage_table(storage, "deduped_images", drop, columns=["record_id", "normalized_jpeg"])
+        t = t.filter(pc.is_in(t["record_id"], value_set=ids.combine_chunks()))
+        out |= {
+            r: {"jpg": j} for r, j in zip(t["record_id"].to_pylist(), t["normalized_jpeg"].to_pylist(), strict=True)
+        }
+    return out
 
 
 def _clip_members(storage: Storage, selected: pa.Table) -> dict[str, dict[str, bytes]]:
@@ -371,17 +371,6 @@ def _clip_members(storage: Storage, selected: pa.Table) -> dict[str, dict[str, b
             f"video_clips shards lack clips {missing[:5]} ({len(missing)} in all): re-materialize video_clips "
             "for their drops"
         )
-    return out
-
-
-def _jpegs(storage: Storage, selected: pa.Table) -> dict[str, bytes]:
-    """The normalised JPEG bytes of selected deduped_images rows, read per drop."""
-    out: dict[str, bytes] = {}
-    for drop in sorted(set(selected["drop"].to_pylist())):
-        ids = selected.filter(pc.equal(selected["drop"], drop))["record_id"]
-        t = read_stage_table(storage, "deduped_images", drop, columns=["record_id", "normalized_jpeg"])
-        t = t.filter(pc.is_in(t["record_id"], value_set=ids.combine_chunks()))
-        out |= dict(zip(t["record_id"].to_pylist(), t["normalized_jpeg"].to_pylist(), strict=True))
     return out
 
 
