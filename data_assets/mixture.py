@@ -69,7 +69,7 @@ def upstream_figures(instance: dg.DagsterInstance, stages: list[str], drops: lis
 def mixture(
     context: dg.AssetExecutionContext, config: MixtureConfig, lake: LakeResource, settings: dg.ResourceParam[Settings]
 ) -> dg.MaterializeResult:
-    """Training mixture of one recipe: GPT-2 token shards, WebDataset image-caption shards, manifest and data card."""
+    """Training mixture of one recipe: GPT-2 token shards, image-caption shards, manifest and data card."""
     storage = lake.storage()
     try:
         recipe = load_recipe(settings.recipes_dir, context.partition_key)
@@ -107,6 +107,7 @@ def mixture(
             "token_budget": int(s["total_tokens_budget"]),
             "document_copies": int(s["document_copies"]),
             "image_caption_pairs": int(s["webdataset"]["samples"]),
+            "video_text_pairs": int(s.get("video_webdataset", {}).get("samples", 0)),
             "too_small_sources": "\n".join(too_small) or "none",
             "decontamination_worst_overlap": float(s["decontamination"]["worst_overlap"]),
             **{k: int(v) for k, v in result.cache_stats.items()},

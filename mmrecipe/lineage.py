@@ -13,8 +13,8 @@ from typing import Any
 import pyarrow.compute as pc
 
 from mmrecipe.mixture.build import read_summary
-from mmrecipe.mixture.manifest import manifest_row, parse_doc_id, read_manifest
-from mmrecipe.recipe import TEXT_COLUMN
+from mmrecipe.mixture.manifest import doc_key, manifest_row, parse_doc_id, read_manifest
+from mmrecipe.recipe import DOC_KEY, TEXT_COLUMN
 from mmrecipe.stage_output import is_committed, read_stage_table
 from mmrecipe.storage import Storage
 from mmrecipe.warc_index import RecordReader
@@ -40,18 +40,18 @@ class Lineage:
     payload_sha256_matches: bool = False
 
 
-def _one_row(storage: Storage, asset: str, drop: str, record_id: str) -> dict[str, Any]:
+def _one_row(storage: Storage, asset: str, drop: str, key: str, column: str = "record_id") -> dict[str, Any]:
     if not is_committed(storage, asset, drop):
         raise LineageError(f"{asset}[{drop}] has no committed output (was it materialized or deleted?)")
     table = read_stage_table(storage, asset, drop)
-    hit = table.filter(pc.equal(table["record_id"], record_id))
+    hit = table.filter(pc.equal(table[column], key))
     if hit.num_rows != 1:
-        raise LineageError(f"{asset}[{drop}]: {hit.num_rows} rows with record_id {record_id}, expected 1")
+        raise LineageError(f"{asset}[{drop}]: {hit.num_rows} rows with {column} {key}, expected 1")
     return hit.to_pylist()[0]
 
 
 def resolve_doc_id(storage: Storage, doc_id: str, recipes: list[str] | None = None) -> str:
-    """A full doc id from `RECIPE:SOURCE:RECORD_ID` or a bare record id (searched in the recipes' manifests)."""
+    """A full doc id from `RECIPE:SOURCE:KEY` or a bare record or clip id (searched in the recipes' manifests)."""
     if ":" in doc_id:
         parse_doc_id(doc_id)
         return doc_id
@@ -60,7 +60,7 @@ def resolve_doc_id(storage: Storage, doc_id: str, recipes: list[str] | None = No
             m = read_manifest(storage, recipe, columns=["doc_id", "record_id"])
         except FileNotFoundError:
             continue
-        hit = m.filter(pc.equal(m["record_id"], doc_id))
+        hit = m.filter(pc.or_(pc.equal(m["record_id"], doc_id), pc.ends_with(m["doc_id"], f":{doc_id}")))
         if hit.num_rows:
             return str(hit["doc_id"][0].as_py())
     raise LineageError(f"record {doc_id} is in no mixture manifest: use a doc id from manifest.parquet")
@@ -75,10 +75,11 @@ def explain(lake: Storage, doc_id: str, landing: Storage | None = None, with_pay
     except (ValueError, FileNotFoundError, KeyError) as e:
         raise LineageError(str(e).strip("\"'")) from None
     stage, drop, record_id = str(row["stage"]), str(row["drop"]), str(row["record_id"])
-    stage_row = _one_row(lake, stage, drop, record_id)
+    key = doc_key(doc_id)
+    stage_row = _one_row(lake, stage, drop, key, DOC_KEY[stage])
     text = stage_row.get(TEXT_COLUMN[stage]) or ""
-    if hashlib.sha256(text.encode("utf-8")).hexdigest() != row["text_sha256"]:
-        raise LineageError(f"{stage}[{drop}] row {record_id} changed since the mixture was built: rebuild the mixture")
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != row["text_sha256"] or stage_row["record_id"] != record_id:
+        raise LineageError(f"{stage}[{drop}] row {key} changed since the mixture was built: rebuild the mixture")
     raw = _one_row(lake, "raw_crawl", drop, record_id)
     recipe = {k: summary[k] for k in ("recipe", "recipe_sha256", "seed", "tokenizer", "version")}
     lineage = Lineage(doc_id, recipe, row, stage_row, raw)
@@ -106,7 +107,7 @@ def format_lineage(lin: Lineage) -> str:
         f"1. recipe    {lin.recipe['recipe']} (sha256 {lin.recipe['recipe_sha256'][:16]}, seed {lin.recipe['seed']}, "
         f"tokenizer {lin.recipe['tokenizer']}, mixture version {lin.recipe['version']})",
         f"2. mixture   source={m['source']} epochs={m['epochs']} tokens={m['tokens']} bytes={m['utf8_bytes']}",
-        f"3. {m['stage']}[{m['drop']}]  record_id={m['record_id']} url={s.get('url')}",
+        f"3. {m['stage']}[{m['drop']}]  record_id={m['record_id']}{_clip(s)} url={s.get('url')}",
         f"             {text_col}: {snippet!r}",
         f"4. raw_crawl[{m['drop']}]  {r['record_type']} {r['target_uri']} HTTP {r['http_status']} {r['mime_type']} "
         f"payload {r['payload_length']} bytes sha256 {str(r['payload_sha256'])[:16]}",
@@ -119,6 +120,13 @@ def format_lineage(lin: Lineage) -> str:
         ok = "matches" if lin.payload_sha256_matches else "DOES NOT match"
         lines.append(f"             payload {lin.payload_length} bytes; sha256 {ok} the raw_crawl index")
     return "\n".join(lines)
+
+
+def _clip(stage_row: dict[str, Any]) -> str:
+    """A video clip's id and span in its source video, for the lineage's stage hop ("" for other stages)."""
+    if "clip_id" not in stage_row:
+        return ""
+    return f" clip_id={stage_row['clip_id']} span={stage_row['start_s']:.2f}-{stage_row['end_s']:.2f} s"
 
 
 def unresolved_manifest_rows(lake: Storage, recipe: str) -> tuple[int, list[str]]:

@@ -34,9 +34,21 @@ import yaml
 
 from mmrecipe.package_data import bundled
 
-STAGES = ("extracted_text", "deduped_images", "transcribed_audio")
+STAGES = ("extracted_text", "deduped_images", "transcribed_audio", "video_clips")
 # The text column each stage contributes to the token stream.
-TEXT_COLUMN = {"extracted_text": "text", "deduped_images": "caption", "transcribed_audio": "transcript"}
+TEXT_COLUMN = {
+    "extracted_text": "text",
+    "deduped_images": "caption",
+    "transcribed_audio": "transcript",
+    "video_clips": "caption",
+}
+# The column naming one document of a stage: its WARC record, or for video one clip of a record.
+DOC_KEY = {
+    "extracted_text": "record_id",
+    "deduped_images": "record_id",
+    "transcribed_audio": "record_id",
+    "video_clips": "clip_id",
+}
 WHEN_SHORT = ("shrink_budget", "redistribute")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -63,6 +75,12 @@ FILTERS: dict[str, dict[str, str]] = {
         "min_duration_s": "number",
         "max_duration_s": "number",
         "min_chars": "number",
+    },
+    "video_clips": {
+        "min_caption_chars": "number",
+        "caption_sources": "strings",
+        "min_duration_s": "number",
+        "max_duration_s": "number",
     },
 }
 TOP_LEVEL = {
@@ -102,6 +120,10 @@ class Source:
     @property
     def text_column(self) -> str:
         return TEXT_COLUMN[self.stage]
+
+    @property
+    def key_column(self) -> str:
+        return DOC_KEY[self.stage]
 
 
 @dataclass(frozen=True)

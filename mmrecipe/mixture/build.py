@@ -59,7 +59,7 @@ from mmrecipe.mixture.token_shards import (
     load_tokenizer,
 )
 from mmrecipe.mixture.webdataset import ImageSample, write_webdataset
-from mmrecipe.recipe import TEXT_COLUMN, Recipe
+from mmrecipe.recipe import DOC_KEY, TEXT_COLUMN, Recipe, Source
 from mmrecipe.stage_output import (
     PROVENANCE_COLUMNS,
     REJECTS,
@@ -113,7 +113,7 @@ def load_eval_sets(folder: str | Path, names: Sequence[str]) -> dict[str, str]:
 def _stage_table(storage: Storage, tok: BpeTokenizer, inputs: Sequence[StageInput], stage: str) -> StageTable:
     """Read one stage's partitions, tokenizing each (or reusing its content-addressed cache)."""
     cols = PROVENANCE_COLUMNS + STAGE_COLUMNS[stage]
-    text_col = TEXT_COLUMN[stage]
+    text_col, key_col = TEXT_COLUMN[stage], DOC_KEY[stage]
     tables, caches = [], []
     pii: Counter[str] = Counter()
     for inp in (i for i in inputs if i.stage == stage):
@@ -126,14 +126,14 @@ def _stage_table(storage: Storage, tok: BpeTokenizer, inputs: Sequence[StageInpu
         pii.update(_pii_counts(t))
         t = t.select(cols)
         cache = cached_partition_tokens(
-            storage, tok, stage, text_col, inp.sha256, t["record_id"].to_pylist(), t[text_col].to_pylist()
+            storage, tok, stage, text_col, inp.sha256, t[key_col].to_pylist(), t[text_col].to_pylist()
         )
         n = t.num_rows
         t = t.append_column("_cache", pa.array(np.full(n, len(caches), dtype=np.int32)))
         t = t.append_column("_row", pa.array(np.arange(n, dtype=np.int64)))
         tables.append(t)
         caches.append(cache)
-    table = pa.concat_tables(tables).sort_by([("drop", "ascending"), ("record_id", "ascending")])
+    table = pa.concat_tables(tables).sort_by([("drop", "ascending"), (key_col, "ascending")])
     cache_of_row = table["_cache"].to_numpy()
     row_in_cache = table["_row"].to_numpy()
     counts = np.array([caches[c].counts[r] for c, r in zip(cache_of_row, row_in_cache, strict=True)], dtype=np.int64)
@@ -205,7 +205,7 @@ def build_mixture(
         storage.write_bytes(mixture_uri(storage, recipe.name, rel), data)
         files[rel] = _sha(data)
 
-    # manifest: one row per selected document, sorted by source then (drop, record_id)
+    # manifest: one row per selected document, sorted by source then (drop, document key)
     rows: list[dict[str, Any]] = []
     texts: list[tuple[str, str]] = []
     for src in recipe.sources:
@@ -214,7 +214,7 @@ def build_mixture(
         n_copies = copies[src.name][copies[src.name] > 0]
         for r, k in zip(t.to_pylist(), n_copies, strict=True):
             text = r[src.text_column] or ""
-            doc_id = doc_id_for(recipe.name, src.name, r["record_id"])
+            doc_id = doc_id_for(recipe.name, src.name, r[src.key_column])
             rows.append(
                 {
                     "doc_id": doc_id,
@@ -235,7 +235,7 @@ def build_mixture(
         st, c = stages[src.stage], cands[src.name]
         for i in np.flatnonzero(copies[src.name]):
             row = int(c.rows[i])
-            rid = st.table["record_id"][row].as_py()
+            rid = st.table[src.key_column][row].as_py()
             cache = st.caches[int(st.cache_of_row[row])]
             lookup[doc_id_for(recipe.name, src.name, rid)] = (int(st.token_counts[row]), cache.key)
     for r in rows:
@@ -250,15 +250,19 @@ def build_mixture(
     for source, cand_i, copy in interleave(copies, recipe.seed):
         st, c = stages[by_source[source].stage], cands[source]
         row = int(c.rows[cand_i])
-        writer.add(doc_id_for(recipe.name, source, st.table["record_id"][row].as_py()), copy, st.ids(row))
+        key = st.table[by_source[source].key_column][row].as_py()
+        writer.add(doc_id_for(recipe.name, source, key), copy, st.ids(row))
     tokens_header = writer.close()
     for s in writer.shards:
         files[f"{TOKENS_DIR}/{s.file}"] = s.sha256
     for name in ("index.json", "index.parquet"):
         files[f"{TOKENS_DIR}/{name}"] = _sha(storage.read_bytes(mixture_uri(storage, recipe.name, TOKENS_DIR, name)))
 
-    image_shards = _write_images(storage, recipe, stages, cands, copies)
-    for s in image_shards:
+    image_shards, clip_shards = (
+        _write_pairs(storage, recipe, stage, _selected(recipe, stage, stages, cands, copies), shard_images)
+        for stage in ("deduped_images", "video_clips")
+    )
+    for s in image_shards + clip_shards:
         files[f"{WEBDATASET_DIR}/{s['file']}"] = s["sha256"]
     for name, text in sorted(eval_sets.items()):
         put(f"{EVALSETS_DIR}/{name}.txt", text.encode("utf-8"))
@@ -266,6 +270,8 @@ def build_mixture(
     report = contamination(texts, eval_sets, recipe.decontamination.ngram, recipe.decontamination.max_overlap)
 
     summary = _summary(recipe, tok, inputs, plan, cands, stages, report, tokens_header, image_shards, manifest)
+    if any(src.stage == "video_clips" for src in recipe.sources):
+        summary["video_webdataset"] = {"shards": clip_shards, "samples": sum(int(s["samples"]) for s in clip_shards)}
     summary["upstream_rejects"] = _upstream_rejects(storage, inputs)
     summary["eval_sets"] = {
         n: {"sha256": _sha(t.encode("utf-8")), "utf8_bytes": len(t.encode("utf-8"))}
@@ -291,43 +297,80 @@ def build_mixture(
     return MixtureResult(summary, plan, report, card, preview, cache_stats)
 
 
-def _write_images(
-    storage: Storage,
+Selection = tuple[Source, pa.Table, np.ndarray]  # a source, the stage rows it selected, and their copy counts
+
+
+def _selected(
     recipe: Recipe,
+    stage: str,
     stages: Mapping[str, StageTable],
     cands: Mapping[str, Candidates],
     copies: Mapping[str, np.ndarray],
+) -> list[Selection]:
+    """Each source of `stage` with the rows it selected and their copy counts."""
+    out: list[Selection] = []
+    for src in (s for s in recipe.sources if s.stage == stage):
+        picked = copies[src.name] > 0
+        out.append((src, stages[stage].table.take(pa.array(cands[src.name].rows[picked])), copies[src.name][picked]))
+    return out
+
+
+PAIR_FIELDS = {  # what a WebDataset sample's JSON carries besides provenance, doc id and epochs
+    "deduped_images": ("url", "page_url", "caption_source", "width", "height"),
+    "video_clips": ("clip_id", "url", "page_url", "caption_source", "duration_s"),
+}
+SHARD_NAMES = {"deduped_images": "images", "video_clips": "clips"}
+
+
+def _write_pairs(
+    storage: Storage, recipe: Recipe, stage: str, selected: list[Selection], shard_samples: int
 ) -> list[dict[str, Any]]:
-    """WebDataset shards of the image–caption pairs that image sources selected."""
+    """WebDataset shards (`images-`/`clips-NNNNNN.tar`) of the image–caption or video–text pairs sources selected.
+
+    An image sample is its normalised JPEG; a clip sample its MP4 and keyframe from video_clips' own shards."""
     samples: list[ImageSample] = []
-    for src in (s for s in recipe.sources if s.stage == "deduped_images"):
-        st, c = stages[src.stage], cands[src.name]
-        sel = st.table.take(pa.array(c.rows[copies[src.name] > 0]))
-        n_copies = copies[src.name][copies[src.name] > 0]
-        jpegs = _jpegs(storage, sel)
+    for src, sel, n_copies in selected:
+        members = _jpegs(storage, sel) if stage == "deduped_images" else _clip_members(storage, sel)
         for r, k in zip(sel.to_pylist(), n_copies, strict=True):
-            meta = {p: r[p] for p in PROVENANCE_COLUMNS} | {
-                "doc_id": doc_id_for(recipe.name, src.name, r["record_id"]),
-                "url": r["url"],
-                "page_url": r["page_url"],
-                "caption_source": r["caption_source"],
-                "width": r["width"],
-                "height": r["height"],
-                "epochs": int(k),
-            }
-            samples.append(ImageSample(f"{src.name}-{r['record_id']}", jpegs[r["record_id"]], r["caption"] or "", meta))
+            key = r[DOC_KEY[stage]]
+            meta = {p: r[p] for p in PROVENANCE_COLUMNS} | {f: r[f] for f in PAIR_FIELDS[stage]}
+            meta |= {"doc_id": doc_id_for(recipe.name, src.name, key), "epochs": int(k)}
+            found = members[key]
+            extra = {ext: data for ext, data in found.items() if ext not in ("jpg", "txt", "json")}
+            samples.append(ImageSample(f"{src.name}-{key}", found["jpg"], r["caption"] or "", meta, extra))
     folder = f"{MIXTURE_ASSET}/{recipe.name}/{WEBDATASET_DIR}"
-    return write_webdataset(storage, folder, samples) if samples else []
+    return write_webdataset(storage, folder, samples, shard_samples, SHARD_NAMES[stage]) if samples else []
 
 
-def _jpegs(storage: Storage, selected: pa.Table) -> dict[str, bytes]:
+def _jpegs(storage: Storage, selected: pa.Table) -> dict[str, dict[str, bytes]]:
     """The normalised JPEG bytes of selected deduped_images rows, read per drop."""
-    out: dict[str, bytes] = {}
+    out: dict[str, dict[str, bytes]] = {}
     for drop in sorted(set(selected["drop"].to_pylist())):
         ids = selected.filter(pc.equal(selected["drop"], drop))["record_id"]
         t = read_stage_table(storage, "deduped_images", drop, columns=["record_id", "normalized_jpeg"])
         t = t.filter(pc.is_in(t["record_id"], value_set=ids.combine_chunks()))
-        out |= dict(zip(t["record_id"].to_pylist(), t["normalized_jpeg"].to_pylist(), strict=True))
+        out |= {
+            r: {"jpg": j} for r, j in zip(t["record_id"].to_pylist(), t["normalized_jpeg"].to_pylist(), strict=True)
+        }
+    return out
+
+
+def _clip_members(storage: Storage, selected: pa.Table) -> dict[str, dict[str, bytes]]:
+    """The shard members (mp4, jpg, ...) of selected video_clips rows, read from each drop's shards."""
+    from mmrecipe.images.webdataset import read_shard
+    from mmrecipe.video.stage import shards_prefix  # the video stage's imports only for a video recipe
+
+    wanted = set(selected["clip_id"].to_pylist())
+    out: dict[str, dict[str, bytes]] = {}
+    for drop in sorted(set(selected["drop"].to_pylist())):
+        for uri in sorted(storage.list_files(shards_prefix(storage, drop))):
+            out |= {k: v for k, v in read_shard(storage.read_bytes(uri)).items() if k in wanted}
+    missing = sorted(wanted - set(out))
+    if missing:
+        raise MixtureInputError(
+            f"video_clips shards lack clips {missing[:5]} ({len(missing)} in all): re-materialize video_clips "
+            "for their drops"
+        )
     return out
 
 

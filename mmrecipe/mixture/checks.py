@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 from mmrecipe.lineage import unresolved_manifest_rows
 from mmrecipe.mixture.build import read_summary
 from mmrecipe.mixture.decontamination import contamination
-from mmrecipe.mixture.manifest import EVALSETS_DIR, RECIPE_FILE, mixture_uri, read_manifest
-from mmrecipe.recipe import TEXT_COLUMN, Recipe, parse_recipe
+from mmrecipe.mixture.manifest import EVALSETS_DIR, RECIPE_FILE, doc_key, mixture_uri, read_manifest
+from mmrecipe.recipe import DOC_KEY, TEXT_COLUMN, Recipe, parse_recipe
 from mmrecipe.stage_output import markdown_table, read_stage_table
 from mmrecipe.storage import Storage
 
@@ -86,12 +86,13 @@ def mixture_texts(storage: Storage, recipe: str) -> Iterator[tuple[str, str]]:
     for r in m.to_pylist():
         groups.setdefault((r["stage"], r["drop"]), []).append(r)
     for (stage, drop), rows in sorted(groups.items()):
-        t = read_stage_table(storage, stage, drop, columns=["record_id", TEXT_COLUMN[stage]])
-        wanted = pa.array([r["record_id"] for r in rows], pa.string())
-        t = t.filter(pc.is_in(t["record_id"], value_set=wanted))
-        text_of = dict(zip(t["record_id"].to_pylist(), t[TEXT_COLUMN[stage]].to_pylist(), strict=True))
+        key = DOC_KEY[stage]
+        t = read_stage_table(storage, stage, drop, columns=[key, TEXT_COLUMN[stage]])
+        wanted = pa.array([doc_key(r["doc_id"]) for r in rows], pa.string())
+        t = t.filter(pc.is_in(t[key], value_set=wanted))
+        text_of = dict(zip(t[key].to_pylist(), t[TEXT_COLUMN[stage]].to_pylist(), strict=True))
         for r in rows:
-            text = text_of.get(r["record_id"])
+            text = text_of.get(doc_key(r["doc_id"]))
             if text is None or hashlib.sha256(text.encode("utf-8")).hexdigest() != r["text_sha256"]:
                 raise ValueError(f"{r['doc_id']}: {stage}[{drop}] row missing or changed since the mixture was built")
             yield r["doc_id"], text

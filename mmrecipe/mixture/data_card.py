@@ -39,6 +39,17 @@ def privacy_figures(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _video_pairs(summary: Mapping[str, Any]) -> list[str]:
+    """The data card's line on video–text pairs (none without a video source)."""
+    if "video_webdataset" not in summary:
+        return []
+    wds = summary["video_webdataset"]
+    return [
+        f"- WebDataset: {wds['samples']} video–text pairs (clip MP4, keyframe, caption) "
+        f"in {len(wds['shards'])} shard(s)"
+    ]
+
+
 def render_data_card(summary: Mapping[str, Any]) -> str:
     """The markdown data card of a mixture summary."""
     s = summary
@@ -55,6 +66,7 @@ def render_data_card(summary: Mapping[str, Any]) -> str:
         f"({tokens.get('tokens', 0):,} with end-of-text separators) in {s['document_copies']:,} document copies "
         f"of {s['documents']:,} distinct documents",
         f"- WebDataset: {s['webdataset']['samples']} image–caption pairs in {len(s['webdataset']['shards'])} shard(s)",
+        *_video_pairs(s),
         "",
         "## Sources",
         "",

@@ -1,7 +1,7 @@
 """What differs between two built mixtures: documents only in one side, token shares, and the recipe changes.
 
-A document is a stage row (stage, record_id): the same page drawn by two recipes under different source names
-is in both. Documents only in one side are counted by source, language and drop (the WARC drop they came
+A document is a stage row (stage, record or clip id): the same page drawn by two recipes under different source
+names is in both. Documents only in one side are counted by source, language and drop (the WARC drop they came
 from), with a deterministic sample of each side (lowest text sha256) and the start of its text. Shares come
 from each mixture's summary; the recipe changes are read from the `recipe.yaml` each mixture was built with.
 """
@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmrecipe.mixture.build import read_summary
-from mmrecipe.mixture.manifest import RECIPE_FILE, mixture_uri, read_manifest
-from mmrecipe.recipe import TEXT_COLUMN, Recipe, parse_recipe
+from mmrecipe.mixture.manifest import RECIPE_FILE, doc_key, mixture_uri, read_manifest
+from mmrecipe.mixture.sources import STAGE_COLUMNS
+from mmrecipe.recipe import DOC_KEY, TEXT_COLUMN, Recipe, parse_recipe
 from mmrecipe.stage_output import is_committed, markdown_table, read_stage_table
 from mmrecipe.storage import Storage
 
@@ -82,14 +83,17 @@ def recipe_changes(a: Recipe, b: Recipe) -> list[str]:
 
 
 def _stage_rows(storage: Storage, manifest: pa.Table) -> dict[tuple[str, str], dict[str, Any]]:
-    """(stage, record_id) -> language and text of the stage rows the manifest names."""
+    """(stage, document key) -> language and text of the stage rows the manifest names."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for stage, drop in sorted(set(zip(manifest["stage"].to_pylist(), manifest["drop"].to_pylist(), strict=True))):
         if not is_committed(storage, stage, drop):
             continue  # the stage partition was re-materialized away: counts still come from the manifest
-        cols = ["record_id", TEXT_COLUMN[stage], *(["language"] if stage != "deduped_images" else [])]
+        cols = [DOC_KEY[stage], TEXT_COLUMN[stage], *(["language"] if "language" in STAGE_COLUMNS[stage] else [])]
         for r in read_stage_table(storage, stage, drop, columns=cols).to_pylist():
-            out[(stage, r["record_id"])] = {"language": r.get("language") or "-", "text": r[TEXT_COLUMN[stage]] or ""}
+            out[(stage, r[DOC_KEY[stage]])] = {
+                "language": r.get("language") or "-",
+                "text": r[TEXT_COLUMN[stage]] or "",
+            }
     return out
 
 
@@ -102,19 +106,20 @@ def diff_mixtures(storage: Storage, a: str, b: str, known: Sequence[str] | None 
     cols = ["doc_id", "source", "stage", "record_id", "drop", "url", "tokens", "epochs", "text_sha256"]
     manifests = {name: read_manifest(storage, name, cols) for name in (a, b)}
     keys = {
-        name: set(zip(m["stage"].to_pylist(), m["record_id"].to_pylist(), strict=True)) for name, m in manifests.items()
+        name: {(r["stage"], doc_key(r["doc_id"])) for r in m.select(["stage", "doc_id"]).to_pylist()}
+        for name, m in manifests.items()
     }
     only, only_docs, samples = {}, {}, {}
     for side, other in ((a, b), (b, a)):
         m = manifests[side]
-        rows = [r for r in m.to_pylist() if (r["stage"], r["record_id"]) not in keys[other]]
+        rows = [r for r in m.to_pylist() if (r["stage"], doc_key(r["doc_id"])) not in keys[other]]
         found = _stage_rows(
             storage, m.filter(pc.is_in(m["record_id"], pa.array([r["record_id"] for r in rows], pa.string())))
         )
         counts: Counter[tuple[str, str, str]] = Counter()
         tokens: Counter[tuple[str, str, str]] = Counter()
         for r in rows:
-            r |= found.get((r["stage"], r["record_id"]), {"language": "?", "text": ""})
+            r |= found.get((r["stage"], doc_key(r["doc_id"])), {"language": "?", "text": ""})
             key = (r["source"], r["language"], r["drop"])
             counts[key] += 1
             tokens[key] += r["tokens"] * r["epochs"]

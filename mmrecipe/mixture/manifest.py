@@ -1,8 +1,8 @@
 """The mixture manifest: one row per selected document, with its source, epochs and full provenance.
 
-`doc_id` is `<recipe>:<source>:<record_id>`; it names a document of one recipe's mixture and is what
-`mmrecipe explain` takes. `record_id`, `drop`, `warc_path` and `warc_offset` lead back through the stage
-row to the raw_crawl record and the WARC bytes.
+`doc_id` is `<recipe>:<source>:<key>`, the key being the stage row's `DOC_KEY` (its record id; a clip id for
+video); it names a document of one recipe's mixture and is what `mmrecipe explain` takes. `record_id`, `drop`,
+`warc_path` and `warc_offset` lead back through the stage row to the raw_crawl record and the WARC bytes.
 """
 
 from __future__ import annotations
@@ -48,8 +48,15 @@ def parse_doc_id(doc_id: str) -> tuple[str, str, str]:
     """(recipe, source, record_id) of a doc id; raises ValueError naming the expected form."""
     parts = doc_id.split(":")
     if len(parts) != 3 or not all(parts):
-        raise ValueError(f"doc id {doc_id!r} is not of the form RECIPE:SOURCE:RECORD_ID (see manifest.parquet)")
+        raise ValueError(
+            f"doc id {doc_id!r} is not of the form RECIPE:SOURCE:RECORD_ID (or :CLIP_ID; see manifest.parquet)"
+        )
     return parts[0], parts[1], parts[2]
+
+
+def doc_key(doc_id: str) -> str:
+    """The stage row a doc id names: its `DOC_KEY` value (a record id, or a clip id for video)."""
+    return doc_id.rsplit(":", 1)[-1]
 
 
 def mixture_uri(storage: Storage, recipe: str, *parts: str) -> str:

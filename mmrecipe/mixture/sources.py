@@ -27,6 +27,7 @@ STAGE_COLUMNS = {
     "extracted_text": ["url", "text", "language", "language_score", "quality_score", "toxicity_score"],
     "deduped_images": ["url", "caption", "caption_source", "page_url", "width", "height"],
     "transcribed_audio": ["url", "transcript", "language", "duration_s"],
+    "video_clips": ["clip_id", "url", "caption", "caption_source", "page_url", "duration_s"],
 }
 
 

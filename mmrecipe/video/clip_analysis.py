@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from mmrecipe.audio.decoding import AudioRejected, DecodeLimits, decode_audio
-from mmrecipe.audio.speech_detection import detect_speech
+from mmrecipe.audio.speech_detection import SpeechRegions, detect_speech
 from mmrecipe.audio.transcribed_audio import AudioStageSettings
 from mmrecipe.audio.transcript_filters import text_language, transcript_verdict
 from mmrecipe.audio.transcript_postprocessing import redact_row
-from mmrecipe.audio.transcription import Transcriber
+from mmrecipe.audio.transcription import Transcriber, Transcription, weighted_language
 from mmrecipe.images.phash import phash_batch, reduced_phash_input, to_int64
 from mmrecipe.video.decoding import VideoInfo, VideoLimits, iter_frames, open_video
 from mmrecipe.video.shots import ContentShots, ShotSettings, clip_spans
@@ -48,6 +48,7 @@ class ClipSettings:
     keyframe_fps: float = 2.0  # keyframe candidates kept per second
     keyframes_per_clip: int = 3  # at 1/4, 1/2 and 3/4 of the clip; the middle one is the clip's pHash
     audio: AudioStageSettings = field(default_factory=AudioStageSettings)
+    asr_full_windows: bool = True  # Whisper windows of 30 s for video speech (see `transcribe_clips`)
 
 
 @dataclass
@@ -151,7 +152,7 @@ def analyse_video(
         seconds["nsfw"] = time.perf_counter() - t
     if transcriber is not None and info.has_audio:
         t = time.perf_counter()
-        transcribe_clips(payload, clips, transcriber, settings.audio)
+        transcribe_clips(payload, clips, transcriber, settings)
         seconds["audio"] = time.perf_counter() - t
     return VideoAnalysis(info, n, end, sorted(shots.cuts), clips, seconds)
 
@@ -207,40 +208,60 @@ def _clip(
     )
 
 
-def transcribe_clips(payload: bytes, clips: list[Clip], transcriber: Transcriber, settings: AudioStageSettings) -> None:
-    """The video's audio track through VAD, Whisper, the transcript filters and PII redaction, timed onto its clips.
+def transcribe_clips(payload: bytes, clips: list[Clip], transcriber: Transcriber, settings: ClipSettings) -> None:
+    """The video's audio track through VAD, Whisper, the transcript filters and PII redaction, clip by clip.
 
-    The whole track is transcribed once (Whisper sees the speech across cuts); each clip takes the segments
-    that overlap its span, with their times in the source video."""
-    limits = DecodeLimits(min_duration_s=0.0, max_duration_s=settings.limits.max_duration_s)
+    VAD runs once over the whole track; each clip's speech (the regions cut at its span) is its own Whisper
+    input, so a clip's transcript holds only what is said inside it, with times in the source video. With
+    `asr_full_windows` every window is Whisper's trained 30 s: in the short windows the audio stage may use,
+    tiny.en repeated the sample's countdown ("Three, two, one" heard twice in a 3-s clip). The filters judge
+    the video as one recording (the clips' texts joined, confidences weighted by speech), as audio does."""
+    audio_settings = settings.audio
+    limits = DecodeLimits(min_duration_s=0.0, max_duration_s=audio_settings.limits.max_duration_s)
     try:
         audio = decode_audio(payload, limits)
     except AudioRejected as e:
         _set_status(clips, f"audio_{e.reason}")
         return
-    regions = detect_speech(audio.samples, settings.vad)
-    if regions.speech_s < settings.min_speech_s or regions.speech_ratio < settings.min_speech_ratio:
+    regions = detect_speech(audio.samples, audio_settings.vad)
+    if regions.speech_s < audio_settings.min_speech_s or regions.speech_ratio < audio_settings.min_speech_ratio:
         _set_status(clips, "no_speech")
         return
-    [(_, result)] = list(transcriber.transcribe([(0, audio.samples, regions)]))
-    language, probability = result.language, result.language_probability
-    if probability is None:  # an English-only model says "en" for everything: identify the text instead
-        language, probability = text_language(result.text)
-    verdict = transcript_verdict(
-        result.text, result.avg_logprob, result.no_speech_prob, language, probability, settings.filters
-    )
-    if verdict:
+    if settings.asr_full_windows and transcriber.settings.short_windows:
+        transcriber = Transcriber(replace(transcriber.settings, short_windows=False), transcriber.model)
+    inputs = [(i, audio.samples, speech_within(regions, c.start, c.end)) for i, c in enumerate(clips)]
+    results = [r for _, r in transcriber.transcribe(inputs)]
+    heard = [(clip, r) for clip, r in zip(clips, results, strict=True) if r.text]
+    if verdict := _video_verdict([r for _, r in heard], audio_settings):
         _set_status(clips, verdict[0])
         return
-    for clip in clips:
-        segments = [asdict(s) for s in result.segments if s.start < clip.end and s.end > clip.start]
-        if not segments:
-            clip.transcript_status = "no_speech"
-            continue
-        text = " ".join(s["text"] for s in segments if s["text"]).strip()
-        clean, counts = redact_row({"transcript": text, "segments": segments})
+    _set_status(clips, "no_speech")
+    for clip, result in heard:
+        segments = [asdict(s) for s in result.segments]
+        clean, counts = redact_row({"transcript": result.text, "segments": segments})
         clip.transcript, clip.segments, clip.pii = clean["transcript"], clean["segments"], dict(counts)
         clip.transcript_status = "kept"
+
+
+def speech_within(regions: SpeechRegions, start_s: float, end_s: float) -> SpeechRegions:
+    """The speech regions of a track cut to [start_s, end_s)."""
+    lo, hi = round(start_s * AUDIO_RATE), round(end_s * AUDIO_RATE)
+    spans = tuple((max(a, lo), min(b, hi)) for a, b in regions.spans if a < hi and b > lo)
+    return SpeechRegions(spans, regions.total_samples)
+
+
+def _video_verdict(results: list[Transcription], settings: AudioStageSettings) -> tuple[str, str] | None:
+    """The transcript filters' verdict on a video's clips heard as one recording."""
+    text = " ".join(r.text for r in results)
+    weights = [sum(s.end - s.start for s in r.segments) or 1e-3 for r in results]
+    total = sum(weights) or 1.0
+    avg_logprob = sum(w * r.avg_logprob for w, r in zip(weights, results, strict=True)) / total
+    no_speech = sum(w * r.no_speech_prob for w, r in zip(weights, results, strict=True)) / total if results else 1.0
+    if any(r.language_probability is None for r in results):  # English-only model: identify the text instead
+        language, probability = text_language(text) if text else ("", 0.0)
+    else:
+        language, probability = weighted_language([[(r.language, r.language_probability)] for r in results], weights)
+    return transcript_verdict(text, avg_logprob, no_speech, language, probability, settings.filters)
 
 
 def _set_status(clips: list[Clip], status: str) -> None:

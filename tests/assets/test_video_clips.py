@@ -1,21 +1,26 @@
 """video_clips materialized on a real instance over the committed video sample drops: metadata, checks, tampering."""
 
+import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from data_assets.quarantine import definitions, drop_gate, read_gate
+from mmrecipe.recipe import load_recipe
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import committed_parts
 from mmrecipe.storage import Storage
+from partitions import drops_partitions
 from tests.committed_edits import recommit
-from tests.conftest import land_drop, materialize_drop, metadata_of, run_checks
+from tests.conftest import REPO, land_drop, materialize_drop, metadata_of, run_checks
 from tests.video_samples import PLANTED, VIDEO_DROPS
 
 pytestmark = pytest.mark.slow  # two real video drops through NudeNet and Whisper
 
+VIDEO_RECIPE = load_recipe(str(REPO / "samples" / "recipes"), "video_pairs")
 CHECKS = ("conservation", "no_near_duplicate_clips", "no_nsfw_clips_kept", "clip_caption_coverage")
 
 
-def test_video_drops_materialize_with_passing_checks(settings: Settings, instance: object) -> None:
+def test_video_drops_materialize_with_passing_checks(settings: Settings, instance: dg.DagsterInstance) -> None:
     metas = {}
     for drop in PLANTED["drops"]:
         land_drop(settings, drop, src=VIDEO_DROPS / drop)
@@ -32,6 +37,9 @@ def test_video_drops_materialize_with_passing_checks(settings: Settings, instanc
     assert a["caption_coverage"] == 1.0 and a["detector"].startswith("pyscenedetect-content-")
     assert a["video_seconds"] > 26 and a["clips_per_s"] > 0
     assert a["path"].endswith("video_clips/data/video-a")
+    gate = drop_gate(definitions(), drops_partitions, VIDEO_RECIPE.stages())  # what a video recipe's mixture reads
+    assert gate["video_clips"] == ["conservation", "no_near_duplicate_clips", "no_nsfw_clips_kept"]
+    assert read_gate(instance, gate, PLANTED["drops"]).admitted == ("video-a", "video-b")
 
     # a kept clip removed from the kept table: conservation still holds (its record has other clips), but a
     # whole record's clips removed is lost; a planted NSFW score fails the NSFW check
@@ -50,3 +58,8 @@ def test_video_drops_materialize_with_passing_checks(settings: Settings, instanc
     assert verdicts["conservation"].metadata["lost"].value == 1
     assert not verdicts["no_nsfw_clips_kept"].passed
     assert verdicts["no_nsfw_clips_kept"].metadata["flagged"].value == 1
+    # the quarantine gate of a recipe with a video source now keeps video-a out, naming both failed checks
+    quarantine = read_gate(instance, gate, PLANTED["drops"])
+    assert quarantine.admitted == ("video-b",)
+    failed = {v.check_key: v.status for v in quarantine.quarantined["video-a"]}
+    assert failed == {"video_clips:conservation": "failed", "video_clips:no_nsfw_clips_kept": "failed"}

@@ -35,6 +35,7 @@ STAGE_KIND: dict[str, str | None] = {
     "extracted_text": "html",
     "deduped_images": "image",
     "transcribed_audio": "audio",
+    "video_clips": "video",
 }
 # Set to a random value in the clean run's environment; none of it may reach logs, metadata or outputs.
 SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "DAGSTER_PG_PASSWORD", "PGPASSWORD", "HF_TOKEN")

@@ -7,6 +7,7 @@ own files and pip-installed packages:
 - real pages, a real photo and a real speech clip are copied out of `samples/drops/sample-a` when
   it exists (see samples/PROVENANCE.md); the CMYK and truncated JPEGs are cut from matplotlib's
   public-domain `grace_hopper.jpg`;
+- the videos are cut or re-encoded from the committed video sample drop (`samples/video_drops/video-a`);
 - bombs, silence and broken framing are generated here.
 
 Layout written under OUT_DIR:
@@ -15,7 +16,7 @@ Layout written under OUT_DIR:
   seconds for it;
 - `drops/missing-file/`: a drop whose `_MANIFEST.json` lists a WARC file that is not there;
 - `cases.json`: one entry per hostile case: id, WARC file, byte offset of its span, target URI, the
-  stage kind that takes it as input (`html`, `image`, `audio` or none) and raw_crawl's verdict.
+  stage kind that takes it as input (`html`, `image`, `audio`, `video` or none) and raw_crawl's verdict.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import io
 import json
 import struct
 import sys
+import wave
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -55,7 +57,7 @@ class Case:
     file: str
     offset: int
     uri: str | None
-    kind: str | None  # "html" | "image" | "audio": the drop stage that takes it as input; None: no stage
+    kind: str | None  # "html" | "image" | "audio" | "video": the drop stage that takes it as input; None: no stage
     raw_crawl: str  # KEPT or the reject reason
     note: str
     drop: str = ""
@@ -665,6 +667,9 @@ def build_hostile_files() -> list[_WarcFile]:
     )
     files.append(f)
 
+    # 13: video records: a real clip (control), then cut, random, bomb-sized, audio-only and lossless-codec ones.
+    files.append(video_file())
+
     # 08/09: the same records (same WARC-Record-ID headers) in two files: two distinct records.
     dup_body, dup_type = real.get(
         DUP_PAGE, (b"<html><body><p>" + _FRENCH.encode() + b"</p></body></html>", "text/html")
@@ -725,6 +730,55 @@ def build_hostile_files() -> list[_WarcFile]:
     files.append(f)
     files.append(_WarcFile("12-empty.warc.gz"))
     return files
+
+
+def giant_frames_video(width: int = 4000, height: int = 3000) -> bytes:
+    """Two black 4000x3000 MPEG-2 frames in MPEG-PS: 180 KB that decode to 36 MB of pixels per frame."""
+    import av
+
+    out_buf = io.BytesIO()
+    with av.open(out_buf, "w", format="mpeg") as out:
+        stream = out.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height, stream.pix_fmt, stream.thread_count = width, height, "yuv420p", 1
+        black = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")
+        for pts in range(2):
+            frame = black.reformat(format="yuv420p")
+            frame.pts = pts
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return out_buf.getvalue()
+
+
+def video_file() -> _WarcFile:
+    """The video cases, cut from the committed video sample drop (samples/video_drops, see PROVENANCE.md)."""
+    from tests.video_samples import reencode, video
+
+    city, bikes = video("city.mpg"), video("bikes.mp4")
+    tone = io.BytesIO()
+    with wave.open(tone, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(bytes(16000))  # 1 s of silence
+    f = _WarcFile("13-video.warc.gz")
+    f.add(gz(warcinfo()))
+    for name, body, ctype, case, note in [
+        ("city.mpg", city[: len(city) * 2 // 5], "video/mpeg", "control_video", "real street footage, 3.5 s, one shot"),
+        ("cut.mp4", bikes[:131_000], "video/mp4", "truncated_video", "an MP4 cut at 40% (mdat box runs past the end)"),
+        (
+            "noise.mp4",
+            np.random.default_rng(17).bytes(50_000),
+            "video/mp4",
+            "corrupt_video",
+            "random bytes as video/mp4",
+        ),
+        ("giant.mpg", giant_frames_video(), "video/mpeg", "video_bomb_dimensions", "4000x3000 frames in 180 KB"),
+        ("speech.mp4", tone.getvalue(), "video/mp4", "no_video_stream", "a WAV file served as video/mp4"),
+        ("lossless.avi", reencode(bikes, "avi", "ffv1", frames=5), "video/x-msvideo", "unsupported_codec", "FFV1"),
+    ]:
+        uri = f"{H}/video/{name}"
+        f.add(gz(response(uri, body, ctype)), id=case, uri=uri, kind="video", raw_crawl=KEPT, note=note)
+    return f
 
 
 def build_huge_files() -> list[_WarcFile]:
@@ -804,5 +858,6 @@ def load_cases(out: Path) -> list[Case]:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: make_hostile_corpus.py OUT_DIR")
+    sys.path.insert(0, str(REPO))  # the video cases read the sample through tests.video_samples
     built = build_corpus(Path(sys.argv[1]))
     print(f"{len(built)} hostile cases written to {sys.argv[1]}")

@@ -65,6 +65,14 @@ EXPECTED: dict[str, dict[str, str]] = {
         "wav_header_claims_3h": "rejected:too_long|dropped:too_little_speech",  # holds 1 s of silence
         "garbage_mp3": "rejected:(undecodable|corrupt_audio|no_samples)",
     },
+    "video_clips": {
+        "control_video": "kept",
+        "truncated_video": "rejected:truncated_video",
+        "corrupt_video": "rejected:corrupt_video",
+        "video_bomb_dimensions": "rejected:video_bomb",
+        "no_video_stream": "rejected:no_video_stream",
+        "unsupported_codec": "rejected:unsupported_codec",
+    },
 }
 DUPLICATE_PAIRS = {"html": "duplicate_record_id_page", "image": "duplicate_record_id_image"}
 PEAK_RSS_LIMIT_MB = 3072  # whole process, models included
@@ -79,6 +87,13 @@ ISSUE_CATEGORIES = {  # the issue's list -> case ids that cover it
     "gzip bomb": {"http_gzip_bomb", "warc_gzip_bomb"},
     "image cases": {"png_decompression_bomb", "truncated_jpeg", "cmyk_jpeg", "one_pixel_image"},
     "audio cases": {"zero_length_audio", "corrupt_wav_header", "three_hour_silent_flac"},
+    "video cases": {
+        "truncated_video",
+        "corrupt_video",
+        "video_bomb_dimensions",
+        "no_video_stream",
+        "unsupported_codec",
+    },
     "duplicate record ids": {"duplicate_record_id_page_dup-a", "duplicate_record_id_page_dup-b"},
 }
 
@@ -104,12 +119,9 @@ def test_raw_crawl_gives_every_span_its_verdict(hostile_run: HostileRun, hostile
     assert meta["total"] == meta["kept"] + meta["rejected"] == len(ids)
 
 
-UNTABLED_STAGES = {"video_clips"}  # issue 17: no hostile video records in the corpus yet; the stage still runs here
-
-
 def test_every_stage_completes_and_its_blocking_checks_pass(hostile_run: HostileRun) -> None:
-    # every stage this suite tables is defined, and no other but the ones it runs without hostile cases yet
-    assert set(hostile_run.stages) == set(STAGE_KIND) | UNTABLED_STAGES
+    # every stage this suite tables is defined, and no other
+    assert set(hostile_run.stages) == set(STAGE_KIND)
     assert [a["asset"] for a in hostile_run.run.summary["assets"] if a["asset"] in hostile_run.stages] == (
         hostile_run.stages
     )

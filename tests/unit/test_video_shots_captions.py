@@ -1,9 +1,10 @@
-"""Shot boundaries on the sample's real cuts, clip spans, and video captions from pages and <track> files."""
+"""Shot boundaries on the sample's real cuts, clip spans and their speech, and video captions from pages and tracks."""
 
 import pytest
 
+from mmrecipe.audio.speech_detection import SpeechRegions
 from mmrecipe.video.captions import VideoCaptionIndex, parse_track, scan_page
-from mmrecipe.video.clip_analysis import analyse_video
+from mmrecipe.video.clip_analysis import analyse_video, speech_within
 from mmrecipe.video.shots import ShotSettings, boundary_f1, clip_spans
 from tests.video_samples import PLANTED, reencode, video
 
@@ -123,3 +124,16 @@ def test_opt_out_pages_mark_their_videos(head: str, headers: dict[str, str], opt
     caption = index.caption_for("http://v.example.org/v.mp4", lambda u: [])
     assert (caption.opt_out_page == "http://v.example.org/p.html") is opted
     assert index.opted_out_pages == int(opted)
+
+
+@pytest.mark.parametrize(
+    ("start_s", "end_s", "spans"),
+    [
+        (0.0, 3.0, ((1600, 16000), (32000, 48000))),  # the region across the cut is cut at 3 s
+        (3.0, 8.0, ((48000, 64000), (96000, 112000))),
+        (7.5, 8.0, ()),  # no speech inside
+    ],
+)
+def test_a_clip_hears_only_the_speech_inside_its_span(start_s: float, end_s: float, spans: tuple) -> None:
+    track = SpeechRegions(((1600, 16000), (32000, 64000), (96000, 112000)), 128000)
+    assert speech_within(track, start_s, end_s) == SpeechRegions(spans, 128000)
