@@ -20,7 +20,6 @@ Presets (the text stage's `rules_preset`):
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -64,26 +63,22 @@ def _ngram_signal(n: int) -> str:
     return f"top_{n}gram_frac" if n <= 4 else f"dup_{n}gram_frac"
 
 
-_MOD = (2_147_483_647, 2_147_483_629)  # two primes below 2**31: products of residues fit in int64
-_BASE = 1_000_003
+_BASE = np.uint64(1_000_003)  # polynomial hashes of n-gram strings, modulo 2**64 (numpy's uint64 wraps)
 _MAX_GRAM_CHARS = 1 << 16
-_POW = [np.ones(_MAX_GRAM_CHARS, dtype=np.int64) for _ in _MOD]
-for _table, _mod in zip(_POW, _MOD, strict=True):
-    for _k in range(1, _MAX_GRAM_CHARS):
-        _table[_k] = _table[_k - 1] * _BASE % _mod
-_token_hashes: dict[str, tuple[int, int]] = {}
+_POW = np.cumprod(np.r_[np.uint64(1), np.full(_MAX_GRAM_CHARS - 1, _BASE, dtype=np.uint64)])  # _BASE ** k
+_token_hashes: dict[str, int] = {}
 
 
-def _token_hash(token: str) -> tuple[int, int]:
-    """A word's polynomial hash (both moduli): concatenations' hashes follow from their words'."""
+def _token_hash(token: str) -> int:
+    """A word's polynomial hash: a concatenation's hash follows from its words' hashes and lengths."""
     found = _token_hashes.get(token)
     if found is None:
-        h1 = h2 = 0
+        found = 0
         for c in map(ord, token):
-            h1, h2 = (h1 * _BASE + c) % _MOD[0], (h2 * _BASE + c) % _MOD[1]
+            found = (found * 1_000_003 + c) & 0xFFFF_FFFF_FFFF_FFFF
         if len(_token_hashes) > 500_000:
             _token_hashes.clear()
-        found = _token_hashes[token] = (h1, h2)
+        _token_hashes[token] = found
     return found
 
 
@@ -98,14 +93,14 @@ class _WordGrams:
 
     def __init__(self, tokens: list[str]) -> None:
         self.tokens = tokens
-        index: dict[str, int] = {}
-        self.ids = np.array([index.setdefault(t, len(index)) for t in tokens], dtype=np.int64)
+        index = {t: i for i, t in enumerate(dict.fromkeys(tokens))}  # words numbered in order of first use
+        self.ids = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
         self.vocab, self.words = len(index), list(index)
         self._tuples = {1: self.ids}
         self.lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
         self.offsets = np.concatenate(([0], np.cumsum(self.lengths)))
-        self._word_hashes: list[np.ndarray] = []  # per position, the word's hash, per modulus
-        self._grams: tuple[int, list[np.ndarray]] = (0, [])  # (n, the n-grams' hashes per modulus)
+        self._word_hashes: np.ndarray | None = None  # per position, the word's hash
+        self._grams: tuple[int, np.ndarray | None] = (0, None)  # (n, the n-grams' hashes)
 
     def _tuple_ids(self, n: int) -> np.ndarray:
         """Per position, the number of its word n-gram (equal numbers: equal word tuples)."""
@@ -118,33 +113,29 @@ class _WordGrams:
     def top_chars(self, n: int) -> int:
         """Characters of the most frequent n-gram (joined with spaces) times its count; ties: the first seen."""
         ids = self._tuple_ids(n)
-        _, first, counts = np.unique(ids, return_index=True, return_counts=True)
+        counts = np.bincount(ids)
         top = counts.max()
-        at = int(first[counts == top].min())
+        at = int(np.argmax(counts[ids] == top))  # the first position of a most frequent n-gram
         return (int(self.lengths[at : at + n].sum()) + n - 1) * int(top)
 
     def _hashes(self, n: int) -> np.ndarray | None:
-        """Per position, a 62-bit hash of the n-gram's string (None if a word is too long for the tables).
+        """Per position, a 64-bit hash of the n-gram's string (None if a word is too long for the tables).
 
         Called with growing n: n-gram m's hash extends n-gram m-1's by one word's.
         """
         if self.lengths.max() >= _MAX_GRAM_CHARS:
             return None
-        if not self._word_hashes:
-            distinct = np.array([_token_hash(t) for t in self.words], dtype=np.int64).reshape(-1, 2)
-            self._word_hashes = [distinct[self.ids, k] for k in range(2)]
+        if self._word_hashes is None:
+            distinct = np.fromiter(map(_token_hash, self.words), dtype=np.uint64, count=self.vocab)
+            self._word_hashes = distinct[self.ids]
             self._grams = (1, self._word_hashes)
         have, grams = self._grams
         if n < have:
             raise ValueError(f"n-gram hashes go up from {have}, not back to {n}")
         for m in range(have + 1, n + 1):
-            tail = self.lengths[m - 1 :]
-            grams = [
-                (g[:-1] * table[tail] + h[m - 1 :]) % mod
-                for g, h, table, mod in zip(grams, self._word_hashes, _POW, _MOD, strict=True)
-            ]
+            grams = grams[:-1] * _POW[self.lengths[m - 1 :]] + self._word_hashes[m - 1 :]  # type: ignore[index]
         self._grams = (n, grams)
-        return grams[0] << 31 | grams[1]
+        return grams
 
     def skip_ahead_chars(self, n: int) -> int:
         """Characters of repeated n-grams (words joined without spaces), skipping n words after each repeat."""
@@ -153,17 +144,21 @@ class _WordGrams:
         hashes = self._hashes(n)
         if hashes is None:
             positions = range(len(self.tokens) - n + 1)
-        else:
-            _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-            positions = np.flatnonzero(counts[inverse.reshape(-1)] > 1).tolist()
+        else:  # an n-gram whose hash is unique cannot repeat
+            order = np.argsort(hashes)
+            ordered = hashes[order]
+            repeats = np.zeros(len(hashes), dtype=bool)
+            same = ordered[1:] == ordered[:-1]
+            repeats[order[1:][same]] = True
+            repeats[order[:-1][same]] = True
+            positions = np.flatnonzero(repeats).tolist()
         text, offsets = "".join(self.tokens), self.offsets.tolist()
-        grams = [text[offsets[i] : offsets[i + n]] for i in positions]
-        counts = Counter(grams)
         seen: set[str] = set()
         repeated = next_free = 0
-        for i, gram in zip(positions, grams, strict=True):
-            if i < next_free or counts[gram] < 2:  # an n-gram seen once cannot repeat
+        for i in positions:
+            if i < next_free:
                 continue
+            gram = text[offsets[i] : offsets[i + n]]
             if gram in seen:
                 repeated += len(gram)
                 next_free = i + n

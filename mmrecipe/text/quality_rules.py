@@ -216,10 +216,9 @@ def _repetition_signals(words: list[str], text_len: int, t: RuleThresholds | Non
             out[_ngram_signal(n)] = float(counts.max() * gram_chars / text_len)
         else:
             repeated = order[order != firsts[np.cumsum(is_start) - 1]]  # every occurrence after the first
-            covered = np.zeros(len(words) + 1, dtype=np.int64)
-            np.add.at(covered, repeated, 1)
-            np.add.at(covered, repeated + n, -1)
-            out[_ngram_signal(n)] = float(lengths[np.cumsum(covered[:-1]) > 0].sum() / text_len)
+            size = len(words) + 1  # +1 covered from each repeat's start, -1 after its end
+            opened = np.bincount(repeated, minlength=size) - np.bincount(repeated + n, minlength=size)
+            out[_ngram_signal(n)] = float(lengths[np.cumsum(opened[:-1]) > 0].sum() / text_len)
         if t is not None and 0 <= getattr(t, _ngram_signal(n)) < out[_ngram_signal(n)]:
             break
     return out
