@@ -2,8 +2,6 @@
 
 One home is built per module: two drops whose recipe stages (mixture, eval_results, release, leaderboard) are
 materialized, then drop d1 landed with a manifest and run through every drop stage for real; d3 is registered only.
-The recipes tokenize with a 512-token BPE (`save_tiny_tokenizer`): `show` reads tables, and GPT-2's 50k-wide output
-layer made the proxy training and scoring most of this module's time.
 """
 
 from collections.abc import Iterator
@@ -19,13 +17,9 @@ from mmrecipe.drops import MANIFEST, manifest_for_folder
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
 from resources.settings import environment_settings
-from tests.assets.test_recipe_stages import SHORT_EVAL, TINY_EVAL, record_drop_stages
-from tests.unit.test_mixture_helpers import build_drop, eval_text, recipe_text, save_tiny_tokenizer, topic_texts
+from tests.assets.test_recipe_stages import RECIPES, SHORT_EVAL, TINY_EVAL, TOKENIZER, record_drop_stages
+from tests.unit.test_mixture_helpers import build_drop, eval_text, save_tiny_tokenizer, topic_texts
 
-RECIPES = {
-    "default": recipe_text(total=12000, tokenizer="tokenizer.json"),
-    "english_hq": recipe_text(total=12000, w_web=0.9, w_cap=0.05, w_speech=0.05, tokenizer="tokenizer.json"),
-}
 DROP_STAGES = ("raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio", "video_clips")
 
 
@@ -47,7 +41,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     recipes, evalsets = root / "recipes", root / "evalsets"
     for folder in (recipes, evalsets):
         folder.mkdir()
-    save_tiny_tokenizer(recipes / "tokenizer.json")
+    save_tiny_tokenizer(recipes / TOKENIZER)  # RECIPES tokenize with it
     for name, text in RECIPES.items():
         (recipes / f"{name}.yaml").write_text(text + ("ablations: true\n" if name == "default" else ""))
     (evalsets / "held_out.txt").write_text(eval_text(SHORT_EVAL))
