@@ -5,17 +5,22 @@ PNG and returns `dg.MetadataValue.md("![title](data:image/png;base64,…)")`, wh
 The PNG bytes are deterministic: the same data gives the same image (no timestamp or version in it).
 """
 
+from __future__ import annotations
+
 import base64
 import io
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pyarrow as pa
-from matplotlib.figure import Figure
 
 from mmrecipe.proxy_eval.leaderboard import AVERAGE, Score
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIGSIZE = (5.0, 2.6)
 DPI = 80
@@ -27,6 +32,13 @@ THRESHOLD_COLOR = "#cc3311"
 def png_md(png: bytes, title: str) -> dg.MetadataValue:
     """A PNG as inline markdown (a data-URI image the Dagster UI renders)."""
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})")
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """An empty matplotlib figure; matplotlib (~0.7 CPU-s to import) loads with the first chart, not the Definitions."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
 
 
 def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
@@ -46,7 +58,7 @@ def bar_chart_md(counts: Mapping[str, int], title: str, xlabel: str = "count") -
     """Horizontal bars of the `MAX_BARS` largest counts (e.g. drop reasons), largest on top."""
     top = Counter({str(k): int(v) for k, v in counts.items()}).most_common(MAX_BARS)
     top.sort(key=lambda kv: (kv[1], kv[0]))  # ascending, so barh draws the largest last = on top
-    fig = Figure(figsize=(FIGSIZE[0], max(1.4, 0.32 * len(top) + 0.9)))
+    fig = new_figure((FIGSIZE[0], max(1.4, 0.32 * len(top) + 0.9)))
     ax = fig.subplots()
     labels, values = [k for k, _ in top], [v for _, v in top]
     ax.barh(labels, values, color=COLOR)
@@ -76,7 +88,7 @@ def histogram_chart_md(
     clean = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     if weights is not None and len(weights) != len(clean):
         raise ValueError(f"histogram {title!r}: {len(weights)} weights for {len(clean)} values")
-    fig = Figure(figsize=FIGSIZE)
+    fig = new_figure(FIGSIZE)
     ax = fig.subplots()
     if clean:
         ax.hist(clean, bins=bins, range=value_range, color=COLOR, weights=weights)
@@ -96,7 +108,7 @@ def leaderboard_png(all_scores: Sequence[Score]) -> bytes:
     """A grouped bar chart of mean bpb per eval set and recipe, with ±1 std error bars."""
     eval_sets = [*sorted({s.eval_set for s in all_scores} - {AVERAGE}), AVERAGE]
     recipes = sorted({s.recipe for s in all_scores})
-    fig = Figure(figsize=(7, 3.5))
+    fig = new_figure((7, 3.5))
     ax = fig.subplots()
     width = 0.8 / max(1, len(recipes))
     for k, recipe in enumerate(recipes):
@@ -111,7 +123,7 @@ def leaderboard_png(all_scores: Sequence[Score]) -> bytes:
 
 def loss_curve_png(curves: pa.Table, title: str) -> bytes:
     """Training loss against tokens seen, one line per run, from rows (seed, peak_lr, tokens_seen, loss)."""
-    fig = Figure(figsize=(6, 3.2))
+    fig = new_figure((6, 3.2))
     ax = fig.subplots()
     rows = curves.select(["seed", "peak_lr", "tokens_seen", "loss"]).to_pylist()
     for lr, seed in sorted({(r["peak_lr"], r["seed"]) for r in rows}):

@@ -1,24 +1,18 @@
-"""S3 access for the source-drop sensor: dagster-aws's S3Resource and a resumable listing of drop folders.
+"""A resumable listing of drop folders for the source-drop sensor, on S3 or a local landing root.
 
 Drop folders are listed one level deep (`Delimiter="/"`), a page at a time, starting after the
 last folder a previous tick resolved (`StartAfter`), so a tick costs one request per
-`page_size` *new* drops instead of a walk over every WARC file ever landed.
+`page_size` *new* drops instead of a walk over every WARC file ever landed. The listing uses the
+landing root's own boto3 client (`Storage.s3_client`: its endpoint, region and retries), so the
+Definitions need no separate S3 resource and import no boto3 until a tick lists S3.
 """
 
 from collections.abc import Iterator
 
-from dagster_aws.s3 import S3Resource
-
-from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage, split_s3_uri
 
 # Everything in folder NAME has a key starting "NAME/"; NAME + "0" sorts after all of them ('0' follows '/').
 _PAST_FOLDER = chr(ord("/") + 1)
-
-
-def build_s3_resource(settings: Settings) -> S3Resource:
-    """The S3 client resource for the settings' endpoint and region (standard AWS credential chain)."""
-    return S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region, max_attempts=5)
 
 
 def folder_key(name: str) -> str:
@@ -57,13 +51,9 @@ def iter_local_folders(storage: Storage, start_after: str = "") -> Iterator[str]
     yield from (n for n in names if not start_after or folder_key(n) > folder_key(start_after))
 
 
-def iter_drop_folders(
-    storage: Storage, s3: S3Resource | None, start_after: str = "", page_size: int = 1000
-) -> Iterator[str]:
-    """Folder names under the landing root after `start_after`: S3 through `s3`, local through the filesystem."""
+def iter_drop_folders(storage: Storage, start_after: str = "", page_size: int = 1000) -> Iterator[str]:
+    """Folder names under the landing root after `start_after`: S3 through its client, local through the filesystem."""
     if storage.is_s3:
-        if s3 is None:
-            raise ValueError(f"landing root {storage.root} is on S3 but no S3Resource was given to list it")
-        yield from iter_s3_folders(s3.get_client(), storage.root, start_after, page_size)
+        yield from iter_s3_folders(storage.s3_client, storage.root, start_after, page_size)
     else:
         yield from iter_local_folders(storage, start_after)

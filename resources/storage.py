@@ -7,7 +7,6 @@ import dagster as dg
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
 from resources.engine import EngineResource
-from resources.s3 import build_s3_resource
 from resources.settings import deployment_settings
 from resources.transcriber import TranscriberResource
 
@@ -46,7 +45,6 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
     return {
         "lake": lake,
         "landing": landing,
-        "s3": build_s3_resource(settings),
         "transcriber": TranscriberResource.from_settings(settings),
         "engine": EngineResource.from_settings(settings),
         "settings": settings,

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
 from data_assets.jobs import drop_stages_job
 from mmrecipe.drops import DropError, Manifest, verify_drop
@@ -75,7 +74,6 @@ def drop_fingerprint(storage: Storage, drop: str) -> str | None:
 
 def scan_drops(
     storage: Storage,
-    s3: S3Resource | None,
     cursor: DropCursor,
     registered: set[str],
     limits: ScanLimits,
@@ -106,7 +104,7 @@ def scan_drops(
     full = cursor.since_full is None or cursor.since_full >= limits.full_rescan_ticks
     completed = True
     known = registered | set(cursor.pending) | cursor.legacy_seen | {n for n, _ in started}
-    for name in iter_drop_folders(storage, s3, "" if full else cursor.after, limits.page_size):
+    for name in iter_drop_folders(storage, "" if full else cursor.after, limits.page_size):
         if name.startswith((".", "_")):
             continue  # staging/hidden folders are never drops, and must not move `after` past real ones
         if name in known:
@@ -133,12 +131,12 @@ def scan_drops(
     description="Starts the drop stages for every complete drop (valid _MANIFEST.json) in the landing location.",
 )
 def source_drops(
-    context: dg.SensorEvaluationContext, landing: LandingResource, s3: S3Resource, settings: dg.ResourceParam[Settings]
+    context: dg.SensorEvaluationContext, landing: LandingResource, settings: dg.ResourceParam[Settings]
 ) -> dg.SensorResult:
     """Run requests for drops that landed complete since the last tick; the cursor says where listing resumes."""
     cursor = DropCursor.load(context.cursor)
     registered = set(context.instance.get_dynamic_partitions(drops_partitions.name))
-    started = scan_drops(landing.storage(), s3, cursor, registered, settings.sensor, context.log.warning)
+    started = scan_drops(landing.storage(), cursor, registered, settings.sensor, context.log.warning)
     # Cold start: with no quality classifier yet, the text stages cannot score. Index the drop only; the
     # automation sensor trains the classifier ("train when missing") and then runs the stages eagerly.
     cold = context.instance.get_latest_materialization_event(dg.AssetKey("quality_classifier")) is None

@@ -8,11 +8,14 @@ runs once per clip.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from mmrecipe.audio.decoding import TARGET_RATE
+
+if TYPE_CHECKING:  # faster-whisper (and PyAV) load with the first clip, not with the Definitions
+    from faster_whisper.vad import VadOptions
 
 WHISPER_WINDOW_S = 30.0
 
@@ -28,6 +31,8 @@ class VadSettings:
     max_region_s: float = WHISPER_WINDOW_S
 
     def options(self) -> VadOptions:
+        from faster_whisper.vad import VadOptions
+
         return VadOptions(
             threshold=self.threshold,
             min_speech_duration_ms=self.min_speech_ms,
@@ -55,6 +60,8 @@ class SpeechRegions:
 
 def detect_speech(samples: np.ndarray, settings: VadSettings = VadSettings()) -> SpeechRegions:
     """The speech regions silero VAD finds in 16 kHz mono float32 `samples`."""
+    from faster_whisper.vad import get_speech_timestamps
+
     if samples.size == 0:
         return SpeechRegions((), 0)
     stamps = get_speech_timestamps(samples, settings.options(), sampling_rate=TARGET_RATE)

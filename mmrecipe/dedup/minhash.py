@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from datasketch import MinHash
 
 U32_MAX = np.uint32(0xFFFFFFFF)
 _SPACE = 32
@@ -82,6 +81,8 @@ def fmix32(h: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=8)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The (a, b) uint32 parameters of datasketch's affine32 permutations for `num_perm` and `seed`."""
+    from datasketch import MinHash  # datasketch imports scipy (~0.7 CPU-s): load it when a signature is needed
+
     a, b = MinHash(num_perm=num_perm, seed=seed).permutations
     return np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32)
 

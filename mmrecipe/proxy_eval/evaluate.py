@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -24,11 +25,12 @@ from mmrecipe.mixture.build import read_summary
 from mmrecipe.mixture.checks import Verdict
 from mmrecipe.mixture.manifest import EVALSETS_DIR, MIXTURE_ASSET, TOKENS_DIR, mixture_uri
 from mmrecipe.mixture.token_shards import BpeTokenizer, load_token_stream, load_tokenizer
-from mmrecipe.proxy_eval.bits_per_byte import document_bits, eval_documents
-from mmrecipe.proxy_eval.model import ModelConfig
 from mmrecipe.proxy_eval.presets import EvalPreset
-from mmrecipe.proxy_eval.training import TrainConfig, TrainResult, train
 from mmrecipe.storage import Storage
+
+if TYPE_CHECKING:  # torch (~3 CPU-s to import) loads only when a grid is trained, not with the Definitions
+    from mmrecipe.proxy_eval.model import ModelConfig
+    from mmrecipe.proxy_eval.training import TrainConfig, TrainResult
 
 EVAL_ASSET = "eval_results"
 RESULTS_SCHEMA = pa.schema(
@@ -101,6 +103,9 @@ class EvalPlan:
     @classmethod
     def of(cls, preset: EvalPreset, label: str, device: str, threads: int | None = None) -> EvalPlan:
         """The evaluation a preset gives; `device` is used when the preset names none."""
+        from mmrecipe.proxy_eval.model import ModelConfig
+        from mmrecipe.proxy_eval.training import TrainConfig
+
         model = ModelConfig(
             context=preset.context, d_model=preset.d_model, n_layer=preset.n_layer, n_head=preset.n_head
         )
@@ -155,6 +160,8 @@ def eval_inputs(
     storage: Storage, recipe: str, recipes_dir: str | None
 ) -> tuple[dict[str, object], BpeTokenizer, dict[str, list[str]]]:
     """A built mixture's summary, its tokenizer (checked against the mixture's) and its eval sets' documents."""
+    from mmrecipe.proxy_eval.bits_per_byte import eval_documents
+
     summary = read_summary(storage, recipe)
     tok = load_tokenizer(str(summary["tokenizer"]), base_dir=recipes_dir)
     if tok.fingerprint != summary["tokenizer_fingerprint"]:
@@ -180,6 +187,9 @@ def train_grid(
 
     `labels` fills the recipe and mixture_version columns of the result rows.
     """
+    from mmrecipe.proxy_eval.bits_per_byte import document_bits
+    from mmrecipe.proxy_eval.training import train
+
     model_cfg = replace(plan.model, vocab_size=tok.vocab_size)
     rows, doc_rows, curve_rows, runs, parameters = [], [], [], [], 0
     for lr in plan.grid.lrs:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from importlib.metadata import version
 
-import cv2
 import numpy as np
-import scenedetect
-from scenedetect import FrameTimecode
-from scenedetect.detectors import ContentDetector
 
-DETECTOR = f"pyscenedetect-content-{scenedetect.__version__}"
+# OpenCV and PySceneDetect load with the first detector, not with the Definitions that name it; the version
+# comes from the pinned distribution (`scenedetect-headless`, whose module is `scenedetect`).
+DETECTOR = f"pyscenedetect-content-{version('scenedetect-headless')}"
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,8 @@ class ContentShots:
     """PySceneDetect's ContentDetector over a stream of RGB frames: the times where new shots start."""
 
     def __init__(self, fps: float, settings: ShotSettings = ShotSettings()) -> None:
+        from scenedetect.detectors import ContentDetector
+
         self.fps = fps
         min_len = max(1, round(settings.min_shot_s * fps))
         self.detector = ContentDetector(threshold=settings.threshold, min_scene_len=min_len)
@@ -42,6 +43,9 @@ class ContentShots:
 
     def push(self, index: int, time: float, rgb: np.ndarray) -> None:
         """Feed the next frame (frames in order; `index` counts from 0)."""
+        import cv2
+        from scenedetect import FrameTimecode
+
         self.times.append(time)
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         for cut in self.detector.process_frame(FrameTimecode(index, self.fps), bgr):

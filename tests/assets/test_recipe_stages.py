@@ -12,15 +12,18 @@ from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
 from resources.settings import environment_settings
 from tests.conftest import metadata_of, run_checks
-from tests.unit.test_mixture_helpers import build_drop, eval_text, recipe_text, topic_texts
+from tests.unit.test_mixture_helpers import build_drop, eval_text, recipe_text, save_tiny_tokenizer, topic_texts
 
 pytestmark = pytest.mark.slow  # whole recipe graph: mixture, proxy-model training, release
 
 TINY_EVAL = {"seeds": [0, 1], "train_tokens": 512, "batch_size": 4, "context": 32, "d_model": 32, "n_layer": 1}
 SHORT_EVAL = 6000  # characters of the held-out set: scoring it stays well under a second per seed
+# The recipes tokenize with a 512-token BPE written beside them (`save_tiny_tokenizer`): these tests are about the
+# stages' wiring, and GPT-2's 50k-wide output layer was most of their training time. The sample demo keeps `gpt2`.
+TOKENIZER = "tokenizer.json"
 RECIPES = {
-    "default": recipe_text(total=12000),
-    "english_hq": recipe_text(total=12000, w_web=0.9, w_cap=0.05, w_speech=0.05),
+    "default": recipe_text(total=12000, tokenizer=TOKENIZER),
+    "english_hq": recipe_text(total=12000, w_web=0.9, w_cap=0.05, w_speech=0.05, tokenizer=TOKENIZER),
 }
 
 
@@ -62,6 +65,7 @@ def recipe_env(
     recipes, evalsets = tmp_path / "recipes", tmp_path / "evalsets"
     recipes.mkdir()
     evalsets.mkdir()
+    save_tiny_tokenizer(recipes / TOKENIZER)
     for name, text in RECIPES.items():
         (recipes / f"{name}.yaml").write_text(text)
     (evalsets / "held_out.txt").write_text(eval_text(SHORT_EVAL))

@@ -4,6 +4,7 @@ device and precision that reach the Whisper model constructor in each deployment
 from pathlib import Path
 from typing import Any
 
+import faster_whisper
 import pytest
 
 from mmrecipe.audio import transcription
@@ -64,7 +65,7 @@ def recording_whisper_model(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, A
     """Patch the Whisper constructor the transcriber calls (and empty its model cache); the kwargs it gets."""
     built: list[dict[str, Any]] = []
     monkeypatch.setattr(RecordingWhisperModel, "built", built, raising=False)
-    monkeypatch.setattr(transcription, "WhisperModel", RecordingWhisperModel)
+    monkeypatch.setattr(faster_whisper, "WhisperModel", RecordingWhisperModel)  # load_model imports it on use
     monkeypatch.setattr(transcription, "_MODELS", {})
     return built
 

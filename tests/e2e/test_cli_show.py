@@ -17,8 +17,8 @@ from mmrecipe.drops import MANIFEST, manifest_for_folder
 from mmrecipe.settings import Settings
 from mmrecipe.storage import Storage
 from resources.settings import environment_settings
-from tests.assets.test_recipe_stages import RECIPES, SHORT_EVAL, TINY_EVAL, record_drop_stages
-from tests.unit.test_mixture_helpers import build_drop, eval_text, topic_texts
+from tests.assets.test_recipe_stages import RECIPES, SHORT_EVAL, TINY_EVAL, TOKENIZER, record_drop_stages
+from tests.unit.test_mixture_helpers import build_drop, eval_text, save_tiny_tokenizer, topic_texts
 
 DROP_STAGES = ("raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio", "video_clips")
 
@@ -41,6 +41,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     recipes, evalsets = root / "recipes", root / "evalsets"
     for folder in (recipes, evalsets):
         folder.mkdir()
+    save_tiny_tokenizer(recipes / TOKENIZER)  # RECIPES tokenize with it
     for name, text in RECIPES.items():
         (recipes / f"{name}.yaml").write_text(text + ("ablations: true\n" if name == "default" else ""))
     (evalsets / "held_out.txt").write_text(eval_text(SHORT_EVAL))

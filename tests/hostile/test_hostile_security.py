@@ -130,7 +130,7 @@ def test_source_drops_sensor_starts_only_safe_complete_drops(tmp_path: Path, hos
         land_drop(settings, name, {"a.warc.gz": warc})
     shutil.copytree(hostile_corpus.drop_dir("missing-file"), Path(settings.landing) / "missing-file")
     logged: list[str] = []
-    started = scan_drops(Storage(settings.landing), None, DropCursor(), set(), ScanLimits(), logged.append)
+    started = scan_drops(Storage(settings.landing), DropCursor(), set(), ScanLimits(), logged.append)
     assert [name for name, _ in started] == ["ok-drop"]
     assert len(logged) == 4 and all("not started yet" in line for line in logged), logged
     assert any("b.warc.gz but it is missing" in line for line in logged)

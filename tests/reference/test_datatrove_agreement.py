@@ -19,6 +19,10 @@ from mmrecipe.text.fineweb_rules import FAMILIES, apply_fineweb_rules, family_ve
 from mmrecipe.text.quality_rules import thresholds_for
 from mmrecipe.text.words import words
 
+# The slow lane: a second interpreter (datatrove + spaCy) scores 225 real texts, ~31 CPU-s. It checks our rules
+# against the reference implementation; the rules' own unit tests (tests/unit/test_text_fineweb_rules.py) stay fast.
+pytestmark = pytest.mark.slow
+
 SCRIPT = Path(__file__).with_name("datatrove_verdicts.py")
 MIN_AGREEMENT = 0.995
 # datatrove's reason per family → ours

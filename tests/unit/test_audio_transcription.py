@@ -4,6 +4,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import faster_whisper
 import numpy as np
 import pytest
 
@@ -130,7 +131,7 @@ def test_device_and_compute_type_reach_whisper_model(monkeypatch: pytest.MonkeyP
         def __init__(self, **kwargs: Any) -> None:
             built.append(kwargs)
 
-    monkeypatch.setattr(transcription, "WhisperModel", RecordingWhisperModel)
+    monkeypatch.setattr(faster_whisper, "WhisperModel", RecordingWhisperModel)  # load_model imports it on use
     monkeypatch.setattr(transcription, "_MODELS", {})
     model = load_model(gpu)
     assert isinstance(model, RecordingWhisperModel) and built == [gpu.whisper_kwargs()]

@@ -31,3 +31,31 @@ def test_no_dagster_import_statements_in_mmrecipe_sources() -> None:
         if any(line.strip().startswith(("import dagster", "from dagster")) for line in p.read_text().splitlines())
     ]
     assert offenders == []
+
+
+# Libraries a stage loads when it runs, not when the code location loads: every CLI command, code server, run
+# worker and test child imports the Definitions, and these cost ~6 CPU-s together (torch alone ~3).
+HEAVY_AT_RUN_TIME = (
+    "torch",
+    "matplotlib",
+    "boto3",
+    "dagster_aws",
+    "scipy",
+    "datasketch",
+    "faster_whisper",
+    "ctranslate2",
+    "cv2",
+    "scenedetect",
+)
+
+
+def test_importing_the_definitions_loads_no_heavy_library() -> None:
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "from data_assets.definitions import defs\n"
+        "assert defs.resolve_asset_graph().get_all_asset_keys(), 'no assets'\n"
+        f"print(','.join(m for m in {HEAVY_AT_RUN_TIME!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "", f"importing the Definitions loads {out.stdout.strip()}: import it where it is used"

@@ -16,10 +16,12 @@ from pydoc_data.topics import topics
 
 import pyarrow as pa
 from PIL import Image
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from mmrecipe.audio.transcribed_audio import SCHEMA as AUDIO_SCHEMA
 from mmrecipe.crawl_index import index_drop
 from mmrecipe.images.stage import IMAGE_SCHEMA
+from mmrecipe.mixture.token_shards import EOT_TOKEN
 from mmrecipe.opt_out import OPT_OUT_REASON
 from mmrecipe.package_data import bundled
 from mmrecipe.stage_output import StageWriter
@@ -174,7 +176,7 @@ def build_lake(root: Path, drops: Sequence[str] = ("d1", "d2"), pages_per_drop: 
 
 RECIPE_YAML = """\
 description: test recipe
-tokenizer: gpt2
+tokenizer: {tokenizer}
 seed: 7
 total_tokens: {total}
 share_tolerance: 0.05
@@ -197,9 +199,27 @@ sources:
 """
 
 
-def recipe_text(total: int = 20000, w_web: float = 0.8, w_cap: float = 0.1, w_speech: float = 0.1) -> str:
+def recipe_text(
+    total: int = 20000, w_web: float = 0.8, w_cap: float = 0.1, w_speech: float = 0.1, tokenizer: str = "gpt2"
+) -> str:
     """A three-source recipe's YAML."""
-    return RECIPE_YAML.format(total=total, w_web=w_web, w_cap=w_cap, w_speech=w_speech)
+    return RECIPE_YAML.format(total=total, w_web=w_web, w_cap=w_cap, w_speech=w_speech, tokenizer=tokenizer)
+
+
+def save_tiny_tokenizer(path: Path) -> Path:
+    """A 512-token byte-level BPE trained on Python's topics, saved as the `tokenizer.json` at `path`.
+
+    Training mechanics do not need GPT-2's 50k vocabulary, whose output layer dominates every step.
+    """
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512, special_tokens=[EOT_TOKEN], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    bpe.train_from_iterator([topics[t] for t in sorted(topics)], trainer)
+    bpe.save(str(path))
+    return path
 
 
 EVAL_FILE = bundled("evalsets", "en_docs.txt")
