@@ -6,8 +6,9 @@ is reported there, as data ablations do. For two recipes and one eval set the or
 
 1. the order is the same at every learning rate both recipes were trained at;
 2. the gap at the best learning rates exceeds the seed noise, t·sqrt(s_a²/n_a + s_b²/n_b), with t the 97.5%
-   quantile of Student's t at Welch's degrees of freedom (a two-sided 5% Welch test: with 2 seeds a side t is
-   4.3 to 12.7, with 3 seeds 2.8 to 4.3; a fixed 2 would call seed noise a difference on a 2-seed grid);
+   quantile of Student's t at n_a + n_b - 2 degrees of freedom: a two-sided 5% two-sample t test (with the equal
+   seed counts of a grid this is Student's pooled test). t is 4.30 with 2 seeds a side and 2.78 with 3; a fixed
+   2 called seed noise a difference on a 2-seed grid;
 3. a paired bootstrap over eval documents (each document's NLL averaged over seeds, documents resampled
    `BOOTSTRAP_RESAMPLES` times from `BOOTSTRAP_SEED`) gives a 95% interval of the gap that excludes 0.
 
@@ -35,7 +36,7 @@ BOOTSTRAP_SEED = 0
 STABLE, NO_DIFFERENCE = "stable", "no difference"
 RULE = (
     "stable iff the order holds at every learning rate, |Δ| > t·sqrt(s_a²/n_a + s_b²/n_b) (s = sample std over "
-    "seeds, t = Student's 97.5% quantile at Welch's degrees of freedom) and a paired bootstrap over eval "
+    "seeds, t = Student's 97.5% quantile at n_a + n_b - 2 degrees of freedom) and a paired bootstrap over eval "
     f"documents ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}) "
     "gives a 95% CI of Δ excluding 0; otherwise no difference. Lower bpb is better"
 )
@@ -163,19 +164,11 @@ def t_quantile(df: float) -> float:
     return float(stats.t.ppf(0.975, df))
 
 
-def welch_df(a: Score, b: Score) -> float:
-    """Welch-Satterthwaite degrees of freedom of a difference of two seed means (n_a + n_b - 2 if both stds are 0)."""
-    va, vb = a.std**2 / a.n, b.std**2 / b.n
-    if va + vb == 0:
-        return float(a.n + b.n - 2)
-    return (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
-
-
 def noise(a: Score, b: Score) -> float:
     """The seed-noise threshold of a difference between two scores (inf without two seeds on each side)."""
     if a.n < 2 or b.n < 2:
         return math.inf
-    return t_quantile(welch_df(a, b)) * math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
+    return t_quantile(a.n + b.n - 2) * math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
 
 
 def noise_floors(reported: Sequence[Score]) -> list[Floor]:
