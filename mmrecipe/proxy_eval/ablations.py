@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,12 +99,18 @@ def run_ablations(
     recipe: str,
     plan: EvalPlan,
     recipes_dir: str | None = None,
+    sources: Sequence[str] | None = None,
 ) -> Ablations:
-    """Train the full mixture and every leave-one-source-out variant over the plan's grid; write the effects."""
+    """Train the full mixture and each leave-one-source-out variant (of `sources`; None: every source) over the
+    plan's grid; write the effects."""
     summary, tok, eval_docs = eval_inputs(storage, recipe, recipes_dir)
     spans = source_spans(storage, recipe)
     if len(spans) < 2:
         raise ValueError(f"mixture[{recipe}] has {len(spans)} source(s) with documents: ablations need at least 2")
+    unknown = sorted(set(sources or ()) - set(spans))
+    if unknown:
+        raise ValueError(f"mixture[{recipe}] has no documents from {unknown}: ablate some of {sorted(spans)}")
+    spans = {source: s for source, s in spans.items() if sources is None or source in sources}
     workdir = tempfile.mkdtemp(prefix="mmrecipe-ablations-")
     try:
         stream = load_token_stream(storage, f"{MIXTURE_ASSET}/{recipe}/{TOKENS_DIR}", workdir)

@@ -5,13 +5,16 @@ better). A recipe's best learning rate is the one with the lowest per-seed avera
 is reported there, as data ablations do. For two recipes and one eval set the order is **stable** only if
 
 1. the order is the same at every learning rate both recipes were trained at;
-2. the gap at the best learning rates exceeds the seed noise, 2·sqrt(s_a²/n_a + s_b²/n_b);
+2. the gap at the best learning rates exceeds the seed noise, t·sqrt(s_a²/n_a + s_b²/n_b), with t the 97.5%
+   quantile of Student's t at n_a + n_b - 2 degrees of freedom: a two-sided 5% two-sample t test (with the equal
+   seed counts of a grid this is Student's pooled test). t is 4.30 with 2 seeds a side and 2.78 with 3; a fixed
+   2 called seed noise a difference on a 2-seed grid;
 3. a paired bootstrap over eval documents (each document's NLL averaged over seeds, documents resampled
    `BOOTSTRAP_RESAMPLES` times from `BOOTSTRAP_SEED`) gives a 95% interval of the gap that excludes 0.
 
 Otherwise the verdict is "no difference" and no winner is named. The noise floor of an eval set is the pooled
-seed std at the best learning rates and the smallest difference the grid can detect, 2·sqrt(2·s²/n); a gap
-below it is "undetectable at this budget".
+seed std at the best learning rates and the smallest difference the grid can detect, t·sqrt(2·s²/n) with t at
+2n - 2 degrees of freedom; a gap below it is "undetectable at this budget".
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from itertools import combinations
 
 import numpy as np
 import pyarrow as pa
+from scipy import stats
 
 from mmrecipe.stage_output import markdown_table
 
@@ -31,8 +35,9 @@ BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 STABLE, NO_DIFFERENCE = "stable", "no difference"
 RULE = (
-    "stable iff the order holds at every learning rate, |Δ| > 2·sqrt(s_a²/n_a + s_b²/n_b) (s = sample std over "
-    f"seeds) and a paired bootstrap over eval documents ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}) "
+    "stable iff the order holds at every learning rate, |Δ| > t·sqrt(s_a²/n_a + s_b²/n_b) (s = sample std over "
+    "seeds, t = Student's 97.5% quantile at n_a + n_b - 2 degrees of freedom) and a paired bootstrap over eval "
+    f"documents ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}) "
     "gives a 95% CI of Δ excluding 0; otherwise no difference. Lower bpb is better"
 )
 
@@ -59,7 +64,7 @@ class Floor:
     eval_set: str
     seed_std: float
     seeds: int
-    detectable: float  # 2·sqrt(2·s²/n); inf without two seeds
+    detectable: float  # t(2n - 2)·sqrt(2·s²/n); inf without two seeds
 
 
 @dataclass(frozen=True)
@@ -154,11 +159,16 @@ def best_learning_rates(all_scores: Sequence[Score]) -> dict[str, float]:
     return best
 
 
+def t_quantile(df: float) -> float:
+    """Student's t 97.5% quantile at `df` degrees of freedom: the two-sided 5% critical value."""
+    return float(stats.t.ppf(0.975, df))
+
+
 def noise(a: Score, b: Score) -> float:
     """The seed-noise threshold of a difference between two scores (inf without two seeds on each side)."""
     if a.n < 2 or b.n < 2:
         return math.inf
-    return 2.0 * math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
+    return t_quantile(a.n + b.n - 2) * math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
 
 
 def noise_floors(reported: Sequence[Score]) -> list[Floor]:
@@ -170,7 +180,7 @@ def noise_floors(reported: Sequence[Score]) -> list[Floor]:
             out.append(Floor(eval_set, math.nan, 1, math.inf))
             continue
         var, n = float(np.mean([s.std**2 for s in group])), min(s.n for s in group)
-        out.append(Floor(eval_set, math.sqrt(var), n, 2.0 * math.sqrt(2.0 * var / n)))
+        out.append(Floor(eval_set, math.sqrt(var), n, t_quantile(2 * n - 2) * math.sqrt(2.0 * var / n)))
     return out
 
 
@@ -259,7 +269,7 @@ def leaderboard_markdown(ranking: Ranking, header: Sequence[str] = ()) -> str:
             "eval_set": p.eval_set,
             "pair": f"{p.better} vs {p.worse}",
             "Δ bpb": f"{p.delta:.4f}",
-            "seed noise (2σ)": _g(p.noise),
+            "seed noise (t·SE)": _g(p.noise),
             "Δ per lr": ", ".join(f"{lr:g}: {d:+.4f}" for lr, d in sorted(p.per_lr.items())) or "–",
             "95% CI": f"[{p.ci[0]:+.4f}, {p.ci[1]:+.4f}]" if p.ci else "n/a",
             "verdict": p.verdict(),
@@ -283,6 +293,6 @@ def leaderboard_markdown(ranking: Ranking, header: Sequence[str] = ()) -> str:
         "",
     ]
     if pairs:
-        cols = ["eval_set", "pair", "Δ bpb", "seed noise (2σ)", "Δ per lr", "95% CI", "verdict"]
+        cols = ["eval_set", "pair", "Δ bpb", "seed noise (t·SE)", "Δ per lr", "95% CI", "verdict"]
         parts += [markdown_table(pairs, cols, max_chars=60), ""]
     return "\n".join(parts)

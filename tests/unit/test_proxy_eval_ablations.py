@@ -76,3 +76,21 @@ def test_a_mixture_with_one_source_cannot_be_ablated(tmp_path: Path) -> None:
     build_mixture(lake, parse_recipe(one_source, "/r/one.yaml"), ["d1"], {"held_out": eval_text(800)})
     with pytest.raises(ValueError, match=r"mixture\[one\] has 1 source\(s\) with documents: ablations need at least 2"):
         run_ablations(lake, "one", EvalPlan(ModelConfig(), TrainConfig(), Grid((0,), (1e-2,))))
+
+
+@pytest.mark.slow  # 4 GPT-2-vocabulary proxy models
+def test_ablations_of_chosen_sources_train_only_those_variants(lake: Storage) -> None:
+    plan = EvalPlan(
+        ModelConfig(context=32, d_model=16, n_layer=1, n_head=2), TrainConfig(256, 4), Grid((0, 1), (1e-2,))
+    )
+    out = run_ablations(lake, "mix", plan, sources=["speech"])
+    assert out.runs == 4 and sorted(out.ranking.best_lr) == [FULL, without("speech")]
+    assert [(r["source"], r["eval_set"]) for r in out.effects.to_pylist()] == [("speech", "held_out")]
+
+
+def test_ablating_a_source_the_mixture_lacks_names_the_sources(lake: Storage) -> None:
+    plan = EvalPlan(ModelConfig(), TrainConfig(), Grid((0,), (1e-2,)))
+    with pytest.raises(
+        ValueError, match=r"mixture\[mix\] has no documents from \['video'\]: ablate some of \['captions"
+    ):
+        run_ablations(lake, "mix", plan, sources=["speech", "video"])

@@ -79,7 +79,7 @@ def test_stable_pair_figures(recorded_doc_losses: list[BitsPerByte]) -> None:
     (floor,) = ranking.floors
     s = np.std([1 - 0.001, 1, 1 + 0.001], ddof=1) * bpb * math.sqrt((1 + 1.05**2) / 2)  # pooled over a and b
     assert floor.seed_std == pytest.approx(s, rel=1e-6)
-    assert floor.detectable == pytest.approx(2 * math.sqrt(2 * floor.seed_std**2 / 3))
+    assert floor.detectable == pytest.approx(T975[4] * math.sqrt(2 * floor.seed_std**2 / 3), rel=1e-4)
 
 
 def test_two_recipes_with_the_same_data_and_no_noise_are_no_difference(recorded_doc_losses: list[BitsPerByte]) -> None:
@@ -102,22 +102,48 @@ def test_one_seed_gives_no_noise_estimate_and_no_verdict(recorded_doc_losses: li
     assert "n/a (<2 seeds)" in leaderboard_markdown(ranking)
 
 
+T975 = {2: 4.3027, 4: 2.7764}  # Student's t 97.5% quantiles from a printed table
+
+
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
-    [
-        ([1.00, 1.01, 0.99], [1.50, 1.51, 1.49], 2 * math.sqrt(2 * 0.01**2 / 3)),
-        ([1.00, 1.20, 0.80], [1.05, 1.25, 0.85], 2 * math.sqrt(2 * 0.2**2 / 3)),
+    [  # t at n_a + n_b - 2 degrees of freedom, whatever the two stds
+        ([1.00, 1.01, 0.99], [1.50, 1.51, 1.49], T975[4] * math.sqrt(2 * 0.01**2 / 3)),
+        ([1.00, 1.20, 0.80], [1.05, 1.25, 0.85], T975[4] * math.sqrt(2 * 0.2**2 / 3)),
+        ([1.00, 1.20], [1.50, 1.70], T975[2] * math.sqrt(2 * 0.02 / 2)),
+        ([1.00, 1.00, 1.00], [1.50, 1.60, 1.70], T975[4] * math.sqrt(0.01 / 3)),
+        ([1.00, 1.20], [1.50, 1.50], T975[2] * math.sqrt(0.02 / 2)),
+        ([1.00, 1.20], [1.50], math.inf),
         ([1.00], [2.00], math.inf),
     ],
 )
-def test_seed_noise_is_two_standard_errors_of_the_difference(a: list[float], b: list[float], expected: float) -> None:
+def test_seed_noise_is_a_t_quantile_of_the_standard_error(a: list[float], b: list[float], expected: float) -> None:
     rows = [
         {"recipe": r, "seed": i, "lr": LO, "eval_set": "e", "bpb": v}
         for r, vs in (("a", a), ("b", b))
         for i, v in enumerate(vs)
     ]
     sa, sb = (next(s for s in scores(pa.Table.from_pylist(rows)) if s.recipe == r and s.eval_set == "e") for r in "ab")
-    assert noise(sa, sb) == pytest.approx(expected)
+    assert noise(sa, sb) == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_gap_beyond_two_standard_errors_needs_the_t_quantile_of_its_seed_count(
+    recorded_doc_losses: list[BitsPerByte],
+) -> None:
+    """2.5% worse everywhere with 1% seed noise: with 2 seeds a side that is beyond 2 SE but within t(2)·SE (a
+    fixed 2 called such seed noise stable); a third seed shrinks the SE and t, and the same gap is stable."""
+    trainer = {"effect": {"b": {LO: 0.025, HI: 0.025}}, "seed_std": 0.01}
+    two = rank(*FakeTrainer(recorded_doc_losses, seeds=(0, 1), **trainer).tables(["a", "b"]))
+    (pair,) = two.pairs
+    sa, sb = (s for s in two.reported if s.eval_set == "held_out")
+    se = math.sqrt(sa.std**2 / 2 + sb.std**2 / 2)
+    assert pair.noise == pytest.approx(T975[2] * se, rel=1e-4)
+    assert pair.same_order and pair.ci_excludes_zero and 2 * se < pair.delta < pair.noise
+    assert pair.verdict() == "no difference (undetectable at this budget)"
+    assert two.floors[0].detectable == pytest.approx(T975[2] * math.sqrt(2 * two.floors[0].seed_std ** 2 / 2), rel=1e-4)
+    three = rank(*FakeTrainer(recorded_doc_losses, seeds=(0, 1, 2), **trainer).tables(["a", "b"]))
+    assert three.pairs[0].verdict() == "stable: a better"
+    assert three.pairs[0].noise < three.pairs[0].delta < pair.noise
 
 
 def test_scores_are_per_learning_rate_with_a_per_seed_average() -> None:
