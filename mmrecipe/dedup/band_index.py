@@ -52,8 +52,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -94,7 +95,7 @@ EXACT_BAND = -1
 EXACT_DUPLICATE = "exact_duplicate"
 NEAR_DUPLICATE = "near_duplicate"
 KEYS_SCHEMA = pa.schema([("band", pa.int8()), ("key", pa.uint64()), ("seq", pa.int32())])  # buckets.parquet
-TASK_KEYS = 1 << 21  # keys a bucket-range task of `write_parts` gathers, at most (if the bucket count allows)
+TASK_KEYS = 1 << 18  # keys a bucket-range task of `write_parts` gathers (~16 MB), at most (if the buckets allow)
 JOIN_SCHEMA = pa.schema([("band", pa.int8()), ("key", pa.uint64()), ("pos", pa.int64())])
 
 
@@ -253,6 +254,10 @@ def _keys(ids: np.ndarray, exact: np.ndarray, bands: np.ndarray, shingled: np.nd
     return pa.table({"band": band, "key": key, name: at})
 
 
+def _inline(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    return [fn(item) for item in items]
+
+
 class BandIndex:
     """The dedup index of one asset: per partition, its exact keys and LSH band hashes bucketed by value."""
 
@@ -327,21 +332,23 @@ class BandIndex:
 
         `records[i]` is shard i's entries table (`IndexEntries.table`), `keys[i]` its keys (`IndexEntries.keys`,
         written with `bucket_file.write_bucketed_to`), `rows[i]` its number of entries. The keys file is gathered
-        bucket range by bucket range in `map_tasks` (each task reads only its buckets of every shard, and holds at
-        most `TASK_KEYS` keys while the drop fits in the bucket count), then merged one bucket at a time; the
-        records file and the version are streamed shard by shard. Nothing holds the whole drop.
+        bucket range by bucket range in `map_tasks` (each task reads only its buckets of every shard and holds at
+        most `TASK_KEYS` keys while the drop fits in the bucket count; a drop of fewer keys is one range, gathered
+        here), then merged one bucket at a time; the records file and the version are streamed row group by row
+        group. Nothing holds the whole drop.
         """
         offsets = np.concatenate([[0], np.cumsum(np.asarray(rows, dtype=np.int64))]).tolist()
         version = self._version(records)
         staging = self.storage.uri(stage_prefix(self.asset, partition, STAGING), "dedup_pieces")
-        n_tasks = min(self.buckets, max(self.tasks, -(-offsets[-1] * (1 + len(self.bands)) // TASK_KEYS)))
+        n_tasks = min(self.buckets, max(1, -(-offsets[-1] * (1 + len(self.bands)) // TASK_KEYS)))
         jobs = [
             BucketRange(self.storage, tuple(keys), tuple(offsets[:-1]), self.buckets, t * self.buckets // n_tasks,
                         (t + 1) * self.buckets // n_tasks, f"{staging}/piece-{t:05d}.parquet")
             for t in range(n_tasks)
         ]  # fmt: skip
         try:
-            pieces = [p for p in self.map_tasks(gather_range, jobs) if p is not None]
+            run = self.map_tasks if n_tasks > 1 else _inline  # one task's worth: no tasks to start
+            pieces = [p for p in run(gather_range, jobs) if p is not None]
             uri = self.uri(partition, BUCKETS_FILE)
             merge_ranges(self.storage, uri, pieces, KEYS_SCHEMA, self.buckets, self._footer_meta(version))
         finally:

@@ -192,6 +192,29 @@ def test_a_partition_without_a_commit_is_an_error_that_says_what_to_do(lake: Sto
         read_stage_table(lake, "sized", "d1")
 
 
+def _map_in_order_with_errors(engine: LocalEngine | RayEngine) -> None:
+    assert engine.map(abs, [-3, 2, -1, 0, -7]) == [3, 2, 1, 0, 7]
+    assert engine.map(abs, []) == []
+    with pytest.raises(ValueError, match="invalid literal for int"):
+        engine.map(int, ["1", "x"])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_map_runs_tasks_in_order_and_raises_their_errors_on_the_local_engine(workers: int) -> None:
+    _map_in_order_with_errors(LocalEngine(workers))
+
+
+@pytest.mark.slow
+def test_map_runs_tasks_in_order_and_raises_their_errors_on_ray() -> None:
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    try:
+        _map_in_order_with_errors(RayEngine(max_retries=0))
+    finally:
+        ray.shutdown()
+
+
 def _flip_one_byte(lake: Storage, uri: str) -> None:
     """Tamper with a part without changing its size: one byte in the middle of its data pages."""
     data = bytearray(lake.read_bytes(uri))
