@@ -74,7 +74,9 @@ def test_two_recipes_that_differ_only_by_seed_are_no_difference(lake: Storage, w
     summary, tok, eval_docs = eval_inputs(lake, "default", None)
     with tempfile.TemporaryDirectory() as workdir:
         stream = load_token_stream(lake, f"{MIXTURE_ASSET}/default/{TOKENS_DIR}", workdir)
-        twin = train_grid(stream, tok, eval_docs, plan, {"recipe": "reseeded", "mixture_version": summary["version"]})
+        twin = train_grid(
+            stream, tok, eval_docs, plan, {"recipe": "reseeded", "mixture_version": str(summary["version"])}
+        )
     results = pa.concat_tables([_full_arm(lake, "results.parquet"), twin.results])
     ranking = rank(results, pa.concat_tables([_full_arm(lake, "doc_losses.parquet"), twin.doc_losses]))
     print(leaderboard_markdown(ranking))
