@@ -8,9 +8,10 @@
   the eval sets that source serves: web_other is the only German and French text;
 - `mmrecipe diff` shows what separates the two shipped recipes.
 
-The two training tests share one trained full-mixture grid on a test-only budget: the demo preset's shape at
-the issue's 3 seeds x 2 learning rates, with a quarter of the model width and half the tokens per run (the
-scoring of the 3 eval sets through the 50k-token vocabulary is most of a run's cost).
+The two training tests share one trained full-mixture grid: the demo preset at the issue's 3 seeds x 2 learning
+rates, and ablate only web_other (18 runs where the old tests trained 24 and built a mixture). A smaller model
+(d_model 16, 4,096 tokens) was measured too cheap to show the change: web_other's de_reference effect fell to
+0.035 bpb, inside its 0.066 seed noise.
 """
 
 import shutil
@@ -33,7 +34,7 @@ from tests.conftest import SampleDemo, run_cli
 pytestmark = pytest.mark.slow
 
 EVAL_SETS = ["de_reference", "en_docs", "fr_reference"]
-GRID = EvalResultsConfig(preset="demo", seeds=[0, 1, 2], d_model=16, n_head=2, train_tokens=4096)
+GRID = EvalResultsConfig(preset="demo", seeds=[0, 1, 2])
 TWIN_SEEDS = [3, 4, 5]
 
 
@@ -74,7 +75,9 @@ def test_two_recipes_that_differ_only_by_seed_are_no_difference(lake: Storage, w
     summary, tok, eval_docs = eval_inputs(lake, "default", None)
     with tempfile.TemporaryDirectory() as workdir:
         stream = load_token_stream(lake, f"{MIXTURE_ASSET}/default/{TOKENS_DIR}", workdir)
-        twin = train_grid(stream, tok, eval_docs, plan, {"recipe": "reseeded", "mixture_version": summary["version"]})
+        twin = train_grid(
+            stream, tok, eval_docs, plan, {"recipe": "reseeded", "mixture_version": str(summary["version"])}
+        )
     results = pa.concat_tables([_full_arm(lake, "results.parquet"), twin.results])
     ranking = rank(results, pa.concat_tables([_full_arm(lake, "doc_losses.parquet"), twin.doc_losses]))
     print(leaderboard_markdown(ranking))
