@@ -172,6 +172,8 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=8, help="the larger drop is this many times the 1x drop")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each throughput side (medians quoted)")
     parser.add_argument("--out", type=Path, help="also write the report here")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="measure only the 1- vs 2-worker throughput (and the projection from it)")  # fmt: skip
     args = parser.parse_args()
     lines: list[str] = []
 
@@ -183,7 +185,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mmrecipe-scale-") as tmp:
         one, big = f"{tmp}/x1", f"{tmp}/x{args.scale}"
         p1 = run_child("child_prepare", one, args.copies)
-        pn = run_child("child_prepare", big, args.copies * args.scale)
+        pn = None if args.throughput_only else run_child("child_prepare", big, args.copies * args.scale)
         shard_bytes = max(1, p1["warc_bytes"] // SHARDS_PER_DROP)
 
         runs: dict[int, list[dict]] = {1: [], 2: []}
@@ -191,9 +193,11 @@ def main() -> None:
             for workers in (1, 2):
                 runs[workers].append(run_child("child_text_stage", one, workers, shard_bytes))
         rate = {w: statistics.median(r["docs"] / r["seconds"] for r in rs) for w, rs in runs.items()}
-        mem = {1: runs[2][-1], args.scale: run_child("child_text_stage", big, 2, shard_bytes)}
-        overhead = {e: run_child("child_overhead", e, 200) for e in ("local", "ray")}
-        planning = run_child("child_planning", one, 200_000, 10_000)
+        mem, overhead, planning = {}, {}, {}
+        if pn is not None:
+            mem = {1: runs[2][-1], args.scale: run_child("child_text_stage", big, 2, shard_bytes)}
+            overhead = {e: run_child("child_overhead", e, 200) for e in ("local", "ray")}
+            planning = run_child("child_planning", one, 200_000, 10_000)
 
     docs, seconds1 = p1["docs"], statistics.median(r["cpu_s"] for r in runs[1])  # a core's rate: CPU time
     say(f"# Scale-out benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared, Python "
@@ -201,8 +205,8 @@ def main() -> None:
     say()
     say(f"Input: {docs} documents at 1x ({args.copies} copies of the 67 sample pages, {p1['warc_bytes'] / 1e6:.1f} MB "
         f"of gzipped WARC), cut into shards of {shard_bytes / 1e3:.0f} kB ({runs[1][0]['shards']} shards); "
-        f"{pn['docs']} documents at {args.scale}x. Command: `python benchmarks/scale_out.py --copies {args.copies} "
-        f"--scale {args.scale} --rounds {args.rounds}`.")  # fmt: skip
+        f"{pn['docs'] if pn else 'no'} documents at {args.scale}x. Command: `python benchmarks/scale_out.py "
+        f"{' '.join(sys.argv[1:])}`.")  # fmt: skip
     say()
     say("| measure | 1 worker | 2 workers | ratio |")
     say("|---|---|---|---|")
@@ -218,20 +222,21 @@ def main() -> None:
     say("import the code and load the models once each. On two idle cores the wall-time ratio is bounded by")
     say(f"2 x the CPU ratio = {2 * cpu[1] / cpu[2]:.2f}x; on a loaded machine a second process gets no second core.")
     say()
-    say(f"| memory (2 workers) | 1x ({docs} docs) | {args.scale}x ({pn['docs']} docs) | ratio |")
-    say("|---|---|---|---|")
-    for key, label in (("driver_rss_mb", "driver peak RSS"), ("worker_rss_mb", "largest worker's peak RSS")):
-        small, large = mem[1][key], mem[args.scale][key]
-        say(f"| {label} | {small:.0f} MB | {large:.0f} MB | {large / small:.2f}x |")
-    say()
-    say("| engine overhead per shard (empty shard function, 200 shards, 2 workers) | ms/shard | start-up s |")
-    say("|---|---|---|")
-    for e, o in overhead.items():
-        say(f"| {e} | {o['per_shard_ms']:.2f} | {o['startup_s']:.1f} |")
-    say()
-    say(f"Planning: `plan_shards` cut a raw_crawl index of {planning['records']:,} records into "
-        f"{planning['shards']:,} shards in **{planning['seconds']:.2f} s** (driver, one process).")  # fmt: skip
-    say()
+    if pn is not None:
+        say(f"| memory (2 workers) | 1x ({docs} docs) | {args.scale}x ({pn['docs']} docs) | ratio |")
+        say("|---|---|---|---|")
+        for key, label in (("driver_rss_mb", "driver peak RSS"), ("worker_rss_mb", "largest worker's peak RSS")):
+            small, large = mem[1][key], mem[args.scale][key]
+            say(f"| {label} | {small:.0f} MB | {large:.0f} MB | {large / small:.2f}x |")
+        say()
+        say("| engine overhead per shard (empty shard function, 200 shards, 2 workers) | ms/shard | start-up s |")
+        say("|---|---|---|")
+        for e, o in overhead.items():
+            say(f"| {e} | {o['per_shard_ms']:.2f} | {o['startup_s']:.1f} |")
+        say()
+        say(f"Planning: `plan_shards` cut a raw_crawl index of {planning['records']:,} records into "
+            f"{planning['shards']:,} shards in **{planning['seconds']:.2f} s** (driver, one process).")  # fmt: skip
+        say()
     per_core_bytes = p1["warc_bytes"] / seconds1
     per_core_docs = docs / seconds1
     by_bytes = CC_DUMP_BYTES / per_core_bytes / 3600
