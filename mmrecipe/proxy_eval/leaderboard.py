@@ -26,7 +26,6 @@ from itertools import combinations
 
 import numpy as np
 import pyarrow as pa
-from scipy import stats
 
 from mmrecipe.stage_output import markdown_table
 
@@ -161,6 +160,8 @@ def best_learning_rates(all_scores: Sequence[Score]) -> dict[str, float]:
 
 def t_quantile(df: float) -> float:
     """Student's t 97.5% quantile at `df` degrees of freedom: the two-sided 5% critical value."""
+    from scipy import stats  # here, not at import: the code location loads no scipy (test_layering)
+
     return float(stats.t.ppf(0.975, df))
 
 
