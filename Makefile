@@ -37,8 +37,9 @@ screenshots: $(STAMP)
 	$(BIN)/python -m pytest tests/ui/test_ui_browser.py -m browser
 	cp test-artifacts/screenshots/*.png tests/ui/screenshots/
 
+# Two pytest-xdist workers, whole test files each (`--dist loadfile`), so a module's expensive fixture is built once.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,9 +1,6 @@
 """The `mmrecipe` console script: ingest, show and the failure paths a user can hit."""
 
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -16,16 +13,8 @@ from mmrecipe.settings import Settings
 from mmrecipe.stage_output import committed_parts, read_stage_table
 from mmrecipe.storage import Storage
 from tests.committed_edits import recommit
-from tests.conftest import REPO, land_drop, materialize_drop, metadata_of, run_checks
+from tests.conftest import REPO, land_drop, materialize_drop, metadata_of, run_checks, run_cli
 from tests.warc_fixtures import HttpResponse, warc_bytes
-
-CLI = str(Path(sys.executable).with_name("mmrecipe"))
-
-
-def _run(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MMRECIPE_", "DAGSTER_"))}
-    env |= {"MMRECIPE_HOME": str(home), "MMRECIPE_TMP": str(home / "tmp")}
-    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=600)
 
 
 @pytest.fixture
@@ -39,10 +28,15 @@ def crawl_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def test_ingest_of_a_first_drop_trains_the_classifier_and_runs_every_stage(tmp_path: Path, crawl_folder: Path) -> None:
-    """A fresh home's first drop, three tiny pages: the installed reference texts train the classifier."""
-    home = tmp_path / "home"
-    ingest = _run(["ingest", str(crawl_folder)], home)
+def test_ingest_of_a_first_drop_trains_the_classifier_and_runs_every_stage(
+    settings: Settings, crawl_folder: Path
+) -> None:
+    """A fresh home's first drop, three tiny pages: the installed reference texts train the classifier.
+
+    The suite's one run of the installed console script (the rest call the CLI in-process).
+    """
+    home = Path(settings.home)  # the `settings` fixture's MMRECIPE_HOME: no instance, lake data or classifier yet
+    ingest = run_cli(["ingest", str(crawl_folder)], home)
     assert ingest.returncode == 0, ingest.stderr
     assert "ingest crawl-2026-11-01: raw_crawl: ok" in ingest.stdout
     assert "train quality_classifier: ok" in ingest.stdout and "ingest crawl-2026-11-01: ok" in ingest.stdout
@@ -54,11 +48,11 @@ def test_ingest_of_a_first_drop_trains_the_classifier_and_runs_every_stage(tmp_p
     index = read_stage_table(Storage(str(home / "lake")), "raw_crawl", "crawl-2026-11-01")
     assert index.num_rows == 4 + 3  # warcinfo + 3 pages, then all but the truncated last record
 
-    show = _run(["show", "raw_crawl", "crawl-2026-11-01", "--rows", "2"], home)
-    assert show.returncode == 0, show.stderr
-    assert "total=8  kept=7  dropped=0  rejected=1" in show.stdout
-    assert "rejected  truncated_gzip_member" in show.stdout
-    assert show.stdout.count("    - record_id=") == 2
+    code, out, err = _invoke(["show", "raw_crawl", "crawl-2026-11-01", "--rows", "2"])
+    assert code == 0, err
+    assert "total=8  kept=7  dropped=0  rejected=1" in out
+    assert "rejected  truncated_gzip_member" in out
+    assert out.count("    - record_id=") == 2
 
 
 def _invoke(args: list[str]) -> tuple[int, str, str]:

@@ -48,8 +48,9 @@ def test_a_page_gives_the_same_text_whatever_the_process_extracted_before(extrac
         decode_html(body, ctype).text for d in ("sample-a", "sample-b") for ctype, body in sample_pages(d).values()
     ]
     first = [extract_text(page, extractor) for page in pages]
-    again = [extract_text(page, extractor) for page in pages]
-    backwards = [extract_text(page, extractor) for page in reversed(pages)][::-1]
+    # the second pass, backwards, repeats every page after every other one (a shared dedup cache would cut
+    # repeated segments) and gives each page other predecessors (order dependence)
+    again = [extract_text(page, extractor) for page in reversed(pages)][::-1]
     assert len(pages) == 67 and sum(map(bool, first)) > 60
-    changed = [i for i, (a, b, c) in enumerate(zip(first, again, backwards, strict=True)) if not a == b == c]
+    changed = [i for i, (a, b) in enumerate(zip(first, again, strict=True)) if a != b]
     assert changed == [], f"{len(changed)} of {len(pages)} pages changed text when extracted again"
