@@ -37,9 +37,10 @@ screenshots: $(STAMP)
 	$(BIN)/python -m pytest tests/ui/test_ui_browser.py -m browser
 	cp test-artifacts/screenshots/*.png tests/ui/screenshots/
 
-# Two pytest-xdist workers, whole test files each (`--dist loadfile`), so a module's expensive fixture is built once.
+# pytest-xdist workers (one per core here), whole test files each (`--dist loadfile`): a module's fixture is built once.
+FAST_WORKERS ?= 2
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m "not slow" -n $(FAST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

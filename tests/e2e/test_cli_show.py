@@ -62,11 +62,11 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         instance, defs = _instance(settings), build_defs(settings)
         for drop in ("d1", "d2"):
             record_drop_stages(settings, instance, drop)  # the gate's evidence for build_drop's tables
-        for recipe in RECIPES:
-            config = {"ops": {"eval_results": {"config": TINY_EVAL}}}
+        for recipe in RECIPES:  # one torch thread: tiny models, and the fast lane's other worker has the other core
+            config = {"ops": {"eval_results": {"config": {**TINY_EVAL, "threads": 1}}}}
             _run(defs, instance, "recipe_stages_job", recipe, ["mixture", "eval_results", "release"], config)
         _run(defs, instance, "__ASSET_JOB", None, ["leaderboard"])
-        ablate = {"ops": {"ablations": {"config": {**TINY_EVAL, "lrs": [1e-2]}}}}
+        ablate = {"ops": {"ablations": {"config": {**TINY_EVAL, "lrs": [1e-2], "threads": 1}}}}
         _run(defs, instance, "__ASSET_JOB", "default", ["ablations"], ablate)
         _run(defs, instance, "__ASSET_JOB", "english_hq", ["recipe_diff"])
         d1 = Path(settings.landing) / "d1"
