@@ -7,9 +7,6 @@ are tested with their stages (tests/unit/test_text_pipeline.py, tests/unit/test_
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -255,10 +252,3 @@ def test_a_part_whose_rows_differ_from_its_commit_is_refused(lake: Storage) -> N
     lake.write_bytes(uri, json.dumps(commit).encode())
     with pytest.raises(ValueError, match=r"part-00000\.parquet has \d+ bytes, \d+ rows, its commit says .* rows"):
         read_stage_table(lake, "sized", "d1")
-
-
-def test_ray_is_imported_only_by_the_ray_engine() -> None:
-    code = "import sys, data_assets.definitions, mmrecipe.text.pipeline; print('ray' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ | {
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2])})  # fmt: skip
-    assert out.stdout.strip() == "False"
