@@ -4,7 +4,6 @@ from pydoc_data.topics import topics
 
 import numpy as np
 import pytest
-from datasketch import MinHash
 
 from mmrecipe.dedup.minhash import (
     _P,
@@ -56,6 +55,8 @@ def test_simplify_folds_case_accents_digits_and_punctuation() -> None:
 
 
 def test_signatures_are_bit_identical_to_datasketch_affine32() -> None:
+    from datasketch import MinHash  # with scipy ~2 CPU-s: paid by the test that uses it, not by collection
+
     shingles, doc_of = shingle_hashes(TEXTS, 5)
     sig, n_shingles = minhash_signatures(TEXTS)
     assert sig.shape == (len(TEXTS), 112) and sig.dtype == np.uint32
