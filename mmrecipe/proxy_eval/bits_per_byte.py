@@ -52,36 +52,60 @@ def eval_documents(text: str, min_bytes: int = EVAL_DOC_MIN_BYTES) -> list[str]:
     return docs
 
 
-@torch.no_grad()
-def document_bits(model: TinyGPT, tok: BpeTokenizer, docs: Sequence[str], batch_size: int = 16) -> list[BitsPerByte]:
-    """The score of each document of `docs` under `model`, scored as one stream (see the module docstring)."""
+@dataclass(frozen=True)
+class EncodedDocs:
+    """Documents as one scored stream: the end-of-text id then every document's ids, each token's document, sizes.
+
+    Encoded once per eval set and scored under every model of a grid.
+    """
+
+    ids: np.ndarray  # int64, len = 1 + tokens
+    owner: np.ndarray  # the document of each predicted token (ids[1:])
+    utf8_bytes: tuple[int, ...]
+    tokens: tuple[int, ...]
+
+
+def encode_documents(tok: BpeTokenizer, docs: Sequence[str]) -> EncodedDocs:
+    """The scored stream of `docs` under `tok` (see the module docstring)."""
+    encoded = [tok.encode(d) for d in docs]
+    sizes = tuple(len(e) for e in encoded)
+    ids = np.array([tok.eot_id, *(i for e in encoded for i in e)], dtype=np.int64)
+    owner = np.repeat(np.arange(len(docs)), sizes)
+    return EncodedDocs(ids, owner, tuple(len(d.encode("utf-8")) for d in docs), sizes)
+
+
+def score_documents(model: TinyGPT, docs: EncodedDocs, batch_size: int = 16) -> list[BitsPerByte]:
+    """The score of each document of an encoded stream under `model`, in windows of the model's context."""
     ctx = model.cfg.context
     device = next(model.parameters()).device
-    encoded = [tok.encode(d) for d in docs]
-    ids = np.array([tok.eot_id, *(i for e in encoded for i in e)], dtype=np.int64)
-    owner = np.repeat(np.arange(len(docs)), [len(e) for e in encoded])  # the document of each predicted token
-    n_pred = len(ids) - 1
+    n_pred = len(docs.ids) - 1
     nats = np.zeros(n_pred)
-    seq = torch.from_numpy(ids)
+    seq = torch.from_numpy(docs.ids)
     windows = [(i, min(ctx, n_pred - i)) for i in range(0, n_pred, ctx)]
-    was_training = model.training
-    model.eval()
     full = [w for w in windows if w[1] == ctx]
     batches = [full[b : b + batch_size] for b in range(0, len(full), batch_size)]
     batches += [[w] for w in windows if w[1] != ctx]
+    was_training = model.training
+    model.eval()
+    logits = torch.empty(min(len(full), batch_size) * ctx or ctx, model.cfg.vocab_size, device=device)
     for chunk in batches:
         length = chunk[0][1]
         x = torch.stack([seq[i : i + length] for i, _ in chunk]).to(device)
         y = torch.stack([seq[i + 1 : i + length + 1] for i, _ in chunk]).to(device)
-        losses = model.loss(x, y, reduction="none").view(len(chunk), length).double().cpu().numpy()
+        losses = model.token_nats(x, y, logits).view(len(chunk), length).double().cpu().numpy()
         for (i, _), row in zip(chunk, losses, strict=True):
             nats[i : i + length] = row
     model.train(was_training)
-    per_doc = np.bincount(owner, weights=nats, minlength=len(docs)) / math.log(2)
+    per_doc = np.bincount(docs.owner, weights=nats, minlength=len(docs.tokens)) / math.log(2)
     return [
-        BitsPerByte(float(bits), len(d.encode("utf-8")), len(e))
-        for bits, d, e in zip(per_doc, docs, encoded, strict=True)
+        BitsPerByte(float(bits), size, tokens)
+        for bits, size, tokens in zip(per_doc, docs.utf8_bytes, docs.tokens, strict=True)
     ]
+
+
+def document_bits(model: TinyGPT, tok: BpeTokenizer, docs: Sequence[str], batch_size: int = 16) -> list[BitsPerByte]:
+    """The score of each document of `docs` under `model`, scored as one stream (see the module docstring)."""
+    return score_documents(model, encode_documents(tok, docs), batch_size)
 
 
 def bits_per_byte(model: TinyGPT, tok: BpeTokenizer, text: str, batch_size: int = 16) -> BitsPerByte:

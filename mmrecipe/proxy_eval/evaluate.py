@@ -187,18 +187,19 @@ def train_grid(
 
     `labels` fills the recipe and mixture_version columns of the result rows.
     """
-    from mmrecipe.proxy_eval.bits_per_byte import document_bits
+    from mmrecipe.proxy_eval.bits_per_byte import encode_documents, score_documents
     from mmrecipe.proxy_eval.training import train
 
     model_cfg = replace(plan.model, vocab_size=tok.vocab_size)
+    encoded = {name: encode_documents(tok, docs) for name, docs in sorted(eval_docs.items())}  # once per grid
     rows, doc_rows, curve_rows, runs, parameters = [], [], [], [], 0
     for lr in plan.grid.lrs:
         for seed in plan.grid.seeds:
             run = train(stream, model_cfg, replace(plan.train, lr=lr), seed)
             assert run.model is not None
             parameters = run.model.num_parameters()
-            for name, docs in sorted(eval_docs.items()):
-                scored = document_bits(run.model, tok, docs)
+            for name, docs in encoded.items():
+                scored = score_documents(run.model, docs)
                 nll, size = sum(d.nll_bits for d in scored), sum(d.utf8_bytes for d in scored)
                 rows.append(
                     {

@@ -77,15 +77,37 @@ class TinyGPT(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Next-token logits for every position of `idx` (batch, time)."""
+        return self.hidden(idx) @ self.tok_emb.weight.T  # tied input/output embeddings
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """The final layer-normed states of every position of `idx` (batch, time, d_model)."""
         t = idx.shape[1]
         if t > self.cfg.context:
             raise ValueError(f"sequence of {t} tokens is longer than the model's context {self.cfg.context}")
         x = self.tok_emb(idx) + self.pos_emb(torch.arange(t, device=idx.device))
         for block in self.blocks:
             x = block(x)
-        return self.ln_f(x) @ self.tok_emb.weight.T  # tied input/output embeddings
+        return self.ln_f(x)
 
-    def loss(self, idx: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """Cross-entropy (nats) of `targets` given `idx`."""
+    def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy (nats) of `targets` given `idx` (the training loss)."""
         logits = self(idx)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction)
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+    @torch.inference_mode()
+    def token_nats(self, idx: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy (nats) of each of `targets` given `idx`, flattened; no autograd.
+
+        The same log-softmax as `loss`, computed in place in `logits` (a float32 buffer of at least
+        batch x time rows and vocab_size columns, reused across calls): scoring allocates no logits of its
+        own, which at GPT-2's 50,257 ids is 200 kB per token, freshly paged in on every call.
+        """
+        h = self.hidden(idx).reshape(-1, self.cfg.d_model)
+        n = h.shape[0]
+        if logits is None:
+            logits = torch.empty(n, self.cfg.vocab_size, device=h.device, dtype=h.dtype)
+        out = torch.matmul(h, self.tok_emb.weight.T, out=logits[:n])
+        peak = out.amax(dim=1, keepdim=True)
+        target = out.gather(1, targets.reshape(-1, 1))
+        log_total = out.sub_(peak).exp_().sum(dim=1, keepdim=True).log_()
+        return (log_total + peak - target).view(-1)

@@ -86,6 +86,21 @@ def test_document_scores_add_up_to_the_stream_and_follow_each_document(tiny_tok:
     assert scored[0].nll_bits == pytest.approx(bits_per_byte(model, tiny_tok, docs[0]).nll_bits, rel=1e-6)
 
 
+def test_scoring_in_a_reused_logits_buffer_gives_the_training_loss_per_token() -> None:
+    torch.manual_seed(0)
+    model = TinyGPT(ModelConfig(vocab_size=50257, context=32, d_model=32, n_layer=1, n_head=2)).eval()
+    ids = torch.randint(0, 50257, (4, 33))
+    buffer = torch.full((4 * 32, 50257), float("nan"))  # reused: the second, shorter call must not read stale rows
+    for x, y in ((ids[:, :-1], ids[:, 1:]), (ids[:1, :20], ids[:1, 1:21])):
+        with torch.no_grad():
+            logits = model(x)
+            expected = torch.nn.functional.cross_entropy(logits.view(-1, 50257), y.reshape(-1), reduction="none")
+        nats = model.token_nats(x, y, buffer)
+        assert nats.shape == expected.shape and not nats.requires_grad
+        torch.testing.assert_close(nats, expected, rtol=1e-5, atol=1e-5)
+        assert float(nats.mean()) == pytest.approx(float(model.loss(x, y)), rel=1e-6)
+
+
 def test_the_gpu_ladder_preset_hands_cuda_and_bfloat16_to_torch(stream: np.ndarray, tiny_tok: BpeTokenizer) -> None:
     ladder = eval_preset("dclm_400m_1x")
     model = ModelConfig(vocab_size=50257, context=ladder.context, d_model=ladder.d_model, n_layer=ladder.n_layer)
