@@ -152,6 +152,7 @@ def child_stage(
         "kept": extracted.counts.kept,
         "dropped": dict(sorted(extracted.counts.dropped.items())),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "steps_s": {name: s.seconds for name, s in run.steps.items()},  # filtered_text's step timers (wall)
     }
 
 
@@ -193,6 +194,17 @@ def _stage_wall(run: dict) -> float:
 
 def _stage_cpu(run: dict) -> float:
     return run["cpu_s"] - run["index_cpu_s"]
+
+
+def time_shares(run: dict) -> str:
+    """The stage's wall time by part: raw_crawl indexing, each filtered_text step, the rest, extracted_text."""
+    steps = run["steps_s"]
+    parts = {"raw_crawl indexing": run["index_s"]}
+    parts |= {f"`{name}`": seconds for name, seconds in steps.items()}
+    parts["rest of filtered_text (MinHash bands, Parquet writes, dedup index)"] = run["filter_s"] - sum(steps.values())
+    parts["extracted_text (cross-drop dedup, writes)"] = run["dedup_s"]
+    total = _wall(run)
+    return ", ".join(f"{name} {seconds:.1f} s ({seconds / total:.0%})" for name, seconds in parts.items())
 
 
 def timed_stage(*args: str) -> dict:
@@ -448,6 +460,7 @@ def main() -> None:
         f"(cross-drop dedup and writing). Median run: {docs / _wall(s1):.0f} docs/s "
         f"(without indexing {docs / _stage_wall(s1):.0f} docs/s)."
     )
+    say(f"- Where the median run's wall time goes: {time_shares(s1)}.")
     say(
         "- datatrove 0.10.1 is WarcReader → Trafilatura → GopherRepetition → GopherQuality → C4 → FineWeb → "
         f"MinhashDedupSignature (tasks=1, workers=1); median run {docs / _median(runs['dt']):.1f} docs/s. datatrove "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import cached_property
 
 import numpy as np
 
@@ -137,6 +138,11 @@ class _WordGrams:
         self._grams = (n, grams)
         return grams
 
+    @cached_property
+    def _joined(self) -> tuple[str, list[int]]:
+        """The words joined without spaces, and where each word starts in that string."""
+        return "".join(self.tokens), self.offsets.tolist()
+
     def skip_ahead_chars(self, n: int) -> int:
         """Characters of repeated n-grams (words joined without spaces), skipping n words after each repeat."""
         if len(self.tokens) < n:
@@ -152,7 +158,9 @@ class _WordGrams:
             repeats[order[1:][same]] = True
             repeats[order[:-1][same]] = True
             positions = np.flatnonzero(repeats).tolist()
-        text, offsets = "".join(self.tokens), self.offsets.tolist()
+        if not positions:
+            return 0
+        text, offsets = self._joined
         seen: set[str] = set()
         repeated = next_free = 0
         for i in positions:

@@ -1,6 +1,8 @@
 """Gopher, C4 and FineWeb rules: one case per reason code, each built from real prose (Python's docs)."""
 
+import random
 import re
+from collections import Counter
 from collections.abc import Callable
 from pydoc_data.topics import topics
 
@@ -10,6 +12,7 @@ from mmrecipe.text.quality_rules import (
     SIGNALS,
     STOP_WORDS,
     RuleThresholds,
+    _repetition_signals,
     apply_rules,
     c4_edit,
     c4_edit_lines,
@@ -179,3 +182,37 @@ def test_tokens_split_cjk_characters_and_keep_words_whole() -> None:
         "で",
         "す",
     ]
+
+
+def _repetition_by_definition(words: list[str], text_len: int) -> dict[str, float]:
+    """The Gopher n-gram signals straight from their definition, with a Counter per n (slow, obviously right)."""
+    out = {}
+    for n in range(2, 11):
+        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+        name = f"top_{n}gram_frac" if n <= 4 else f"dup_{n}gram_frac"
+        if not grams:
+            out[name] = 0.0
+        elif n <= 4:
+            gram, count = Counter(grams).most_common(1)[0]  # ties: the first seen
+            out[name] = count * len(" ".join(gram)) / text_len
+        else:
+            seen: set[tuple[str, ...]] = set()
+            covered = [False] * len(words)
+            for i, gram in enumerate(grams):
+                if gram in seen:
+                    covered[i : i + n] = [True] * n
+                seen.add(gram)
+            out[name] = sum(len(w) for w, c in zip(words, covered, strict=True) if c) / text_len
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_repetition_signals_match_their_definition(seed: int) -> None:
+    """Only positions whose (n-1)-gram repeats are sorted for n: the signals still equal the definition's."""
+    rng = random.Random(seed)
+    vocabulary = WORDS[: 5 + 40 * seed]  # from a handful of words (every n-gram repeats) to mostly distinct ones
+    words = [rng.choice(vocabulary) for _ in range(rng.randrange(1, 400))]
+    words += words[: rng.randrange(0, 30)]  # a repeated run as long as 30 words
+    text = " ".join(words)
+    assert _repetition_signals(words, len(text)) == pytest.approx(_repetition_by_definition(words, len(text)))
+    assert _repetition_signals(WORDS, len(PROSE)) == pytest.approx(_repetition_by_definition(WORDS, len(PROSE)))
