@@ -1,4 +1,4 @@
-"""The filtered_text driver's memory does not depend on the drop's size: it holds shard specs and summaries only.
+"""The drivers' memory does not depend on the drop's size: they hold shard specs, summaries and duplicate edges only.
 
 The same number of shards (4) at 1x and 8x of a synthetic drop on the local engine, and the driver's peak traced
 allocation (`tracemalloc`) without the engine's work (shards, bucket-range tasks): planning, publishing the commit,
@@ -15,10 +15,13 @@ from pathlib import Path
 from pydoc_data.topics import topics
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
+from mmrecipe.audio.transcript_postprocessing import dedup_parts, write_entries
 from mmrecipe.crawl_index import index_drop
 from mmrecipe.dedup import band_index
+from mmrecipe.dedup.band_index import DecisionParts
 from mmrecipe.engine import LocalEngine, Shard
 from mmrecipe.storage import Storage
 from mmrecipe.text.pipeline import TextStageConfig, filter_drop
@@ -109,3 +112,45 @@ def test_the_text_drivers_peak_memory_is_flat_from_1x_to_8x(
     large, kept_large = driver_peak(tmp_path / "8x", 8 * DOCS_1X, scorer)
     assert kept_small > DOCS_1X * 0.6 and kept_large > 8 * DOCS_1X * 0.6  # most are candidates, with index entries
     assert large < small + 16 * 1024, (small, large)  # ~150 more candidates x ~300 bytes would be ~45 kB
+
+
+def transcripts(n: int, seed: int) -> list[dict]:
+    """`n` distinct kept transcripts (redacted rows as the audio pass stages them: id and text)."""
+    rng = random.Random(seed)
+    return [{"record_id": f"clip-{seed}-{i:05d}", "transcript": page(rng)} for i in range(n)]
+
+
+def audio_driver_peak(root: Path, clips: int) -> tuple[int, DecisionParts]:
+    """The driver's peak traced bytes while transcribed_audio[d2] decides `clips` transcripts (3 copies of d1's)."""
+    lake = Storage(str(root / "lake"))
+    earlier = transcripts(DOCS_1X, 1)
+    rows = earlier[:3] + transcripts(clips - 3, 2)  # the same 3 duplicates at 1x and 8x
+    staged = lake.uri("staging")
+    first = [write_entries(lake, staged, "d1-0", earlier, 16)]
+    dedup_parts(lake, "d1", first, lake.uri("decisions", "d1"), buckets=16)
+    cut = [len(rows) * i // SHARDS for i in range(SHARDS + 1)]  # what the shards stage, before the driver runs
+    parts = [write_entries(lake, staged, f"d2-{i}", rows[cut[i] : cut[i + 1]], 16) for i in range(SHARDS)]
+    trace = DriverTrace()
+    engine = UntracedEngine(trace)
+    tracemalloc.start()
+    try:
+        decided = dedup_parts(lake, "d2", parts, lake.uri("decisions", "d2"), buckets=16, map_tasks=engine.map)
+        trace.pause()
+    finally:
+        tracemalloc.stop()
+    decisions = pa.concat_tables([lake.read_table(u) for u in decided.parts])
+    assert decisions["record_id"].to_pylist() == [r["record_id"] for r in rows]  # every clip, in order
+    return trace.peak, decided
+
+
+def test_the_audio_drivers_dedup_memory_is_flat_from_1x_to_8x(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drop's index and each shard's decisions are written in engine tasks from the shards' staged entries;
+    the driver holds part names, counts and the duplicate edges (3 at both sizes). Holding a decision per clip
+    (as the driver did before: ~250 bytes each, ids and verdicts) would grow it by ~50 kB at 8x."""
+    monkeypatch.setattr(band_index, "TASK_KEYS", 1_000)
+    audio_driver_peak(tmp_path / "warm-up", DOCS_1X)
+    small, one = audio_driver_peak(tmp_path / "1x", DOCS_1X)
+    large, eight = audio_driver_peak(tmp_path / "8x", 8 * DOCS_1X)
+    assert one.counts == {"kept": DOCS_1X - 3, "exact_duplicate": 3, "near_duplicate": 0, "cross_partition": 3}
+    assert eight.counts == {"kept": 8 * DOCS_1X - 3, "exact_duplicate": 3, "near_duplicate": 0, "cross_partition": 3}
+    assert large < small + 16 * 1024, (small, large)
