@@ -479,6 +479,10 @@ class BandIndex:
             return None
         return (self._footer(partition).metadata or {}).get(VERSION_KEY, b"").decode() or None
 
+    def entries(self, partition: str) -> int:
+        """How many documents a partition's index holds (0 if it has none)."""
+        return self._footer(partition).num_rows if self.storage.exists(self.uri(partition)) else 0
+
     def versions(self) -> dict[str, str]:
         """The current version of every partition's entries."""
         return {p: v for p in self.partitions() if (v := self.version(p))}
@@ -511,7 +515,7 @@ class BandIndex:
     def decide(self, partition: str) -> DedupDecisions:
         """Keep/drop decisions for `partition`'s entries against itself and every earlier partition (in memory:
         for a small partition or a test; a stage writes them per shard with `decide_parts`)."""
-        n = self._footer(partition).num_rows if self.storage.exists(self.uri(partition)) else 0
+        n = self.entries(partition)
         folder = self.storage.uri(stage_prefix(self.asset, partition, STAGING), f"decisions-{uuid.uuid4().hex}")
         try:
             parts = self.decide_parts(partition, [(0, n)], folder)
