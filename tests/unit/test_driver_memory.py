@@ -20,10 +20,11 @@ import pytest
 
 from mmrecipe.audio.transcript_postprocessing import dedup_parts, write_entries
 from mmrecipe.crawl_index import index_drop
-from mmrecipe.dedup import band_index
+from mmrecipe.dedup import BandIndex, band_index
 from mmrecipe.dedup.band_index import DecisionParts
 from mmrecipe.engine import LocalEngine, Shard
 from mmrecipe.storage import Storage
+from mmrecipe.text.dedup_stage import EXTRACTED, FILTERED, dedup_drop
 from mmrecipe.text.pipeline import TextStageConfig, filter_drop
 from mmrecipe.text.quality_classifier import QualityScorer
 from tests.unit.test_text_pipeline import html, scorer  # noqa: F401  (the module's classifier fixture)
@@ -77,8 +78,9 @@ def page(rng: random.Random) -> str:
     return "\n\n".join(" ".join(sentences[i : i + 3]) for i in range(0, 12, 3))
 
 
-def driver_peak(root: Path, docs: int, scorer: QualityScorer) -> tuple[int, int]:  # noqa: F811
-    """The driver's peak traced bytes after the shards of filtered_text over `docs` pages ran, and how many it kept."""
+def driver_peak(root: Path, docs: int, scorer: QualityScorer, stage: str = FILTERED) -> tuple[int, int]:  # noqa: F811
+    """The driver's peak traced bytes after the shards of `stage` (filtered_text, or extracted_text after it) over
+    `docs` pages ran, and how many documents filtered_text kept (extracted_text's candidates)."""
     rng = random.Random(docs)
     pages = [HttpResponse(f"http://example.org/{i}.html", html(page(rng)).encode()) for i in range(docs)]
     landing, lake = Storage(str(root / "landing")), Storage(str(root / "lake"), scratch=str(root / "tmp"))
@@ -87,15 +89,22 @@ def driver_peak(root: Path, docs: int, scorer: QualityScorer) -> tuple[int, int]
     index_drop(landing, lake, "d1", ["crawl.warc.gz"])
     config = TextStageConfig(rules_preset="whitespace", toxicity_threshold=1.0)
     trace = DriverTrace()
-    tracemalloc.start()
-    try:
-        run, report = filter_drop(UntracedEngine(trace), lake, landing, "d1", config, scorer,
-                                  shard_bytes=len(data) // SHARDS + 1)  # fmt: skip
-        trace.pause()
-    finally:
-        tracemalloc.stop()
+    engine = UntracedEngine(trace)
+    if stage == FILTERED:
+        tracemalloc.start()
+    run, report = filter_drop(
+        engine if stage == FILTERED else LocalEngine(1), lake, landing, "d1", config, scorer,
+        shard_bytes=len(data) // SHARDS + 1,
+    )  # fmt: skip
+    if stage == EXTRACTED:
+        tracemalloc.start()
+        extracted, decisions = dedup_drop(engine, lake, "d1", BandIndex(lake, FILTERED, map_tasks=engine.map))
+    trace.pause()
     assert run.shards_total == SHARDS and report.index_version
     assert sum(report.quality_bins) == run.output.counts.kept  # every kept document was scored, none dropped after
+    if stage == EXTRACTED:
+        assert extracted.shards_total == SHARDS and decisions.counts["kept"] == extracted.output.counts.kept
+        assert extracted.output.counts.kept + sum(extracted.output.counts.dropped.values()) > run.output.counts.kept
     return trace.peak, run.output.counts.kept
 
 
@@ -153,4 +162,18 @@ def test_the_audio_drivers_dedup_memory_is_flat_from_1x_to_8x(tmp_path: Path, mo
     large, eight = audio_driver_peak(tmp_path / "8x", 8 * DOCS_1X)
     assert one.counts == {"kept": DOCS_1X - 3, "exact_duplicate": 3, "near_duplicate": 0, "cross_partition": 3}
     assert eight.counts == {"kept": 8 * DOCS_1X - 3, "exact_duplicate": 3, "near_duplicate": 0, "cross_partition": 3}
+    assert large < small + 16 * 1024, (small, large)
+
+
+def test_the_extracted_text_drivers_peak_memory_is_flat_from_1x_to_8x(
+    tmp_path: Path,
+    scorer: QualityScorer,  # noqa: F811
+) -> None:
+    """extracted_text's decisions are written per filtered_text part in tasks (`BandIndex.decide_parts`), and
+    each shard reads its own part: the driver holds part names, counts and duplicate edges. Holding every
+    candidate's decision (`BandIndex.decide`, as the driver did before) grew it by ~29 kB at 8x."""
+    driver_peak(tmp_path / "warm-up", DOCS_1X, scorer, EXTRACTED)
+    small, kept_small = driver_peak(tmp_path / "1x", DOCS_1X, scorer, EXTRACTED)
+    large, kept_large = driver_peak(tmp_path / "8x", 8 * DOCS_1X, scorer, EXTRACTED)
+    assert kept_small > DOCS_1X * 0.6 and kept_large > 8 * DOCS_1X * 0.6
     assert large < small + 16 * 1024, (small, large)
