@@ -1,10 +1,11 @@
 """The drivers' memory does not depend on the drop's size: they hold shard specs, summaries and duplicate edges only.
 
 The same number of shards (4) at 1x and 8x of a synthetic drop on the local engine, and the driver's peak traced
-allocation (`tracemalloc`) without the engine's work (shards, bucket-range tasks): planning, publishing the commit,
-summing the shards' histograms, hashing and merging the drop's dedup index from their side parts. Reading the
-index entries back (~300 bytes per candidate document, as the driver did before) or keeping every quality score
-would grow it by tens of kB at 8x.
+allocation (`tracemalloc`) without the engine's work (shards, bucket-range and span tasks): filtered_text (planning,
+publishing, summing histograms, merging the dedup index from side parts), extracted_text (decisions written per
+part), transcribed_audio's dedup (index and decisions from the shards' staged entries) and deduped_images (not
+flat yet: xfail). Reading the index entries back (~300 bytes per candidate document, as the text driver did
+before), holding every candidate's decision or keeping every quality score would grow it by tens of kB at 8x.
 """
 
 import io
@@ -214,12 +215,14 @@ def images_driver_peak(root: Path, images: int) -> tuple[int, int]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 15, open: the images driver still gathers every candidate, decides over all of them "
-    "(phash_index.decide) and receives every index entry from the publish pass",
+    reason="issue 15, open: the images driver still holds every candidate and decision (decide_drop), every "
+    "image URL and caption reference (captioned_shards), the WebDataset samples it writes and every index entry "
+    "from the publish pass (write_entries)",
 )
 def test_the_images_drivers_peak_memory_is_flat_from_1x_to_8x(tmp_path: Path) -> None:
-    """The bound the text and audio drivers meet. Today's images driver grows by ~1 kB per image (measured:
-    see the xfail reason): it fails, and passes (xfail strict: then un-mark it) once decisions come from edges."""
+    """The bound the text and audio drivers meet. Today's images driver grows by ~4 kB per image (166 kB at 30
+    images, 1.0 MB at 240; ~23 kB per image before the pHash probes moved into the bucket tasks): it fails, and
+    passes (xfail strict: then un-mark it) once the decisions come from edges and the entries from shard parts."""
     images_driver_peak(tmp_path / "warm-up", DOCS_1X)
     small, kept_small = images_driver_peak(tmp_path / "1x", DOCS_1X)
     large, kept_large = images_driver_peak(tmp_path / "8x", 8 * DOCS_1X)
