@@ -10,7 +10,10 @@ Run: `.venv/bin/python benchmarks/scale_out.py [--copies 6] [--scale 8] [--round
   local Ray with 2 CPUs; its start-up is timed apart), i.e. what the engine adds per shard besides the work;
 - the driver's **planning time** for 10,000 shards (`plan_shards` over a raw_crawl index of 200,000 records:
   the sample drop's real index rows, replicated under distinct WARC names);
-- a **projection** of the node-hours of one Common Crawl dump from the measured per-core rate.
+- a **projection** of the node-hours of one Common Crawl dump from the measured per-core rate;
+- with `--media-only`: the **memory** of deduped_images and transcribed_audio (driver and largest worker peak
+  RSS, CPU s) at 1x (`--media-copies` copies of sample-a's WARC files, so later copies are duplicates of the
+  first) and `--scale`x, 2 workers (real Whisper tiny.en for the audio).
 
 Input: the text-stage benchmark's generator (`benchmarks/text_stage.py: make_warc`): the 67 HTTP-200 HTML pages of
 `samples/drops`, replicated `--copies` times as near-duplicate mirrors into one gzipped WARC (1x); `--scale`x has
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from text_stage import child_classifier, make_warc
@@ -95,6 +99,54 @@ def child_text_stage(root: str, workers: str, shard_bytes: str) -> dict:
     }
 
 
+def child_media_prepare(root: str, copies: str) -> dict:
+    """Land `copies` copies of sample-a's WARC files (under distinct names) as one drop and index it (untimed)."""
+    import shutil
+
+    from mmrecipe.crawl_index import index_drop, read_records
+    from mmrecipe.storage import Storage
+
+    landing, lake = Storage(f"{root}/landing"), Storage(f"{root}/lake", scratch=f"{root}/tmp")
+    Path(landing.uri("d1")).mkdir(parents=True, exist_ok=True)
+    names = []
+    for c in range(int(copies)):
+        for src in sorted((REPO / "samples" / "drops" / "sample-a").glob("*.warc.gz")):
+            names.append(f"copy-{c:03d}-{src.name}")
+            shutil.copyfile(src, landing.uri("d1", names[-1]))
+    index_drop(landing, lake, "d1", names)
+    size = sum(Path(landing.uri("d1", n)).stat().st_size for n in names)
+    kinds = {k: read_records(lake, "d1", k, columns=["record_id"]).num_rows for k in ("image", "audio")}
+    return {"warc_bytes": size, **kinds}
+
+
+def child_media_stage(root: str, stage: str, workers: str, shard_bytes: str) -> dict:
+    """deduped_images or transcribed_audio of d1 on the local engine, timed; the driver's and workers' peak RSS."""
+    from mmrecipe.audio.audio_shards import run_audio_stage
+    from mmrecipe.audio.transcribed_audio import AudioStageSettings
+    from mmrecipe.audio.transcription import DEFAULT_MODEL_NAME, TranscriberSettings, default_model_dir
+    from mmrecipe.engine import LocalEngine
+    from mmrecipe.images.stage import run_image_stage
+    from mmrecipe.storage import Storage
+
+    lake, engine = Storage(f"{root}/lake", scratch=f"{root}/tmp-{stage}"), LocalEngine(int(workers))
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    if stage == "images":
+        run = run_image_stage(lake, "d1", engine=engine, shard_bytes=int(shard_bytes)).run
+    else:
+        asr = TranscriberSettings(model_dir=default_model_dir(), model_name=DEFAULT_MODEL_NAME)
+        run = run_audio_stage(engine, lake, "d1", AudioStageSettings(), asr, int(shard_bytes)).run
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "seconds": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - cpu0 + children.ru_utime + children.ru_stime,
+        "records": run.output.counts.total,
+        "kept": run.output.counts.kept,
+        "shards": run.shards_total,
+        "driver_rss_mb": _rss_mb(resource.RUSAGE_SELF),
+        "worker_rss_mb": _rss_mb(resource.RUSAGE_CHILDREN),
+    }
+
+
 def noop_shard(_: object) -> int:
     """An empty shard function: what remains of a shard's time is the engine's."""
     return 0
@@ -153,7 +205,10 @@ def child_planning(root: str, records: str, shards: str) -> dict:
     return {"seconds": time.perf_counter() - t0, "shards": len(plan), "records": n, "target_bytes": target}
 
 
-CHILDREN = {f.__name__: f for f in (child_prepare, child_text_stage, child_overhead, child_planning)}
+CHILDREN = {
+    f.__name__: f
+    for f in (child_prepare, child_text_stage, child_overhead, child_planning, child_media_prepare, child_media_stage)
+}
 
 
 def run_child(name: str, *args: object) -> dict:
@@ -166,6 +221,34 @@ def run_child(name: str, *args: object) -> dict:
 
 
 # --- the report -----------------------------------------------------------------------------------
+def media_memory(args: argparse.Namespace, say: Callable[[str], None]) -> None:
+    """deduped_images and transcribed_audio at 1x and `--scale`x (2 workers): driver and worker peak RSS, CPU s."""
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="mmrecipe-scale-media-") as tmp:
+        sizes = (1, args.scale)
+        drops = {n: run_child("child_media_prepare", f"{tmp}/x{n}", args.media_copies * n) for n in sizes}
+        shard_bytes = max(1, drops[1]["warc_bytes"] // SHARDS_PER_DROP)
+        runs = {(st, n): run_child("child_media_stage", f"{tmp}/x{n}", st, 2, shard_bytes)
+                for st in ("images", "audio") for n in sizes}  # fmt: skip
+    say(f"Media drops: {args.media_copies} copies of sample-a's WARC files at 1x ({drops[1]['image']} image and "
+        f"{drops[1]['audio']} audio records, {drops[1]['warc_bytes'] / 1e6:.1f} MB), {args.media_copies * args.scale} "
+        f"at {args.scale}x; shards of {shard_bytes / 1e3:.0f} kB; 2 workers; 1-minute load {load:.1f} at the start. "
+        f"Command: `python benchmarks/scale_out.py {' '.join(sys.argv[1:])}`.")  # fmt: skip
+    say("")
+    say(f"| stage, 2 workers | 1x | {args.scale}x | ratio |")
+    say("|---|---|---|---|")
+    for st in ("images", "audio"):
+        small, large = runs[(st, 1)], runs[(st, args.scale)]
+        say(f"| {st}: records (shards) | {small['records']} ({small['shards']}) | {large['records']} "
+            f"({large['shards']}) | {large['records'] / small['records']:.1f}x |")  # fmt: skip
+        for key, label in (("driver_rss_mb", "driver peak RSS"), ("worker_rss_mb", "largest worker's peak RSS")):
+            say(f"| {st}: {label} | {small[key]:.0f} MB | {large[key]:.0f} MB | {large[key] / small[key]:.2f}x |")
+        say(f"| {st}: CPU s (driver and workers) | {small['cpu_s']:.1f} | {large['cpu_s']:.1f} | "
+            f"{large['cpu_s'] / small['cpu_s']:.2f}x |")  # fmt: skip
+    say("")
+    say("Raw runs: " + json.dumps({f"{st} {n}x": r for (st, n), r in runs.items()}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=6, help="copies of the sample pages in the 1x drop")
@@ -174,12 +257,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the report here")
     parser.add_argument("--throughput-only", action="store_true",
                         help="measure only the 1- vs 2-worker throughput (and the projection from it)")  # fmt: skip
+    parser.add_argument("--media-copies", type=int, default=2, help="copies of sample-a in the 1x media drop")
+    parser.add_argument("--media-only", action="store_true",
+                        help="measure only the image and audio stages' memory at 1x and --scale x")  # fmt: skip
     args = parser.parse_args()
     lines: list[str] = []
 
     def say(line: str = "") -> None:
         print(line, flush=True)
         lines.append(line)
+
+    if args.media_only:
+        media_memory(args, say)
+        if args.out:
+            args.out.write_text("\n".join(lines) + "\n")
+        return
 
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mmrecipe-scale-") as tmp:

@@ -136,8 +136,7 @@ def child_stage(
     filtered = run.output
     index = BandIndex(lake, "filtered_text")  # filter_drop wrote the drop's index
     t2 = time.perf_counter()
-    decisions = index.decide(drop)
-    extracted = dedup_drop(engine, lake, drop, decisions).output
+    extracted = dedup_drop(engine, lake, drop, index)[0].output
     t3 = time.perf_counter()
     return {
         "docs": filtered.counts.total,

@@ -143,9 +143,9 @@ def extracted_text(
 ) -> dg.MaterializeResult:
     """Clean text documents of a drop: filtered, PII-redacted, and without copies of earlier documents."""
     drop, storage = context.partition_key, lake.storage()
-    index = BandIndex(storage, FILTERED, buckets=settings.dedup_buckets)
-    decisions = index.decide(drop)
-    run = dedup_drop(engine.engine(**ray_task_resources(EXTRACTED, settings)), storage, drop, decisions)
+    runner = engine.engine(**ray_task_resources(EXTRACTED, settings))
+    index = BandIndex(storage, FILTERED, buckets=settings.dedup_buckets, map_tasks=runner.map)
+    run, decisions = dedup_drop(runner, storage, drop, index)
     kept = read_stage_table(storage, "extracted_text", drop, columns=["language", "quality_score"])
     stale_later = sorted(d for d in stale_drops(index) if d > drop)
     extra = {

@@ -5,10 +5,11 @@ The driver (`run_audio_stage`) plans shards of the drop's audio records and runs
 1. `transcribe_pass` on every shard (the GPU pass: its Ray tasks ask for the stage's `num_gpus`):
    decode -> speech detection -> ASR -> transcript filters per record, or the stored clip outcomes
    of the same records, settings and model (`clip_outcomes`, kept per shard beside the tables, so a
-   dedup refresh transcribes nothing); then PII redaction of the kept transcripts and their MinHash
-   index entries. It returns counts, audio totals, step stats and the entries: never rows.
-2. `transcript_postprocessing.dedup_verdicts` on the concatenated entries (drop level); each
-   shard's verdicts are staged beside its outcomes.
+   dedup refresh transcribes nothing); then PII redaction of the kept transcripts, and their MinHash
+   index entries staged as parts. It returns counts, audio totals, step stats and part names: never rows.
+2. `transcript_postprocessing.dedup_parts` (drop level): the drop's index from the shards' parts, and
+   each shard's decisions, written in bucket and span tasks on the engine: the driver holds duplicate
+   edges at most.
 3. `publish_pass` on every shard through `run_stage`: stored outcomes plus verdicts become kept rows
    and rejects, both in record order, published with one commit.
 """
@@ -22,8 +23,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import pyarrow as pa
-
 from mmrecipe.audio.clip_outcomes import (
     load_outcomes,
     outcomes_folder,
@@ -33,10 +32,15 @@ from mmrecipe.audio.clip_outcomes import (
     shard_outcomes,
 )
 from mmrecipe.audio.transcribed_audio import INPUT_COLUMNS, SCHEMA, AudioStageSettings, AudioStats, ClipOutcome
-from mmrecipe.audio.transcript_postprocessing import Verdict, dedup_verdicts, redact_row, transcript_entries
+from mmrecipe.audio.transcript_postprocessing import (
+    EntriesPart,
+    dedup_parts,
+    redact_row,
+    verdicts_of,
+    write_entries,
+)
 from mmrecipe.audio.transcription import Transcriber, TranscriberSettings
-from mmrecipe.dedup import IndexEntries
-from mmrecipe.dedup.band_index import DEFAULT_BUCKETS
+from mmrecipe.dedup.band_index import DEFAULT_BUCKETS, EXACT_DUPLICATE, NEAR_DUPLICATE
 from mmrecipe.engine import (
     WORKER_CRASHED,
     Engine,
@@ -63,15 +67,6 @@ _STEP_OF_REASON = {
     WORKER_CRASHED: "read",
     "too_little_speech": "speech_detection",
 }  # every other reject is the decoder's, every other drop the transcript filters'
-VERDICT_SCHEMA = pa.schema(
-    [
-        pa.field("record_id", pa.string(), nullable=False),
-        pa.field("cluster", pa.string(), nullable=False),
-        pa.field("reason", pa.string()),
-        pa.field("kept_copy_drop", pa.string(), nullable=False),
-        pa.field("duplicate_of", pa.string()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -82,6 +77,12 @@ class AudioPass:
     drop: str
     settings: AudioStageSettings
     transcriber: TranscriberSettings
+    buckets: int = DEFAULT_BUCKETS  # of the dedup index: a shard's keys part is bucketed the same
+
+
+def entries_folder(lake: Storage, drop: str) -> str:
+    """Where the shards of a run stage their dedup index entries."""
+    return lake.uri(stage_prefix(ASSET, drop, STAGING), "dedup_entries")
 
 
 @dataclass
@@ -94,7 +95,7 @@ class TranscribedShard:
     stats: AudioStats
     steps: dict[str, StepStats]
     reused: bool
-    entries: IndexEntries  # of its redacted kept transcripts, in record order
+    entries: EntriesPart  # the index entries of its redacted kept transcripts, in record order
     pii: Counter[str] = field(default_factory=Counter)
     load_s: float = 0.0
 
@@ -137,7 +138,8 @@ def transcribe_pass(job: AudioPass, shard: Shard) -> TranscribedShard:
     steps = _step_stats(outcomes, stats, time.perf_counter() - started)
     key = outcomes_key(records, job.settings, job.transcriber)
     load_s = transcriber.load_s - load_before
-    return TranscribedShard(shard, uri, key, stats, steps, reused, transcript_entries(kept), pii, load_s)
+    entries = write_entries(job.lake, entries_folder(job.lake, job.drop), shard.span, kept, job.buckets)
+    return TranscribedShard(shard, uri, key, stats, steps, reused, entries, pii, load_s)
 
 
 def transcribe_crashed(job: AudioPass, shard: Shard, error: str) -> TranscribedShard:
@@ -148,7 +150,8 @@ def transcribe_crashed(job: AudioPass, shard: Shard, error: str) -> TranscribedS
     uri, key = outcomes_uri(job.lake, job.drop, shard.span, ASSET), f"crashed:{error}"  # never reused
     save_outcomes(job.lake, uri, key, outcomes, AudioStats())
     steps = _step_stats(outcomes, AudioStats(), 0.0)
-    return TranscribedShard(shard, uri, key, AudioStats(), steps, False, IndexEntries.concat([]))
+    entries = write_entries(job.lake, entries_folder(job.lake, job.drop), shard.span, [], job.buckets)
+    return TranscribedShard(shard, uri, key, AudioStats(), steps, False, entries)
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def publish_pass(lake: Storage, shard: PublishShard, out: ShardOutput) -> Mappin
     stored = load_outcomes(lake, shard.outcomes, shard.key, records)
     if stored is None:
         raise RuntimeError(f"clip outcomes {shard.outcomes} changed since this run transcribed them: re-materialize")
-    verdicts = {v.pop("record_id"): Verdict(**v) for v in lake.read_table(shard.verdicts).to_pylist()}
+    verdicts = verdicts_of(lake.read_table(shard.verdicts))
     kept_s, started, dedup = 0.0, time.perf_counter(), StepStats(seen=len(verdicts))
     for o in in_record_order(stored[0], records):
         if o.row is None:
@@ -212,20 +215,21 @@ def run_audio_stage(
     """Transcribe, deduplicate and publish a drop's audio records on `engine`, in shards of about `shard_bytes`.
 
     The ASR pass runs on `asr_engine` if given: the same engine with the stage's GPU share per Ray task."""
-    job = AudioPass(lake, drop, settings, transcriber)
+    job = AudioPass(lake, drop, settings, transcriber, buckets)
     shards = plan_shards(lake, drop, "audio", shard_bytes)
     ran = (asr_engine or engine).run(partial(transcribe_pass, job), shards, partial(transcribe_crashed, job))
     passes = [r for rs in ran for r in rs]
-    decided = dedup_verdicts(IndexEntries.concat([p.entries for p in passes]), lake, drop, ASSET, buckets)
     staging = lake.uri(stage_prefix(ASSET, drop, STAGING), "verdicts")
-    publish = []
-    for p in passes:
-        rows = [{"record_id": rid, **vars(decided.verdicts[rid])} for rid in p.entries.record_ids]
-        uri = f"{staging}/{p.shard.span}.parquet"
-        lake.write_table(uri, pa.Table.from_pylist(rows, schema=VERDICT_SCHEMA))
-        publish.append(PublishShard(**vars(p.shard), outcomes=p.uri, key=p.key, verdicts=uri))
+    try:
+        decided = dedup_parts(lake, drop, [p.entries for p in passes], staging, ASSET, buckets, engine.map)
+    finally:
+        lake.delete_dir(entries_folder(lake, drop))
+    publish = [
+        PublishShard(**vars(p.shard), outcomes=p.uri, key=p.key, verdicts=part)
+        for p, part in zip(passes, decided.parts, strict=True)
+    ]
     version = fingerprint(ASSET, CODE_VERSION, [p.key for p in passes], decided.sources)
-    schema = SCHEMA.with_metadata(decided.schema_metadata())
+    schema = SCHEMA.with_metadata(decided.sources_metadata())
     run = run_stage(engine, ShardStage(ASSET, drop, lake, schema, publish_pass, lake, version), publish)
     current = {p.uri for p in passes}
     for uri in lake.list_files(outcomes_folder(lake, drop, ASSET)):
@@ -239,4 +243,5 @@ def run_audio_stage(
     kept_s = sum(float(r.extra.get("kept_seconds", 0.0)) for r in run.results)
     reused = all(p.reused for p in passes) and bool(passes)
     load_s = sum(p.load_s for p in passes)
-    return AudioStageResult(run, stats, kept_s, pii, decided.duplicates, reused, load_s, decided.index_bytes_read)
+    duplicates = Counter({r: n for r in (EXACT_DUPLICATE, NEAR_DUPLICATE) if (n := decided.counts[r])})
+    return AudioStageResult(run, stats, kept_s, pii, duplicates, reused, load_s, decided.index_bytes_read)

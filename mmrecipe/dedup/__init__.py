@@ -11,8 +11,9 @@ Use from a stage (text pages, audio transcripts, ...), with `asset` the stage th
     index = BandIndex(lake, asset, buckets=settings.dedup_buckets)  # map_tasks=: the engine's map, if any
     index.write(drop, entries)                                  # the drop's own entries, nothing else
     index.write_parts(drop, records, keys, rows)                # the same from shards' side parts (a sharded stage)
-    decisions = index.decide(drop)                              # keep / exact_duplicate / near_duplicate
-    schema = schema.with_metadata(decisions.sources_metadata()) # record what the decisions were made from
+    decided = index.decide_parts(drop, spans, folder)           # per span [lo, hi) of entries: one decisions part
+    decisions = index.decide(drop)                              # the same in memory (small drops, tests)
+    schema = schema.with_metadata(decided.sources_metadata())   # record what the decisions were made from
     BandIndex(lake, asset).stale_outputs(consumer_asset)        # drops to re-decide after an earlier drop changed
 """
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,6 +177,79 @@ class DedupDecisions:
         )
         out["index_bytes_read"] = self.index_bytes_read
         return out
+
+
+DUPLICATE_SCHEMA = pa.schema(
+    [("seq", pa.int64()), ("reason", pa.string()), ("cluster", pa.string()), ("cluster_partition", pa.string()),
+     ("duplicate_of", pa.string())]
+)  # fmt: skip
+DECISION_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("keep", pa.bool_(), nullable=False),
+        pa.field("reason", pa.string()),  # exact_duplicate / near_duplicate / null when kept
+        pa.field("cluster", pa.string(), nullable=False),  # record id of the kept copy (a kept document: itself)
+        pa.field("cluster_partition", pa.string(), nullable=False),
+        pa.field("duplicate_of", pa.string()),  # the earliest document it matched directly
+    ]
+)
+
+
+@dataclass
+class DecisionParts:
+    """A partition's decisions written as parts (`DECISION_SCHEMA`, one per span of documents), with counts."""
+
+    partition: str
+    parts: list[str]
+    counts: dict[str, int]  # kept, exact_duplicate, near_duplicate, cross_partition
+    sources: dict[str, str]  # partition -> index version read
+    index_bytes_read: int = 0
+
+    def sources_metadata(self) -> dict[bytes, bytes]:
+        """Parquet schema metadata that records, in the consumer's output, which index versions were read."""
+        return {SOURCES_KEY: json.dumps(self.sources, sort_keys=True).encode()}
+
+    def summary(self) -> dict[str, int]:
+        """Counts of kept documents and of each duplicate reason, and the index bytes read."""
+        return {**self.counts, "index_bytes_read": self.index_bytes_read}
+
+
+@dataclass(frozen=True)
+class DecisionSpan:
+    """A task that writes the decisions of documents [lo, hi) of a partition: kept unless among `duplicates`."""
+
+    storage: Storage
+    records: str  # the partition's records file
+    metadata: pq.FileMetaData
+    partition: str
+    lo: int
+    hi: int
+    duplicates: pa.Table  # DUPLICATE_SCHEMA rows of the span's duplicates
+    out: str
+
+
+def write_decisions(job: DecisionSpan) -> int:
+    """Write one span's decisions part (in document order); returns the index bytes read (its record ids)."""
+    ids, nbytes = (
+        read_rows(job.storage, job.records, job.metadata, range(job.lo, job.hi), ["record_id"])
+        if job.hi > job.lo
+        else (pa.table({"record_id": pa.array([], pa.string()), "seq": pa.array([], pa.int64())}), 0)
+    )
+    table = ids.join(job.duplicates, keys="seq", join_type="left outer", use_threads=False).sort_by("seq")
+    kept = pc.is_null(table["reason"])
+    out = pa.table(
+        {
+            "record_id": table["record_id"],
+            "keep": kept,
+            "reason": table["reason"],
+            "cluster": pc.coalesce(table["cluster"], table["record_id"]),
+            "cluster_partition": pc.coalesce(table["cluster_partition"], pa.scalar(job.partition)),
+            "duplicate_of": table["duplicate_of"],
+        },
+        schema=DECISION_SCHEMA,
+    )
+    job.storage.write_table(job.out, out)
+    return nbytes
 
 
 # --- one bucket of one partition, and the task that joins a bucket ----------------------------------
@@ -405,6 +479,10 @@ class BandIndex:
             return None
         return (self._footer(partition).metadata or {}).get(VERSION_KEY, b"").decode() or None
 
+    def entries(self, partition: str) -> int:
+        """How many documents a partition's index holds (0 if it has none)."""
+        return self._footer(partition).num_rows if self.storage.exists(self.uri(partition)) else 0
+
     def versions(self) -> dict[str, str]:
         """The current version of every partition's entries."""
         return {p: v for p in self.partitions() if (v := self.version(p))}
@@ -435,7 +513,33 @@ class BandIndex:
 
     # --- decisions -----------------------------------------------------------------------------
     def decide(self, partition: str) -> DedupDecisions:
-        """Keep/drop decisions for `partition`'s entries against itself and every earlier partition."""
+        """Keep/drop decisions for `partition`'s entries against itself and every earlier partition (in memory:
+        for a small partition or a test; a stage writes them per shard with `decide_parts`)."""
+        n = self.entries(partition)
+        folder = self.storage.uri(stage_prefix(self.asset, partition, STAGING), f"decisions-{uuid.uuid4().hex}")
+        try:
+            parts = self.decide_parts(partition, [(0, n)], folder)
+            table = self.storage.read_table(parts.parts[0])
+        finally:
+            self.storage.delete_dir(folder)
+        cols = table.to_pydict()
+        return DedupDecisions(
+            partition=partition,
+            record_ids=cols["record_id"],
+            keep=np.asarray(cols["keep"], dtype=bool),
+            reason=cols["reason"],
+            cluster=cols["cluster"],
+            cluster_partition=cols["cluster_partition"],
+            duplicate_of=cols["duplicate_of"],
+            sources=parts.sources,
+            index_bytes_read=parts.index_bytes_read,
+        )
+
+    def decide_parts(self, partition: str, spans: Sequence[tuple[int, int]], folder: str) -> DecisionParts:
+        """Write the decisions of `partition`'s documents [lo, hi) of each span as one part under `folder`.
+
+        Only the duplicate edges (and the ids of the documents they name) are held here: the parts are
+        written in `map_tasks`, each reading its span's record ids from the records file."""
         if not self.storage.exists(self.uri(partition)):
             raise FileNotFoundError(
                 f"no dedup index for partition {partition!r} of {self.asset} ({self.uri(partition)}): "
@@ -444,10 +548,7 @@ class BandIndex:
         names = [p for p in self.partitions() if p < partition] + [partition]
         opened = [self._open(p, rank) for rank, p in enumerate(names)]
         own = opened[-1]
-        own_ids, nbytes = self._records(own, None, ["record_id"])
-        nbytes += sum(o.footer_bytes for o in opened)
-        base = own.rank << SEQ_BITS
-        ids = dict(zip((base + own_ids["seq"].to_numpy()).tolist(), own_ids["record_id"].to_pylist(), strict=True))
+        nbytes = sum(o.footer_bytes for o in opened)
         present = np.array(sorted(own.groups), dtype=np.int64)
         task = task_of(present, self.buckets, self.tasks)
         jobs = []
@@ -461,8 +562,9 @@ class BandIndex:
         exact = {
             p for p, e in zip(edges["pos"].to_pylist(), edges["exact_parent"].to_pylist(), strict=True) if e is not None
         }
-        resolved = set(ids)
-        frontier = sorted(set(parent.values()) - resolved)
+        ids: dict[int, str] = {}
+        resolved: set[int] = set()
+        frontier = sorted({p for p in parent.values() if p >> SEQ_BITS != own.rank})
         while frontier:  # parents in earlier partitions: find their own parents, until every chain has its root
             jobs, n = self._chain_jobs(opened, frontier, ids)
             edges, m = self._join(jobs)
@@ -470,8 +572,25 @@ class BandIndex:
             parent.update(zip(edges["pos"].to_pylist(), edges["parent"].to_pylist(), strict=True))
             resolved.update(frontier)
             frontier = sorted({parent[f] for f in frontier if f in parent} - resolved)
+        duplicates, m = self._duplicates(names, own, ids, parent, exact)
+        nbytes += m
+        seq = duplicates["seq"].to_numpy()
+        jobs = [
+            DecisionSpan(self.storage, self.uri(partition), own.records, partition, lo, hi,
+                         duplicates.filter(pa.array((seq >= lo) & (seq < hi))), f"{folder}/decisions-{i:05d}.parquet")
+            for i, (lo, hi) in enumerate(spans)
+        ]  # fmt: skip
+        run = self.map_tasks if len(jobs) > 1 else _inline
+        nbytes += sum(run(write_decisions, jobs))
+        reasons = duplicates["reason"].to_pylist()
+        counts = {
+            "kept": sum(hi - lo for lo, hi in spans) - len(reasons),
+            EXACT_DUPLICATE: reasons.count(EXACT_DUPLICATE),
+            NEAR_DUPLICATE: reasons.count(NEAR_DUPLICATE),
+            "cross_partition": sum(1 for p in duplicates["cluster_partition"].to_pylist() if p != partition),
+        }
         sources = {o.partition: o.version for o in opened}
-        return self._resolve(names, own, ids, parent, exact, sources, nbytes)
+        return DecisionParts(partition, [j.out for j in jobs], counts, dict(sorted(sources.items())), nbytes)
 
     def _join(self, jobs: Sequence[BucketJob]) -> tuple[pa.Table, int]:
         """Run bucket jobs through `map_tasks`; the earliest parents over all their edges, and bytes read."""
@@ -506,16 +625,15 @@ class BandIndex:
             jobs.append(BucketJob(tuple(buckets), sources, queries=q))
         return jobs, nbytes
 
-    def _resolve(
+    def _duplicates(
         self,
         names: Sequence[str],
         own: _OpenPartition,
-        ids: Mapping[int, str],
+        ids: dict[int, str],
         parent: Mapping[int, int],
         exact: set[int],
-        sources: dict[str, str],
-        nbytes: int,
-    ) -> DedupDecisions:
+    ) -> tuple[pa.Table, int]:
+        """The partition's duplicates (`DUPLICATE_SCHEMA`, by seq) from the parent edges; the id bytes read."""
         roots: dict[int, int] = {}
 
         def root(pos: int) -> int:
@@ -527,19 +645,22 @@ class BandIndex:
             roots.update(dict.fromkeys(path, top))
             return top
 
-        own_pos = sorted(p for p in ids if p >> SEQ_BITS == own.rank)
-        keep = np.array([p not in parent for p in own_pos], dtype=bool)
-        return DedupDecisions(
-            partition=own.partition,
-            record_ids=[ids[p] for p in own_pos],
-            keep=keep,
-            reason=[None if p not in parent else EXACT_DUPLICATE if p in exact else NEAR_DUPLICATE for p in own_pos],
-            cluster=[ids[root(p)] for p in own_pos],
-            cluster_partition=[names[root(p) >> SEQ_BITS] for p in own_pos],
-            duplicate_of=[ids[parent[p]] if p in parent else None for p in own_pos],
-            sources=dict(sorted(sources.items())),
-            index_bytes_read=nbytes,
-        )
+        base = own.rank << SEQ_BITS
+        dups = sorted(p for p in parent if p >> SEQ_BITS == own.rank)
+        named = {root(p) for p in dups} | {parent[p] for p in dups}
+        seqs = sorted(p - base for p in named if p >> SEQ_BITS == own.rank)
+        nbytes = 0
+        if seqs:  # documents of this partition that others duplicate: their ids
+            table, nbytes = self._records(own, seqs, ["record_id"])
+            ids.update(zip((base + table["seq"].to_numpy()).tolist(), table["record_id"].to_pylist(), strict=True))
+        rows = {
+            "seq": [p - base for p in dups],
+            "reason": [EXACT_DUPLICATE if p in exact else NEAR_DUPLICATE for p in dups],
+            "cluster": [ids[root(p)] for p in dups],
+            "cluster_partition": [names[root(p) >> SEQ_BITS] for p in dups],
+            "duplicate_of": [ids[parent[p]] for p in dups],
+        }
+        return pa.table(rows, schema=DUPLICATE_SCHEMA), nbytes
 
     # --- staleness -----------------------------------------------------------------------------
     def recorded_sources(self, data_uri: str) -> dict[str, str] | None:

@@ -5,7 +5,7 @@ within Hamming distance k agree within `k // bands` bits on at least one band. I
 each query probes, per band, every band value within that radius in a sorted array (`searchsorted`)
 and verifies candidates with an exact popcount. In the lake, a drop's kept images are stored as keys
 (`index_keys`: one per band value, and one per byte hash) bucketed by value; a new drop's `probes`
-are bucketed the same way and joined bucket by bucket (`join_probes`, one task per bucket range).
+are made and bucketed the same way in tasks, one per bucket range, and joined there (`join_probes`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from mmrecipe.dedup.bucket_file import BucketPart
+from mmrecipe.dedup.bucket_file import bucket_of, part_of
+from mmrecipe.storage import Storage
 
 MAX_PROBES = 5000  # per band and query: C(16, <=3) = 697 for k=10..15 with 4 bands
 EXACT_BAND = -1  # the key of a byte hash (a 64-bit hash of it); bands 0.. are pHash band values
@@ -144,23 +146,45 @@ def probes(phashes: np.ndarray, shas: Sequence[str], k: int, bands: int) -> pa.T
 
 
 @dataclass(frozen=True)
-class ProbeJob:
-    """Probes of some buckets, to be joined against those buckets of every earlier drop."""
+class EarlierKeys:
+    """An earlier drop's bucketed keys file, located by its footer (read once, by the driver)."""
 
-    buckets: tuple[int, ...]
-    sources: tuple[BucketPart, ...]
-    probes: pa.Table  # band, key, qhash
+    uri: str
+    rank: int  # the drop's place in key order
+    metadata: pq.FileMetaData
+    groups: Mapping[int, int]  # bucket -> row group
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    """Find, in buckets [lo, hi) of every earlier drop, the kept images the candidates can match.
+
+    The task makes the candidates' probes itself (hundreds per image), so the driver holds only their hashes."""
+
+    storage: Storage
+    lo: int
+    hi: int
+    buckets: int
+    phashes: np.ndarray  # the candidates' pHashes (int64)
+    shas: tuple[str, ...]  # their byte hashes
     k: int
+    bands: int
+    sources: tuple[EarlierKeys, ...]
 
 
 def join_probes(job: ProbeJob) -> tuple[np.ndarray, int]:
     """Global positions of the earlier kept images the probes find (within k, or same byte-hash key), bytes read."""
-    found, nbytes = [np.zeros(0, np.int64)], 0
-    for part in job.sources:  # one earlier drop at a time: only the images the probes find stay in memory
+    probe = probes(job.phashes, job.shas, job.k, job.bands)
+    bucket = bucket_of(probe["key"].to_numpy(), probe["band"].to_numpy(), job.buckets)
+    mine = (bucket >= job.lo) & (bucket < job.hi)
+    probe, found = probe.filter(pa.array(mine)), np.unique(bucket[mine]).tolist()
+    parts = [part_of(job.storage, e.uri, e.rank, e.metadata, e.groups, found) for e in job.sources]
+    hits, nbytes = [np.zeros(0, np.int64)], 0
+    for part in (p for p in parts if p):  # one earlier drop at a time: only the images the probes find stay
         table, n = part.read()
         nbytes += n
-        joined = job.probes.join(table, keys=["band", "key"], join_type="inner", use_threads=False)
+        joined = probe.join(table, keys=["band", "key"], join_type="inner", use_threads=False)
         names = ("qhash", "phash", "pos", "band")
         qhash, phash, pos, band = (np.asarray(joined[c].to_numpy(), np.int64) for c in names)
-        found.append(pos[(band == EXACT_BAND) | (np.bitwise_count((qhash ^ phash).view(np.uint64)) <= job.k)])
-    return np.unique(np.concatenate(found)), nbytes
+        hits.append(pos[(band == EXACT_BAND) | (np.bitwise_count((qhash ^ phash).view(np.uint64)) <= job.k)])
+    return np.unique(np.concatenate(hits)), nbytes

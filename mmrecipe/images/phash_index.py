@@ -27,8 +27,8 @@ drops after B become stale in turn and are re-run one by one, in key order. Re-r
 basis is current changes nothing (byte-identical outputs).
 
 **Matching** (`phash_bands`: multi-index hashing over pHash bands). Against earlier drops, a drop's
-probes (and byte-hash keys) are bucketed like the stored keys and joined bucket by bucket, in
-independent tasks, against only the matching row groups of earlier drops (`match_prior`); only the
+probes (and byte-hash keys) are made in independent tasks, one per bucket range, bucketed like the
+stored keys and joined against only the matching row groups of earlier drops (`match_prior`); only the
 kept images found that way are read from `entries.parquet`, and `decide` against them gives what it
 would give against every earlier kept image.
 """
@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mmrecipe.dedup import bucket_file as bf
-from mmrecipe.images.phash_bands import BandIndex, ProbeJob, index_keys, join_probes, probes
+from mmrecipe.images.phash_bands import BandIndex, EarlierKeys, ProbeJob, index_keys, join_probes, probe_radius
 from mmrecipe.storage import PARQUET_OPTIONS, Storage
 
 INDEX_ASSET = "image_phash_index"
@@ -255,6 +255,7 @@ def match_prior(
 ) -> PriorMatch:
     """Every kept image of the drops before `drop` within Hamming distance k of one of `phashes` or with one
     of the byte hashes `shas`, found bucket by bucket; `decide` against it equals `decide` against all of them."""
+    probe_radius(k, bands)  # a layout that would probe too much is refused here, before any task
     earlier = [d for d in indexed_drops(storage) if d < drop]
     footers = [_footers(storage, d) for d in earlier]
     nbytes = sum(e.serialized_size + f.serialized_size for e, f in footers)
@@ -267,18 +268,17 @@ def match_prior(
         if key_meta.get(META_DIGEST) != meta.get(META_DIGEST):
             raise ValueError(f"{where} is torn (its two files differ in digest): re-materialize {d!r}")
         groups.append(bf.check_buckets(keys, buckets, where, fix))
-    probe = probes(phashes, shas, k, bands)
-    bucket = bf.bucket_of(probe["key"].to_numpy(), probe["band"].to_numpy(), buckets)
-    task = bf.task_of(bucket, buckets, max_tasks)
-    jobs = []
-    for t in np.unique(task).tolist() if earlier else []:
-        found = np.unique(bucket[task == t]).tolist()
-        sources = [
-            bf.part_of(storage, keys_uri(storage, d), r, f[1], groups[r], found)
-            for r, (d, f) in enumerate(zip(earlier, footers, strict=True))
-        ]
-        if parts := tuple(p for p in sources if p):  # no earlier drop has a key in these buckets: nothing to join
-            jobs.append(ProbeJob(tuple(found), parts, probe.filter(pa.array(task == t)), k))
+    sources = tuple(
+        EarlierKeys(keys_uri(storage, d), r, f[1], groups[r])
+        for r, (d, f) in enumerate(zip(earlier, footers, strict=True))
+    )
+    task = bf.task_of(np.arange(buckets), buckets, max_tasks)
+    hashes, byte_hashes = np.unique(np.asarray(phashes, dtype=np.int64)), tuple(sorted(set(shas)))
+    jobs = [
+        ProbeJob(storage, int(np.argmax(task == t)), int(buckets - np.argmax(task[::-1] == t)), buckets, hashes,
+                 byte_hashes, k, bands, sources)
+        for t in (np.unique(task).tolist() if earlier else [])
+    ]  # fmt: skip
     results = list(map_tasks(join_probes, jobs))
     pos = np.unique(np.concatenate([p for p, _ in results] or [np.zeros(0, np.int64)]))
     nbytes += sum(n for _, n in results)

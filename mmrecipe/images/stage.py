@@ -14,7 +14,8 @@ makes the drop-level decisions between them.
    (`normalize_shard`); if that fails for a kept image, it is rejected and the decisions are
    redone without it, so nothing is ever dropped as a duplicate of a rejected image.
 4. **Pass 3** per shard (`publish_shard`): kept rows with the normalized JPEG, drops and rejects in
-   record order; then the drop's index entries and its WebDataset shards of captioned images.
+   record order; then the drop's index entries, and its WebDataset shards of captioned images (written
+   from the published rows in an engine task, `write_webdataset`).
 """
 
 from __future__ import annotations
@@ -254,8 +255,19 @@ def _publish_shards(storage: Storage, analysed: Sequence[AnalysedShard], decided
     return shards
 
 
-def write_webdataset(storage: Storage, drop: str, config: ImageStageConfig) -> ShardWriter:
-    """The drop's WebDataset shards of kept images (captioned ones, unless `shard_uncaptioned`), from its data."""
+@dataclass(frozen=True)
+class WebDatasetJob:
+    """The task that writes a drop's WebDataset shards from its published kept rows (never in the driver)."""
+
+    storage: Storage
+    drop: str
+    config: ImageStageConfig
+
+
+def write_webdataset(job: WebDatasetJob) -> tuple[list[str], int]:
+    """The drop's WebDataset shards of kept images (captioned ones, unless `shard_uncaptioned`), from its data:
+    the published shard URIs and their sample count."""
+    storage, drop, config = job.storage, job.drop, job.config
     shards = ShardWriter(storage, shards_prefix(storage, drop), config.shard_samples)
     cols = [*PROVENANCE_COLUMNS, "url", "page_url", "caption_source", "width", "height", "format", "sha256"]
     cols += ["phash", "dedup_cluster", "caption", "normalized_jpeg"]
@@ -268,7 +280,7 @@ def write_webdataset(storage: Storage, drop: str, config: ImageStageConfig) -> S
     except BaseException:
         shards.abort()
         raise
-    return shards
+    return shards.close(), shards.samples
 
 
 def run_image_stage(
@@ -304,8 +316,7 @@ def run_image_stage(
             entries += result.extra["entries"]
             report.add(result.extra)
             report.clusters += sum(result.extra["formats"].values())
-    webdataset = write_webdataset(storage, drop, config)
-    report.shards, report.shard_samples = webdataset.close(), webdataset.samples
+    report.shards, report.shard_samples = engine.map(write_webdataset, [WebDatasetJob(storage, drop, config)])[0]
     table = pa.Table.from_pylist(entries, schema=phash_index.ENTRY_SCHEMA)
     report.digest = phash_index.write_entries(
         storage, drop, table, match.basis, config.hamming_k, config.hash_bands, config.index_buckets

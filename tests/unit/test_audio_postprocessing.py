@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 
 from mmrecipe.audio.transcript_postprocessing import (
-    SOURCES_KEY,
-    DropVerdicts,
-    dedup_verdicts,
+    Verdict,
+    dedup_parts,
     pii_left,
     redact_row,
-    transcript_entries,
+    verdicts_of,
+    write_entries,
 )
-from mmrecipe.dedup.band_index import BandIndex
+from mmrecipe.dedup.band_index import SOURCES_KEY, BandIndex, DecisionParts
 from mmrecipe.storage import Storage
 
 STORY = (
@@ -56,15 +56,25 @@ def test_pii_is_redacted_in_transcript_and_segments_and_the_audit_agrees() -> No
     assert pii_left([clean]) == []
 
 
-def decide(rows: list[dict], lake: Storage, drop: str) -> DropVerdicts:
-    """The drop-level dedup of kept rows, from their index entries alone."""
-    return dedup_verdicts(transcript_entries(rows), lake, drop)
+def decide(rows: list[dict], lake: Storage, drop: str) -> tuple[dict[str, Verdict], DecisionParts]:
+    """The drop-level dedup of kept rows, from their index entries alone, staged as two shards' parts."""
+    half = len(rows) // 2
+    parts = [
+        write_entries(lake, lake.uri("staging"), f"s{i}", r, 256) for i, r in enumerate([rows[:half], rows[half:]])
+    ]
+    decided = dedup_parts(lake, drop, parts, lake.uri("decisions", drop))
+    assert [p.rows for p in parts] == [half, len(rows) - half] and len(decided.parts) == 2
+    verdicts = {}
+    for uri in decided.parts:
+        verdicts |= verdicts_of(lake.read_table(uri))
+    assert list(verdicts) == [r["record_id"] for r in rows]  # every kept row decided, in order
+    return verdicts, decided
 
 
 def test_exact_and_near_copies_in_a_later_drop_are_dropped_in_favour_of_the_earlier_drop(tmp_path: Path) -> None:
     lake = Storage(str(tmp_path))
-    first = decide([row("a1", "d1", STORY), row("a2", "d1", "He was not an ill disposed young man.")], lake, "d1")
-    assert [(rid, v.reason, v.cluster) for rid, v in first.verdicts.items()] == [
+    first, _ = decide([row("a1", "d1", STORY), row("a2", "d1", "He was not an ill disposed young man.")], lake, "d1")
+    assert [(rid, v.reason, v.cluster) for rid, v in first.items()] == [
         ("a1", None, "a1"),
         ("a2", None, "a2"),
     ]
@@ -74,25 +84,25 @@ def test_exact_and_near_copies_in_a_later_drop_are_dropped_in_favour_of_the_earl
         row("b2", "d2", near),
         row("b3", "d2", "Unless to be rather cold hearted and rather selfish is to be ill disposed."),
     ]
-    second = decide(later, lake, "d2")
+    second, decided = decide(later, lake, "d2")
     fates = {
         rid: (v.reason, json.loads(v.detail(f"http://d2.example.org/{rid}.flac")) if v.reason else None)
-        for rid, v in second.verdicts.items()
+        for rid, v in second.items()
     }
     assert fates["b1"][0] == "exact_duplicate" and fates["b1"][1]["kept_copy_drop"] == "d1"
     assert fates["b2"][0] == "near_duplicate" and fates["b2"][1]["cluster"] == "a1"
     assert fates["b3"] == (None, None)
     assert fates["b1"][1]["url"] == "http://d2.example.org/b1.flac" and fates["b1"][1]["cluster"] == "a1"
-    assert second.duplicates == {"exact_duplicate": 1, "near_duplicate": 1}
-    assert set(json.loads(second.schema_metadata()[SOURCES_KEY])) == {"d1", "d2"}
+    assert decided.counts == {"kept": 1, "exact_duplicate": 1, "near_duplicate": 1, "cross_partition": 2}
+    assert set(json.loads(decided.sources_metadata()[SOURCES_KEY])) == {"d1", "d2"}
 
-    again = decide(later, lake, "d2")  # idempotent: the drop replaces its own entries
-    assert again.verdicts == second.verdicts and again.sources == second.sources
+    again, redecided = decide(later, lake, "d2")  # idempotent: the drop replaces its own entries
+    assert again == second and redecided.sources == decided.sources
 
 
 def test_a_drop_without_kept_transcripts_still_gets_an_index(tmp_path: Path) -> None:
     lake = Storage(str(tmp_path))
-    assert decide([], lake, "d0").verdicts == {}
+    assert decide([], lake, "d0")[0] == {}
     assert lake.exists(BandIndex(lake, "transcribed_audio").uri("d0"))
 
 

@@ -272,7 +272,7 @@ def _both_stages(lake: Storage, landing: Storage, scorer: QualityScorer, engine:
     config = TextStageConfig(batch_size=4, toxicity_threshold=0.5, rules_preset="whitespace")
     filtered, _ = filter_drop(engine, lake, landing, "d1", config, scorer, shard_bytes)
     index = BandIndex(lake, "filtered_text")  # written by filter_drop, bucket range by bucket range
-    extracted = dedup_drop(engine, lake, "d1", index.decide("d1"))
+    extracted, _ = dedup_drop(engine, lake, "d1", index)
     out = {"shards": (filtered.shards_total, extracted.shards_total), "steps": filtered.metadata()}
     out["index"] = [lake.read_bytes(index.uri("d1", name)) for name in (RECORDS_FILE, BUCKETS_FILE)]
     for asset in ("filtered_text", "extracted_text"):
