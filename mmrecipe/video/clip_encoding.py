@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import av
 
-from mmrecipe.video.decoding import VideoLimits, iter_frames, open_video
+from mmrecipe.video.decoding import VideoLimits, iter_frames, open_video, payload_size
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,15 @@ class _ClipWriter:
 
 
 def encode_clips(
-    payload: bytes, spans: Sequence[tuple[float, float]], encoding: ClipEncoding, limits: VideoLimits
+    payload: bytes | str, spans: Sequence[tuple[float, float]], encoding: ClipEncoding, limits: VideoLimits
 ) -> list[bytes]:
-    """The MP4 bytes of each [start, end) span of a video payload, in one decode (raises VideoRejected)."""
+    """The MP4 bytes of each [start, end) span of a video payload (bytes or a file's path), in one decode."""
     container, info = open_video(payload, limits)
     rate = Fraction(info.fps).limit_denominator(1001)
     writers: dict[int, _ClipWriter] = {}
     done: dict[int, bytes] = {}
     with container:
-        for frame in iter_frames(container, info, encoding.max_side, len(payload), limits):
+        for frame in iter_frames(container, info, encoding.max_side, payload_size(payload), limits):
             for i, (start, end) in enumerate(spans):
                 if start - 1e-6 <= frame.time < end - 1e-6:
                     height, width = frame.rgb.shape[:2]

@@ -18,10 +18,12 @@ A truncated MPEG-PS stream cut at a pack boundary is a valid shorter stream: it 
 from __future__ import annotations
 
 import io
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -79,45 +81,61 @@ class Frame:
     rgb: np.ndarray
 
 
-def _mp4_truncated(data: bytes) -> str | None:
-    """Where an ISO-BMFF (MP4/MOV) payload's top-level boxes run past its end, if they do."""
+def _mp4_truncated(f: BinaryIO, size: int) -> str | None:
+    """Where an ISO-BMFF (MP4/MOV) file's top-level boxes run past its end, if they do."""
     pos = 0
-    while pos + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if size == 1 and pos + 16 <= len(data):
-            size = struct.unpack(">Q", data[pos + 8 : pos + 16])[0]
-        if size == 0:  # the last box runs to the end of the file
+    while pos + 8 <= size:
+        f.seek(pos)
+        head = f.read(16)
+        box, kind = struct.unpack(">I4s", head[:8])
+        if box == 1 and len(head) == 16:
+            box = struct.unpack(">Q", head[8:16])[0]
+        if box == 0:  # the last box runs to the end of the file
             return None
-        if size < 8:
+        if box < 8:
             return None  # not a box chain we understand: let FFmpeg judge
-        if pos + size > len(data):
-            return f"MP4 box {kind.decode('latin-1')!r} at byte {pos} declares {size} bytes, {len(data) - pos} remain"
-        pos += size
+        if pos + box > size:
+            return f"MP4 box {kind.decode('latin-1')!r} at byte {pos} declares {box} bytes, {size - pos} remain"
+        pos += box
     return None
 
 
-def _container_truncated(data: bytes) -> str | None:
+def _container_truncated(f: BinaryIO, size: int) -> str | None:
     """A byte-level truncation finding for containers that declare their own length (MP4/MOV, AVI)."""
-    if data[4:8] == b"ftyp":
-        return _mp4_truncated(data)
-    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
-        declared = struct.unpack("<I", data[4:8])[0] + 8
-        if declared > len(data):
-            return f"AVI RIFF chunk declares {declared} bytes, the payload has {len(data)}"
+    f.seek(0)
+    head = f.read(12)
+    if head[4:8] == b"ftyp":
+        return _mp4_truncated(f, size)
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        declared = struct.unpack("<I", head[4:8])[0] + 8
+        if declared > size:
+            return f"AVI RIFF chunk declares {declared} bytes, the payload has {size}"
     return None
 
 
-def open_video(payload: bytes, limits: VideoLimits = VideoLimits()) -> tuple[av.container.InputContainer, VideoInfo]:
-    """The opened container and its declared facts, once every header-level limit passed (else VideoRejected)."""
-    if not payload:
+def payload_size(payload: bytes | str) -> int:
+    """The byte count of a payload given as bytes or as the path of a file holding it."""
+    return len(payload) if isinstance(payload, bytes) else os.path.getsize(payload)
+
+
+def open_video(
+    payload: bytes | str, limits: VideoLimits = VideoLimits()
+) -> tuple[av.container.InputContainer, VideoInfo]:
+    """The opened container and its declared facts, once every header-level limit passed (else VideoRejected).
+
+    `payload` is the bytes, or the path of a local file holding them (`payload.VideoRecord.spool`): a file is
+    read by FFmpeg as it decodes, so memory does not grow with the video's length."""
+    size = payload_size(payload)
+    if not size:
         raise VideoRejected("empty_video", "the HTTP response body is 0 bytes")
-    if len(payload) > limits.max_bytes:
-        raise VideoRejected("video_too_large", f"{len(payload)} bytes > limit {limits.max_bytes}")
-    truncated = _container_truncated(payload)
+    if size > limits.max_bytes:
+        raise VideoRejected("video_too_large", f"{size} bytes > limit {limits.max_bytes}")
+    with io.BytesIO(payload) if isinstance(payload, bytes) else open(payload, "rb") as f:
+        truncated = _container_truncated(f, size)
     if truncated:
         raise VideoRejected("truncated_video", truncated)
     try:
-        container = av.open(io.BytesIO(payload), mode="r")
+        container = av.open(io.BytesIO(payload) if isinstance(payload, bytes) else payload, mode="r")
     except DECODE_ERRORS as e:
         raise VideoRejected("corrupt_video", f"the container cannot be parsed: {type(e).__name__}: {e}") from None
     try:
