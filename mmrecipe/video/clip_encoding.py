@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
+from av.video.reformatter import VideoReformatter
 
 from mmrecipe.video.decoding import VideoLimits, iter_frames, open_video, payload_size
 
@@ -59,6 +60,7 @@ def encode_clips(
     container, info = open_video(payload, limits)
     rate = Fraction(info.fps).limit_denominator(1001)
     writers: dict[int, _ClipWriter] = {}
+    to_yuv = VideoReformatter()
     done: dict[int, bytes] = {}
     with container:
         for frame in iter_frames(container, info, encoding.max_side, payload_size(payload), limits):
@@ -66,7 +68,7 @@ def encode_clips(
                 if start - 1e-6 <= frame.time < end - 1e-6:
                     height, width = frame.rgb.shape[:2]
                     writer = writers.setdefault(i, _ClipWriter(encoding, rate, width, height))
-                    vf = av.VideoFrame.from_ndarray(frame.rgb, format="rgb24").reformat(format="yuv420p")
+                    vf = to_yuv.reformat(av.VideoFrame.from_ndarray(frame.rgb, format="rgb24"), format="yuv420p")
                     writer.add(vf)
                 elif frame.time >= end - 1e-6 and i in writers:
                     done[i] = writers.pop(i).close()

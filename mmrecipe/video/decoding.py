@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from mmrecipe.audio.decoding import declared_duration_s
 
@@ -34,6 +35,10 @@ from mmrecipe.audio.decoding import declared_duration_s
 DECODE_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, ValueError, OSError, EOFError, IndexError)
 DEFAULT_CODECS = "h264,hevc,vp8,vp9,av1,mpeg1video,mpeg2video,mpeg4,theora,mjpeg"
 MAX_PLAUSIBLE_FPS = 120
+# Per core: one scaling context per stream, FFmpeg's fast bilinear scaler, and no decoder threads (the engine
+# runs a worker process per core; frame threads only add CPU). See benchmarks/video_stage_results.md.
+INTERPOLATION = "FAST_BILINEAR"
+THREAD_TYPE = "NONE"
 TRUNCATION_TAIL = 0.02  # decoding that stops within the last 2% of the bytes, short of the duration: truncated
 
 
@@ -185,8 +190,9 @@ def iter_frames(
 ) -> Iterator[Frame]:
     """Every frame of the first video stream as RGB scaled to `side`, checked against the limits as it decodes."""
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    stream.thread_type = THREAD_TYPE
     width, height = scaled_size(info.width, info.height, side)
+    scaler = VideoReformatter()  # one scaling context for the stream (`to_ndarray(width=...)` builds one per frame)
     packets = bad = index = 0
     last_pos, last_time = 0, 0.0
     try:
@@ -209,7 +215,7 @@ def iter_frames(
                     long = index / info.fps > limits.max_duration_s
                     detail = f"a frame at {time:.1f} s (> {limits.max_duration_s:g} s) after {index} frames"
                     raise VideoRejected("video_too_long" if long else "corrupt_video", detail)
-                rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+                rgb = scaler.reformat(frame, width, height, "rgb24", interpolation=INTERPOLATION).to_ndarray()
                 last_time = time
                 yield Frame(index, time, rgb)
                 index += 1
