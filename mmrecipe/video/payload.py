@@ -110,9 +110,9 @@ class VideoRecord:
         while chunk := self._record.reader.read(CHUNK):
             yield chunk
 
-    def spool(self, max_bytes: int) -> SpooledPayload:
-        """The body copied to a scratch file (VideoRejected `video_too_large` past `max_bytes`, ValueError if the
-        content encoding is broken)."""
+    def spool(self, max_bytes: int, expected_sha256: str | None = None) -> SpooledPayload:
+        """The body copied to a scratch file (VideoRejected `video_too_large` past `max_bytes`; ValueError if the
+        content encoding is broken, or if a body without one does not hash to `expected_sha256`, raw_crawl's)."""
         encoding = self.http_headers.get("content-encoding", "").strip().lower()
         fd, path = tempfile.mkstemp(suffix=".video", dir=self.storage.scratch_dir())
         self._spooled, digest, size = path, hashlib.sha256(), 0
@@ -123,7 +123,13 @@ class VideoRecord:
                     raise VideoRejected("video_too_large", f"more than {max_bytes} bytes (limit {max_bytes})")
                 digest.update(chunk)
                 out.write(chunk)
-        return SpooledPayload(path, size, digest.hexdigest())
+        sha256 = digest.hexdigest()
+        if expected_sha256 and encoding in ("", "identity") and sha256 != expected_sha256:
+            raise ValueError(
+                f"{self.where}: the payload hashes to {sha256}, raw_crawl indexed {expected_sha256}: the WARC file "
+                "changed since it was indexed; re-materialize raw_crawl"
+            )
+        return SpooledPayload(path, size, sha256)
 
     def close(self) -> None:
         self._file.close()

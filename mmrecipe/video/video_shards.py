@@ -228,7 +228,7 @@ def analyse_pass(job: VideoPass, shard: VideoShard) -> AnalysedShard:
             with VideoRecord(job.lake, row["warc_path"], row["warc_offset"], row["warc_length"]) as rec:
                 outcome, screened = _screen(rec, captions[i]), time.perf_counter()
                 if outcome is None and row["payload_sha256"] not in seen:
-                    seen[row["payload_sha256"]] = _analyse(job, rec, result)
+                    seen[row["payload_sha256"]] = _analyse(job, rec, row["payload_sha256"], result)
         except ValueError as e:
             outcome = ("rejected", "unreadable_record", str(e))
         steps["screen"].seen += 1
@@ -260,10 +260,12 @@ def analyse_pass(job: VideoPass, shard: VideoShard) -> AnalysedShard:
     return result
 
 
-def _analyse(job: VideoPass, rec: VideoRecord, result: AnalysedShard) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _analyse(
+    job: VideoPass, rec: VideoRecord, sha256: str, result: AnalysedShard
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One payload's record row and clip rows (pos 0: the caller sets it)."""
     try:
-        spooled = rec.spool(job.cfg.clips.limits.max_bytes)
+        spooled = rec.spool(job.cfg.clips.limits.max_bytes, sha256)
         analysis = analyse_video(spooled.path, job.cfg.clips, job.nsfw(), job.asr())
     except VideoRejected as e:
         return {"pos": 0, "outcome": "rejected", "reason": e.reason, "detail": e.detail}, []
@@ -356,7 +358,7 @@ def publish_pass(job: VideoPass, shard: PublishVideoShard, out: ShardOutput) -> 
 def _encode(job: VideoPass, row: Mapping[str, Any], kept: list[dict[str, Any]]) -> dict[int, bytes]:
     """The MP4 of each kept clip of a record, from its payload streamed again."""
     with VideoRecord(job.lake, row["warc_path"], row["warc_offset"], row["warc_length"]) as rec:
-        path = rec.spool(job.cfg.clips.limits.max_bytes).path
+        path = rec.spool(job.cfg.clips.limits.max_bytes, row["payload_sha256"]).path
         spans = [(c["start"], c["end"]) for c in kept]
         mp4s = encode_clips(path, spans, job.cfg.encoding, job.cfg.clips.limits)
     return {c["clip_index"]: mp4 for c, mp4 in zip(kept, mp4s, strict=True)}
