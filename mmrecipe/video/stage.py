@@ -32,7 +32,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmrecipe.audio.transcribed_audio import SEGMENT_TYPE
 from mmrecipe.audio.transcription import TranscriberSettings
 from mmrecipe.conservation import Conservation
 from mmrecipe.crawl_index import RAW_CRAWL, read_records
@@ -52,7 +51,6 @@ from mmrecipe.images.phash_index import decide
 from mmrecipe.images.webdataset import ShardWriter
 from mmrecipe.stage_output import (
     PROVENANCE_COLUMNS,
-    PROVENANCE_FIELDS,
     REJECTS,
     SIDE,
     STAGING,
@@ -70,6 +68,7 @@ from mmrecipe.video.clip_analysis import ClipSettings, Scorer
 from mmrecipe.video.clip_encoding import ClipEncoding
 from mmrecipe.video.shots import DETECTOR
 from mmrecipe.video.video_shards import (
+    CLIP_SCHEMA,
     DECISION_SCHEMA,
     AnalysedShard,
     PublishVideoShard,
@@ -88,38 +87,6 @@ ASSET = clip_index.ASSET
 CODE_VERSION = "2"  # 2: shard passes, payloads streamed from the WARC
 NSFW_THRESHOLD_KEY = b"mmrecipe.nsfw_threshold"  # in the kept table's schema: what the NSFW check holds it to
 CLIP_REASONS = ("clip_too_short", "static_clip", "nsfw", "near_duplicate", "exact_duplicate")
-CLIP_SCHEMA = pa.schema(
-    [
-        *PROVENANCE_FIELDS,
-        pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("clip_index", pa.int32(), nullable=False),
-        pa.field("url", pa.string()),
-        pa.field("page_url", pa.string()),
-        pa.field("container", pa.string(), nullable=False),
-        pa.field("codec", pa.string(), nullable=False),
-        pa.field("width", pa.int32(), nullable=False),
-        pa.field("height", pa.int32(), nullable=False),
-        pa.field("fps", pa.float64(), nullable=False),
-        pa.field("start_s", pa.float64(), nullable=False),
-        pa.field("end_s", pa.float64(), nullable=False),
-        pa.field("duration_s", pa.float64(), nullable=False),
-        pa.field("detector", pa.string(), nullable=False),
-        pa.field("keyframe_times", pa.list_(pa.float64()), nullable=False),
-        pa.field("keyframe_phashes", pa.list_(pa.int64()), nullable=False),
-        pa.field("phash", pa.int64(), nullable=False),  # the middle keyframe's; uint64 bits as int64
-        pa.field("motion", pa.float64(), nullable=False),
-        pa.field("nsfw_score", pa.float32()),
-        pa.field("transcript", pa.string(), nullable=False),
-        pa.field("segments", pa.list_(SEGMENT_TYPE)),  # times in the source video
-        pa.field("transcript_status", pa.string(), nullable=False),
-        pa.field("caption", pa.string(), nullable=False),
-        pa.field("caption_source", pa.string(), nullable=False),  # track, title, aria_label, surrounding_text, none
-        pa.field("dedup_cluster", pa.string(), nullable=False),
-        pa.field("sha256", pa.string(), nullable=False),  # of the source payload
-        pa.field("clip_sha256", pa.string(), nullable=False),  # of the re-encoded MP4 in the shards
-        pa.field("keyframe_jpeg", pa.binary(), nullable=False),
-    ]
-)
 
 
 @dataclass(frozen=True)

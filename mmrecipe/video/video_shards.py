@@ -30,9 +30,10 @@ import pyarrow as pa
 from mmrecipe.audio.transcribed_audio import SEGMENT_TYPE
 from mmrecipe.audio.transcription import Transcriber, TranscriberSettings
 from mmrecipe.engine import WORKER_CRASHED, Shard, ShardOutput, StepStats, read_shard, worker_cached
+from mmrecipe.images.analysed_images import CaptionedShard
 from mmrecipe.images.phash_index import Candidate
 from mmrecipe.opt_out import OPT_OUT_REASON, opts_out_of_images, robots_directives
-from mmrecipe.stage_output import PROVENANCE_COLUMNS
+from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS
 from mmrecipe.storage import Storage
 from mmrecipe.video.captions import Cue, VideoCaption, VideoRef, scan_page
 from mmrecipe.video.clip_analysis import Clip, Scorer, analyse_video
@@ -44,34 +45,58 @@ from mmrecipe.warc_index import RecordReader, normalize_uri
 
 INPUT_COLUMNS = [*PROVENANCE_COLUMNS, "warc_length", "target_uri", "payload_sha256"]
 ANALYSED = "analysed"  # a record's outcome when it has clips (rows in the clips table)
+CLIP_SCHEMA = pa.schema(
+    [
+        *PROVENANCE_FIELDS,
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("clip_index", pa.int32(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("page_url", pa.string()),
+        pa.field("container", pa.string(), nullable=False),
+        pa.field("codec", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("fps", pa.float64(), nullable=False),
+        pa.field("start_s", pa.float64(), nullable=False),
+        pa.field("end_s", pa.float64(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("detector", pa.string(), nullable=False),
+        pa.field("keyframe_times", pa.list_(pa.float64()), nullable=False),
+        pa.field("keyframe_phashes", pa.list_(pa.int64()), nullable=False),
+        pa.field("phash", pa.int64(), nullable=False),  # the middle keyframe's; uint64 bits as int64
+        pa.field("motion", pa.float64(), nullable=False),
+        pa.field("nsfw_score", pa.float32()),
+        pa.field("transcript", pa.string(), nullable=False),
+        pa.field("segments", pa.list_(SEGMENT_TYPE)),  # times in the source video
+        pa.field("transcript_status", pa.string(), nullable=False),
+        pa.field("caption", pa.string(), nullable=False),
+        pa.field("caption_source", pa.string(), nullable=False),  # track, title, aria_label, surrounding_text, none
+        pa.field("dedup_cluster", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),  # of the source payload
+        pa.field("clip_sha256", pa.string(), nullable=False),  # of the re-encoded MP4 in the shards
+        pa.field("keyframe_jpeg", pa.binary(), nullable=False),
+    ]
+)
+
+
 RECORD_SCHEMA = pa.schema(
     [
         pa.field("pos", pa.int64(), nullable=False),
         pa.field("outcome", pa.string(), nullable=False),  # analysed, dropped or rejected
         pa.field("reason", pa.string()),
         pa.field("detail", pa.string()),
-        pa.field("container", pa.string()),
-        pa.field("codec", pa.string()),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("fps", pa.float64()),
+        *(CLIP_SCHEMA.field(n).with_nullable(True) for n in ("container", "codec", "width", "height", "fps")),
     ]
 )
+_CLIP_FEATURES = ("keyframe_times", "keyframe_phashes", "phash", "keyframe_jpeg", "motion", "nsfw_score", "transcript",
+                  "segments", "transcript_status")  # fmt: skip
 CLIP_ROW_SCHEMA = pa.schema(
     [
         pa.field("pos", pa.int64(), nullable=False),
         pa.field("clip_index", pa.int32(), nullable=False),
         pa.field("start", pa.float64(), nullable=False),
         pa.field("end", pa.float64(), nullable=False),
-        pa.field("keyframe_times", pa.list_(pa.float64()), nullable=False),
-        pa.field("keyframe_phashes", pa.list_(pa.int64()), nullable=False),
-        pa.field("phash", pa.int64(), nullable=False),
-        pa.field("keyframe_jpeg", pa.binary(), nullable=False),
-        pa.field("motion", pa.float64(), nullable=False),
-        pa.field("nsfw_score", pa.float32()),
-        pa.field("transcript", pa.string(), nullable=False),
-        pa.field("segments", pa.list_(SEGMENT_TYPE)),
-        pa.field("transcript_status", pa.string(), nullable=False),
+        *(CLIP_SCHEMA.field(n) for n in _CLIP_FEATURES),
         pa.field("reason", pa.string()),  # a clip filter's drop (null: a dedup candidate)
         pa.field("detail", pa.string()),
     ]
@@ -138,14 +163,8 @@ class VideoPass:
 
 
 @dataclass(frozen=True)
-class VideoShard(Shard):
+class VideoShard(CaptionedShard):
     """A shard of video records, with the folder where its passes stage their parts and its captions."""
-
-    staging: str = ""
-
-    @property
-    def folder(self) -> str:
-        return f"{self.staging}/{self.span}"
 
     @property
     def captions_uri(self) -> str:
@@ -206,10 +225,8 @@ def _clip_policy(clip: Clip, cfg: Any) -> tuple[str, str] | None:
 
 
 def _clip_row(pos: int, clip: Clip, why: tuple[str, str] | None) -> dict[str, Any]:
-    keys = ("keyframe_times", "keyframe_phashes", "motion", "nsfw_score", "transcript", "segments",
-            "transcript_status")  # fmt: skip
-    row = {k: getattr(clip, k) for k in keys} | {"pos": pos, "clip_index": clip.index, "start": clip.start}
-    row |= {"end": clip.end, "phash": clip.phash, "keyframe_jpeg": clip.keyframe_jpeg}
+    row = {k: getattr(clip, k) for k in _CLIP_FEATURES} | {"pos": pos, "clip_index": clip.index, "start": clip.start}
+    row["end"] = clip.end
     return row | {"reason": why[0] if why else None, "detail": why[1] if why else None}
 
 
@@ -393,8 +410,7 @@ def _kept_row(
         "end_s": c["end"],
         "duration_s": round(c["end"] - c["start"], 4),
         "detector": DETECTOR,
-        **{k: c[k] for k in ("keyframe_times", "keyframe_phashes", "phash", "motion", "nsfw_score")},
-        **{k: c[k] for k in ("transcript", "segments", "transcript_status")},
+        **{k: c[k] for k in _CLIP_FEATURES if k != "keyframe_jpeg"},
         "caption": caption,
         "caption_source": source,
         "dedup_cluster": d["cluster"],
