@@ -8,7 +8,8 @@
   `imagehash.phash` on every 12th frame (about 2 frames/s, the stage's keyframe rate).
 
 Per core: CPU seconds (`time.process_time`, every thread of the process), so decoder threads do not flatter it.
-Peak RSS: each path on each video runs in a fresh subprocess that reports its own `ru_maxrss`. The moviepy 2.2.1
+Peak RSS: each path on each video runs in a fresh subprocess that reports its own peak (`VmHWM`; `ru_maxrss`
+would report the benchmark's own peak, inherited across fork and exec). The moviepy 2.2.1
 sdist's Big Buck Bunny (`docs/_static/medias/getting_started/moviepy_10_minutes/trailer_bbb.mp4`) is a 55 s 720p
 trailer (the folder is the "MoviePy in 10 minutes" tutorial); `--loop 11` also runs the stage on it played 11
 times in a row (10.1 min, re-timed packets) to show RSS flat in video length.
@@ -17,7 +18,6 @@ times in a row (10.1 min, re-timed packets) to show RSS flat in video length.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -49,10 +49,10 @@ def warc_of(video: Path) -> Path:
     payload = video.read_bytes()
     http = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: %d\r\n\r\n" % len(payload)
     head = (
-        "WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: http://bench.example/%s\r\n"
+        f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: http://bench.example/{video.name}\r\n"
         "WARC-Record-ID: <urn:uuid:00000000-0000-0000-0000-000000000000>\r\nWARC-Date: 2026-12-03T00:00:00Z\r\n"
-        "Content-Type: application/http; msgtype=response\r\nContent-Length: %d\r\n\r\n"
-    ) % (video.name, len(http) + len(payload))
+        f"Content-Type: application/http; msgtype=response\r\nContent-Length: {len(http) + len(payload)}\r\n\r\n"
+    )
     with gzip.open(warc, "wb", compresslevel=1) as f:
         f.write(head.encode() + http)
         f.write(payload)
@@ -95,7 +95,13 @@ def measure(path: str, video: str) -> dict[str, float]:
     cpu, wall = time.process_time(), time.perf_counter()
     out = (stage_path if path == "stage" else baseline_path)(Path(video))
     out |= {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
-    return out | {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return out | {"peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM, which starts afresh at exec (`ru_maxrss` keeps the forking parent's peak)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
 
 
 def sample_files(folder: Path) -> list[Path]:
