@@ -8,7 +8,8 @@
   `imagehash.phash` on every 12th frame (about 2 frames/s, the stage's keyframe rate).
 
 Per core: CPU seconds (`time.process_time`, every thread of the process), so decoder threads do not flatter it.
-Peak RSS: each path on each video runs in a fresh subprocess that reports its own `ru_maxrss`. The moviepy 2.2.1
+Peak RSS: each path on each video runs in a fresh subprocess that reports its own peak (`VmHWM`; `ru_maxrss`
+would report the benchmark's own peak, inherited across fork and exec). The moviepy 2.2.1
 sdist's Big Buck Bunny (`docs/_static/medias/getting_started/moviepy_10_minutes/trailer_bbb.mp4`) is a 55 s 720p
 trailer (the folder is the "MoviePy in 10 minutes" tutorial); `--loop 11` also runs the stage on it played 11
 times in a row (10.1 min, re-timed packets) to show RSS flat in video length.
@@ -17,7 +18,6 @@ times in a row (10.1 min, re-timed packets) to show RSS flat in video length.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -27,17 +27,43 @@ ROOT = Path(__file__).resolve().parents[1]
 NTH_FRAME = 12
 
 
-def stage_path(payload: bytes) -> dict[str, float]:
+def stage_path(warc: Path) -> dict[str, float]:
+    """The stage's path over one video record: payload streamed from the WARC into a scratch file, then analysed."""
+    from mmrecipe.storage import Storage
     from mmrecipe.video.clip_analysis import ClipSettings, analyse_video
     from mmrecipe.video.decoding import VideoLimits
+    from mmrecipe.video.payload import VideoRecord
 
     limits = VideoLimits(max_bytes=1 << 31, max_duration_s=4 * 3600, max_frames=10**6)
-    analysis = analyse_video(payload, ClipSettings(limits=limits))
+    storage = Storage(str(warc.parent), scratch=str(warc.parent / "scratch"))
+    with VideoRecord(storage, str(warc), 0, warc.stat().st_size) as rec:
+        analysis = analyse_video(rec.spool(limits.max_bytes).path, ClipSettings(limits=limits))
     return {"clips": len(analysis.clips), "seconds": analysis.duration_s}
 
 
-def baseline_path(payload: bytes) -> dict[str, float]:
+def warc_of(video: Path) -> Path:
+    """`video` as the one HTTP response record of a gzipped WARC file beside it (the stage reads records)."""
+    import gzip
+
+    warc = video.with_name(video.name + ".warc.gz")
+    payload = video.read_bytes()
+    http = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: %d\r\n\r\n" % len(payload)
+    head = (
+        f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: http://bench.example/{video.name}\r\n"
+        "WARC-Record-ID: <urn:uuid:00000000-0000-0000-0000-000000000000>\r\nWARC-Date: 2026-12-03T00:00:00Z\r\n"
+        f"Content-Type: application/http; msgtype=response\r\nContent-Length: {len(http) + len(payload)}\r\n\r\n"
+    )
+    with gzip.open(warc, "wb", compresslevel=1) as f:
+        f.write(head.encode() + http)
+        f.write(payload)
+        f.write(b"\r\n\r\n")
+    return warc
+
+
+def baseline_path(video: Path) -> dict[str, float]:
     import io
+
+    payload = video.read_bytes()
 
     import av
     import imagehash
@@ -59,17 +85,23 @@ def baseline_path(payload: bytes) -> dict[str, float]:
 
 
 def measure(path: str, video: str) -> dict[str, float]:
-    """One path over one video file, in this process: clips, video seconds, CPU and wall seconds, peak RSS."""
-    payload = Path(video).read_bytes()
+    """One path over one video file (the stage's: a WARC holding it), in this process: clips, video seconds, CPU
+    and wall seconds, peak RSS."""
     import imagehash  # noqa: F401 (imports are not the path's cost)
     import scenedetect.detectors  # noqa: F401
 
     import mmrecipe.video.clip_analysis  # noqa: F401
 
     cpu, wall = time.process_time(), time.perf_counter()
-    out = (stage_path if path == "stage" else baseline_path)(payload)
+    out = (stage_path if path == "stage" else baseline_path)(Path(video))
     out |= {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
-    return out | {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return out | {"peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM, which starts afresh at exec (`ru_maxrss` keeps the forking parent's peak)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
 
 
 def sample_files(folder: Path) -> list[Path]:
@@ -116,7 +148,7 @@ def main() -> None:
     rows = []
     for video in videos + long:
         for path in ("stage", "baseline") if video not in long else ("stage",):
-            cmd = [sys.executable, __file__, "--one", path, str(video)]
+            cmd = [sys.executable, __file__, "--one", path, str(warc_of(video) if path == "stage" else video)]
             result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
             rows.append((video.name, path, result))
     print("| video | path | video s | clips | CPU s | clips/s/core | RTF (CPU s / video s) | wall s | peak RSS MB |")

@@ -10,6 +10,7 @@ import dagster as dg
 from data_assets.jobs import STEP_RETRY_POLICY
 from data_assets.stage_metadata import column_schema, histogram_md, stage_metadata
 from mmrecipe.images.image_filters import NsfwScorer
+from mmrecipe.settings import Settings
 from mmrecipe.stage_output import read_stage_table
 from mmrecipe.video import clip_index
 from mmrecipe.video.clip_analysis import ClipSettings
@@ -26,7 +27,8 @@ from mmrecipe.video.stage import (
 )
 from partitions import drops_partitions
 from resources import LakeResource
-from resources.pod_resources import pod_resources
+from resources.engine import EngineResource
+from resources.pod_resources import pod_resources, ray_task_resources
 from resources.transcriber import TranscriberResource
 
 MIN_CAPTION_COVERAGE = 0.5
@@ -75,11 +77,18 @@ class VideoClipsConfig(dg.Config):
     metadata={"dagster/column_schema": column_schema(CLIP_SCHEMA), "detector": DETECTOR},
 )
 def video_clips(
-    context: dg.AssetExecutionContext, config: VideoClipsConfig, lake: LakeResource, transcriber: TranscriberResource
+    context: dg.AssetExecutionContext,
+    config: VideoClipsConfig,
+    lake: LakeResource,
+    transcriber: TranscriberResource,
+    engine: EngineResource,
+    settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Video clips of a drop: one row per kept shot, with keyframes, pHash, motion, NSFW, transcript and caption."""
     drop, storage = context.partition_key, lake.storage()
-    result = run_video_stage(storage, drop, config.stage_config(), NsfwScorer, transcriber.transcriber())
+    analyse_engine = engine.engine(**ray_task_resources(ASSET, settings))  # the GPU pass: NSFW and ASR
+    result = run_video_stage(storage, drop, config.stage_config(), NsfwScorer, transcriber.settings(),
+                             engine.engine(), engine.shard_bytes, analyse_engine)  # fmt: skip
     report = result.report
     if report.stale_drops:
         context.log.warning(f"video dedup of drops {report.stale_drops} is stale: stale_video_drops re-runs them")
@@ -103,6 +112,7 @@ def video_clips(
         "index_path": dg.MetadataValue.path(clip_index.index_uri(storage, drop)),
         "index_digest": report.digest,
         "stale_drops": dg.MetadataValue.json(report.stale_drops),
+        **result.run.metadata(),
     }
     preview = ["url", "clip_index", "start_s", "end_s", "motion", "caption_source", "caption", "transcript"]
     return dg.MaterializeResult(metadata=stage_metadata(result.output, preview, extra))

@@ -69,11 +69,14 @@ RAY_TASK_SIZES: dict[str, RayTaskSize] = {
     "filtered_text": RayTaskSize(1),
     "deduped_images": RayTaskSize(1, gpus=0.25),  # NSFW scoring: four shards share a GPU
     "transcribed_audio": RayTaskSize(1, gpus=0.5),  # ASR: Whisper tiny in float16 fits twice on one GPU
+    "video_clips": RayTaskSize(1, gpus=0.25),  # its analysis pass: NSFW scoring and ASR of the clips
     "eval_results": RayTaskSize(2, gpus=1),  # proxy training takes a whole GPU
 }
 DEFAULT_RAY_TASK = RayTaskSize(1)
 # drop stages whose shards run as Ray tasks under MMRECIPE_ENGINE=ray; their step pods are then drivers
-RAY_DROP_STAGES = frozenset({"raw_crawl", "extracted_text", "filtered_text", "deduped_images", "transcribed_audio"})
+RAY_DROP_STAGES = frozenset(
+    {"raw_crawl", "extracted_text", "filtered_text", "deduped_images", "transcribed_audio", "video_clips"}
+)
 DRIVER_SIZE = PodSize("500m", "2Gi", "1", "4Gi", scratch="10Gi")  # plans, submits and publishes; holds no records
 
 

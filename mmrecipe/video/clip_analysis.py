@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,7 +25,7 @@ from mmrecipe.audio.transcript_filters import text_language, transcript_verdict
 from mmrecipe.audio.transcript_postprocessing import redact_row
 from mmrecipe.audio.transcription import Transcriber, Transcription, weighted_language
 from mmrecipe.images.phash import phash_batch, reduced_phash_input, to_int64
-from mmrecipe.video.decoding import VideoInfo, VideoLimits, iter_frames, open_video
+from mmrecipe.video.decoding import VideoInfo, VideoLimits, iter_frames, open_video, payload_size
 from mmrecipe.video.shots import ContentShots, ShotSettings, clip_spans
 
 AUDIO_RATE = 16_000
@@ -115,12 +116,12 @@ def _grey_small(rgb: np.ndarray) -> np.ndarray:
 
 
 def analyse_video(
-    payload: bytes,
+    payload: bytes | str,
     settings: ClipSettings = ClipSettings(),
     scorer: Scorer | None = None,
     transcriber: Transcriber | None = None,
 ) -> VideoAnalysis:
-    """The clips of one video payload with their features (raises `VideoRejected` for bad input)."""
+    """The clips of one video payload (bytes, or a file's path) with their features (`VideoRejected` if bad)."""
     started = time.perf_counter()
     container, info = open_video(payload, settings.limits)
     shots = ContentShots(info.fps, settings.shots)
@@ -129,7 +130,7 @@ def analyse_video(
     prev: np.ndarray | None = None
     next_key, last_time, n = 0.0, 0.0, 0
     with container:
-        for frame in iter_frames(container, info, settings.analysis_side, len(payload), settings.limits):
+        for frame in iter_frames(container, info, settings.analysis_side, payload_size(payload), settings.limits):
             shots.push(frame.index, frame.time, frame.rgb)
             grey = _grey_small(frame.rgb)
             if prev is not None:
@@ -208,7 +209,7 @@ def _clip(
     )
 
 
-def transcribe_clips(payload: bytes, clips: list[Clip], transcriber: Transcriber, settings: ClipSettings) -> None:
+def transcribe_clips(payload: bytes | str, clips: list[Clip], transcriber: Transcriber, settings: ClipSettings) -> None:
     """The video's audio track through VAD, Whisper, the transcript filters and PII redaction, clip by clip.
 
     VAD runs once over the whole track; each clip's speech (the regions cut at its span) is its own Whisper
@@ -219,7 +220,7 @@ def transcribe_clips(payload: bytes, clips: list[Clip], transcriber: Transcriber
     audio_settings = settings.audio
     limits = DecodeLimits(min_duration_s=0.0, max_duration_s=audio_settings.limits.max_duration_s)
     try:
-        audio = decode_audio(payload, limits)
+        audio = decode_audio(payload if isinstance(payload, bytes) else Path(payload).read_bytes(), limits)
     except AudioRejected as e:
         _set_status(clips, f"audio_{e.reason}")
         return

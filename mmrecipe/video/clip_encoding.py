@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
+from av.video.reformatter import VideoReformatter
 
-from mmrecipe.video.decoding import VideoLimits, iter_frames, open_video
+from mmrecipe.video.decoding import VideoLimits, iter_frames, open_video, payload_size
 
 
 @dataclass(frozen=True)
@@ -53,20 +54,21 @@ class _ClipWriter:
 
 
 def encode_clips(
-    payload: bytes, spans: Sequence[tuple[float, float]], encoding: ClipEncoding, limits: VideoLimits
+    payload: bytes | str, spans: Sequence[tuple[float, float]], encoding: ClipEncoding, limits: VideoLimits
 ) -> list[bytes]:
-    """The MP4 bytes of each [start, end) span of a video payload, in one decode (raises VideoRejected)."""
+    """The MP4 bytes of each [start, end) span of a video payload (bytes or a file's path), in one decode."""
     container, info = open_video(payload, limits)
     rate = Fraction(info.fps).limit_denominator(1001)
     writers: dict[int, _ClipWriter] = {}
+    to_yuv = VideoReformatter()
     done: dict[int, bytes] = {}
     with container:
-        for frame in iter_frames(container, info, encoding.max_side, len(payload), limits):
+        for frame in iter_frames(container, info, encoding.max_side, payload_size(payload), limits):
             for i, (start, end) in enumerate(spans):
                 if start - 1e-6 <= frame.time < end - 1e-6:
                     height, width = frame.rgb.shape[:2]
                     writer = writers.setdefault(i, _ClipWriter(encoding, rate, width, height))
-                    vf = av.VideoFrame.from_ndarray(frame.rgb, format="rgb24").reformat(format="yuv420p")
+                    vf = to_yuv.reformat(av.VideoFrame.from_ndarray(frame.rgb, format="rgb24"), format="yuv420p")
                     writer.add(vf)
                 elif frame.time >= end - 1e-6 and i in writers:
                     done[i] = writers.pop(i).close()

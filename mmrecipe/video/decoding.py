@@ -18,13 +18,16 @@ A truncated MPEG-PS stream cut at a pack boundary is a valid shorter stream: it 
 from __future__ import annotations
 
 import io
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import BinaryIO
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from mmrecipe.audio.decoding import declared_duration_s
 
@@ -32,6 +35,10 @@ from mmrecipe.audio.decoding import declared_duration_s
 DECODE_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, ValueError, OSError, EOFError, IndexError)
 DEFAULT_CODECS = "h264,hevc,vp8,vp9,av1,mpeg1video,mpeg2video,mpeg4,theora,mjpeg"
 MAX_PLAUSIBLE_FPS = 120
+# Per core: one scaling context per stream, FFmpeg's fast bilinear scaler, and no decoder threads (the engine
+# runs a worker process per core; frame threads only add CPU). See benchmarks/video_stage_results.md.
+INTERPOLATION = "FAST_BILINEAR"
+THREAD_TYPE = "NONE"
 TRUNCATION_TAIL = 0.02  # decoding that stops within the last 2% of the bytes, short of the duration: truncated
 
 
@@ -79,45 +86,61 @@ class Frame:
     rgb: np.ndarray
 
 
-def _mp4_truncated(data: bytes) -> str | None:
-    """Where an ISO-BMFF (MP4/MOV) payload's top-level boxes run past its end, if they do."""
+def _mp4_truncated(f: BinaryIO, size: int) -> str | None:
+    """Where an ISO-BMFF (MP4/MOV) file's top-level boxes run past its end, if they do."""
     pos = 0
-    while pos + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if size == 1 and pos + 16 <= len(data):
-            size = struct.unpack(">Q", data[pos + 8 : pos + 16])[0]
-        if size == 0:  # the last box runs to the end of the file
+    while pos + 8 <= size:
+        f.seek(pos)
+        head = f.read(16)
+        box, kind = struct.unpack(">I4s", head[:8])
+        if box == 1 and len(head) == 16:
+            box = struct.unpack(">Q", head[8:16])[0]
+        if box == 0:  # the last box runs to the end of the file
             return None
-        if size < 8:
+        if box < 8:
             return None  # not a box chain we understand: let FFmpeg judge
-        if pos + size > len(data):
-            return f"MP4 box {kind.decode('latin-1')!r} at byte {pos} declares {size} bytes, {len(data) - pos} remain"
-        pos += size
+        if pos + box > size:
+            return f"MP4 box {kind.decode('latin-1')!r} at byte {pos} declares {box} bytes, {size - pos} remain"
+        pos += box
     return None
 
 
-def _container_truncated(data: bytes) -> str | None:
+def _container_truncated(f: BinaryIO, size: int) -> str | None:
     """A byte-level truncation finding for containers that declare their own length (MP4/MOV, AVI)."""
-    if data[4:8] == b"ftyp":
-        return _mp4_truncated(data)
-    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
-        declared = struct.unpack("<I", data[4:8])[0] + 8
-        if declared > len(data):
-            return f"AVI RIFF chunk declares {declared} bytes, the payload has {len(data)}"
+    f.seek(0)
+    head = f.read(12)
+    if head[4:8] == b"ftyp":
+        return _mp4_truncated(f, size)
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        declared = struct.unpack("<I", head[4:8])[0] + 8
+        if declared > size:
+            return f"AVI RIFF chunk declares {declared} bytes, the payload has {size}"
     return None
 
 
-def open_video(payload: bytes, limits: VideoLimits = VideoLimits()) -> tuple[av.container.InputContainer, VideoInfo]:
-    """The opened container and its declared facts, once every header-level limit passed (else VideoRejected)."""
-    if not payload:
+def payload_size(payload: bytes | str) -> int:
+    """The byte count of a payload given as bytes or as the path of a file holding it."""
+    return len(payload) if isinstance(payload, bytes) else os.path.getsize(payload)
+
+
+def open_video(
+    payload: bytes | str, limits: VideoLimits = VideoLimits()
+) -> tuple[av.container.InputContainer, VideoInfo]:
+    """The opened container and its declared facts, once every header-level limit passed (else VideoRejected).
+
+    `payload` is the bytes, or the path of a local file holding them (`payload.VideoRecord.spool`): a file is
+    read by FFmpeg as it decodes, so memory does not grow with the video's length."""
+    size = payload_size(payload)
+    if not size:
         raise VideoRejected("empty_video", "the HTTP response body is 0 bytes")
-    if len(payload) > limits.max_bytes:
-        raise VideoRejected("video_too_large", f"{len(payload)} bytes > limit {limits.max_bytes}")
-    truncated = _container_truncated(payload)
+    if size > limits.max_bytes:
+        raise VideoRejected("video_too_large", f"{size} bytes > limit {limits.max_bytes}")
+    with io.BytesIO(payload) if isinstance(payload, bytes) else open(payload, "rb") as f:
+        truncated = _container_truncated(f, size)
     if truncated:
         raise VideoRejected("truncated_video", truncated)
     try:
-        container = av.open(io.BytesIO(payload), mode="r")
+        container = av.open(io.BytesIO(payload) if isinstance(payload, bytes) else payload, mode="r")
     except DECODE_ERRORS as e:
         raise VideoRejected("corrupt_video", f"the container cannot be parsed: {type(e).__name__}: {e}") from None
     try:
@@ -167,8 +190,9 @@ def iter_frames(
 ) -> Iterator[Frame]:
     """Every frame of the first video stream as RGB scaled to `side`, checked against the limits as it decodes."""
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    stream.thread_type = THREAD_TYPE
     width, height = scaled_size(info.width, info.height, side)
+    scaler = VideoReformatter()  # one scaling context for the stream (`to_ndarray(width=...)` builds one per frame)
     packets = bad = index = 0
     last_pos, last_time = 0, 0.0
     try:
@@ -191,7 +215,7 @@ def iter_frames(
                     long = index / info.fps > limits.max_duration_s
                     detail = f"a frame at {time:.1f} s (> {limits.max_duration_s:g} s) after {index} frames"
                     raise VideoRejected("video_too_long" if long else "corrupt_video", detail)
-                rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+                rgb = scaler.reformat(frame, width, height, "rgb24", interpolation=INTERPOLATION).to_ndarray()
                 last_time = time
                 yield Frame(index, time, rgb)
                 index += 1

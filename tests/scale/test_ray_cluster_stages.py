@@ -20,7 +20,7 @@ from tests.scale.ray_cluster import RayCluster
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 DROPS = sorted(p.name for p in SAMPLE_DROPS.iterdir() if p.is_dir())
 # the drop stages whose drivers submit their shards to the configured engine (the others run theirs in the step)
-ENGINE_STAGES = ("filtered_text", "extracted_text")
+ENGINE_STAGES = ("filtered_text", "extracted_text", "video_clips")  # video: its page scans (no videos here)
 SHARD_BYTES = 100_000  # several shards per drop (the default 64 MiB makes one), so both worker nodes get some
 
 
@@ -53,7 +53,14 @@ def test_sample_drops_through_every_drop_stage_on_the_cluster_match_the_local_en
     on_ray, shards = _ingest_drops(monkeypatch, home, MMRECIPE_ENGINE="ray", RAY_ADDRESS=ray_cluster.address)
 
     stages = {path.split("/")[0] for path in local}
-    assert {"raw_crawl", "filtered_text", "extracted_text", "deduped_images", "transcribed_audio"} <= stages
+    assert {
+        "raw_crawl",
+        "filtered_text",
+        "extracted_text",
+        "deduped_images",
+        "transcribed_audio",
+        "video_clips",
+    } <= stages
     assert sorted(on_ray) == sorted(local) == sorted(f"{s}/commits/{d}.json" for s in stages for d in DROPS)
     assert on_ray == local  # every committed part of every stage and drop, byte for byte
 

@@ -6,7 +6,7 @@ from mmrecipe.settings import Settings
 from resources.pod_resources import POD_SIZES, RAY_TASK_SIZES, ray_task_resources, stage_device
 from tests.scale.ray_cluster import RayCluster
 
-GPU_STAGES = ("deduped_images", "transcribed_audio", "eval_results")  # NSFW scoring, ASR, proxy training
+GPU_STAGES = ("deduped_images", "transcribed_audio", "video_clips", "eval_results")  # NSFW, ASR, proxy training
 
 
 def _settings(**env: str) -> Settings:
@@ -21,6 +21,7 @@ def _settings(**env: str) -> Settings:
         ({}, "transcribed_audio", {"num_cpus": 1.0, "num_gpus": 0.0}),  # embedded default: no GPU anywhere
         ({"MMRECIPE_EXECUTOR": "k8s"}, "transcribed_audio", {"num_cpus": 1.0, "num_gpus": 0.5}),
         ({"MMRECIPE_EXECUTOR": "k8s"}, "deduped_images", {"num_cpus": 1.0, "num_gpus": 0.25}),
+        ({"MMRECIPE_EXECUTOR": "k8s"}, "video_clips", {"num_cpus": 1.0, "num_gpus": 0.25}),  # NSFW and ASR
         ({"MMRECIPE_EXECUTOR": "k8s"}, "eval_results", {"num_cpus": 2.0, "num_gpus": 1.0}),
         ({"MMRECIPE_EXECUTOR": "k8s"}, "extracted_text", {"num_cpus": 1.0, "num_gpus": 0.0}),  # a CPU stage
         ({"MMRECIPE_EXECUTOR": "k8s", "MMRECIPE_GPU": "off"}, "transcribed_audio", {"num_cpus": 1.0, "num_gpus": 0.0}),

@@ -1,4 +1,4 @@
-"""deduped_images and transcribed_audio on every engine: inline, 2 worker processes, and a single-node Ray."""
+"""deduped_images, transcribed_audio and video_clips on every engine: inline, 2 worker processes, a single-node Ray."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,11 +7,14 @@ import pytest
 
 from mmrecipe.audio.audio_shards import run_audio_stage
 from mmrecipe.crawl_index import index_drop
+from mmrecipe.drops import verify_drop
 from mmrecipe.engine import Engine, LocalEngine, RayEngine
 from mmrecipe.stage_output import REJECTS, committed_parts
 from mmrecipe.storage import Storage
+from mmrecipe.video.stage import run_video_stage, video_conservation
 from tests.unit.test_audio_stage import ASR, CASES, HOST, SETTINGS
 from tests.unit.test_images_stage import EXPECTED_A, _files, _run_drops, outcomes
+from tests.video_samples import PLANTED, VIDEO_DROPS
 from tests.warc_fixtures import HttpResponse, warc_bytes
 
 pytestmark = pytest.mark.slow  # process pools and a Ray node: ~1 min
@@ -52,4 +55,22 @@ def test_audio_is_byte_identical_on_every_engine(tmp_path: Path, ray_engine: Ray
         assert (run.run.output.counts.kept, run.run.output.counts.dropped) == (2, {"too_little_speech": 2})
         parts = [u for t in ("data", REJECTS) for u in committed_parts(lake, "transcribed_audio", "d1", t)]
         published[name] = {u.removeprefix(lake.root): lake.read_bytes(u) for u in parts}
+    assert published["inline"] == published["2 processes"] == published["ray"]
+
+
+def test_video_is_byte_identical_on_every_engine(tmp_path: Path, ray_engine: RayEngine) -> None:
+    """Both video drops, one record per shard: tables, commits, clip MP4s, WebDataset shards and the clip index."""
+    source, published = Storage(str(VIDEO_DROPS)), {}
+    for name, engine in _engines(ray_engine).items():
+        lake = Storage(str(tmp_path / name), scratch=str(tmp_path / f"{name}-scratch"))
+        for drop in PLANTED["drops"]:
+            index_drop(source, lake, drop, verify_drop(source, drop).warc_files)
+            result = run_video_stage(lake, drop, engine=engine, shard_bytes=1)
+            assert result.run.shards_total == result.report.records  # one video record per shard
+            assert video_conservation(lake, drop).passed
+        assert result.output.counts.dropped["near_duplicate"] == 5  # video-b's re-encoded copy, across drops
+        published[name] = {
+            u.removeprefix(lake.root): lake.read_bytes(u) for u in lake.list_files(lake.uri("video_clips"))
+        }
+    assert any("/side/video-a/clip_mp4-00001.parquet" in k for k in published["ray"])
     assert published["inline"] == published["2 processes"] == published["ray"]

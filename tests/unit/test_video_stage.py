@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from mmrecipe.audio.transcription import Transcriber, TranscriberSettings, default_model_dir
+from mmrecipe.audio.transcription import TranscriberSettings, default_model_dir
 from mmrecipe.crawl_index import index_drop
 from mmrecipe.drops import verify_drop
 from mmrecipe.images.image_filters import NsfwScorer
@@ -49,7 +49,7 @@ def url_of(name: str) -> str:
 
 @pytest.mark.slow  # Whisper over the launch video
 def test_the_countdown_clip_is_transcribed(lake: Storage) -> None:
-    asr = Transcriber(TranscriberSettings(model_dir=default_model_dir()))
+    asr = TranscriberSettings(model_dir=default_model_dir())
     run_video_stage(lake, "video-a", VideoStageConfig(), NsfwScorer, asr)
     first, second = [r for r in outcomes(lake, "video-a")[0] if r["url"] == url_of("oa4_launch.webm")]
     assert (first["transcript_status"], second["transcript_status"]) == ("kept", "kept")
@@ -62,7 +62,7 @@ def test_the_countdown_clip_is_transcribed(lake: Storage) -> None:
 
 @pytest.mark.slow  # NudeNet and Whisper over ~28 s of real video
 def test_sample_drops_end_to_end(lake: Storage) -> None:
-    scorer, asr = NsfwScorer, Transcriber(TranscriberSettings(model_dir=default_model_dir()))
+    scorer, asr = NsfwScorer, TranscriberSettings(model_dir=default_model_dir())
     a = run_video_stage(lake, "video-a", VideoStageConfig(), scorer, asr)
     b = run_video_stage(lake, "video-b", VideoStageConfig(), scorer, asr)
     assert a.output.counts.as_metadata() == {
