@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from mmrecipe.engine import WORKER_CRASHED, Shard, StepStats, read_shard, worker_cached
+from mmrecipe.html_pages import scan_pages
 from mmrecipe.images import phash_index
 from mmrecipe.images.captions import Caption, ImageRef, scan_page
 from mmrecipe.images.decoding import ImageRejected, NormalizedImage
@@ -83,22 +84,7 @@ PageScan = tuple[bool, list[ImageRef]] | None  # one HTML page: (opts out?, its 
 
 def caption_pass(lake: Storage, shard: Shard) -> list[PageScan]:
     """Pass 0 over a shard of the drop's HTML pages: each page's opt-out and image references, in order."""
-    pages = read_shard(lake, shard, ["warc_path", "warc_offset", "warc_length", "target_uri"]).to_pylist()
-    scans: list[PageScan] = []
-    with RecordReader(lake) as reader:
-        for i, page in enumerate(pages):
-            try:
-                rec = reader.read(page["warc_path"], page["warc_offset"], page["warc_length"])
-            except ValueError:
-                scans.append(None)
-                continue
-            scans.append(scan_page(rec.payload, page["target_uri"] or "", rec.http_headers, shard.start + i))
-    return scans
-
-
-def caption_crashed(lake: Storage, shard: Shard, error: str) -> list[PageScan]:
-    """A page that kills its worker process is counted as unreadable."""
-    return [None] * shard.rows
+    return scan_pages(lake, shard, scan_page)
 
 
 @dataclass(frozen=True)

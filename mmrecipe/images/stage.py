@@ -40,6 +40,7 @@ from mmrecipe.engine import (
     plan_shards,
     run_stage,
 )
+from mmrecipe.html_pages import unreadable_pages
 from mmrecipe.images import phash_index
 from mmrecipe.images.analysed_images import (
     AnalysedShard,
@@ -47,7 +48,6 @@ from mmrecipe.images.analysed_images import (
     ImagePass,
     analyse_crashed,
     analyse_pass,
-    caption_crashed,
     caption_pass,
     write_captions,
 )
@@ -142,7 +142,7 @@ def collect_captions(
     """Image references of every HTML page of the drop, scanned in shards (unreadable pages are counted, not fatal)."""
     index = CaptionIndex(surrounding_text=surrounding_text)
     shards = plan_shards(storage, drop, "html", shard_bytes)
-    for results in engine.run(partial(caption_pass, storage), shards, partial(caption_crashed, storage)):
+    for results in engine.run(partial(caption_pass, storage), shards, partial(unreadable_pages, storage)):
         for scans in results:
             for scan in scans:
                 if scan is None:

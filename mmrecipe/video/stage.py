@@ -46,6 +46,7 @@ from mmrecipe.engine import (
     plan_shards,
     run_stage,
 )
+from mmrecipe.html_pages import unreadable_pages
 from mmrecipe.images.captions import canonical_url, caption_coverage
 from mmrecipe.images.phash_index import decide
 from mmrecipe.images.webdataset import ShardWriter
@@ -76,7 +77,6 @@ from mmrecipe.video.video_shards import (
     VideoShard,
     analyse_crashed,
     analyse_pass,
-    page_crashed,
     page_pass,
     publish_pass,
     write_captions,
@@ -151,7 +151,7 @@ def collect_captions(engine: Engine, storage: Storage, drop: str, shard_bytes: i
     """The drop's video references, from its HTML pages scanned in shards (unreadable pages are counted)."""
     index = VideoCaptionIndex()
     shards = plan_shards(storage, drop, "html", shard_bytes)
-    for results in engine.run(partial(page_pass, storage), shards, partial(page_crashed, storage)):
+    for results in engine.run(partial(page_pass, storage), shards, partial(unreadable_pages, storage)):
         for scans in results:
             for scan in scans:
                 if scan is None:

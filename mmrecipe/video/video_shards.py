@@ -30,6 +30,7 @@ import pyarrow as pa
 from mmrecipe.audio.transcribed_audio import SEGMENT_TYPE
 from mmrecipe.audio.transcription import Transcriber, TranscriberSettings
 from mmrecipe.engine import WORKER_CRASHED, Shard, ShardOutput, StepStats, read_shard, worker_cached
+from mmrecipe.html_pages import scan_pages
 from mmrecipe.images.analysed_images import CaptionedShard
 from mmrecipe.images.phash_index import Candidate
 from mmrecipe.opt_out import OPT_OUT_REASON, opts_out_of_images, robots_directives
@@ -41,7 +42,7 @@ from mmrecipe.video.clip_encoding import encode_clips
 from mmrecipe.video.decoding import VideoRejected
 from mmrecipe.video.payload import VideoRecord
 from mmrecipe.video.shots import DETECTOR
-from mmrecipe.warc_index import RecordReader, normalize_uri
+from mmrecipe.warc_index import normalize_uri
 
 INPUT_COLUMNS = [*PROVENANCE_COLUMNS, "warc_length", "target_uri", "payload_sha256"]
 ANALYSED = "analysed"  # a record's outcome when it has clips (rows in the clips table)
@@ -124,25 +125,13 @@ def clip_id(row: Mapping[str, Any], index: int) -> str:
 PageScan = tuple[bool, list[VideoRef]] | None  # (opts out?, its video references); None: unreadable
 
 
+def _scan(payload: bytes, url: str, headers: Any, pos: int) -> tuple[bool, list[VideoRef]]:
+    return scan_page(payload, normalize_uri(url) or "", headers, pos)
+
+
 def page_pass(lake: Storage, shard: Shard) -> list[PageScan]:
     """Pass 0 over a shard of HTML pages: each page's opt-out and video references, in order."""
-    pages = read_shard(lake, shard, ["warc_path", "warc_offset", "warc_length", "target_uri"]).to_pylist()
-    scans: list[PageScan] = []
-    with RecordReader(lake) as reader:
-        for i, page in enumerate(pages):
-            try:
-                rec = reader.read(page["warc_path"], page["warc_offset"], page["warc_length"])
-            except ValueError:
-                scans.append(None)
-                continue
-            url = normalize_uri(page["target_uri"]) or ""
-            scans.append(scan_page(rec.payload, url, rec.http_headers, shard.start + i))
-    return scans
-
-
-def page_crashed(lake: Storage, shard: Shard, error: str) -> list[PageScan]:
-    """A page that kills its worker process is counted as unreadable."""
-    return [None] * shard.rows
+    return scan_pages(lake, shard, _scan)
 
 
 @dataclass(frozen=True)
