@@ -87,7 +87,8 @@ def video_clips(
     """Video clips of a drop: one row per kept shot, with keyframes, pHash, motion, NSFW, transcript and caption."""
     drop, storage = context.partition_key, lake.storage()
     analyse_engine = engine.engine(**ray_task_resources(ASSET, settings))  # the GPU pass: NSFW and ASR
-    result = run_video_stage(storage, drop, config.stage_config(), NsfwScorer, transcriber.settings(),
+    asr = transcriber.settings_for(ASSET, settings)  # on the device this step's tasks get, not transcribed_audio's
+    result = run_video_stage(storage, drop, config.stage_config(), NsfwScorer, asr,
                              engine.engine(), engine.shard_bytes, analyse_engine)  # fmt: skip
     report = result.report
     if report.stale_drops:

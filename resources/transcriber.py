@@ -6,6 +6,8 @@ transcribed_audio gets a GPU (`resources.pod_resources.stage_device`), else on C
 `MMRECIPE_ASR_DEVICE` and `MMRECIPE_ASR_COMPUTE_TYPE` override both.
 """
 
+import dataclasses
+
 import dagster as dg
 from pydantic import Field
 
@@ -52,6 +54,15 @@ class TranscriberResource(dg.ConfigurableResource):
             language=self.language,
             short_windows=self.short_windows,
         )
+
+    def settings_for(self, stage: str, deployment: Settings) -> TranscriberSettings:
+        """These settings on the device `stage` gets (video_clips also transcribes): an explicit ASR device wins."""
+        settings = self.settings()
+        if deployment.asr.device:
+            return settings
+        device = stage_device(stage, deployment)
+        compute_type = deployment.asr.compute_type or ("float16" if device == "cuda" else "int8")
+        return dataclasses.replace(settings, device=device, compute_type=compute_type)
 
     def transcriber(self) -> Transcriber:
         """A Transcriber over the process-wide model of these settings (loaded once per process)."""

@@ -106,3 +106,25 @@ def test_the_embedded_default_runs_the_real_model_on_the_cpu_in_int8(settings: S
 
 def test_code_location_wires_the_transcriber(settings: Settings) -> None:
     assert isinstance(build_resources(settings)["transcriber"], TranscriberResource)
+
+
+@pytest.mark.parametrize(
+    ("env", "device", "compute_type"),
+    [
+        ({}, "cpu", "int8"),  # embedded default
+        ({"MMRECIPE_EXECUTOR": "k8s"}, "cpu", "int8"),  # video_clips' pod has no GPU (transcribed_audio's has)
+        ({"MMRECIPE_EXECUTOR": "k8s", "MMRECIPE_ENGINE": "ray"}, "cuda", "float16"),  # its Ray tasks ask for a GPU
+        ({"MMRECIPE_GPU": "on"}, "cpu", "int8"),  # video_clips has no GPU size: only its Ray tasks get one
+        ({"MMRECIPE_EXECUTOR": "k8s", "MMRECIPE_ASR_DEVICE": "cuda"}, "cuda", "float16"),  # explicit settings win
+    ],
+)
+def test_video_clips_transcribes_on_the_device_its_own_step_gets(
+    settings: Settings, env: dict[str, str], device: str, compute_type: str
+) -> None:
+    from data_assets.definitions import build_defs
+
+    deployment = Settings.from_env({"MMRECIPE_HOME": settings.home, **env})
+    asr = build_defs(deployment).resources["transcriber"].settings_for("video_clips", deployment)
+    assert (asr.device, asr.compute_type) == (device, compute_type)
+    gpus = pod_resources("video_clips", deployment)["dagster-k8s/config"]["container_config"]["resources"]
+    assert gpus["limits"].get("nvidia.com/gpu") is None  # the pod never has one: on Ray, the tasks do
