@@ -118,6 +118,12 @@ def _container_truncated(f: BinaryIO, size: int) -> str | None:
     return None
 
 
+def _text(error: BaseException) -> str:
+    """An error's message as for bytes input: FFmpeg names a file input (a scratch file, a new path per run)."""
+    name = getattr(error, "filename", None)
+    return str(error).replace(name, "<none>") if isinstance(name, str) and name else str(error)
+
+
 def payload_size(payload: bytes | str) -> int:
     """The byte count of a payload given as bytes or as the path of a file holding it."""
     return len(payload) if isinstance(payload, bytes) else os.path.getsize(payload)
@@ -142,7 +148,8 @@ def open_video(
     try:
         container = av.open(io.BytesIO(payload) if isinstance(payload, bytes) else payload, mode="r")
     except DECODE_ERRORS as e:
-        raise VideoRejected("corrupt_video", f"the container cannot be parsed: {type(e).__name__}: {e}") from None
+        detail = f"the container cannot be parsed: {type(e).__name__}: {_text(e)}"
+        raise VideoRejected("corrupt_video", detail) from None
     try:
         return container, _check_header(container, limits)
     except BaseException:
@@ -220,7 +227,7 @@ def iter_frames(
                 yield Frame(index, time, rgb)
                 index += 1
     except DECODE_ERRORS as e:
-        raise VideoRejected("corrupt_video", f"demuxing failed after {packets} packets: {e}") from None
+        raise VideoRejected("corrupt_video", f"demuxing failed after {packets} packets: {_text(e)}") from None
     if bad > limits.max_bad_packet_fraction * max(packets, 1):
         raise VideoRejected("corrupt_video", f"{bad} of {packets} {info.codec} packets failed to decode")
     if index == 0:

@@ -1,6 +1,7 @@
 """Safe video decoding on real videos (the sample drops' clips, re-muxed, cut and corrupted): every reject reason."""
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,17 @@ def test_header_that_hides_its_length_is_caught_while_decoding() -> None:
 )
 def test_scaled_size_keeps_aspect_and_even_sides(size: tuple[int, int], side: int, expected: tuple[int, int]) -> None:
     assert scaled_size(*size, side) == expected
+
+
+def test_a_file_inputs_reject_detail_names_no_scratch_path(tmp_path: Path) -> None:
+    """The detail is the same for bytes and for the scratch file they were spooled to (re-runs are byte-identical)."""
+    body = video("launch.html")
+    scratch = tmp_path / "tmp1234.video"
+    scratch.write_bytes(body)
+    details = []
+    for payload in (body, str(scratch)):
+        with pytest.raises(VideoRejected) as rejected:
+            open_video(payload)
+        details.append((rejected.value.reason, rejected.value.detail))
+    assert details[0] == details[1] and details[0][0] == "corrupt_video", details
+    assert str(tmp_path) not in details[1][1]
