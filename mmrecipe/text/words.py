@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_right
 from collections import defaultdict
-from itertools import pairwise
+from itertools import accumulate, chain, pairwise
 
 from mmrecipe.text.spacy_en_tables import INFIX, PREFIX, SENTENCE_PUNCT, SPECIAL_CASES, SUFFIX, URL_MATCH
 
@@ -20,10 +21,21 @@ _PREFIX = re.compile(PREFIX).search
 _SUFFIX = re.compile(SUFFIX).search
 _INFIXES = re.compile(INFIX).finditer
 _URL = re.compile(URL_MATCH).match
-_PIECES = re.compile(r"\s+|\S+")  # \s is str.isspace, the test spaCy splits on
+_PIECES = re.compile(r"\s+|\S+")  # \s is str.isspace, the test spaCy (and str.split) splits on
+_GAPS = re.compile(r"\s+")
 _SENTENCE_PUNCT = frozenset(SENTENCE_PUNCT)
 MEMO_CHUNKS = 200_000  # whitespace chunks whose tokens are remembered (the memo is cleared when full)
-_memo: dict[str, tuple[str, ...]] = {}
+
+
+class _ChunkMemo(dict[str, tuple[str, ...]]):
+    """Whitespace chunk → its tokens; a missing chunk is tokenized on lookup, so lookups stay in C."""
+
+    def __missing__(self, chunk: str) -> tuple[str, ...]:
+        found = self[chunk] = _chunk_tokens(chunk)
+        return found
+
+
+_memo = _ChunkMemo()
 
 
 def _affix_split(string: str, specials: bool) -> tuple[list[str], str, list[str]]:
@@ -105,13 +117,13 @@ def _affix_tokens(text: str, specials: bool = True) -> tuple[list[str], set[int]
             piece = piece[1:]
             if not piece:
                 continue
-        found = memo.get(piece)
-        if found is None:
-            found = _chunk_tokens(piece, specials)
-            if len(memo) >= MEMO_CHUNKS:
-                memo.clear()
-            memo[piece] = found
+        if specials:
+            found = memo[piece]
+        elif (found := memo.get(piece)) is None:
+            found = memo[piece] = _chunk_tokens(piece, specials)
         tokens.extend(found)
+    if len(memo) >= MEMO_CHUNKS:
+        memo.clear()
     return tokens, spaced
 
 
@@ -130,19 +142,29 @@ def _matcher_patterns() -> dict[str, list[tuple[tuple[str, ...], str]]]:
 
 
 _PATTERNS = _matcher_patterns()
-_PATTERN_STARTS = frozenset(pattern[:2] for patterns in _PATTERNS.values() for pattern, _ in patterns)
+_BY_PAIR: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)  # first two tokens → patterns
+for _patterns in _PATTERNS.values():
+    for _pattern, _ in _patterns:
+        _BY_PAIR[_pattern[:2]].append(_pattern)
+_PATTERN_STARTS = frozenset(_BY_PAIR)
 
 
-def _apply_special_cases(tokens: list[str], spaced: set[int]) -> list[str]:
+def _matches(tokens: list[str]) -> list[tuple[int, int]]:
+    """(start, end) of every span of `tokens` that is a special-case pattern (every pattern has two tokens or more)."""
+    hits = _PATTERN_STARTS.intersection(pairwise(tokens))
+    if not hits:
+        return []
+    return [
+        (i, i + len(pattern))
+        for i, pair in enumerate(pairwise(tokens))
+        if pair in hits
+        for pattern in _BY_PAIR[pair]
+        if tuple(tokens[i : i + len(pattern)]) == pattern
+    ]
+
+
+def _apply_special_cases(tokens: list[str], spaced: set[int], matches: list[tuple[int, int]]) -> list[str]:
     """spaCy's `_apply_special_cases`: spans of tokens that spell a special case get the special case's tokens."""
-    if _PATTERN_STARTS.isdisjoint(pairwise(tokens)):  # every pattern has two tokens or more
-        return tokens
-    starts = [i for i, t in enumerate(tokens) if t in _PATTERNS]
-    matches = []
-    for i in starts:
-        for pattern, _ in _PATTERNS[tokens[i]]:
-            if tuple(tokens[i : i + len(pattern)]) == pattern:
-                matches.append((i, i + len(pattern)))
     if not matches:
         return tokens
     seen: set[int] = set()
@@ -165,12 +187,34 @@ def _apply_special_cases(tokens: list[str], spaced: set[int]) -> list[str]:
 
 def tokens(text: str) -> list[str]:
     """The texts of the tokens of `spacy.blank("en")(text)`, whitespace tokens included."""
-    return _apply_special_cases(*_affix_tokens(text))
+    found, spaced = _affix_tokens(text)
+    return _apply_special_cases(found, spaced, _matches(found))
 
 
 def words(text: str) -> list[str]:
-    """datatrove's English words of a text: spaCy's tokens, stripped, without the empty ones."""
-    return [w for w in map(str.strip, tokens(text)) if w]
+    """datatrove's English words of a text: spaCy's tokens, stripped, without the empty ones.
+
+    That is `tokens` without its whitespace tokens (the tokens of a whitespace chunk hold no whitespace, and
+    no special case of two tokens or more does), computed from the chunks of `str.split`: a whitespace run
+    between two chunks is a whitespace token (which no special case spans) unless it is one space.
+    """
+    pieces = list(map(_memo.__getitem__, text.split()))
+    if len(_memo) >= MEMO_CHUNKS:
+        _memo.clear()
+    found = list(chain.from_iterable(pieces))
+    matches = _matches(found)
+    if not matches:
+        return found
+    ends = list(accumulate(map(len, pieces)))  # one past each chunk's last token
+    if all(bisect_right(ends, start) == bisect_right(ends, end - 1) for start, end in matches):
+        return _apply_special_cases(found, set(), matches)  # in one chunk each: no space inside
+    lead = 1 if text[:1].isspace() else 0
+    gaps = _GAPS.findall(text)[lead : lead + len(ends) - 1]  # between chunks
+    pairs = list(zip((end - 1 for end in ends[:-1]), gaps, strict=True))
+    spaced = {last for last, gap in pairs if gap[0] == " "}
+    breaks = {last for last, gap in pairs if gap != " "}
+    matches = [(start, end) for start, end in matches if breaks.isdisjoint(range(start, end - 1))]
+    return _apply_special_cases(found, spaced, matches)
 
 
 _punct: dict[str, bool] = {}
@@ -193,7 +237,10 @@ def sentence_count(text: str) -> int:
     """
     count = 1
     seen_period = False
-    for token in tokens(text):
+    chunks = text.split()
+    spaces = text.count(" ")  # one space between chunks and no other whitespace: no whitespace tokens
+    one_space = spaces == len(chunks) - 1 == len(text) - sum(map(len, chunks))
+    for token in words(text) if one_space else tokens(text):
         if token in _SENTENCE_PUNCT:
             seen_period = True
         elif seen_period and not _is_punct(token):
