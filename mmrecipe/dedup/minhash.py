@@ -9,7 +9,7 @@ after the regex simplification is vectorised over the batch:
    rescaled by P**-start), then fmix32;
 3. each 5-gram is a fixed linear combination of its five word hashes, mixed, truncated to 32 bits;
 4. the 112 permutations are datasketch 2.x's `affine32` scheme applied to all shingles as one
-   (shingles x 112) array: `fmix32(h) * a + b (mod 2**32)`, with `a, b` taken from
+   (shingles x 112) array: `fmix32(h) * a + b (mod 2**32)`, with `a, b` those of
    `datasketch.MinHash(num_perm, seed).permutations`; the signature is the per-document column minimum.
 
 Step 4 is bit-for-bit what `datasketch.MinHash(num_perm, seed, hashfunc=lambda h: h).update_batch(...)`
@@ -80,11 +80,16 @@ def fmix32(h: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The (a, b) uint32 parameters of datasketch's affine32 permutations for `num_perm` and `seed`."""
-    from datasketch import MinHash  # datasketch imports scipy (~0.7 CPU-s): load it when a signature is needed
+    """The (a, b) uint32 parameters of datasketch's affine32 permutations for `num_perm` and `seed`.
 
-    a, b = MinHash(num_perm=num_perm, seed=seed).permutations
-    return np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32)
+    Drawn as datasketch 2.x draws them (odd `a`, then `b`, from `np.random.RandomState(seed)`; a unit test
+    compares them with `datasketch.MinHash(...).permutations`), without importing datasketch, whose scipy
+    import costs a process ~0.6 CPU-s for these two arrays.
+    """
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
 
 
 _POWERS: dict[str, np.ndarray] = {}

@@ -1,5 +1,7 @@
 """MinHash signatures, band hashes and exact keys on real text (Python's own documentation topics)."""
 
+import subprocess
+import sys
 from pydoc_data.topics import topics
 
 import numpy as np
@@ -14,6 +16,7 @@ from mmrecipe.dedup.minhash import (
     exact_keys,
     fmix32,
     minhash_signatures,
+    permutations,
     shingle_hashes,
     simplify,
 )
@@ -65,6 +68,20 @@ def test_signatures_are_bit_identical_to_datasketch_affine32() -> None:
         m.update_batch(shingles[doc_of == i].tolist())
         assert np.array_equal(m.hashvalues, sig[i])
         assert n_shingles[i] == len(simplify(TEXTS[i]).split()) - 4
+
+
+def test_permutations_are_datasketchs_without_importing_it() -> None:
+    from datasketch import MinHash
+
+    for num_perm, seed in ((112, 1), (128, 42), (7, 0)):
+        a, b = permutations(num_perm, seed)
+        expected = MinHash(num_perm=num_perm, seed=seed).permutations
+        assert a.dtype == b.dtype == np.uint32
+        assert np.array_equal(a, expected[0]) and np.array_equal(b, expected[1])
+    code = "import sys; from mmrecipe.dedup import minhash_signatures; minhash_signatures(['a b c d e f']); "
+    code += "print(sorted(m for m in ('datasketch', 'scipy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_a_signature_does_not_depend_on_its_batch() -> None:
