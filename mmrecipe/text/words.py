@@ -13,7 +13,7 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections import defaultdict
-from itertools import accumulate, chain, pairwise
+from itertools import accumulate, chain, compress, count, pairwise
 
 from mmrecipe.text.spacy_en_tables import INFIX, PREFIX, SENTENCE_PUNCT, SPECIAL_CASES, SUFFIX, URL_MATCH
 
@@ -154,11 +154,11 @@ def _matches(tokens: list[str]) -> list[tuple[int, int]]:
     hits = _PATTERN_STARTS.intersection(pairwise(tokens))
     if not hits:
         return []
+    starts = compress(count(), map(hits.__contains__, pairwise(tokens)))
     return [
         (i, i + len(pattern))
-        for i, pair in enumerate(pairwise(tokens))
-        if pair in hits
-        for pattern in _BY_PAIR[pair]
+        for i in starts
+        for pattern in _BY_PAIR[tokens[i], tokens[i + 1]]
         if tuple(tokens[i : i + len(pattern)]) == pattern
     ]
 
@@ -235,7 +235,7 @@ def sentence_count(text: str) -> int:
 
     A sentence ends after a token of sentence punctuation and the next token that is not punctuation starts one.
     """
-    count = 1
+    found = 1
     seen_period = False
     chunks = text.split()
     spaces = text.count(" ")  # one space between chunks and no other whitespace: no whitespace tokens
@@ -244,6 +244,6 @@ def sentence_count(text: str) -> int:
         if token in _SENTENCE_PUNCT:
             seen_period = True
         elif seen_period and not _is_punct(token):
-            count += 1
+            found += 1
             seen_period = False
-    return count
+    return found
