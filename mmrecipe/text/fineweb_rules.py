@@ -64,23 +64,30 @@ def _ngram_signal(n: int) -> str:
     return f"top_{n}gram_frac" if n <= 4 else f"dup_{n}gram_frac"
 
 
-_BASE = np.uint64(1_000_003)  # polynomial hashes of n-gram strings, modulo 2**64 (numpy's uint64 wraps)
-_MAX_GRAM_CHARS = 1 << 16
-_POW = np.cumprod(np.r_[np.uint64(1), np.full(_MAX_GRAM_CHARS - 1, _BASE, dtype=np.uint64)])  # _BASE ** k
-_token_hashes: dict[str, int] = {}
+_BASE = 1_000_003  # polynomial hashes of n-gram strings, modulo 2**64 (numpy's uint64 wraps)
+_powers: list[np.ndarray] = []  # _BASE ** k and _BASE ** -k modulo 2**64, for k below their length
 
 
-def _token_hash(token: str) -> int:
-    """A word's polynomial hash: a concatenation's hash follows from its words' hashes and lengths."""
-    found = _token_hashes.get(token)
-    if found is None:
-        found = 0
-        for c in map(ord, token):
-            found = (found * 1_000_003 + c) & 0xFFFF_FFFF_FFFF_FFFF
-        if len(_token_hashes) > 500_000:
-            _token_hashes.clear()
-        _token_hashes[token] = found
-    return found
+def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(_BASE ** k, _BASE ** -k) modulo 2**64 for k < n at least, grown by doubling."""
+    if not _powers or len(_powers[0]) < n:
+        size = max(n, 1 << 16, 2 * len(_powers[0]) if _powers else 0)
+        bases = (np.uint64(_BASE), np.uint64(pow(_BASE, -1, 1 << 64)))  # _BASE is odd: invertible
+        _powers[:] = [np.cumprod(np.r_[np.uint64(1), np.full(size - 1, b, dtype=np.uint64)]) for b in bases]
+    return _powers[0], _powers[1]
+
+
+def _string_hashes(words: list[str], lengths: np.ndarray) -> np.ndarray:
+    """Each word's polynomial hash, sum(ord(c) * _BASE ** (chars after c)) modulo 2**64, for all words at once.
+
+    A concatenation's hash follows from its words' hashes and lengths: h(ab) = h(a) * _BASE ** len(b) + h(b).
+    """
+    chars = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+    up, down = _power_tables(len(chars) + 1)
+    prefix = np.zeros(len(chars) + 1, dtype=np.uint64)
+    np.cumsum(chars * down[: len(chars)], out=prefix[1:])  # sum of ord(c_j) * _BASE ** -j
+    ends = np.cumsum(lengths)
+    return (prefix[ends] - prefix[ends - lengths]) * up[ends - 1]
 
 
 class _WordGrams:
@@ -98,7 +105,8 @@ class _WordGrams:
         self.ids = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
         self.vocab, self.words = len(index), list(index)
         self._tuples = {1: self.ids}
-        self.lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        self.word_lengths = np.fromiter(map(len, self.words), dtype=np.int64, count=self.vocab)
+        self.lengths = self.word_lengths[self.ids]
         self.offsets = np.concatenate(([0], np.cumsum(self.lengths)))
         self._word_hashes: np.ndarray | None = None  # per position, the word's hash
         self._grams: tuple[int, np.ndarray | None] = (0, None)  # (n, the n-grams' hashes)
@@ -119,22 +127,20 @@ class _WordGrams:
         at = int(np.argmax(counts[ids] == top))  # the first position of a most frequent n-gram
         return (int(self.lengths[at : at + n].sum()) + n - 1) * int(top)
 
-    def _hashes(self, n: int) -> np.ndarray | None:
-        """Per position, a 64-bit hash of the n-gram's string (None if a word is too long for the tables).
+    def _hashes(self, n: int) -> np.ndarray:
+        """Per position, a 64-bit hash of the n-gram's string.
 
         Called with growing n: n-gram m's hash extends n-gram m-1's by one word's.
         """
-        if self.lengths.max() >= _MAX_GRAM_CHARS:
-            return None
         if self._word_hashes is None:
-            distinct = np.fromiter(map(_token_hash, self.words), dtype=np.uint64, count=self.vocab)
-            self._word_hashes = distinct[self.ids]
+            self._word_hashes = _string_hashes(self.words, self.word_lengths)[self.ids]
             self._grams = (1, self._word_hashes)
         have, grams = self._grams
         if n < have:
             raise ValueError(f"n-gram hashes go up from {have}, not back to {n}")
+        up = _power_tables(int(self.word_lengths.max()) + 1)[0]
         for m in range(have + 1, n + 1):
-            grams = grams[:-1] * _POW[self.lengths[m - 1 :]] + self._word_hashes[m - 1 :]  # type: ignore[index]
+            grams = grams[:-1] * up[self.lengths[m - 1 :]] + self._word_hashes[m - 1 :]  # type: ignore[index]
         self._grams = (n, grams)
         return grams
 
@@ -147,17 +153,14 @@ class _WordGrams:
         """Characters of repeated n-grams (words joined without spaces), skipping n words after each repeat."""
         if len(self.tokens) < n:
             return 0
-        hashes = self._hashes(n)
-        if hashes is None:
-            positions = range(len(self.tokens) - n + 1)
-        else:  # an n-gram whose hash is unique cannot repeat
-            order = np.argsort(hashes)
-            ordered = hashes[order]
-            repeats = np.zeros(len(hashes), dtype=bool)
-            same = ordered[1:] == ordered[:-1]
-            repeats[order[1:][same]] = True
-            repeats[order[:-1][same]] = True
-            positions = np.flatnonzero(repeats).tolist()
+        hashes = self._hashes(n)  # an n-gram whose hash is unique cannot repeat
+        order = np.argsort(hashes)
+        ordered = hashes[order]
+        repeats = np.zeros(len(hashes), dtype=bool)
+        same = ordered[1:] == ordered[:-1]
+        repeats[order[1:][same]] = True
+        repeats[order[:-1][same]] = True
+        positions = np.flatnonzero(repeats).tolist()
         if not positions:
             return 0
         text, offsets = self._joined
