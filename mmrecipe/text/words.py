@@ -206,15 +206,19 @@ def words(text: str) -> list[str]:
     if not matches:
         return found
     ends = list(accumulate(map(len, pieces)))  # one past each chunk's last token
-    if all(bisect_right(ends, start) == bisect_right(ends, end - 1) for start, end in matches):
-        return _apply_special_cases(found, set(), matches)  # in one chunk each: no space inside
+    gaps: list[str] = []
     lead = 1 if text[:1].isspace() else 0
-    gaps = _GAPS.findall(text)[lead : lead + len(ends) - 1]  # between chunks
-    pairs = list(zip((end - 1 for end in ends[:-1]), gaps, strict=True))
-    spaced = {last for last, gap in pairs if gap[0] == " "}
-    breaks = {last for last, gap in pairs if gap != " "}
-    matches = [(start, end) for start, end in matches if breaks.isdisjoint(range(start, end - 1))]
-    return _apply_special_cases(found, spaced, matches)
+    spaced: set[int] = set()
+    kept = []
+    for start, end in matches:
+        first, last = bisect_right(ends, start), bisect_right(ends, end - 1)
+        if first < last:  # crosses the gaps after chunks first..last-1: only single spaces make no token
+            gaps = gaps or _GAPS.findall(text)
+            if any(gap != " " for gap in gaps[lead + first : lead + last]):
+                continue
+            spaced.update(ends[k] - 1 for k in range(first, last))
+        kept.append((start, end))
+    return _apply_special_cases(found, spaced, kept)
 
 
 _punct: dict[str, bool] = {}
