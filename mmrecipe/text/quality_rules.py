@@ -28,11 +28,12 @@ Rules whose threshold is negative are disabled.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
-from itertools import compress, filterfalse
-from operator import methodcaller
+from itertools import chain, compress, filterfalse
+from operator import methodcaller, mul
 from typing import Any
 
 import numpy as np
@@ -261,21 +262,25 @@ def _gopher_repetition(text: str, words: list[str], t: RuleThresholds, sig: dict
 
 
 def _gopher_quality(text: str, words: list[str], t: RuleThresholds, sig: dict[str, float]) -> str | None:
-    alpha = list(filter(str.isalpha, words))  # the common case, without a regex call per word
-    others = list(filterfalse(str.isalpha, words))
+    counts = Counter(words)  # each test runs once per distinct word
+    alpha = list(filter(str.isalpha, counts))  # the common case, without a regex call per word
+    others = list(filterfalse(str.isalpha, counts))
     non_symbol = alpha + list(compress(others, map(_HAS_ALNUM.search, others)))
+    n_non_symbol = sum(map(counts.__getitem__, non_symbol))
     n_words = max(len(words), 1)
-    sig["n_words"] = float(len(non_symbol))
-    sig["avg_word_length"] = sum(map(len, non_symbol)) / len(non_symbol) if non_symbol else 0.0
+    sig["n_words"] = float(n_non_symbol)
+    chars = sum(map(mul, map(len, non_symbol), map(counts.__getitem__, non_symbol)))
+    sig["avg_word_length"] = chars / n_non_symbol if n_non_symbol else 0.0
     sig["hash_word_ratio"] = text.count("#") / n_words
     sig["ellipsis_word_ratio"] = (text.count("...") + text.count("…")) / n_words
     lines = text.splitlines() or [""]
     sig["bullet_lines_ratio"] = sum(map(methodcaller("startswith", BULLETS), map(str.lstrip, lines))) / len(lines)
     ellipsis_lines = sum(map(methodcaller("endswith", ("...", "…")), map(str.rstrip, lines)))
     sig["ellipsis_lines_ratio"] = ellipsis_lines / len(lines)
-    sig["alpha_words_ratio"] = (len(alpha) + len(list(filter(None, map(_HAS_ALPHA.search, others))))) / n_words
+    alpha_words = compress(others, map(_HAS_ALPHA.search, others))
+    sig["alpha_words_ratio"] = sum(map(counts.__getitem__, chain(alpha, alpha_words))) / n_words
     forms = _stop_word_forms(t.stop_words or frozenset())
-    found = forms.keys() & set(map(str.lower, words) if forms else ())
+    found = forms.keys() & set(map(str.lower, counts) if forms else ())
     sig["stop_words"] = float(len({forms[f] for f in found}))
     checks = (
         ("gopher_short_doc", t.min_doc_words >= 0 and sig["n_words"] < t.min_doc_words),
