@@ -257,72 +257,59 @@ def train_grid(
     `labels` fills the recipe and mixture_version columns of the result rows. A run whose key `past` holds is
     not trained again: its rows are reused (they keep the wall time of the run that trained them).
     """
-    from mmrecipe.proxy_eval.training import torch_threads
-
-    with torch_threads(plan.train.threads):  # training and scoring alike; restored after the grid
-        return _train_grid(stream, tok, eval_docs, plan, labels, past)
-
-
-def _train_grid(
-    stream: np.ndarray,
-    tok: BpeTokenizer,
-    eval_docs: Mapping[str, Sequence[str]],
-    plan: EvalPlan,
-    labels: Mapping[str, str],
-    past: PastRuns | None,
-) -> GridRuns:
     from mmrecipe.proxy_eval.bits_per_byte import encode_documents, score_documents
-    from mmrecipe.proxy_eval.training import train
+    from mmrecipe.proxy_eval.training import torch_threads, train
 
     model_cfg = replace(plan.model, vocab_size=tok.vocab_size)
     encoded = {name: encode_documents(tok, docs) for name, docs in sorted(eval_docs.items())}  # once per grid
     inputs = inputs_digest(stream, tok, eval_docs)
     rows, doc_rows, curve_rows, runs, parameters, reused = [], [], [], [], 0, 0
-    for lr in plan.grid.lrs:
-        for seed in plan.grid.seeds:
-            key = run_key(inputs, model_cfg, replace(plan.train, lr=lr), seed)
-            known = past.rows(key, list(encoded), {**labels, "eval_config": plan.label}) if past else None
-            if known:
-                rows += known[0]
-                doc_rows += known[1]
-                parameters, reused = known[0][0]["parameters"], reused + 1
-                continue
-            run = train(stream, model_cfg, replace(plan.train, lr=lr), seed)
-            assert run.model is not None
-            parameters = run.model.num_parameters()
-            for name, docs in encoded.items():
-                scored = score_documents(run.model, docs)
-                nll, size = sum(d.nll_bits for d in scored), sum(d.utf8_bytes for d in scored)
-                rows.append(
-                    {
-                        "recipe": labels["recipe"],
-                        "mixture_version": labels["mixture_version"],
-                        "seed": seed,
-                        "lr": lr,
-                        "eval_set": name,
-                        "bpb": nll / size if size else math.nan,
-                        "nll_bits": nll,
-                        "utf8_bytes": size,
-                        "eval_tokens": sum(d.tokens for d in scored),
-                        "tokens_seen": run.tokens_seen,
-                        "steps": run.steps,
-                        "final_train_loss": run.final_loss,
-                        "wall_s": round(run.wall_s, 3),
-                        "device": run.device,
-                        "dtype": run.dtype,
-                        "parameters": parameters,
-                        "eval_config": plan.label,
-                        "run_key": key,
-                    }
-                )
-                doc_rows += [
-                    {"recipe": labels["recipe"], "seed": seed, "lr": lr, "eval_set": name, "doc": i}
-                    | {"nll_bits": d.nll_bits, "utf8_bytes": d.utf8_bytes}
-                    for i, d in enumerate(scored)
-                ]
-            curve_rows += [{"seed": seed, "peak_lr": lr, **p} for p in run.curve]
-            run.model = None  # free the weights; only the scores are kept
-            runs.append(run)
+    with torch_threads(plan.train.threads):  # training and scoring alike; restored after the grid
+        for lr in plan.grid.lrs:
+            for seed in plan.grid.seeds:
+                key = run_key(inputs, model_cfg, replace(plan.train, lr=lr), seed)
+                known = past.rows(key, list(encoded), {**labels, "eval_config": plan.label}) if past else None
+                if known:
+                    rows += known[0]
+                    doc_rows += known[1]
+                    parameters, reused = known[0][0]["parameters"], reused + 1
+                    continue
+                run = train(stream, model_cfg, replace(plan.train, lr=lr), seed)
+                assert run.model is not None
+                parameters = run.model.num_parameters()
+                for name, docs in encoded.items():
+                    scored = score_documents(run.model, docs)
+                    nll, size = sum(d.nll_bits for d in scored), sum(d.utf8_bytes for d in scored)
+                    rows.append(
+                        {
+                            "recipe": labels["recipe"],
+                            "mixture_version": labels["mixture_version"],
+                            "seed": seed,
+                            "lr": lr,
+                            "eval_set": name,
+                            "bpb": nll / size if size else math.nan,
+                            "nll_bits": nll,
+                            "utf8_bytes": size,
+                            "eval_tokens": sum(d.tokens for d in scored),
+                            "tokens_seen": run.tokens_seen,
+                            "steps": run.steps,
+                            "final_train_loss": run.final_loss,
+                            "wall_s": round(run.wall_s, 3),
+                            "device": run.device,
+                            "dtype": run.dtype,
+                            "parameters": parameters,
+                            "eval_config": plan.label,
+                            "run_key": key,
+                        }
+                    )
+                    doc_rows += [
+                        {"recipe": labels["recipe"], "seed": seed, "lr": lr, "eval_set": name, "doc": i}
+                        | {"nll_bits": d.nll_bits, "utf8_bytes": d.utf8_bytes}
+                        for i, d in enumerate(scored)
+                    ]
+                curve_rows += [{"seed": seed, "peak_lr": lr, **p} for p in run.curve]
+                run.model = None  # free the weights; only the scores are kept
+                runs.append(run)
     return GridRuns(
         pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA),
         pa.Table.from_pylist(doc_rows, schema=DOC_LOSSES_SCHEMA),
