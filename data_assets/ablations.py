@@ -51,6 +51,7 @@ def ablations(
             "source_tokens": dg.MetadataValue.json(out.source_tokens),
             "stable_effects": int(sum(out.effects["stable"].to_pylist())),
             "training_runs": out.runs,
+            "reused_runs": out.reused,  # full-mixture runs taken from eval_results (same run key)
             "train_wall_s_total": round(float(out.train_wall_s), 2),
             "effects": dg.MetadataValue.md(effects_markdown(out.effects)),
             "report": dg.MetadataValue.md(out.markdown),

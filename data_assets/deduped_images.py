@@ -20,7 +20,7 @@ from mmrecipe.images.image_filters import ImageFilters
 from mmrecipe.images.stage import IMAGE_SCHEMA, ImageStageReport, run_image_stage
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import read_stage_table
-from partitions import drops_partitions
+from partitions import drop_key, drops_partitions
 from resources import LakeResource
 from resources.engine import EngineResource
 from resources.pod_resources import pod_resources, ray_task_resources
@@ -91,7 +91,7 @@ def deduped_images(
     settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Images of a drop with alt-text captions: one row per kept image, normalized JPEG, pHash dedup cluster."""
-    drop, stage_engine = context.partition_key, engine.engine(**ray_task_resources("deduped_images", settings))
+    drop, stage_engine = drop_key(context), engine.engine(**ray_task_resources("deduped_images", settings))
     stage_config = config.stage_config(settings.dedup_buckets)
     result = run_image_stage(lake.storage(), drop, stage_config, None, stage_engine, engine.shard_bytes)
     report = result.report

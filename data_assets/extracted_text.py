@@ -34,7 +34,7 @@ from mmrecipe.text.pii_audit import audit_documents
 from mmrecipe.text.quality_classifier import load_scorer
 from mmrecipe.text.quality_rules import RuleThresholds
 from mmrecipe.text.report import score_histogram
-from partitions import drops_partitions
+from partitions import drop_key, drops_partitions
 from resources import LakeResource, LandingResource
 from resources.engine import EngineResource
 from resources.pod_resources import pod_resources, ray_task_resources
@@ -93,7 +93,7 @@ def filtered_text(
     settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Documents of a drop that pass every per-document filter (before cross-drop dedup), PII-redacted and scored."""
-    drop, storage = context.partition_key, lake.storage()
+    drop, storage = drop_key(context), lake.storage()
     scorer = load_scorer(storage, config.quality_classifier_version or None)
     threshold = scorer.info.score_at_percentile(config.quality_drop_below_percentile)
     stage = pipeline.TextStageConfig(
@@ -142,7 +142,7 @@ def extracted_text(
     settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Clean text documents of a drop: filtered, PII-redacted, and without copies of earlier documents."""
-    drop, storage = context.partition_key, lake.storage()
+    drop, storage = drop_key(context), lake.storage()
     runner = engine.engine(**ray_task_resources(EXTRACTED, settings))
     index = BandIndex(storage, FILTERED, buckets=settings.dedup_buckets, map_tasks=runner.map)
     run, decisions = dedup_drop(runner, storage, drop, index)

@@ -24,7 +24,7 @@ from mmrecipe.audio.transcript_postprocessing import pii_left
 from mmrecipe.dedup import BandIndex
 from mmrecipe.settings import Settings
 from mmrecipe.stage_output import markdown_table, read_stage_table
-from partitions import drops_partitions
+from partitions import drop_key, drops_partitions
 from resources import LakeResource
 from resources.engine import EngineResource
 from resources.pod_resources import pod_resources, ray_task_resources
@@ -85,7 +85,7 @@ def transcribed_audio(
     settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Transcripts of a drop's speech clips: PII-redacted text, timed segments, language, audio facts; deduplicated."""
-    drop, storage, asr = context.partition_key, lake.storage(), transcriber.settings()
+    drop, storage, asr = drop_key(context), lake.storage(), transcriber.settings()
     started = time.perf_counter()
     asr_engine = engine.engine(**ray_task_resources(ASSET, settings))  # the GPU pass
     run = run_audio_stage(engine.engine(), storage, drop, config.stage_settings(), asr, engine.shard_bytes, asr_engine,

@@ -25,7 +25,7 @@ from mmrecipe.video.stage import (
     run_video_stage,
     video_conservation,
 )
-from partitions import drops_partitions
+from partitions import drop_key, drops_partitions
 from resources import LakeResource
 from resources.engine import EngineResource
 from resources.pod_resources import pod_resources, ray_task_resources
@@ -85,7 +85,7 @@ def video_clips(
     settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Video clips of a drop: one row per kept shot, with keyframes, pHash, motion, NSFW, transcript and caption."""
-    drop, storage = context.partition_key, lake.storage()
+    drop, storage = drop_key(context), lake.storage()
     analyse_engine = engine.engine(**ray_task_resources(ASSET, settings))  # the GPU pass: NSFW and ASR
     asr = transcriber.settings_for(ASSET, settings)  # on the device this step's tasks get, not transcribed_audio's
     result = run_video_stage(storage, drop, config.stage_config(), NsfwScorer, asr,

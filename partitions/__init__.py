@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from mmrecipe.drops import DropError, validate_drop_name
 from mmrecipe.settings import recipe_keys
 from resources.settings import deployment_settings
 
@@ -12,4 +13,14 @@ from resources.settings import deployment_settings
 drops_partitions = dg.DynamicPartitionsDefinition(name="drops")
 recipes_partitions = dg.StaticPartitionsDefinition(recipe_keys(deployment_settings().recipes_dir))
 
-__all__ = ["drops_partitions", "recipes_partitions"]
+
+def drop_key(context: dg.AssetExecutionContext) -> str:
+    """The run's drop partition key, if it is a safe drop name. A hostile key (`../../x`, addable from the UI or
+    API) fails the step at once, without retries: retrying cannot make it safe."""
+    try:
+        return validate_drop_name(context.partition_key)
+    except DropError as e:
+        raise dg.Failure(description=str(e), allow_retries=False) from None
+
+
+__all__ = ["drop_key", "drops_partitions", "recipes_partitions"]

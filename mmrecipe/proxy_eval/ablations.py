@@ -3,8 +3,10 @@
 A variant is the mixture's own token stream without one source's document copies: slices of the published
 shards, located through `tokens/index.parquet` (shard, offset, token count of each copy), so nothing is
 tokenized again. The remaining sources keep their relative shares; every run trains on the same token budget.
-The full mixture is trained over the same grid. A source's effect on an eval set is
-bpb(without the source) - bpb(full) at the best learning rates: positive means the source helps that set.
+The full mixture is trained over the same grid, reusing every run the recipe's eval_results already trained with
+the same run key (same stream, eval documents, model, training config, seed: `evaluate.PastRuns`). A source's
+effect on an eval set is bpb(without the source) - bpb(full) at the best learning rates: positive means the
+source helps that set.
 Its verdict is the leaderboard's pair verdict (mmrecipe.proxy_eval.leaderboard: the same rules).
 
 Writes `<lake>/ablations/<recipe>/`: results.parquet and doc_losses.parquet (eval_results' schemas; the
@@ -23,7 +25,7 @@ import pyarrow as pa
 
 from mmrecipe.mixture.manifest import MIXTURE_ASSET, TOKENS_DIR, parse_doc_id
 from mmrecipe.mixture.token_shards import load_token_stream, read_token_index
-from mmrecipe.proxy_eval.evaluate import EvalPlan, eval_inputs, train_grid
+from mmrecipe.proxy_eval.evaluate import EvalPlan, PastRuns, eval_inputs, train_grid
 from mmrecipe.proxy_eval.leaderboard import Ranking, leaderboard_markdown, rank
 from mmrecipe.proxy_eval.report import budget_header
 from mmrecipe.stage_output import markdown_table
@@ -59,8 +61,9 @@ class Ablations:
     effects: pa.Table
     markdown: str
     source_tokens: dict[str, int]
-    runs: int
-    train_wall_s: float
+    runs: int  # every run of every variant, trained or reused
+    reused: int  # runs of the full mixture taken from eval_results instead of trained again
+    train_wall_s: float  # training time of the runs trained here
     effects_uri: str
 
 
@@ -115,8 +118,9 @@ def run_ablations(
     try:
         stream = load_token_stream(storage, f"{MIXTURE_ASSET}/{recipe}/{TOKENS_DIR}", workdir)
         variants = {FULL: stream, **leave_one_out(stream, spans)}
-        grids = [
-            train_grid(s, tok, eval_docs, plan, {"recipe": name, "mixture_version": str(summary["version"])})
+        past = PastRuns.of_recipe(storage, recipe)
+        grids = [  # a run is reused only where its key (stream digest included) matches: the full arm's
+            train_grid(s, tok, eval_docs, plan, {"recipe": name, "mixture_version": str(summary["version"])}, past)
             for name, s in variants.items()
         ]
         del stream, variants
@@ -133,8 +137,8 @@ def run_ablations(
     storage.write_table(storage.uri(ABLATIONS_ASSET, recipe, "doc_losses.parquet"), doc_losses)
     storage.write_bytes(storage.uri(ABLATIONS_ASSET, recipe, "ablations.md"), md.encode())
     storage.write_table(out, effects)
-    runs = [r for g in grids for r in g.runs]
-    return Ablations(ranking, effects, md, tokens, len(runs), sum(r.wall_s for r in runs), out)
+    runs, reused = [r for g in grids for r in g.runs], sum(g.reused for g in grids)
+    return Ablations(ranking, effects, md, tokens, len(runs) + reused, reused, sum(r.wall_s for r in runs), out)
 
 
 def effects_table(ranking: Ranking, source_tokens: Mapping[str, int]) -> pa.Table:

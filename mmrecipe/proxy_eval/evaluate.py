@@ -7,10 +7,16 @@ Writes `<lake>/eval_results/<recipe>/`:
                          leaderboard's bootstrap over eval documents reads these)
     loss_curves.parquet  one row per logged step and run: tokens seen, train loss, learning rate
     loss_curve.png       the loss curves, one line per run (drawn by the `plot` the caller passes)
+
+Each result row carries its run's `run_key`: a digest of everything that determines the run's numbers (the
+token stream itself, the eval documents, the tokenizer, the model and training config with the peak learning
+rate, the seed, the torch version and CPU thread count). A run is deterministic, so another grid that needs a
+run with the same key (an ablation's full arm) reuses its rows instead of training it again (`PastRuns`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import shutil
 import tempfile
@@ -52,6 +58,7 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("dtype", pa.string(), nullable=False),
         pa.field("parameters", pa.int64(), nullable=False),
         pa.field("eval_config", pa.string(), nullable=False),  # the preset's name (mmrecipe.proxy_eval.presets)
+        pa.field("run_key", pa.string()),  # what determines the run's numbers, hashed (run_key)
     ]
 )
 DOC_LOSSES_SCHEMA = pa.schema(
@@ -127,8 +134,9 @@ class GridRuns:
     results: pa.Table
     doc_losses: pa.Table
     curves: pa.Table
-    runs: list[TrainResult]
+    runs: list[TrainResult]  # the runs trained here (not the reused ones)
     parameters: int
+    reused: int = 0  # runs whose rows came from PastRuns instead of training
 
 
 @dataclass
@@ -176,66 +184,139 @@ def eval_inputs(
     return summary, tok, docs
 
 
+def inputs_digest(stream: np.ndarray, tok: BpeTokenizer, eval_docs: Mapping[str, Sequence[str]]) -> str:
+    """A digest of a grid's data: the token stream's bytes, the tokenizer and the eval documents."""
+    h = hashlib.sha256(f"{stream.dtype.str}:{len(stream)}:{tok.fingerprint}".encode())
+    step = 1 << 24
+    for at in range(0, len(stream), step):  # in slices: the stream may be a large memory map
+        h.update(np.ascontiguousarray(stream[at : at + step]).tobytes())
+    for name, docs in sorted(eval_docs.items()):
+        h.update(f"\0{name}:{len(docs)}".encode())
+        for doc in docs:
+            h.update(f"\0{len(doc)}:".encode() + doc.encode("utf-8"))
+    return h.hexdigest()
+
+
+def run_key(inputs: str, model: ModelConfig, train: TrainConfig, seed: int) -> str:
+    """What determines one proxy run's numbers, hashed: its data (`inputs_digest`), model, training config with
+    the peak learning rate, seed, torch version and CPU thread count (float sums depend on the thread split)."""
+    import torch
+
+    threads = train.threads or torch.get_num_threads()
+    spec = f"{inputs}|{model!r}|{replace(train, threads=threads)!r}|seed={seed}|torch={torch.__version__}"
+    return hashlib.sha256(spec.encode()).hexdigest()[:32]
+
+
+@dataclass
+class PastRuns:
+    """Runs already trained (eval_results' result and per-document tables), to be reused by run key."""
+
+    results: pa.Table
+    doc_losses: pa.Table
+
+    @classmethod
+    def of_recipe(cls, storage: Storage, recipe: str) -> PastRuns | None:
+        """The runs of the recipe's eval_results, if it has them."""
+        if not storage.exists(results_uri(storage, recipe, "doc_losses.parquet")):
+            return None
+        results = storage.read_table(results_uri(storage, recipe))
+        if "run_key" not in results.column_names:  # written before runs had keys
+            return None
+        return cls(results, storage.read_table(results_uri(storage, recipe, "doc_losses.parquet")))
+
+    def rows(self, key: str, eval_sets: Sequence[str], labels: Mapping[str, str]) -> tuple[list, list] | None:
+        """The result and per-document rows of the run `key` on `eval_sets`, relabelled with `labels` (recipe,
+        mixture_version, eval_config); None unless every eval set has them."""
+        found = [r for r in self.results.to_pylist() if r["run_key"] == key]
+        if sorted(r["eval_set"] for r in found) != sorted(eval_sets):
+            return None
+        run = found[0]
+        docs = [
+            d | {"recipe": labels["recipe"]}
+            for d in self.doc_losses.to_pylist()
+            if (d["recipe"], d["seed"], d["lr"]) == (run["recipe"], run["seed"], run["lr"])
+        ]
+        if {d["eval_set"] for d in docs} != set(eval_sets):
+            return None
+        relabel = {k: labels[k] for k in ("recipe", "mixture_version", "eval_config")}
+        order = {name: i for i, name in enumerate(sorted(eval_sets))}
+        docs.sort(key=lambda d: (order[d["eval_set"]], d["doc"]))
+        return sorted((r | relabel for r in found), key=lambda r: order[r["eval_set"]]), docs
+
+
 def train_grid(
     stream: np.ndarray,
     tok: BpeTokenizer,
     eval_docs: Mapping[str, Sequence[str]],
     plan: EvalPlan,
     labels: Mapping[str, str],
+    past: PastRuns | None = None,
 ) -> GridRuns:
     """Train one proxy model per (learning rate, seed) on `stream`; score each on every eval set, per document.
 
-    `labels` fills the recipe and mixture_version columns of the result rows.
+    `labels` fills the recipe and mixture_version columns of the result rows. A run whose key `past` holds is
+    not trained again: its rows are reused (they keep the wall time of the run that trained them).
     """
     from mmrecipe.proxy_eval.bits_per_byte import encode_documents, score_documents
-    from mmrecipe.proxy_eval.training import train
+    from mmrecipe.proxy_eval.training import torch_threads, train
 
     model_cfg = replace(plan.model, vocab_size=tok.vocab_size)
     encoded = {name: encode_documents(tok, docs) for name, docs in sorted(eval_docs.items())}  # once per grid
-    rows, doc_rows, curve_rows, runs, parameters = [], [], [], [], 0
-    for lr in plan.grid.lrs:
-        for seed in plan.grid.seeds:
-            run = train(stream, model_cfg, replace(plan.train, lr=lr), seed)
-            assert run.model is not None
-            parameters = run.model.num_parameters()
-            for name, docs in encoded.items():
-                scored = score_documents(run.model, docs)
-                nll, size = sum(d.nll_bits for d in scored), sum(d.utf8_bytes for d in scored)
-                rows.append(
-                    {
-                        "recipe": labels["recipe"],
-                        "mixture_version": labels["mixture_version"],
-                        "seed": seed,
-                        "lr": lr,
-                        "eval_set": name,
-                        "bpb": nll / size if size else math.nan,
-                        "nll_bits": nll,
-                        "utf8_bytes": size,
-                        "eval_tokens": sum(d.tokens for d in scored),
-                        "tokens_seen": run.tokens_seen,
-                        "steps": run.steps,
-                        "final_train_loss": run.final_loss,
-                        "wall_s": round(run.wall_s, 3),
-                        "device": run.device,
-                        "dtype": run.dtype,
-                        "parameters": parameters,
-                        "eval_config": plan.label,
-                    }
-                )
-                doc_rows += [
-                    {"recipe": labels["recipe"], "seed": seed, "lr": lr, "eval_set": name, "doc": i}
-                    | {"nll_bits": d.nll_bits, "utf8_bytes": d.utf8_bytes}
-                    for i, d in enumerate(scored)
-                ]
-            curve_rows += [{"seed": seed, "peak_lr": lr, **p} for p in run.curve]
-            run.model = None  # free the weights; only the scores are kept
-            runs.append(run)
+    inputs = inputs_digest(stream, tok, eval_docs)
+    rows, doc_rows, curve_rows, runs, parameters, reused = [], [], [], [], 0, 0
+    with torch_threads(plan.train.threads):  # training and scoring alike; restored after the grid
+        for lr in plan.grid.lrs:
+            for seed in plan.grid.seeds:
+                key = run_key(inputs, model_cfg, replace(plan.train, lr=lr), seed)
+                known = past.rows(key, list(encoded), {**labels, "eval_config": plan.label}) if past else None
+                if known:
+                    rows += known[0]
+                    doc_rows += known[1]
+                    parameters, reused = known[0][0]["parameters"], reused + 1
+                    continue
+                run = train(stream, model_cfg, replace(plan.train, lr=lr), seed)
+                assert run.model is not None
+                parameters = run.model.num_parameters()
+                for name, docs in encoded.items():
+                    scored = score_documents(run.model, docs)
+                    nll, size = sum(d.nll_bits for d in scored), sum(d.utf8_bytes for d in scored)
+                    rows.append(
+                        {
+                            "recipe": labels["recipe"],
+                            "mixture_version": labels["mixture_version"],
+                            "seed": seed,
+                            "lr": lr,
+                            "eval_set": name,
+                            "bpb": nll / size if size else math.nan,
+                            "nll_bits": nll,
+                            "utf8_bytes": size,
+                            "eval_tokens": sum(d.tokens for d in scored),
+                            "tokens_seen": run.tokens_seen,
+                            "steps": run.steps,
+                            "final_train_loss": run.final_loss,
+                            "wall_s": round(run.wall_s, 3),
+                            "device": run.device,
+                            "dtype": run.dtype,
+                            "parameters": parameters,
+                            "eval_config": plan.label,
+                            "run_key": key,
+                        }
+                    )
+                    doc_rows += [
+                        {"recipe": labels["recipe"], "seed": seed, "lr": lr, "eval_set": name, "doc": i}
+                        | {"nll_bits": d.nll_bits, "utf8_bytes": d.utf8_bytes}
+                        for i, d in enumerate(scored)
+                    ]
+                curve_rows += [{"seed": seed, "peak_lr": lr, **p} for p in run.curve]
+                run.model = None  # free the weights; only the scores are kept
+                runs.append(run)
     return GridRuns(
         pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA),
         pa.Table.from_pylist(doc_rows, schema=DOC_LOSSES_SCHEMA),
         pa.Table.from_pylist(curve_rows, schema=CURVE_SCHEMA),
         runs,
         parameters,
+        reused,
     )
 
 

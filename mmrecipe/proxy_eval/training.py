@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,6 +79,19 @@ def resolve_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch's CPU threads set to `threads` (None or 0: unchanged) inside the block, restored after it, so that
+    one run's setting never leaks into the next caller's numbers."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _lr_at(step: int, steps: int, cfg: TrainConfig) -> float:
     warm = max(1, int(steps * cfg.warmup_frac))
     if step < warm:
@@ -94,8 +109,14 @@ def train(stream: np.ndarray, model_cfg: ModelConfig, cfg: TrainConfig, seed: in
         raise ValueError(f"token id {int(stream.max())} is outside the model's vocabulary of {model_cfg.vocab_size}")
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    with torch_threads(cfg.threads):
+        return _train(stream, model_cfg, cfg, seed, device, dtype)
+
+
+def _train(
+    stream: np.ndarray, model_cfg: ModelConfig, cfg: TrainConfig, seed: int, device: torch.device, dtype: torch.dtype
+) -> TrainResult:
+    ctx = model_cfg.context
     torch.manual_seed(seed)
     model = TinyGPT(model_cfg).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]

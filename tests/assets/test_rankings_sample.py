@@ -9,7 +9,8 @@
 - `mmrecipe diff` shows what separates the two shipped recipes.
 
 The two training tests share one trained full-mixture grid: the demo preset at the issue's 3 seeds x 2 learning
-rates, and ablate only web_other (18 runs where the old tests trained 24 and built a mixture). A smaller model
+rates, and ablate only web_other (18 runs where the old tests trained 24 and built a mixture; 4 of them, the full
+mixture's seeds 0 and 1, are the demo's eval_results runs, reused by run key: 14 are trained). A smaller model
 (d_model 16, 4,096 tokens) was measured too cheap to show the change: web_other's de_reference effect fell to
 0.035 bpb, inside its 0.066 seed noise.
 """
@@ -52,7 +53,7 @@ def web_other_ablation(lake: Storage) -> Ablations:
     _, plan = training_setup(GRID, "cpu")
     out = run_ablations(lake, "default", plan, sources=["web_other"])
     print(out.markdown)
-    print(f"ablation of web_other: {out.runs} runs, {out.train_wall_s:.1f} s training")
+    print(f"ablation of web_other: {out.runs} runs ({out.reused} reused), {out.train_wall_s:.1f} s training")
     return out
 
 
@@ -98,6 +99,7 @@ def test_removing_a_source_is_a_stable_difference_on_the_sets_it_serves(web_othe
         assert row["stable"] and row["verdict"] == "stable: web_other helps", row
         assert row["effect_bpb"] > row["seed_noise"] > 0 and row["ci_low"] > 0
     assert out.runs == 2 * len(plan.grid.seeds) * len(plan.grid.lrs) == 12
+    assert out.reused == 4  # the full arm's seeds 0 and 1 at both lrs: the demo's eval_results runs, same run key
 
 
 def test_diff_of_the_shipped_recipes(sample_demo: SampleDemo) -> None:

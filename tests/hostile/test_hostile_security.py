@@ -155,6 +155,10 @@ def test_hostile_partition_keys_never_write_outside_the_lake(
         hostile_instance.delete_dynamic_partition("drops", "../../escape")
     assert after == before, f"{stage} wrote outside the lake: {_changed(before, after)}"
     assert not result.success, f"{stage} accepted the partition key '../../escape'"
+    errors = [str(e.step_failure_data.error) for e in result.get_step_failure_events()]
+    assert len(errors) == 1 and "invalid drop name '../../escape'" in errors[0], errors
+    retried = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert not retried, f"{stage} retried a partition key that can never be safe"
 
 
 def _changed(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> list[str]:

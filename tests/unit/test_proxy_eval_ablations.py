@@ -1,5 +1,6 @@
 """Source ablations: leave-one-source-out streams are slices of the mixture's own tokens, trained over the grid."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from mmrecipe.mixture.build import build_mixture
 from mmrecipe.mixture.manifest import read_manifest
 from mmrecipe.mixture.token_shards import load_token_stream
 from mmrecipe.proxy_eval.ablations import FULL, leave_one_out, run_ablations, source_spans, without
-from mmrecipe.proxy_eval.evaluate import EvalPlan, Grid
+from mmrecipe.proxy_eval.evaluate import EvalPlan, Grid, eval_inputs, evaluate_recipe, train_grid
 from mmrecipe.proxy_eval.model import ModelConfig
 from mmrecipe.proxy_eval.training import TrainConfig
 from mmrecipe.recipe import parse_recipe
@@ -94,3 +95,32 @@ def test_ablating_a_source_the_mixture_lacks_names_the_sources(lake: Storage) ->
         ValueError, match=r"mixture\[mix\] has no documents from \['video'\]: ablate some of \['captions"
     ):
         run_ablations(lake, "mix", plan, sources=["speech", "video"])
+
+
+@pytest.mark.slow  # 6 tiny GPT-2-vocabulary proxy models
+def test_the_full_arm_reuses_the_runs_eval_results_trained_with_the_same_key(lake: Storage, tmp_path: Path) -> None:
+    copy = Storage(str(shutil.copytree(lake.root, tmp_path / "lake")))
+    model, train_cfg = ModelConfig(context=32, d_model=16, n_layer=1, n_head=2), TrainConfig(256, 4)
+    evaluated = evaluate_recipe(copy, "mix", EvalPlan(model, train_cfg, Grid((0,), (1e-2,)), "one seed"))
+    out = run_ablations(copy, "mix", EvalPlan(model, train_cfg, Grid((0, 1), (1e-2,)), "two seeds"), None, ["speech"])
+    assert (out.runs, out.reused) == (4, 1)  # seed 1 and the variant without speech have other keys: trained
+    results = copy.read_table(copy.uri("ablations", "mix", "results.parquet")).to_pylist()
+    reused = [r for r in results if (r["recipe"], r["seed"]) == (FULL, 0)]
+    figures = ["run_key", "seed", "lr", "eval_set", "bpb", "nll_bits", "tokens_seen", "final_train_loss", "wall_s"]
+    assert [{k: r[k] for k in figures} for r in reused] == [
+        {k: r[k] for k in figures} for r in evaluated.results.to_pylist()
+    ]
+    assert {r["eval_config"] for r in results} == {"two seeds"} and len({r["run_key"] for r in results}) == 4
+    docs = copy.read_table(copy.uri("ablations", "mix", "doc_losses.parquet"))
+    first = docs.filter((pc.field("recipe") == FULL) & (pc.field("seed") == 0)).drop_columns(["recipe"])
+    assert first.equals(evaluated.grid.doc_losses.drop_columns(["recipe"]))
+    # reuse is honest because a run is deterministic: training the same key again gives the same numbers
+    _, tok, eval_docs = eval_inputs(copy, "mix", None)
+    stream = load_token_stream(copy, "mixture/mix/tokens", str(tmp_path))
+    labels = {"recipe": FULL, "mixture_version": reused[0]["mixture_version"]}
+    again = train_grid(stream, tok, eval_docs, EvalPlan(model, train_cfg, Grid((0,), (1e-2,)), "two seeds"), labels)
+    assert again.reused == 0 and len(again.runs) == 1
+    assert [{k: r[k] for k in figures if k != "wall_s"} for r in again.results.to_pylist()] == [
+        {k: r[k] for k in figures if k != "wall_s"} for r in reused
+    ]
+    assert again.doc_losses.drop_columns(["recipe"]).equals(first)

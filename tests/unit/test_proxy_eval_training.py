@@ -53,6 +53,13 @@ def test_same_seed_same_curve_other_seed_other_curve(stream: np.ndarray, tiny_to
     assert [p["loss"] for p in a.curve] != [p["loss"] for p in c.curve]
 
 
+def test_a_runs_thread_count_does_not_leak_into_the_next_caller(stream: np.ndarray, tiny_tok: BpeTokenizer) -> None:
+    before = torch.get_num_threads()  # run keys name the thread count: a leaked setting would change later keys
+    model = ModelConfig(vocab_size=tiny_tok.vocab_size, context=32, d_model=32, n_layer=1, n_head=2)
+    train(stream, model, TrainConfig(train_tokens=2 * 32, batch_size=2, threads=before + 1), seed=0)
+    assert torch.get_num_threads() == before
+
+
 def test_unknown_device_is_refused() -> None:
     with pytest.raises(ValueError, match="use 'cpu', 'cuda' or 'auto'"):
         resolve_device("tpu")
