@@ -1,21 +1,26 @@
 """The deduped_images stage of one drop: image records -> filtered, deduplicated, captioned images.
 
 Every image record of the drop (raw_crawl rows of kind "image") ends as exactly one kept row or
-one drop/reject. The driver here holds no image: it runs the shard passes of `analysed_images` and `kept_images` and
-makes the drop-level decisions between them.
+one drop/reject. The driver here holds no image and no per-record state beyond three 64-bit numbers per
+candidate (position, pHash, byte-hash key): it runs the shard passes of `analysed_images` and `kept_images`
+and the drop-level decisions between them, over the candidates with a duplicate edge only.
 
 1. **Captions and opt-outs.** Every HTML page of the drop is parsed for `<img>` references in shards
-   (`caption_pass`); the driver merges them (`captions.CaptionIndex`) and stages each image record's
-   caption and opt-out before pass 1.
-2. **Pass 1** per shard (`analyse_shard`): screening, header filters, pHash (NSFW score if on).
-3. **Dedup** of the candidates against the kept images of earlier drops and earlier records
-   (`phash_index.decide`). Kept images and near duplicates within `PIXEL_CHECK_BITS` (to tell
-   `pixel_duplicate` from `near_duplicate`) are normalized by **pass 2** per shard
-   (`normalize_shard`); if that fails for a kept image, it is rejected and the decisions are
-   redone without it, so nothing is ever dropped as a duplicate of a rejected image.
-4. **Pass 3** per shard (`publish_shard`): kept rows with the normalized JPEG, drops and rejects in
-   record order; then the drop's index entries, and its WebDataset shards of captioned images (written
-   from the published rows in an engine task, `write_webdataset`).
+   (`caption_pass`, staged per shard); a task per image shard then stages each of its records' caption
+   and opt-out from the references to its URL (`stage_captions`, `captions.CaptionIndex`).
+2. **Pass 1** per shard (`analyse_pass`): screening, header filters, pHash (NSFW score if on).
+3. **Dedup** against the kept images of earlier drops and earlier records. Tasks find the candidates
+   with a duplicate edge (`phash_index.duplicate_edges`: same bytes, or a pHash within k of another
+   candidate or of an earlier drop's kept image); the others are kept. Only the edge-holding ones are
+   decided (`phash_index.decide`, which gives them the decisions they get among all). Kept images and
+   near duplicates within `PIXEL_CHECK_BITS` (to tell `pixel_duplicate` from `near_duplicate`) are
+   normalized by **pass 2** per shard (`normalize_pass`); if that fails for a kept image with an edge,
+   it is rejected and the decisions are redone without it, so nothing is ever dropped as a duplicate
+   of a rejected image.
+4. **Pass 3** per shard (`publish_pass`): kept rows with the normalized JPEG, drops and rejects in
+   record order, and the shard's index entries (staged); then, in engine tasks, the drop's index from
+   those parts (`phash_index.write_entries_parts`) and its WebDataset shards of captioned images from
+   the published rows (`write_webdataset`).
 """
 
 from __future__ import annotations
