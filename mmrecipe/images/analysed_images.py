@@ -3,13 +3,13 @@
 The driver (`mmrecipe.images.stage`) runs four passes on the engine; this module holds the first two
 and what they share with the others (`images.kept_images` holds passes 2 and 3):
 
-0. `caption_pass` on the shards of the drop's HTML pages: their image references and opt-outs, from
-   which the driver picks each image's caption (`captions.CaptionIndex`) and stages it per shard
-   (`CaptionedShard`).
+0. `caption_pass` on the shards of the drop's HTML pages: their image references and opt-outs, staged
+   as one refs part per shard; then `stage_captions` on every shard of image records picks each record's
+   caption and opt-out from the references to its URL (`captions.CaptionIndex`) and stages them.
 1. `analyse_pass` on every shard of image records: HTTP status, robots opt-out (of a referencing
    page, or the image's own `X-Robots-Tag`), MIME, then `analyse_image` (header filters, pHash), and
    the NSFW score when that filter is on. It stages one row per record (outcome or features) and
-   returns only the candidates' (position, record id, byte hash, pHash): never pixels.
+   returns only the candidates' positions, pHashes and byte-hash keys as arrays: never pixels.
 
 A record's position is its row in the drop's sorted image records (`shard.start + i`). Byte-identical
 payloads within a shard are analysed once. A record that kills its worker is rejected `worker_crashed`.
@@ -20,16 +20,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mmrecipe.engine import WORKER_CRASHED, Shard, StepStats, read_shard, worker_cached
 from mmrecipe.html_pages import scan_pages
-from mmrecipe.images import phash_index
-from mmrecipe.images.captions import Caption, ImageRef, scan_page
+from mmrecipe.images.captions import Caption, CaptionIndex, ImageRef, canonical_url, scan_page
 from mmrecipe.images.decoding import ImageRejected, NormalizedImage
 from mmrecipe.images.image_analysis import (
     ImageFiltered,
@@ -39,13 +39,15 @@ from mmrecipe.images.image_analysis import (
 )
 from mmrecipe.images.image_filters import NsfwScorer
 from mmrecipe.images.phash import phash_batch, to_int64
+from mmrecipe.images.phash_bands import sha_keys
 from mmrecipe.opt_out import OPT_OUT_REASON, opts_out_of_images, robots_directives
 from mmrecipe.storage import Storage
-from mmrecipe.warc_index import RecordReader
+from mmrecipe.warc_index import RecordReader, normalize_uri
 
 ANALYSED_SCHEMA = pa.schema(
     [
         pa.field("pos", pa.int64(), nullable=False),
+        pa.field("record_id", pa.string(), nullable=False),
         pa.field("outcome", pa.string(), nullable=False),  # candidate, dropped or rejected
         pa.field("reason", pa.string()),
         pa.field("detail", pa.string()),
@@ -76,15 +78,45 @@ NORMALIZED_SCHEMA = pa.schema(
         pa.field("nsfw_score", pa.float32()),
     ]
 )
+REF_SCHEMA = pa.schema(
+    [
+        pa.field("image_url", pa.string(), nullable=False),
+        pa.field("page_url", pa.string(), nullable=False),
+        pa.field("page_order", pa.int64(), nullable=False),
+        pa.field("position", pa.int64(), nullable=False),
+        pa.field("alt", pa.string(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("surrounding", pa.string(), nullable=False),
+        pa.field("opt_out", pa.bool_(), nullable=False),
+    ]
+)
 Scorer = Any  # NsfwScorer-like: .score(PIL image) -> float
 
 
-PageScan = tuple[bool, list[ImageRef]] | None  # one HTML page: (opts out?, its image references); None: unreadable
+@dataclass(frozen=True)
+class PageRefs:
+    """What pass 0 staged for a shard of HTML pages: its image references' part (None: none) and page counts."""
+
+    uri: str | None
+    pages: int
+    opted_out: int
+    unreadable: int
 
 
-def caption_pass(lake: Storage, shard: Shard) -> list[PageScan]:
-    """Pass 0 over a shard of the drop's HTML pages: each page's opt-out and image references, in order."""
-    return scan_pages(lake, shard, scan_page)
+def caption_pass(lake: Storage, staging: str, shard: Shard) -> PageRefs:
+    """Pass 0 over a shard of the drop's HTML pages: stage every image reference of its pages, in page order."""
+    scans = scan_pages(lake, shard, scan_page)
+    refs = [asdict(ref) for scan in scans if scan is not None for ref in scan[1]]
+    uri = f"{staging}/refs-{shard.span}.parquet" if refs else None
+    if uri:
+        lake.write_table(uri, pa.Table.from_pylist(refs, schema=REF_SCHEMA))
+    opted_out = sum(int(scan[0]) for scan in scans if scan is not None)
+    return PageRefs(uri, len(scans), opted_out, sum(scan is None for scan in scans))
+
+
+def caption_pass_crashed(lake: Storage, staging: str, shard: Shard, error: str) -> PageRefs:
+    """A shard of pages that kills its worker process: every page counted as unreadable."""
+    return PageRefs(None, shard.rows, 0, shard.rows)
 
 
 @dataclass(frozen=True)
@@ -113,12 +145,30 @@ class CaptionedShard(Shard):
         return f"{self.staging}/{self.span}"
 
 
-def write_captions(lake: Storage, shard: CaptionedShard, captions: Sequence[Caption]) -> None:
-    """Stage the captions the driver chose for the shard's records, in record order."""
-    lake.write_table(
-        f"{shard.staging}/captions-{shard.index:05d}.parquet",
-        pa.Table.from_pylist([asdict(c) for c in captions], schema=CAPTION_SCHEMA),
-    )
+@dataclass(frozen=True)
+class CaptionJob:
+    """The task that stages the captions of one shard of image records from the drop's staged page references."""
+
+    lake: Storage
+    shard: CaptionedShard
+    refs: tuple[str, ...]  # the refs parts of pass 0
+    surrounding_text: bool
+
+
+def stage_captions(job: CaptionJob) -> None:
+    """Stage the best caption and the opt-out of each of the shard's records, in record order, from the
+    references to its URL on every page of the drop (read filtered to the shard's URLs)."""
+    urls = [normalize_uri(u) for u in read_shard(job.lake, job.shard, ["target_uri"])["target_uri"].to_pylist()]
+    wanted = pa.array(sorted({canonical_url(u) or "" for u in urls}), pa.string())
+    index = CaptionIndex(surrounding_text=job.surrounding_text)
+    names = [f.name for f in fields(ImageRef)]
+    for uri in job.refs:
+        table = job.lake.read_table(uri)
+        rows = table.filter(pc.is_in(table["image_url"], value_set=wanted)).select(names).to_pylist()
+        index.add_refs(ImageRef(**r) for r in rows)
+    captions = [asdict(index.caption_for(u)) for u in urls]
+    table = pa.Table.from_pylist(captions, schema=CAPTION_SCHEMA)
+    job.lake.write_table(f"{job.shard.staging}/captions-{job.shard.index:05d}.parquet", table)
 
 
 def read_captions(lake: Storage, shard: CaptionedShard) -> list[Caption]:
@@ -134,14 +184,15 @@ def shard_records(job: ImagePass, shard: CaptionedShard) -> tuple[list[dict[str,
 
 @dataclass
 class AnalysedShard:
-    """What pass 1 of a shard returns: where it staged its outcomes, and its candidates for dedup."""
+    """What pass 1 of a shard returns: where it staged its outcomes, and its candidates for dedup (as arrays)."""
 
     shard: CaptionedShard
     analysed_uri: str
     normalized_uri: str | None  # NSFW on: every candidate is normalized in pass 1
-    candidates: list[phash_index.Candidate] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)  # drop positions of the candidates
-    pixels: dict[int, str] = field(default_factory=dict)  # pos -> pixel hash, for normalized candidates
+    candidates: int = 0
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # the candidates' drop positions
+    phashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    byte_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # `sha_keys` of their bytes
     steps: dict[str, StepStats] = field(default_factory=dict)
 
 
@@ -285,7 +336,10 @@ def _stage_analysed(
     order: list[int],
     steps: dict[str, StepStats],
 ) -> AnalysedShard:
-    table = pa.Table.from_pylist([{**rows[i], "pos": shard.start + i} for i in sorted(rows)], schema=ANALYSED_SCHEMA)
+    table = pa.Table.from_pylist(
+        [{**rows[i], "pos": shard.start + i, "record_id": records[i]["record_id"]} for i in sorted(rows)],
+        schema=ANALYSED_SCHEMA,
+    )
     result = AnalysedShard(shard, f"{shard.folder}/analysed.parquet", None, steps=steps)
     lake.write_table(result.analysed_uri, table)
     candidates = set(order)
@@ -294,9 +348,7 @@ def _stage_analysed(
         result.normalized_uri = f"{shard.folder}/normalized-0.parquet"
         kept_norm.sort(key=lambda n: n["pos"])
         lake.write_table(result.normalized_uri, pa.Table.from_pylist(kept_norm, schema=NORMALIZED_SCHEMA))
-        result.pixels = {n["pos"]: n["pixel_sha256"] for n in kept_norm}
-    for i in order:
-        row = records[i]
-        result.candidates.append(phash_index.Candidate(row["record_id"], rows[i]["sha256"], rows[i]["phash"]))
-        result.positions.append(shard.start + i)
+    result.candidates, result.positions = len(order), np.array(order, np.int64) + shard.start
+    result.phashes = np.array([rows[i]["phash"] for i in order], np.int64)
+    result.byte_keys = sha_keys([rows[i]["sha256"] for i in order])
     return result

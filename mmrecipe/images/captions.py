@@ -166,6 +166,9 @@ class CaptionIndex:
     def add_page(self, opt_out: bool, refs: Iterable[ImageRef]) -> None:
         self.pages += 1
         self.opted_out_pages += int(opt_out)
+        self.add_refs(refs)
+
+    def add_refs(self, refs: Iterable[ImageRef]) -> None:
         for ref in refs:
             self.refs.setdefault(ref.image_url, []).append(ref)
 

@@ -1,10 +1,13 @@
 """The last shard passes of deduped_images: kept images normalized, then published with the shards' drops.
 
 2. `normalize_pass` on the shards holding kept images and close near duplicates (the driver's
-   decisions): decode again and normalize; it stages the JPEGs and returns pixel hashes or rejects.
+   decisions): decode again and normalize; it stages the JPEGs and returns the rejects.
 3. `publish_pass` on every shard through `run_stage`: kept rows (with their staged JPEGs), drops and
-   rejects, all in record order, plus the shard's pHash-index entries (`extra`) and its kept-image
-   histograms; it reads staged parts, never payloads, and is published with one commit.
+   rejects, all in record order, plus the shard's pHash-index entries (staged, named in `extra`) and its
+   kept-image histograms; it reads staged parts, never payloads, and is published with one commit.
+
+The driver's decisions name only the candidates with a duplicate edge (and late rejects): a candidate
+without one is kept, in its own cluster.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mmrecipe.engine import WORKER_CRASHED, ShardOutput, StepStats, read_shard
+from mmrecipe.images import phash_index
 from mmrecipe.images.analysed_images import (
     NORMALIZED_SCHEMA,
     CaptionedShard,
@@ -34,6 +39,7 @@ from mmrecipe.images.image_analysis import (
     thumbnail,
 )
 from mmrecipe.stage_output import PROVENANCE_COLUMNS
+from mmrecipe.storage import Storage
 from mmrecipe.warc_index import RecordReader, normalize_uri
 
 DECISION_SCHEMA = pa.schema(
@@ -53,33 +59,42 @@ DECISION_SCHEMA = pa.schema(
 
 @dataclass
 class NormalizedShard:
-    """What pass 2 of a shard returns: pixel hashes of what it normalized, and the images that failed."""
+    """What pass 2 of a shard returns: where it staged what it normalized, and the images that failed."""
 
     normalized_uri: str | None
-    pixels: dict[int, str] = field(default_factory=dict)
     failed: dict[int, tuple[str, str]] = field(default_factory=dict)  # pos -> (reason, detail)
     step: StepStats = field(default_factory=StepStats)
 
 
 @dataclass(frozen=True)
 class NormalizeShard(CaptionedShard):
-    """A shard of pass 2: the drop positions to normalize, and where to stage the result."""
+    """A shard of pass 2: the drop positions to normalize, and where to stage the result.
+
+    With `analysed` set, also every candidate of that pass-1 part but the `decided` ones (those with a duplicate
+    edge, which the driver decided and listed in `positions` if they need it): the others are all kept."""
 
     positions: tuple[int, ...] = ()
+    analysed: str = ""
+    decided: tuple[int, ...] = ()
     out: str = ""
 
-    def todo(self) -> list[int]:
-        return [p for p in self.positions if self.start <= p < self.stop]  # a split shard: its own half
+    def todo(self, lake: Storage) -> list[int]:
+        todo = set(self.positions)
+        if self.analysed:
+            table = lake.read_table(self.analysed, ["pos", "outcome"])
+            todo.update(table.filter(pc.equal(table["outcome"], "candidate"))["pos"].to_pylist())
+            todo.difference_update(set(self.decided) - set(self.positions))
+        return sorted(p for p in todo if self.start <= p < self.stop)  # a split shard: its own half
 
 
 def normalize_pass(job: ImagePass, shard: NormalizeShard) -> NormalizedShard:
     """Pass 2: normalize the images at the shard's positions and stage their JPEGs."""
     started, result, staged = time.perf_counter(), NormalizedShard(None), []
-    records = read_shard(job.lake, shard).to_pylist()
+    records, todo = read_shard(job.lake, shard).to_pylist(), shard.todo(job.lake)
     with RecordReader(job.lake) as reader:
 
         def payloads() -> Any:
-            for pos in shard.todo():
+            for pos in todo:
                 row = records[pos - shard.start]
                 yield pos, reader.read(row["warc_path"], row["warc_offset"], row["warc_length"]).payload
 
@@ -92,15 +107,14 @@ def normalize_pass(job: ImagePass, shard: NormalizeShard) -> NormalizedShard:
     if staged:
         result.normalized_uri = f"{shard.out}-{shard.start:010d}.parquet"
         job.lake.write_table(result.normalized_uri, pa.Table.from_pylist(staged, schema=NORMALIZED_SCHEMA))
-        result.pixels = {n["pos"]: n["pixel_sha256"] for n in staged}
-    result.step = StepStats(len(shard.todo()), time.perf_counter() - started)
+    result.step = StepStats(len(todo), time.perf_counter() - started)
     result.step.rejected.update(reason for reason, _ in result.failed.values())
     return result
 
 
 def normalize_crashed(job: ImagePass, shard: NormalizeShard, error: str) -> NormalizedShard:
     """The pass-2 result of a record whose normalization kills its worker: rejected `worker_crashed`."""
-    failed = {pos: (WORKER_CRASHED, error) for pos in shard.todo()}
+    failed = {pos: (WORKER_CRASHED, error) for pos in shard.todo(job.lake)}
     return NormalizedShard(
         None, failed=failed, step=StepStats(len(failed), rejected=Counter({WORKER_CRASHED: len(failed)}))
     )
@@ -131,11 +145,17 @@ class KeptImages:
 
 @dataclass(frozen=True)
 class PublishImagesShard(CaptionedShard):
-    """A shard of pass 3: its staged pass-1 outcomes, normalized images and dedup decisions."""
+    """A shard of pass 3: its staged pass-1 outcomes, normalized images and dedup decisions, and where it stages
+    its pHash-index entries."""
 
     analysed: str = ""
     normalized: tuple[str, ...] = ()
     decisions: str = ""
+    entries: str = ""
+
+    @property
+    def entries_part(self) -> str:
+        return f"{self.entries}/entries-{self.start:010d}.parquet"  # a split shard's halves: one part each
 
 
 def publish_pass(job: ImagePass, shard: PublishImagesShard, out: ShardOutput) -> Mapping[str, Any]:
@@ -155,7 +175,8 @@ def publish_pass(job: ImagePass, shard: PublishImagesShard, out: ShardOutput) ->
         if outcome != "candidate":
             (out.drop if outcome == "dropped" else out.reject)(row, reason, detail)
             continue
-        assert d is not None, f"no dedup decision for candidate {row['record_id']}"
+        if d is None:  # no duplicate edge: kept, in its own cluster
+            d = {"kept": True, "cluster": row["record_id"], "reason": None, "hamming": None}
         n = norm.get(pos)
         entries.append(_entry(row, a, n, d))
         if not d["kept"]:
@@ -169,7 +190,8 @@ def publish_pass(job: ImagePass, shard: PublishImagesShard, out: ShardOutput) ->
     dedup = out.steps.setdefault("dedup", StepStats())
     dedup.seen, dedup.seconds = len(entries), time.perf_counter() - started
     dedup.dropped.update(e["reason"] for e in entries if not e["kept"])
-    return {"entries": entries, **result.as_json()}
+    job.lake.write_table(shard.entries_part, pa.Table.from_pylist(entries, schema=phash_index.ENTRY_SCHEMA))
+    return {"entries": shard.entries_part, **result.as_json()}
 
 
 def _entry(

@@ -131,12 +131,12 @@ def index_keys(entries: pa.Table, bands: int) -> pa.Table:
     )
 
 
-def probes(phashes: np.ndarray, shas: Sequence[str], k: int, bands: int) -> pa.Table:
+def probes(phashes: np.ndarray, byte_keys: np.ndarray, k: int, bands: int) -> pa.Table:
     """(band, key, qhash) of every stored key that can belong to a kept image within k of a query, or with
-    one of its byte hashes (qhash 0: compared in full later)."""
+    one of its byte-hash keys (`sha_keys`; qhash 0: compared in full later)."""
     radius, uniq = probe_radius(k, bands), np.unique(np.asarray(phashes, dtype=np.int64))
-    shas = sorted(set(shas))
-    parts = [(np.full(len(shas), EXACT_BAND, np.int8), sha_keys(shas), np.zeros(len(shas), np.int64))]
+    byte_keys = np.unique(np.asarray(byte_keys, dtype=np.uint64))
+    parts = [(np.full(len(byte_keys), EXACT_BAND, np.int8), byte_keys, np.zeros(len(byte_keys), np.int64))]
     for band, ((_, width), values) in enumerate(zip(_band_layout(bands), _band_values(uniq, bands), strict=True)):
         flips = _flip_masks(width, radius)
         probed = (values[:, None] ^ flips[None, :]).ravel()
@@ -166,7 +166,7 @@ class ProbeJob:
     hi: int
     buckets: int
     phashes: np.ndarray  # the candidates' pHashes (int64)
-    shas: tuple[str, ...]  # their byte hashes
+    byte_keys: np.ndarray  # their byte hashes' keys (`sha_keys`, uint64)
     k: int
     bands: int
     sources: tuple[EarlierKeys, ...]
@@ -174,7 +174,7 @@ class ProbeJob:
 
 def join_probes(job: ProbeJob) -> tuple[np.ndarray, int]:
     """Global positions of the earlier kept images the probes find (within k, or same byte-hash key), bytes read."""
-    probe = probes(job.phashes, job.shas, job.k, job.bands)
+    probe = probes(job.phashes, job.byte_keys, job.k, job.bands)
     bucket = bucket_of(probe["key"].to_numpy(), probe["band"].to_numpy(), job.buckets)
     mine = (bucket >= job.lo) & (bucket < job.hi)
     probe, found = probe.filter(pa.array(mine)), np.unique(bucket[mine]).tolist()

@@ -46,7 +46,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mmrecipe.dedup import bucket_file as bf
-from mmrecipe.images.phash_bands import BandIndex, EarlierKeys, ProbeJob, index_keys, join_probes, probe_radius
+from mmrecipe.images.phash_bands import (
+    BandIndex,
+    EarlierKeys,
+    ProbeJob,
+    index_keys,
+    join_probes,
+    probe_radius,
+    sha_keys,
+)
 from mmrecipe.storage import PARQUET_OPTIONS, Storage
 
 INDEX_ASSET = "image_phash_index"
@@ -174,7 +182,60 @@ def decide(candidates: Sequence[Candidate], prior: PriorKept, k: int, bands: int
     return out
 
 
+EDGE_TASK_ROWS = 4096  # candidates one edge task queries (their probes: ~4 kB each)
+
+
+@dataclass(frozen=True)
+class EdgeJob:
+    """Which of the candidates [lo, hi) of a drop have a duplicate edge (an engine task; see `duplicate_edges`)."""
+
+    phashes: np.ndarray  # every candidate's pHash (int64), in drop order
+    byte_keys: np.ndarray  # every candidate's byte-hash key (`sha_keys`, uint64)
+    lo: int
+    hi: int
+    prior: np.ndarray  # the pHashes of the earlier drops' kept images the drop can match
+    prior_keys: np.ndarray  # their byte-hash keys
+    k: int
+    bands: int
+
+
+def candidate_edges(job: EdgeJob) -> np.ndarray:
+    """The indexes in [lo, hi) of the candidates with a duplicate edge."""
+    hashes, keys = job.phashes[job.lo : job.hi], job.byte_keys[job.lo : job.hi]
+    uniq, count = np.unique(job.phashes, return_counts=True)
+    near = count[np.searchsorted(uniq, hashes)] > 1
+    a, b, _ = BandIndex(uniq, job.k, job.bands).query(hashes)
+    near[a[uniq[b] != hashes[a]]] = True
+    near[BandIndex(job.prior, job.k, job.bands).query(hashes)[0]] = True
+    unique_keys, key_count = np.unique(job.byte_keys, return_counts=True)
+    near |= (key_count[np.searchsorted(unique_keys, keys)] > 1) | np.isin(keys, job.prior_keys)
+    return np.flatnonzero(near) + job.lo
+
+
+def duplicate_edges(
+    phashes: np.ndarray,
+    byte_keys: np.ndarray,
+    prior: PriorKept,
+    k: int,
+    bands: int = 4,
+    map_tasks: bf.TaskMap = map,
+) -> np.ndarray:
+    """The indexes of the candidates with a duplicate edge: the same bytes (`sha_keys`) as another candidate or
+    an earlier drop's kept image, or a pHash within k of one. The others are kept whatever the rest are, and
+    change no one's decision: `decide` over the candidates with an edge gives the decisions they get in `decide`
+    over all. Found in `map_tasks` tasks of `EDGE_TASK_ROWS` candidates."""
+    prior_keys = sha_keys(prior.sha256)
+    jobs = [EdgeJob(phashes, byte_keys, lo, min(lo + EDGE_TASK_ROWS, len(phashes)), prior.phash, prior_keys, k, bands)
+            for lo in range(0, len(phashes), EDGE_TASK_ROWS)]  # fmt: skip
+    return np.concatenate([np.zeros(0, np.int64), *map_tasks(candidate_edges, jobs)])
+
+
 # --- persistence --------------------------------------------------------------------------------
+def parts_uri(storage: Storage, drop: str) -> str:
+    """Where a run stages a drop's entries parts before they are written as its index (then removed)."""
+    return storage.uri(INDEX_ASSET, drop, "_parts")
+
+
 def entries_uri(storage: Storage, drop: str) -> str:
     """Where one drop's index entries live."""
     return storage.uri(INDEX_ASSET, drop, ENTRIES_FILE)
@@ -245,7 +306,7 @@ def match_prior(
     storage: Storage,
     drop: str,
     phashes: np.ndarray,
-    shas: Sequence[str],
+    byte_keys: np.ndarray,
     k: int,
     *,
     bands: int = 4,
@@ -253,8 +314,9 @@ def match_prior(
     map_tasks: bf.TaskMap = bf.thread_map,
     max_tasks: int = bf.DEFAULT_MAX_TASKS,
 ) -> PriorMatch:
-    """Every kept image of the drops before `drop` within Hamming distance k of one of `phashes` or with one
-    of the byte hashes `shas`, found bucket by bucket; `decide` against it equals `decide` against all of them."""
+    """Every kept image of the drops before `drop` within Hamming distance k of one of `phashes` or whose byte
+    hash has one of the keys `byte_keys` (`sha_keys`), found bucket by bucket; `decide` against it equals
+    `decide` against all of them."""
     probe_radius(k, bands)  # a layout that would probe too much is refused here, before any task
     earlier = [d for d in indexed_drops(storage) if d < drop]
     footers = [_footers(storage, d) for d in earlier]
@@ -273,7 +335,7 @@ def match_prior(
         for r, (d, f) in enumerate(zip(earlier, footers, strict=True))
     )
     task = bf.task_of(np.arange(buckets), buckets, max_tasks)
-    hashes, byte_hashes = np.unique(np.asarray(phashes, dtype=np.int64)), tuple(sorted(set(shas)))
+    hashes, byte_hashes = np.unique(np.asarray(phashes, dtype=np.int64)), np.unique(np.asarray(byte_keys, np.uint64))
     jobs = [
         ProbeJob(storage, int(np.argmax(task == t)), int(buckets - np.argmax(task[::-1] == t)), buckets, hashes,
                  byte_hashes, k, bands, sources)
@@ -317,6 +379,26 @@ def write_entries(
     return digest
 
 
+@dataclass(frozen=True)
+class EntriesJob:
+    """The task that writes a drop's index from the entries parts its publish shards staged, in shard order."""
+
+    storage: Storage
+    drop: str
+    parts: tuple[str, ...]
+    basis: dict[str, str]
+    k: int
+    bands: int
+    buckets: int
+
+
+def write_entries_parts(job: EntriesJob) -> str:
+    """`write_entries` of the parts' rows (never in the driver); returns the drop's new digest."""
+    tables = [ENTRY_SCHEMA.empty_table(), *(job.storage.read_table(uri) for uri in job.parts)]
+    entries = pa.concat_tables(tables).combine_chunks()
+    return write_entries(job.storage, job.drop, entries, job.basis, job.k, job.bands, job.buckets)
+
+
 def stale_drops(storage: Storage) -> list[str]:
     """Indexed drops, in key order, whose basis no longer matches the digests of the drops before them."""
     metas = {d: read_meta(storage, d) for d in indexed_drops(storage)}
@@ -334,7 +416,7 @@ def kept_conflicts(storage: Storage, drop: str, phashes: np.ndarray, record_ids:
     entries_meta, keys_meta = _footers(storage, drop)
     bands = int((entries_meta.metadata or {}).get(META_BANDS, b"0"))
     buckets = int((keys_meta.metadata or {}).get(bf.BUCKETS_KEY, b"0"))
-    prior = match_prior(storage, drop, phashes, [], k, bands=bands, buckets=buckets).prior
+    prior = match_prior(storage, drop, phashes, np.zeros(0, np.uint64), k, bands=bands, buckets=buckets).prior
     problems = []
     qi, si, dist = BandIndex(prior.phash, k, bands).query(phashes)
     problems += [

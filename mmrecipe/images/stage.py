@@ -1,21 +1,26 @@
 """The deduped_images stage of one drop: image records -> filtered, deduplicated, captioned images.
 
 Every image record of the drop (raw_crawl rows of kind "image") ends as exactly one kept row or
-one drop/reject. The driver here holds no image: it runs the shard passes of `analysed_images` and `kept_images` and
-makes the drop-level decisions between them.
+one drop/reject. The driver here holds no image and no per-record state beyond three 64-bit numbers per
+candidate (position, pHash, byte-hash key): it runs the shard passes of `analysed_images` and `kept_images`
+and the drop-level decisions between them, over the candidates with a duplicate edge only.
 
 1. **Captions and opt-outs.** Every HTML page of the drop is parsed for `<img>` references in shards
-   (`caption_pass`); the driver merges them (`captions.CaptionIndex`) and stages each image record's
-   caption and opt-out before pass 1.
-2. **Pass 1** per shard (`analyse_shard`): screening, header filters, pHash (NSFW score if on).
-3. **Dedup** of the candidates against the kept images of earlier drops and earlier records
-   (`phash_index.decide`). Kept images and near duplicates within `PIXEL_CHECK_BITS` (to tell
-   `pixel_duplicate` from `near_duplicate`) are normalized by **pass 2** per shard
-   (`normalize_shard`); if that fails for a kept image, it is rejected and the decisions are
-   redone without it, so nothing is ever dropped as a duplicate of a rejected image.
-4. **Pass 3** per shard (`publish_shard`): kept rows with the normalized JPEG, drops and rejects in
-   record order; then the drop's index entries, and its WebDataset shards of captioned images (written
-   from the published rows in an engine task, `write_webdataset`).
+   (`caption_pass`, staged per shard); a task per image shard then stages each of its records' caption
+   and opt-out from the references to its URL (`stage_captions`, `captions.CaptionIndex`).
+2. **Pass 1** per shard (`analyse_pass`): screening, header filters, pHash (NSFW score if on).
+3. **Dedup** against the kept images of earlier drops and earlier records. Tasks find the candidates
+   with a duplicate edge (`phash_index.duplicate_edges`: same bytes, or a pHash within k of another
+   candidate or of an earlier drop's kept image); the others are kept. Only the edge-holding ones are
+   decided (`phash_index.decide`, which gives them the decisions they get among all). Kept images and
+   near duplicates within `PIXEL_CHECK_BITS` (to tell `pixel_duplicate` from `near_duplicate`) are
+   normalized by **pass 2** per shard (`normalize_pass`); if that fails for a kept image with an edge,
+   it is rejected and the decisions are redone without it, so nothing is ever dropped as a duplicate
+   of a rejected image.
+4. **Pass 3** per shard (`publish_pass`): kept rows with the normalized JPEG, drops and rejects in
+   record order, and the shard's index entries (staged); then, in engine tasks, the drop's index from
+   those parts (`phash_index.write_entries_parts`) and its WebDataset shards of captioned images from
+   the published rows (`write_webdataset`).
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from mmrecipe.crawl_index import RAW_CRAWL, read_records
+from mmrecipe.crawl_index import RAW_CRAWL
 from mmrecipe.engine import (
     DEFAULT_SHARD_BYTES,
     Engine,
@@ -40,18 +46,20 @@ from mmrecipe.engine import (
     plan_shards,
     run_stage,
 )
-from mmrecipe.html_pages import unreadable_pages
 from mmrecipe.images import phash_index
 from mmrecipe.images.analysed_images import (
     AnalysedShard,
     CaptionedShard,
+    CaptionJob,
     ImagePass,
+    PageRefs,
     analyse_crashed,
     analyse_pass,
     caption_pass,
-    write_captions,
+    caption_pass_crashed,
+    stage_captions,
 )
-from mmrecipe.images.captions import CaptionIndex, caption_coverage
+from mmrecipe.images.captions import caption_coverage
 from mmrecipe.images.image_analysis import ImageStageConfig
 from mmrecipe.images.kept_images import (
     DECISION_SCHEMA,
@@ -74,7 +82,6 @@ from mmrecipe.stage_output import (
     stage_prefix,
 )
 from mmrecipe.storage import Storage
-from mmrecipe.warc_index import normalize_uri
 
 ASSET = "deduped_images"
 CODE_VERSION = "3"  # 3: shard passes
@@ -136,23 +143,6 @@ class ImageStageResult:
         return self.run.output
 
 
-def collect_captions(
-    engine: Engine, storage: Storage, drop: str, surrounding_text: bool, shard_bytes: int
-) -> CaptionIndex:
-    """Image references of every HTML page of the drop, scanned in shards (unreadable pages are counted, not fatal)."""
-    index = CaptionIndex(surrounding_text=surrounding_text)
-    shards = plan_shards(storage, drop, "html", shard_bytes)
-    for results in engine.run(partial(caption_pass, storage), shards, partial(unreadable_pages, storage)):
-        for scans in results:
-            for scan in scans:
-                if scan is None:
-                    index.pages += 1
-                    index.unreadable_pages += 1
-                else:
-                    index.add_page(*scan)
-    return index
-
-
 def shards_prefix(storage: Storage, drop: str) -> str:
     """Where a drop's WebDataset shards live."""
     return storage.uri(stage_prefix(ASSET, drop, SIDE), "shards")
@@ -160,15 +150,17 @@ def shards_prefix(storage: Storage, drop: str) -> str:
 
 def captioned_shards(
     engine: Engine, storage: Storage, drop: str, config: ImageStageConfig, shard_bytes: int
-) -> tuple[list[CaptionedShard], CaptionIndex]:
-    """The drop's image shards, each with the captions of its records staged, and the drop's caption index."""
-    index = collect_captions(engine, storage, drop, config.surrounding_text, shard_bytes)
-    urls = read_records(storage, drop, "image", columns=["target_uri"])["target_uri"].to_pylist()
+) -> tuple[list[CaptionedShard], list[PageRefs]]:
+    """The drop's image shards, each with the captions of its records staged (in engine tasks, from the page
+    references pass 0 staged), and what pass 0 found per shard of HTML pages."""
     staging = storage.uri(stage_prefix(ASSET, drop, STAGING), "passes")
+    pages = plan_shards(storage, drop, "html", shard_bytes)
+    ran = engine.run(partial(caption_pass, storage, staging), pages, partial(caption_pass_crashed, storage, staging))
+    refs = [r for results in ran for r in results]
     shards = [CaptionedShard(**vars(s), staging=staging) for s in plan_shards(storage, drop, "image", shard_bytes)]
-    for shard in shards:
-        write_captions(storage, shard, [index.caption_for(normalize_uri(u)) for u in urls[shard.start : shard.stop]])
-    return shards, index
+    uris = tuple(r.uri for r in refs if r.uri)
+    engine.map(stage_captions, [CaptionJob(storage, s, uris, config.surrounding_text) for s in shards])
+    return shards, refs
 
 
 def _pixel_candidate(d: phash_index.Decision) -> bool:
@@ -176,9 +168,38 @@ def _pixel_candidate(d: phash_index.Decision) -> bool:
     return d.reason == "near_duplicate" and (d.hamming or 0) <= PIXEL_CHECK_BITS
 
 
+def _read_staged(lake: Storage, uris: Sequence[str], positions: set[int], columns: list[str]) -> list[dict]:
+    """The rows of staged parts (with a `pos` column) at `positions`."""
+    wanted, rows = pa.array(sorted(positions), pa.int64()), []
+    for uri in uris:
+        table = lake.read_table(uri, columns)
+        rows += table.filter(pc.is_in(table["pos"], value_set=wanted)).to_pylist()
+    return rows
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A drop's candidates (images that passed the filters) as arrays in drop order: what the driver holds."""
+
+    positions: np.ndarray  # int64
+    phashes: np.ndarray  # int64
+    byte_keys: np.ndarray  # uint64 (`sha_keys`)
+
+    @classmethod
+    def take(cls, analysed: Sequence[AnalysedShard]) -> Candidates:
+        """The shards' candidates, moved out of their pass-1 results (which keep their count only)."""
+        cols = {}
+        for name, dtype in (("positions", np.int64), ("phashes", np.int64), ("byte_keys", np.uint64)):
+            cols[name] = np.concatenate([np.zeros(0, dtype), *(getattr(a, name) for a in analysed)])
+            for a in analysed:
+                setattr(a, name, None)
+        return cls(**cols)
+
+
 @dataclass
 class Decided:
-    """The drop-level dedup: decisions by drop position, late rejects, and the staged normalized parts."""
+    """The drop-level dedup of the candidates with a duplicate edge (by drop position), late rejects, and the
+    staged normalized parts."""
 
     decisions: dict[int, phash_index.Decision] = field(default_factory=dict)
     late: dict[int, tuple[str, str]] = field(default_factory=dict)
@@ -187,71 +208,102 @@ class Decided:
 
 
 def decide_drop(
-    engine: Engine, job: ImagePass, analysed: Sequence[AnalysedShard], prior: phash_index.PriorKept
+    engine: Engine,
+    job: ImagePass,
+    analysed: Sequence[AnalysedShard],
+    candidates: Candidates,
+    prior: phash_index.PriorKept,
 ) -> Decided:
-    """Dedup decisions over every shard's candidates, normalizing kept images (pass 2); redone if one fails."""
-    cfg = job.cfg
-    cands = {p: c for a in analysed for p, c in zip(a.positions, a.candidates, strict=True)}
-    pixels = {p: px for a in analysed for p, px in a.pixels.items()}
-    shard_of = {p: a.shard for a in analysed for p in a.positions}
+    """Dedup decisions of the candidates with a duplicate edge, normalizing kept images (pass 2: every candidate
+    without an edge, in tasks); redone if a kept image with an edge fails to normalize."""
+    cfg, lake = job.cfg, job.lake
+    edges = candidates.positions[
+        phash_index.duplicate_edges(
+            candidates.phashes, candidates.byte_keys, prior, cfg.hamming_k, cfg.hash_bands, engine.map
+        )
+    ]
+    mine = {a.shard.span: [p for p in edges.tolist() if a.shard.start <= p < a.shard.stop] for a in analysed}
+    span_of = {p: span for span, ps in mine.items() for p in ps}
+    edge_cands = {r["pos"]: phash_index.Candidate(r["record_id"], r["sha256"], r["phash"])
+             for r in _read_staged(lake, [a.analysed_uri for a in analysed if mine[a.shard.span]], set(span_of),
+                                   ["pos", "record_id", "sha256", "phash"])}  # fmt: skip
+    done = {p for a in analysed if a.normalized_uri for p in mine[a.shard.span]}  # NSFW on: all in pass 1
     out = Decided(normalized={a.shard.span: [a.normalized_uri] if a.normalized_uri else [] for a in analysed})
     rounds = 0
     while True:
-        order = sorted(cands)
-        decided = phash_index.decide([cands[p] for p in order], prior, cfg.hamming_k, cfg.hash_bands)
+        order = sorted(edge_cands)
+        decided = phash_index.decide([edge_cands[p] for p in order], prior, cfg.hamming_k, cfg.hash_bands)
         out.decisions = dict(zip(order, decided, strict=True))
         todo: dict[str, list[int]] = {}
         for pos, d in out.decisions.items():
-            if pos not in pixels and (d.kept or _pixel_candidate(d)):
-                todo.setdefault(shard_of[pos].span, []).append(pos)
+            if pos not in done and (d.kept or _pixel_candidate(d)):
+                todo.setdefault(span_of[pos], []).append(pos)
         rounds += 1
+        rest = {a.shard.span: a.analysed_uri for a in analysed if rounds == 1 and not a.normalized_uri}
         shards = [
-            NormalizeShard(**vars(a.shard), positions=tuple(todo[a.shard.span]),
+            NormalizeShard(**vars(a.shard), positions=tuple(todo.get(a.shard.span, ())),
+                           analysed=rest.get(a.shard.span, ""), decided=tuple(mine[a.shard.span]),
                            out=f"{a.shard.folder}/normalized-{rounds}")
-            for a in analysed if a.shard.span in todo
+            for a in analysed if a.shard.span in todo or (a.shard.span in rest and a.candidates)
         ]  # fmt: skip
         kept_failed = False
         ran = engine.run(partial(normalize_pass, job), shards, partial(normalize_crashed, job))
         for shard, results in zip(shards, ran, strict=True):
-            for done in results:
-                out.step.add(done.step)
-                pixels |= done.pixels
-                out.normalized[shard.span] += [done.normalized_uri] if done.normalized_uri else []
-                for pos, why in done.failed.items():
+            for normalized in results:
+                out.step.add(normalized.step)
+                out.normalized[shard.span] += [normalized.normalized_uri] if normalized.normalized_uri else []
+                for pos, why in normalized.failed.items():
                     out.late[pos] = why
-                    kept_failed |= out.decisions[pos].kept
-                    del cands[pos]
+                    if pos in edge_cands:  # a candidate without an edge changes no decision
+                        kept_failed |= out.decisions[pos].kept
+                        del edge_cands[pos]
+        done.update(p for ps in todo.values() for p in ps)
         if not kept_failed:
             break
     for pos in [p for p in out.decisions if p in out.late]:
         del out.decisions[pos]
-    prior_pixels = dict(zip(prior.record_id, prior.pixel_sha256, strict=True))
-    by_id = {cands[p].record_id: pixels.get(p) for p in out.decisions}
-    for pos, d in out.decisions.items():
-        if _pixel_candidate(d):
-            owner = prior_pixels.get(d.owner or "") or by_id.get(d.owner or "")
-            if owner is not None and owner == pixels.get(pos):
-                out.decisions[pos] = replace(d, reason="pixel_duplicate")
+    _pixel_duplicates(lake, out, edge_cands, prior)
     return out
 
 
-def _publish_shards(storage: Storage, analysed: Sequence[AnalysedShard], decided: Decided) -> list[PublishImagesShard]:
-    """Stage each shard's decisions (and late rejects) for pass 3."""
+def _pixel_duplicates(
+    lake: Storage, out: Decided, cands: dict[int, phash_index.Candidate], prior: phash_index.PriorKept
+) -> None:
+    """Near duplicates within `PIXEL_CHECK_BITS` whose normalized pixels equal their owner's: `pixel_duplicate`."""
+    close = {p: d for p, d in out.decisions.items() if _pixel_candidate(d)}
+    owners = {d.owner for d in close.values()}
+    need = set(close) | {p for p in out.decisions if cands[p].record_id in owners}
+    if not close:
+        return
+    parts = [u for uris in out.normalized.values() for u in uris]
+    pixels = {r["pos"]: r["pixel_sha256"] for r in _read_staged(lake, parts, need, ["pos", "pixel_sha256"])}
+    prior_pixels = {r: px for r, px in zip(prior.record_id, prior.pixel_sha256, strict=True) if r in owners}
+    by_id = {cands[p].record_id: pixels.get(p) for p in out.decisions}
+    for pos, d in close.items():
+        owner = prior_pixels.get(d.owner or "") or by_id.get(d.owner or "")
+        if owner is not None and owner == pixels.get(pos):
+            out.decisions[pos] = replace(d, reason="pixel_duplicate")
+
+
+def _publish_shards(
+    storage: Storage, drop: str, analysed: Sequence[AnalysedShard], decided: Decided
+) -> list[PublishImagesShard]:
+    """Stage each shard's decisions (of its candidates with an edge) and late rejects for pass 3."""
     shards = []
     for a in analysed:
+        mine = sorted(p for p in (*decided.decisions, *decided.late) if a.shard.start <= p < a.shard.stop)
         rows = [
             {"pos": p, "kept": d.kept, "cluster": d.cluster, "reason": d.reason, "hamming": d.hamming,
              "owner": d.owner, "owner_drop": d.owner_drop}
-            for p in a.positions if (d := decided.decisions.get(p)) is not None
+            for p in mine if (d := decided.decisions.get(p)) is not None
         ]  # fmt: skip
         rows += [{"pos": p, "late_reason": decided.late[p][0], "late_detail": decided.late[p][1]}
-                 for p in a.positions if p in decided.late]  # fmt: skip
+                 for p in mine if p in decided.late]  # fmt: skip
         uri = f"{a.shard.folder}/decisions.parquet"
         storage.write_table(uri, pa.Table.from_pylist(rows, schema=DECISION_SCHEMA))
         normalized = tuple(decided.normalized[a.shard.span])
-        shards.append(
-            PublishImagesShard(**vars(a.shard), analysed=a.analysed_uri, normalized=normalized, decisions=uri)
-        )
+        shards.append(PublishImagesShard(**vars(a.shard), analysed=a.analysed_uri, normalized=normalized,
+                                         decisions=uri, entries=phash_index.parts_uri(storage, drop)))  # fmt: skip
     return shards
 
 
@@ -294,32 +346,32 @@ def run_image_stage(
     """Run the stage for one drop on `engine` (default: inline): publish its tables, shards and index entries."""
     config, engine = config or ImageStageConfig(), engine or LocalEngine(1)
     job = ImagePass(storage, config, scorer)
-    shards, captions = captioned_shards(engine, storage, drop, config, shard_bytes)
+    shards, pages = captioned_shards(engine, storage, drop, config, shard_bytes)
     ran = engine.run(partial(analyse_pass, job), shards, partial(analyse_crashed, job))
     analysed = [a for results in ran for a in results]
-    candidates = [c for a in analysed for c in a.candidates]
+    candidates = Candidates.take(analysed)
     match = phash_index.match_prior(
-        storage, drop, np.array([c.phash for c in candidates], np.int64), [c.sha256 for c in candidates],
-        config.hamming_k, bands=config.hash_bands, buckets=config.index_buckets,
+        storage, drop, candidates.phashes, candidates.byte_keys, config.hamming_k,
+        bands=config.hash_bands, buckets=config.index_buckets, map_tasks=engine.map,
     )  # fmt: skip
-    decided = decide_drop(engine, job, analysed, match.prior)
+    decided = decide_drop(engine, job, analysed, candidates, match.prior)
     version = fingerprint(
         ASSET, CODE_VERSION, replace(config, workers=0), match.basis, commit_version(storage, RAW_CRAWL, drop)
     )
     stage = ShardStage(ASSET, drop, storage, IMAGE_SCHEMA, publish_pass, job, version)
-    run = run_stage(engine, stage, _publish_shards(storage, analysed, decided))
+    run = run_stage(engine, stage, _publish_shards(storage, drop, analysed, decided))
     run.steps = StepStats.merged([*(a.steps for a in analysed), {"normalize": decided.step}, run.steps])
-    report = ImageStageReport(pages=captions.pages, opted_out_pages=captions.opted_out_pages)
-    report.unreadable_pages, report.index_bytes_read, entries = captions.unreadable_pages, match.bytes_read, []
+    report = ImageStageReport(pages=sum(p.pages for p in pages), opted_out_pages=sum(p.opted_out for p in pages))
+    report.unreadable_pages, report.index_bytes_read, parts = sum(p.unreadable for p in pages), match.bytes_read, []
     for result in run.results:
         if result.extra:  # a record that crashed its worker has none
-            entries += result.extra["entries"]
+            parts.append(result.extra["entries"])
             report.add(result.extra)
             report.clusters += sum(result.extra["formats"].values())
     report.shards, report.shard_samples = engine.map(write_webdataset, [WebDatasetJob(storage, drop, config)])[0]
-    table = pa.Table.from_pylist(entries, schema=phash_index.ENTRY_SCHEMA)
-    report.digest = phash_index.write_entries(
-        storage, drop, table, match.basis, config.hamming_k, config.hash_bands, config.index_buckets
-    )
+    entries = phash_index.EntriesJob(storage, drop, tuple(parts), match.basis, config.hamming_k, config.hash_bands,
+                                     config.index_buckets)  # fmt: skip
+    report.digest = engine.map(phash_index.write_entries_parts, [entries])[0]
+    storage.delete_dir(phash_index.parts_uri(storage, drop))
     report.stale_drops = phash_index.stale_drops(storage)
     return ImageStageResult(run, report)

@@ -3,9 +3,10 @@
 The same number of shards (4) at 1x and 8x of a synthetic drop on the local engine, and the driver's peak traced
 allocation (`tracemalloc`) without the engine's work (shards, bucket-range and span tasks): filtered_text (planning,
 publishing, summing histograms, merging the dedup index from side parts), extracted_text (decisions written per
-part), transcribed_audio's dedup (index and decisions from the shards' staged entries) and deduped_images (not
-flat yet: xfail). Reading the index entries back (~300 bytes per candidate document, as the text driver did
-before), holding every candidate's decision or keeping every quality score would grow it by tens of kB at 8x.
+part), transcribed_audio's dedup (index and decisions from the shards' staged entries) and deduped_images
+(decisions of the candidates with a duplicate edge only; captions, edges, normalization and the index in
+tasks). Reading the index entries back (~300 bytes per candidate document, as the text driver did before),
+holding every candidate's decision or keeping every quality score would grow it by tens of kB at 8x.
 """
 
 import io
@@ -213,16 +214,12 @@ def images_driver_peak(root: Path, images: int) -> tuple[int, int]:
     return trace.peak, result.run.output.counts.kept
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15, open: the images driver still holds every candidate and decision (decide_drop), every "
-    "image URL and caption reference (captioned_shards), the WebDataset samples it writes and every index entry "
-    "from the publish pass (write_entries)",
-)
 def test_the_images_drivers_peak_memory_is_flat_from_1x_to_8x(tmp_path: Path) -> None:
-    """The bound the text and audio drivers meet. Today's images driver grows by ~4 kB per image (166 kB at 30
-    images, 1.0 MB at 240; ~23 kB per image before the pHash probes moved into the bucket tasks): it fails, and
-    passes (xfail strict: then un-mark it) once the decisions come from edges and the entries from shard parts."""
+    """The bound the text and audio drivers meet. The driver holds three 64-bit numbers per candidate (position,
+    pHash, byte-hash key: ~5 kB more at 8x; ~33 kB at 30 images, ~40 kB at 240) and decides only the candidates
+    with a duplicate edge; every caption reference, index entry and decision of a candidate without an edge stays
+    in the tasks. Before (every candidate, decision, URL, caption and index entry in the driver) it grew by ~4 kB
+    per image: 166 kB at 30 images, 1.0 MB at 240."""
     images_driver_peak(tmp_path / "warm-up", DOCS_1X)
     small, kept_small = images_driver_peak(tmp_path / "1x", DOCS_1X)
     large, kept_large = images_driver_peak(tmp_path / "8x", 8 * DOCS_1X)

@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 import pytest
 
 from mmrecipe.images import phash_index
-from mmrecipe.images.phash_bands import BandIndex
+from mmrecipe.images.phash_bands import BandIndex, sha_keys
 from mmrecipe.images.phash_index import Candidate, Decision, PriorKept, decide
 from mmrecipe.storage import Storage
 
@@ -142,7 +142,7 @@ def _entries(drop: str, kept: list[tuple[str, int]]) -> pa.Table:
 
 
 def _match(lake: Storage, drop: str, hashes: list[int], buckets: int = 256) -> phash_index.PriorMatch:
-    return phash_index.match_prior(lake, drop, np.array(hashes, np.int64), [], 10, buckets=buckets)
+    return phash_index.match_prior(lake, drop, np.array(hashes, np.int64), sha_keys([]), 10, buckets=buckets)
 
 
 def test_entries_persist_with_basis_and_late_earlier_drops_make_later_ones_stale(tmp_path: Path) -> None:
@@ -193,9 +193,22 @@ def _random_drop(rng: np.random.Generator, drop: str, seeds: np.ndarray) -> list
 def _run_drop(lake: Storage, drop: str, images: list[tuple[str, int, str]], buckets: int) -> list[Decision]:
     cands = [Candidate(r, sha, h) for r, h, sha in images]
     match = phash_index.match_prior(
-        lake, drop, np.array([c.phash for c in cands], np.int64), [c.sha256 for c in cands], 10, buckets=buckets
+        lake,
+        drop,
+        np.array([c.phash for c in cands], np.int64),
+        sha_keys([c.sha256 for c in cands]),
+        10,
+        buckets=buckets,
     )
     out = decide(cands, match.prior, 10)
+    edges = phash_index.duplicate_edges(
+        np.array([c.phash for c in cands], np.int64), sha_keys([c.sha256 for c in cands]), match.prior, 10
+    ).tolist()
+    by_edges = dict.fromkeys(range(len(cands)), None) | dict(
+        zip(edges, decide([cands[i] for i in edges], match.prior, 10), strict=True)
+    )
+    assert [d or Decision(True, cands[i].record_id) for i, d in by_edges.items()] == out  # what the stage decides
+    assert all(out[i].kept for i in range(len(cands)) if i not in set(edges))
     rows = [
         {"record_id": c.record_id, "drop": drop, "warc_path": "w", "warc_offset": i, "url": None, "sha256": c.sha256,
          "pixel_sha256": None, "phash": c.phash, "kept": d.kept, "dedup_cluster": d.cluster, "reason": d.reason,
@@ -221,6 +234,9 @@ def test_bucketed_prior_gives_the_decisions_of_the_whole_prior_in_any_drop_order
         kept = in_order.read_table(phash_index.entries_uri(in_order, drop))
         whole.append(kept.filter(pc.field("kept")).select(phash_index.PRIOR_COLUMNS))
     assert sum(not d.kept for d in expected) > 0
+    edges = phash_index.duplicate_edges(np.array([h for _, h, _ in images], np.int64),
+                                        sha_keys([sha for *_, sha in images]), prior, 10)  # fmt: skip
+    assert 0 < len(edges) < len(images)  # both kinds of candidate, in the last drop
     for drop in ["d2", "d0", "d3", "d1"]:  # out of order, then the stale ones again, in key order
         _run_drop(shuffled, drop, drops[drop], buckets)
     while stale := phash_index.stale_drops(shuffled):
