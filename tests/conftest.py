@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from xdist.scheduler import LoadGroupScheduling
 
 from mmrecipe.drops import MANIFEST, manifest_for_folder
 from mmrecipe.settings import Settings
@@ -23,15 +24,46 @@ DEMO_ARGS = ["demo"]  # exactly what `make demo` runs (the `demo` eval preset: 2
 
 # Fixtures that start a real server or fetch a tool: a test using one is in the slow lane.
 SERVER_FIXTURES = frozenset({"postgres_server", "s3_server", "s3_requests", "helm", "ui_server", "sample_demo"})
+# Fixtures that take minutes. On pytest-xdist workers (`make test`) the test files using one (in any test) run as one
+# group on one worker, so a session fixture among them is built once; the groups start first, in this order
+# (longest first), then the other slow files, then the fast ones, so that the workers finish together.
+COSTLY_FIXTURES = ("sample_demo", "ui_server", "ray_cluster", "hostile_corpus")
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects and before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark server tests slow, and tag each test with its lane (fast: `make test-fast`) for .ci/lane_times.py."""
+    """Mark server tests slow, tag each test with its lane (fast: `make test-fast`) for .ci/lane_times.py,
+    group the files of each costly fixture, and order the files: costly groups, slow, fast."""
+    by_file: dict[str, list[pytest.Item]] = {}
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
         item.user_properties.append(("lane", "slow" if item.get_closest_marker("slow") else "fast"))
+        by_file.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    rank = {}
+    for file, file_items in by_file.items():
+        used = set().union(*(getattr(i, "fixturenames", ()) for i in file_items))
+        costly = [f for f in COSTLY_FIXTURES if f in used]
+        if costly:
+            for item in file_items:
+                item.add_marker(pytest.mark.xdist_group(costly[0]))
+        slow = any(i.get_closest_marker("slow") for i in file_items)
+        rank[file] = COSTLY_FIXTURES.index(costly[0]) if costly else len(COSTLY_FIXTURES) + (0 if slow else 1)
+    items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])  # stable: files keep their order inside
+
+
+class FileOrGroupScheduling(LoadGroupScheduling):
+    """`--dist loadgroup` where a test outside any xdist_group goes with its file (as `--dist loadfile`)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        scope = super()._split_scope(nodeid)
+        return nodeid.split("::", 1)[0] if scope == nodeid else scope
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> FileOrGroupScheduling | None:
+    """The scheduler of `--dist loadgroup` runs (`make test`): whole files, and the costly fixtures' groups."""
+    return FileOrGroupScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
 
 
 def require_service(available: object, reason: str) -> None:
