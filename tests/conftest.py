@@ -24,10 +24,15 @@ DEMO_ARGS = ["demo"]  # exactly what `make demo` runs (the `demo` eval preset: 2
 
 # Fixtures that start a real server or fetch a tool: a test using one is in the slow lane.
 SERVER_FIXTURES = frozenset({"postgres_server", "s3_server", "s3_requests", "helm", "ui_server", "sample_demo"})
-# Fixtures that take minutes. On pytest-xdist workers (`make test`) the test files using one (in any test) run as one
-# group on one worker, so a session fixture among them is built once; the groups start first, in this order
-# (longest first), then the other slow files, then the fast ones, so that the workers finish together.
-COSTLY_FIXTURES = ("sample_demo", "ui_server", "ray_cluster", "hostile_corpus")
+# Fixtures that take minutes, by group. On pytest-xdist workers (`make test`) the test files using one (in any test)
+# run as that group on one worker: a session fixture is built once, and the multi-process servers (`dagster dev` with
+# chromium, the Ray cluster) never run at the same time. The groups start first, in this order (longest first), then
+# the other slow files, then the fast ones, so that the workers finish together.
+COSTLY_GROUPS = {
+    "sample_demo": ("sample_demo",),
+    "clusters": ("ui_server", "ray_cluster"),
+    "hostile": ("hostile_corpus",),
+}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects and before xdist reads the groups
@@ -43,12 +48,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {}
     for file, file_items in by_file.items():
         used = set().union(*(getattr(i, "fixturenames", ()) for i in file_items))
-        costly = [f for f in COSTLY_FIXTURES if f in used]
-        if costly:
+        group = next((g for g, fixtures in COSTLY_GROUPS.items() if used.intersection(fixtures)), None)
+        if group:
             for item in file_items:
-                item.add_marker(pytest.mark.xdist_group(costly[0]))
+                item.add_marker(pytest.mark.xdist_group(group))
         slow = any(i.get_closest_marker("slow") for i in file_items)
-        rank[file] = COSTLY_FIXTURES.index(costly[0]) if costly else len(COSTLY_FIXTURES) + (0 if slow else 1)
+        rank[file] = list(COSTLY_GROUPS).index(group) if group else len(COSTLY_GROUPS) + (0 if slow else 1)
     items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])  # stable: files keep their order inside
 
 
