@@ -31,7 +31,7 @@ demo: $(STAMP)
 # pytest-xdist workers (one per core here). Each takes whole test files, and the files that share a costly fixture
 # (the sample demo, the Ray cluster, the hostile corpus) as one group, the longest groups first (tests/conftest.py).
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: $(STAMP)
 	$(BIN)/python -m pytest $(XDIST)
 

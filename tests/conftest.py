@@ -7,14 +7,15 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
-from xdist.scheduler import LoadGroupScheduling
 
 from mmrecipe.drops import MANIFEST, manifest_for_folder
 from mmrecipe.settings import Settings
 from resources.settings import environment_settings
+from tests import scheduling
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DROPS = REPO / "samples" / "drops"
@@ -24,51 +25,35 @@ DEMO_ARGS = ["demo"]  # exactly what `make demo` runs (the `demo` eval preset: 2
 
 # Fixtures that start a real server or fetch a tool: a test using one is in the slow lane.
 SERVER_FIXTURES = frozenset({"postgres_server", "s3_server", "s3_requests", "helm", "ui_server", "sample_demo"})
-# Fixtures that take minutes, by group. On pytest-xdist workers (`make test`) the test files using one (in any test)
-# run as that group on one worker: a session fixture is built once, and the multi-process servers (`dagster dev` with
-# chromium, the Ray cluster) never run at the same time. The groups start first, in this order (longest first), then
-# the other slow files, then the fast ones, so that the workers finish together.
-COSTLY_GROUPS = {
-    "sample_demo": ("sample_demo",),
-    "clusters": ("ui_server", "ray_cluster"),
-    "hostile": ("hostile_corpus",),
-}
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects and before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark server tests slow, tag each test with its lane (fast: `make test-fast`) for .ci/lane_times.py,
-    group the files of each costly fixture, and order the files: costly groups, slow, fast."""
-    by_file: dict[str, list[pytest.Item]] = {}
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark server tests slow, tag each test with its lane (fast: `make test-fast`) for .ci/lane_times.py, and
+    order and group the files for xdist workers (tests/scheduling.py)."""
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
         item.user_properties.append(("lane", "slow" if item.get_closest_marker("slow") else "fast"))
-        by_file.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
-    rank = {}
-    for file, file_items in by_file.items():
-        used = set().union(*(getattr(i, "fixturenames", ()) for i in file_items))
-        group = next((g for g, fixtures in COSTLY_GROUPS.items() if used.intersection(fixtures)), None)
-        if group:
-            for item in file_items:
-                item.add_marker(pytest.mark.xdist_group(group))
-        slow = any(i.get_closest_marker("slow") for i in file_items)
-        rank[file] = list(COSTLY_GROUPS).index(group) if group else len(COSTLY_GROUPS) + (0 if slow else 1)
-    items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])  # stable: files keep their order inside
-
-
-class FileOrGroupScheduling(LoadGroupScheduling):
-    """`--dist loadgroup` where a test outside any xdist_group goes with its file (as `--dist loadfile`)."""
-
-    def _split_scope(self, nodeid: str) -> str:
-        scope = super()._split_scope(nodeid)
-        return nodeid.split("::", 1)[0] if scope == nodeid else scope
+    scheduling.write_groups(config, scheduling.group_and_order(items))
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> FileOrGroupScheduling | None:
-    """The scheduler of `--dist loadgroup` runs (`make test`): whole files, and the costly fixtures' groups."""
-    return FileOrGroupScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
+def pytest_configure_node(node: Any) -> None:
+    """On the xdist controller: tells each worker where to write the groups of the files it collected."""
+    node.workerinput[scheduling.GROUPS_FILE] = str(scheduling.groups_file(node.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> scheduling.FileGroupScheduling | None:
+    """`--dist loadfile` (`make test`): whole files, and the files of each costly group as one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    return scheduling.FileGroupScheduling(config, log, scheduling.groups_file(config))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    scheduling.remove_groups_file(config)
 
 
 def require_service(available: object, reason: str) -> None:
