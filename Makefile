@@ -28,8 +28,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mmrecipe demo
 
-# pytest-xdist workers (one per core here). Each takes whole test files, and the files that share a costly fixture
-# (the sample demo, the Ray cluster, the hostile corpus) as one group, the longest groups first (tests/conftest.py).
+# pytest-xdist workers (one per core here). Each takes whole test files, and the files that share a costly
+# fixture (the sample demo, the browser and the Ray cluster, the hostile corpus) as one unit, the longest first
+# (tests/scheduling.py).
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: $(STAMP)
