@@ -5,9 +5,9 @@ Each worker takes whole test files, so a module's fixture is built once. The fil
 multi-process servers (`dagster dev` with chromium, the Ray cluster) never run side by side. The groups start first,
 in their order (longest first), then the other slow files, then the fast ones, so that the workers finish together.
 
-xdist's own `--dist loadgroup` marks groups by suffixing node ids, which pytest 9 ignores (`Node.nodeid` is
-read-only there; xdist 3.8.0): so each worker writes the groups it collected to a file named in its `workerinput`,
-and the controller's scheduler reads it once every worker has collected.
+xdist's own `--dist loadgroup` (3.8.0) marks groups by setting `item._nodeid`, which pytest 9 no longer reads (it
+keeps node ids in `_id`), so its `xdist_group` marks group nothing. Instead each worker writes the groups it collected
+to a file named in its `workerinput`, and the controller's scheduler reads it once every worker has collected.
 """
 
 import json
