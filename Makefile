@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   - the bundled sample drops through all six stages on the embedded default
-#   make test   - the test suite (what CI runs)
+#   make test   - the test suite (what CI runs), on TEST_WORKERS pytest-xdist workers (default 2)
 #   make test-fast - every unit and asset test that needs no servers (pytest -m "not slow"), under 2 minutes
 # Both create .venv and install everything first (torch's local CPU wheel before the rest).
 PYTHON ?= python3
@@ -28,8 +28,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mmrecipe demo
 
+# pytest-xdist workers (one per core here). Each takes whole test files, and the files that share a costly
+# fixture (the sample demo, the browser and the Ray cluster, the hostile corpus) as one unit, the longest first
+# (tests/scheduling.py).
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 # The browser test writes its screenshots to test-artifacts/screenshots/ (ignored); this copies them over the
 # tracked ones in tests/ui/screenshots/ (the README's image among them). Needs Debian's chromium.
@@ -37,10 +42,8 @@ screenshots: $(STAMP)
 	$(BIN)/python -m pytest tests/ui/test_ui_browser.py -m browser
 	cp test-artifacts/screenshots/*.png tests/ui/screenshots/
 
-# pytest-xdist workers (one per core here), whole test files each (`--dist loadfile`): a module's fixture is built once.
-FAST_WORKERS ?= 2
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -n $(FAST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -m "not slow" $(XDIST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

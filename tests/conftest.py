@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from mmrecipe.drops import MANIFEST, manifest_for_folder
 from mmrecipe.settings import Settings
 from resources.settings import environment_settings
+from tests import scheduling
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DROPS = REPO / "samples" / "drops"
@@ -26,12 +28,32 @@ SERVER_FIXTURES = frozenset({"postgres_server", "s3_server", "s3_requests", "hel
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark server tests slow, and tag each test with its lane (fast: `make test-fast`) for .ci/lane_times.py."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark server tests slow, tag each test with its lane (fast: `make test-fast`) for .ci/lane_times.py, and
+    order and group the files for xdist workers (tests/scheduling.py)."""
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
         item.user_properties.append(("lane", "slow" if item.get_closest_marker("slow") else "fast"))
+    scheduling.write_groups(config, scheduling.group_and_order(items))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """On the xdist controller: tells each worker where to write the groups of the files it collected."""
+    node.workerinput[scheduling.GROUPS_FILE] = str(scheduling.groups_file(node.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> scheduling.FileGroupScheduling | None:
+    """`--dist loadfile` (`make test`): whole files, and the files of each costly group as one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    return scheduling.FileGroupScheduling(config, log, scheduling.groups_file(config))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    scheduling.remove_groups_file(config)
 
 
 def require_service(available: object, reason: str) -> None:

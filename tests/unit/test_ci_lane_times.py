@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-lane_times = runpy.run_path(str(REPO / ".ci" / "lane_times.py"))["lane_times"]
+LANE_TIMES = runpy.run_path(str(REPO / ".ci" / "lane_times.py"))
+lane_times, wall_seconds = LANE_TIMES["lane_times"], LANE_TIMES["wall_seconds"]
 
 
 def test_time_is_summed_per_lane_property(tmp_path: Path) -> None:
@@ -14,9 +15,10 @@ def test_time_is_summed_per_lane_property(tmp_path: Path) -> None:
     case = '<testcase name="{n}" time="{t}"><properties><property name="lane" value="{lane}"/></properties></testcase>'
     cases = [case.format(n="a", t="1.5", lane="fast"), case.format(n="b", t="60", lane="slow")]
     cases += [case.format(n="c", t="0.5", lane="fast"), '<testcase name="d" time="2"/>']
-    junit.write_text(f"<testsuites><testsuite>{''.join(cases)}</testsuite></testsuites>")
+    junit.write_text(f'<testsuites><testsuite time="40.5">{"".join(cases)}</testsuite></testsuites>')
     seconds, counts = lane_times(str(junit))
     assert seconds == {"fast": 2.0, "slow": 60.0, "unknown": 2.0} and counts == {"fast": 2, "slow": 1, "unknown": 1}
+    assert wall_seconds(str(junit)) == 40.5  # two workers: less than the 64 s the tests took together
 
 
 def test_each_collected_test_carries_its_lane(request: pytest.FixtureRequest) -> None:
