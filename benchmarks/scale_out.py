@@ -11,9 +11,10 @@ Run: `.venv/bin/python benchmarks/scale_out.py [--copies 6] [--scale 8] [--round
 - the driver's **planning time** for 10,000 shards (`plan_shards` over a raw_crawl index of 200,000 records:
   the sample drop's real index rows, replicated under distinct WARC names);
 - a **projection** of the node-hours of one Common Crawl dump from the measured per-core rate;
-- with `--media-only`: the **memory** of deduped_images and transcribed_audio (driver and largest worker peak
-  RSS, CPU s) at 1x (`--media-copies` copies of sample-a's WARC files, so later copies are duplicates of the
-  first) and `--scale`x, 2 workers (real Whisper tiny.en for the audio).
+- with `--media-only`: the **memory** of deduped_images, transcribed_audio and video_clips (`--media-stages`;
+  driver and largest worker peak RSS, CPU s) at 1x (`--media-copies` copies of sample-a's WARC files, of
+  video-a's for the video, so later copies are duplicates of the first) and `--scale`x, 2 workers (real Whisper
+  tiny.en for the audio; NudeNet keyframe scores and no speech for the video).
 
 Input: the text-stage benchmark's generator (`benchmarks/text_stage.py: make_warc`): the 67 HTTP-200 HTML pages of
 `samples/drops`, replicated `--copies` times as near-duplicate mirrors into one gzipped WARC (1x); `--scale`x has
@@ -99,8 +100,11 @@ def child_text_stage(root: str, workers: str, shard_bytes: str) -> dict:
     }
 
 
-def child_media_prepare(root: str, copies: str) -> dict:
-    """Land `copies` copies of sample-a's WARC files (under distinct names) as one drop and index it (untimed)."""
+MEDIA_SOURCES = {"images": "drops/sample-a", "audio": "drops/sample-a", "video": "video_drops/video-a"}
+
+
+def child_media_prepare(root: str, copies: str, source: str) -> dict:
+    """Land `copies` copies of a sample drop's WARC files (under distinct names) as one drop and index it (untimed)."""
     import shutil
 
     from mmrecipe.crawl_index import index_drop, read_records
@@ -110,17 +114,18 @@ def child_media_prepare(root: str, copies: str) -> dict:
     Path(landing.uri("d1")).mkdir(parents=True, exist_ok=True)
     names = []
     for c in range(int(copies)):
-        for src in sorted((REPO / "samples" / "drops" / "sample-a").glob("*.warc.gz")):
+        for src in sorted((REPO / "samples" / source).glob("*.warc.gz")):
             names.append(f"copy-{c:03d}-{src.name}")
             shutil.copyfile(src, landing.uri("d1", names[-1]))
     index_drop(landing, lake, "d1", names)
     size = sum(Path(landing.uri("d1", n)).stat().st_size for n in names)
-    kinds = {k: read_records(lake, "d1", k, columns=["record_id"]).num_rows for k in ("image", "audio")}
+    kinds = {k: read_records(lake, "d1", k, columns=["record_id"]).num_rows for k in ("image", "audio", "video")}
     return {"warc_bytes": size, **kinds}
 
 
 def child_media_stage(root: str, stage: str, workers: str, shard_bytes: str) -> dict:
-    """deduped_images or transcribed_audio of d1 on the local engine, timed; the driver's and workers' peak RSS."""
+    """deduped_images, transcribed_audio or video_clips of d1 on the local engine, timed; the driver's and
+    workers' peak RSS."""
     from mmrecipe.audio.audio_shards import run_audio_stage
     from mmrecipe.audio.transcribed_audio import AudioStageSettings
     from mmrecipe.audio.transcription import DEFAULT_MODEL_NAME, TranscriberSettings, default_model_dir
@@ -132,6 +137,11 @@ def child_media_stage(root: str, stage: str, workers: str, shard_bytes: str) -> 
     cpu0, t0 = time.process_time(), time.perf_counter()
     if stage == "images":
         run = run_image_stage(lake, "d1", engine=engine, shard_bytes=int(shard_bytes)).run
+    elif stage == "video":
+        from mmrecipe.images.image_filters import NsfwScorer
+        from mmrecipe.video.stage import run_video_stage
+
+        run = run_video_stage(lake, "d1", scorer=NsfwScorer, engine=engine, shard_bytes=int(shard_bytes)).run
     else:
         asr = TranscriberSettings(model_dir=default_model_dir(), model_name=DEFAULT_MODEL_NAME)
         run = run_audio_stage(engine, lake, "d1", AudioStageSettings(), asr, int(shard_bytes)).run
@@ -222,22 +232,30 @@ def run_child(name: str, *args: object) -> dict:
 
 # --- the report -----------------------------------------------------------------------------------
 def media_memory(args: argparse.Namespace, say: Callable[[str], None]) -> None:
-    """deduped_images and transcribed_audio at 1x and `--scale`x (2 workers): driver and worker peak RSS, CPU s."""
-    load = os.getloadavg()[0]
+    """The `--media-stages` at 1x and `--scale`x (2 workers): driver and worker peak RSS, CPU s."""
+    load, stages = os.getloadavg()[0], args.media_stages.split(",")
+    sizes, sources = (1, args.scale), sorted({MEDIA_SOURCES[st] for st in stages})
     with tempfile.TemporaryDirectory(prefix="mmrecipe-scale-media-") as tmp:
-        sizes = (1, args.scale)
-        drops = {n: run_child("child_media_prepare", f"{tmp}/x{n}", args.media_copies * n) for n in sizes}
-        shard_bytes = max(1, drops[1]["warc_bytes"] // SHARDS_PER_DROP)
-        runs = {(st, n): run_child("child_media_stage", f"{tmp}/x{n}", st, 2, shard_bytes)
-                for st in ("images", "audio") for n in sizes}  # fmt: skip
-    say(f"Media drops: {args.media_copies} copies of sample-a's WARC files at 1x ({drops[1]['image']} image and "
-        f"{drops[1]['audio']} audio records, {drops[1]['warc_bytes'] / 1e6:.1f} MB), {args.media_copies * args.scale} "
-        f"at {args.scale}x; shards of {shard_bytes / 1e3:.0f} kB; 2 workers; 1-minute load {load:.1f} at the start. "
-        f"Command: `python benchmarks/scale_out.py {' '.join(sys.argv[1:])}`.")  # fmt: skip
+        root = {(src, n): f"{tmp}/{src.replace('/', '-')}-x{n}" for src in sources for n in sizes}
+        drops = {key: run_child("child_media_prepare", path, args.media_copies * key[1], key[0])
+                 for key, path in root.items()}  # fmt: skip
+        shard_bytes = {src: max(1, drops[(src, 1)]["warc_bytes"] // SHARDS_PER_DROP) for src in sources}
+        runs = {(st, n): run_child("child_media_stage", root[(MEDIA_SOURCES[st], n)], st, 2,
+                                   shard_bytes[MEDIA_SOURCES[st]])
+                for st in stages for n in sizes}  # fmt: skip
+    for src in sources:
+        one = drops[(src, 1)]
+        say(
+            f"Media drop {src}: {args.media_copies} copies of its WARC files at 1x ({one['image']} image, "
+            f"{one['audio']} audio and {one['video']} video records, {one['warc_bytes'] / 1e6:.1f} MB), "
+            f"{args.media_copies * args.scale} at {args.scale}x; shards of {shard_bytes[src] / 1e3:.0f} kB."
+        )
+    say(f"2 workers; 1-minute load {load:.1f} at the start. Command: `python benchmarks/scale_out.py "
+        f"{' '.join(sys.argv[1:])}`.")  # fmt: skip
     say("")
     say(f"| stage, 2 workers | 1x | {args.scale}x | ratio |")
     say("|---|---|---|---|")
-    for st in ("images", "audio"):
+    for st in stages:
         small, large = runs[(st, 1)], runs[(st, args.scale)]
         say(f"| {st}: records (shards) | {small['records']} ({small['shards']}) | {large['records']} "
             f"({large['shards']}) | {large['records'] / small['records']:.1f}x |")  # fmt: skip
@@ -257,9 +275,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the report here")
     parser.add_argument("--throughput-only", action="store_true",
                         help="measure only the 1- vs 2-worker throughput (and the projection from it)")  # fmt: skip
-    parser.add_argument("--media-copies", type=int, default=2, help="copies of sample-a in the 1x media drop")
+    parser.add_argument("--media-copies", type=int, default=2, help="copies of a sample drop in the 1x media drop")
     parser.add_argument("--media-only", action="store_true",
-                        help="measure only the image and audio stages' memory at 1x and --scale x")  # fmt: skip
+                        help="measure only the media stages' memory at 1x and --scale x")  # fmt: skip
+    parser.add_argument("--media-stages", default="images,audio,video",
+                        help="the media stages --media-only measures (comma-separated)")  # fmt: skip
     args = parser.parse_args()
     lines: list[str] = []
 

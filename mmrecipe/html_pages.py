@@ -27,8 +27,3 @@ def scan_pages(lake: Storage, shard: Shard, scan: PageScanner[T]) -> list[T | No
                 continue
             scans.append(scan(rec.payload, page["target_uri"] or "", rec.http_headers, shard.start + i))
     return scans
-
-
-def unreadable_pages(lake: Storage, shard: Shard, error: str) -> list[None]:
-    """A shard whose pages kill their worker process: every page counted as unreadable."""
-    return [None] * shard.rows

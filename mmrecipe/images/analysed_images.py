@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmrecipe.engine import WORKER_CRASHED, Shard, StepStats, read_shard, worker_cached
-from mmrecipe.html_pages import scan_pages
+from mmrecipe.html_pages import PageScanner, scan_pages
 from mmrecipe.images.captions import Caption, CaptionIndex, ImageRef, canonical_url, scan_page
 from mmrecipe.images.decoding import ImageRejected, NormalizedImage
 from mmrecipe.images.image_analysis import (
@@ -103,13 +103,17 @@ class PageRefs:
     unreadable: int
 
 
-def caption_pass(lake: Storage, staging: str, shard: Shard) -> PageRefs:
-    """Pass 0 over a shard of the drop's HTML pages: stage every image reference of its pages, in page order."""
-    scans = scan_pages(lake, shard, scan_page)
+def caption_pass(
+    lake: Storage, staging: str, shard: Shard, scan: PageScanner = scan_page, schema: pa.Schema = REF_SCHEMA
+) -> PageRefs:
+    """Pass 0 over a shard of the drop's HTML pages: stage every media reference of its pages, in page order.
+
+    `scan` gives a page's (opt-out, references), e.g. the video stage's `<video>` scanner with its `schema`."""
+    scans = scan_pages(lake, shard, scan)
     refs = [asdict(ref) for scan in scans if scan is not None for ref in scan[1]]
     uri = f"{staging}/refs-{shard.span}.parquet" if refs else None
     if uri:
-        lake.write_table(uri, pa.Table.from_pylist(refs, schema=REF_SCHEMA))
+        lake.write_table(uri, pa.Table.from_pylist(refs, schema=schema))
     opted_out = sum(int(scan[0]) for scan in scans if scan is not None)
     return PageRefs(uri, len(scans), opted_out, sum(scan is None for scan in scans))
 
@@ -159,16 +163,31 @@ def stage_captions(job: CaptionJob) -> None:
     """Stage the best caption and the opt-out of each of the shard's records, in record order, from the
     references to its URL on every page of the drop (read filtered to the shard's URLs)."""
     urls = [normalize_uri(u) for u in read_shard(job.lake, job.shard, ["target_uri"])["target_uri"].to_pylist()]
-    wanted = pa.array(sorted({canonical_url(u) or "" for u in urls}), pa.string())
     index = CaptionIndex(surrounding_text=job.surrounding_text)
-    names = [f.name for f in fields(ImageRef)]
-    for uri in job.refs:
-        table = job.lake.read_table(uri)
-        rows = table.filter(pc.is_in(table["image_url"], value_set=wanted)).select(names).to_pylist()
-        index.add_refs(ImageRef(**r) for r in rows)
+    index.add_refs(ImageRef(**r) for r in read_refs(job.lake, job.refs, "image_url", urls))
     captions = [asdict(index.caption_for(u)) for u in urls]
     table = pa.Table.from_pylist(captions, schema=CAPTION_SCHEMA)
     job.lake.write_table(f"{job.shard.staging}/captions-{job.shard.index:05d}.parquet", table)
+
+
+def read_refs(lake: Storage, uris: Sequence[str], column: str, urls: Sequence[str | None]) -> list[dict[str, Any]]:
+    """The rows of staged page references (pass 0's parts) whose `column` is one of `urls` (canonicalized here)."""
+    wanted, rows = pa.array(sorted({canonical_url(u) or "" for u in urls}), pa.string()), []
+    for uri in uris:
+        table = lake.read_table(uri)
+        rows += table.filter(pc.is_in(table[column], value_set=wanted)).to_pylist()
+    return rows
+
+
+def read_staged(
+    lake: Storage, uris: Sequence[str], keys: set[int], columns: list[str], key: str = "pos"
+) -> list[dict[str, Any]]:
+    """The rows of staged parts whose `key` column (e.g. a record's drop position) is one of `keys`."""
+    wanted, rows = pa.array(sorted(keys), pa.int64()), []
+    for uri in uris:
+        table = lake.read_table(uri, columns)
+        rows += table.filter(pc.is_in(table[key], value_set=wanted)).to_pylist()
+    return rows
 
 
 def read_captions(lake: Storage, shard: CaptionedShard) -> list[Caption]:

@@ -39,6 +39,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -180,6 +181,25 @@ def decide(candidates: Sequence[Candidate], prior: PriorKept, k: int, bands: int
                 kept_by_hash[u] = pos
                 kept_by_sha[cand.sha256] = pos
     return out
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A drop's dedup candidates as arrays in drop order: what a driver holds (three 64-bit numbers each)."""
+
+    positions: np.ndarray  # int64: an image's drop position (a video clip's: `video_shards.candidate_key`)
+    phashes: np.ndarray  # int64
+    byte_keys: np.ndarray  # uint64 (`sha_keys`)
+
+    @classmethod
+    def take(cls, analysed: Sequence[Any]) -> Candidates:
+        """The candidates of pass-1 shard results (with these three arrays), moved out of them."""
+        cols = {}
+        for name, dtype in (("positions", np.int64), ("phashes", np.int64), ("byte_keys", np.uint64)):
+            cols[name] = np.concatenate([np.zeros(0, dtype), *(getattr(a, name) for a in analysed)])
+            for a in analysed:
+                setattr(a, name, None)
+        return cls(**cols)
 
 
 EDGE_TASK_ROWS = 4096  # candidates one edge task queries (their probes: ~4 kB each)
@@ -392,10 +412,14 @@ class EntriesJob:
     buckets: int
 
 
+def read_parts(storage: Storage, parts: Sequence[str], schema: pa.Schema) -> pa.Table:
+    """The rows of staged entries parts, in order, as one table."""
+    return pa.concat_tables([schema.empty_table(), *(storage.read_table(uri) for uri in parts)]).combine_chunks()
+
+
 def write_entries_parts(job: EntriesJob) -> str:
     """`write_entries` of the parts' rows (never in the driver); returns the drop's new digest."""
-    tables = [ENTRY_SCHEMA.empty_table(), *(job.storage.read_table(uri) for uri in job.parts)]
-    entries = pa.concat_tables(tables).combine_chunks()
+    entries = read_parts(job.storage, job.parts, ENTRY_SCHEMA)
     return write_entries(job.storage, job.drop, entries, job.basis, job.k, job.bands, job.buckets)
 
 

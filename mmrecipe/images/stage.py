@@ -30,9 +30,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mmrecipe.crawl_index import RAW_CRAWL
 from mmrecipe.engine import (
@@ -57,6 +55,7 @@ from mmrecipe.images.analysed_images import (
     analyse_pass,
     caption_pass,
     caption_pass_crashed,
+    read_staged,
     stage_captions,
 )
 from mmrecipe.images.captions import caption_coverage
@@ -70,7 +69,7 @@ from mmrecipe.images.kept_images import (
     normalize_pass,
     publish_pass,
 )
-from mmrecipe.images.webdataset import ShardWriter
+from mmrecipe.images.webdataset import ShardWriter, WebDatasetJob
 from mmrecipe.stage_output import (
     PROVENANCE_COLUMNS,
     PROVENANCE_FIELDS,
@@ -168,34 +167,6 @@ def _pixel_candidate(d: phash_index.Decision) -> bool:
     return d.reason == "near_duplicate" and (d.hamming or 0) <= PIXEL_CHECK_BITS
 
 
-def _read_staged(lake: Storage, uris: Sequence[str], positions: set[int], columns: list[str]) -> list[dict]:
-    """The rows of staged parts (with a `pos` column) at `positions`."""
-    wanted, rows = pa.array(sorted(positions), pa.int64()), []
-    for uri in uris:
-        table = lake.read_table(uri, columns)
-        rows += table.filter(pc.is_in(table["pos"], value_set=wanted)).to_pylist()
-    return rows
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """A drop's candidates (images that passed the filters) as arrays in drop order: what the driver holds."""
-
-    positions: np.ndarray  # int64
-    phashes: np.ndarray  # int64
-    byte_keys: np.ndarray  # uint64 (`sha_keys`)
-
-    @classmethod
-    def take(cls, analysed: Sequence[AnalysedShard]) -> Candidates:
-        """The shards' candidates, moved out of their pass-1 results (which keep their count only)."""
-        cols = {}
-        for name, dtype in (("positions", np.int64), ("phashes", np.int64), ("byte_keys", np.uint64)):
-            cols[name] = np.concatenate([np.zeros(0, dtype), *(getattr(a, name) for a in analysed)])
-            for a in analysed:
-                setattr(a, name, None)
-        return cls(**cols)
-
-
 @dataclass
 class Decided:
     """The drop-level dedup of the candidates with a duplicate edge (by drop position), late rejects, and the
@@ -211,7 +182,7 @@ def decide_drop(
     engine: Engine,
     job: ImagePass,
     analysed: Sequence[AnalysedShard],
-    candidates: Candidates,
+    candidates: phash_index.Candidates,
     prior: phash_index.PriorKept,
 ) -> Decided:
     """Dedup decisions of the candidates with a duplicate edge, normalizing kept images (pass 2: every candidate
@@ -225,7 +196,7 @@ def decide_drop(
     mine = {a.shard.span: [p for p in edges.tolist() if a.shard.start <= p < a.shard.stop] for a in analysed}
     span_of = {p: span for span, ps in mine.items() for p in ps}
     edge_cands = {r["pos"]: phash_index.Candidate(r["record_id"], r["sha256"], r["phash"])
-             for r in _read_staged(lake, [a.analysed_uri for a in analysed if mine[a.shard.span]], set(span_of),
+             for r in read_staged(lake, [a.analysed_uri for a in analysed if mine[a.shard.span]], set(span_of),
                                    ["pos", "record_id", "sha256", "phash"])}  # fmt: skip
     done = {p for a in analysed if a.normalized_uri for p in mine[a.shard.span]}  # NSFW on: all in pass 1
     out = Decided(normalized={a.shard.span: [a.normalized_uri] if a.normalized_uri else [] for a in analysed})
@@ -276,7 +247,7 @@ def _pixel_duplicates(
     if not close:
         return
     parts = [u for uris in out.normalized.values() for u in uris]
-    pixels = {r["pos"]: r["pixel_sha256"] for r in _read_staged(lake, parts, need, ["pos", "pixel_sha256"])}
+    pixels = {r["pos"]: r["pixel_sha256"] for r in read_staged(lake, parts, need, ["pos", "pixel_sha256"])}
     prior_pixels = {r: px for r, px in zip(prior.record_id, prior.pixel_sha256, strict=True) if r in owners}
     by_id = {cands[p].record_id: pixels.get(p) for p in out.decisions}
     for pos, d in close.items():
@@ -305,15 +276,6 @@ def _publish_shards(
         shards.append(PublishImagesShard(**vars(a.shard), analysed=a.analysed_uri, normalized=normalized,
                                          decisions=uri, entries=phash_index.parts_uri(storage, drop)))  # fmt: skip
     return shards
-
-
-@dataclass(frozen=True)
-class WebDatasetJob:
-    """The task that writes a drop's WebDataset shards from its published kept rows (never in the driver)."""
-
-    storage: Storage
-    drop: str
-    config: ImageStageConfig
 
 
 def write_webdataset(job: WebDatasetJob) -> tuple[list[str], int]:
@@ -349,7 +311,7 @@ def run_image_stage(
     shards, pages = captioned_shards(engine, storage, drop, config, shard_bytes)
     ran = engine.run(partial(analyse_pass, job), shards, partial(analyse_crashed, job))
     analysed = [a for results in ran for a in results]
-    candidates = Candidates.take(analysed)
+    candidates = phash_index.Candidates.take(analysed)
     match = phash_index.match_prior(
         storage, drop, candidates.phashes, candidates.byte_keys, config.hamming_k,
         bands=config.hash_bands, buckets=config.index_buckets, map_tasks=engine.map,

@@ -15,11 +15,21 @@ import os
 import tarfile
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from mmrecipe.storage import Storage, retried
 
 SHARD_NAME = "shard-{:06d}.tar"
+
+
+@dataclass(frozen=True)
+class WebDatasetJob:
+    """The task that writes a drop's WebDataset shards from its published kept rows (never in the driver)."""
+
+    storage: Storage
+    drop: str
+    config: Any  # the stage's config (its `shard_samples`, `shard_uncaptioned`)
 
 
 def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:

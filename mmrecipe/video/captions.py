@@ -12,7 +12,7 @@ opt out (`noai`/`noimageai`, meta or X-Robots-Tag) opt out every video they embe
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import webvtt
@@ -137,16 +137,11 @@ class VideoCaption:
 
 @dataclass
 class VideoCaptionIndex:
-    """Video URL -> references from the drop's pages; the pages' counts."""
+    """Video URL -> its references from the drop's pages (those of one shard's videos, in a staging task)."""
 
     refs: dict[str, list[VideoRef]] = field(default_factory=dict)
-    pages: int = 0
-    opted_out_pages: int = 0
-    unreadable_pages: int = 0
 
-    def add_page(self, opt_out: bool, refs: list[VideoRef]) -> None:
-        self.pages += 1
-        self.opted_out_pages += int(opt_out)
+    def add_refs(self, refs: Iterable[VideoRef]) -> None:
         for ref in refs:
             self.refs.setdefault(ref.video_url, []).append(ref)
 

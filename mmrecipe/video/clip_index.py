@@ -14,13 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mmrecipe.images.phash_index import BandIndex, PriorKept
+from mmrecipe.dedup.bucket_file import TaskMap
+from mmrecipe.images.phash_bands import sha_keys
+from mmrecipe.images.phash_index import BandIndex, EntriesJob, PriorKept, read_parts
 from mmrecipe.stage_output import SIDE, stage_partitions, stage_prefix
 from mmrecipe.storage import PARQUET_OPTIONS, Storage
 
@@ -68,18 +71,53 @@ def current_basis(storage: Storage, drop: str) -> dict[str, str]:
     return {d: read_meta(storage, d)[0] for d in indexed_drops(storage) if d < drop}
 
 
+def _prior(t: pa.Table) -> PriorKept:
+    """Kept index entries as the image index's matching arrays."""
+    c = t.to_pydict()
+    rank = list(zip(c["drop"], c["warc_path"], c["warc_offset"], strict=True))
+    return PriorKept(
+        c["clip_id"], c["drop"], rank, c["clip_key"], [None] * len(rank), np.asarray(c["phash"], np.int64),
+        c["dedup_cluster"],
+    )  # fmt: skip
+
+
 def load_prior(storage: Storage, drop: str) -> tuple[PriorKept, dict[str, str]]:
     """The kept clips of all drops before `drop` (as the image index's matching arrays) and their basis."""
     basis = current_basis(storage, drop)
     tables = [storage.read_table(index_uri(storage, d)).filter(pc.field("kept")) for d in basis]
-    t = pa.concat_tables(tables) if tables else ENTRY_SCHEMA.empty_table()
-    c = t.to_pydict()
-    rank = list(zip(c["drop"], c["warc_path"], c["warc_offset"], strict=True))
-    prior = PriorKept(
-        c["clip_id"], c["drop"], rank, c["clip_key"], [None] * len(rank), np.asarray(c["phash"], np.int64),
-        c["dedup_cluster"],
-    )  # fmt: skip
-    return prior, basis
+    return _prior(pa.concat_tables(tables) if tables else ENTRY_SCHEMA.empty_table()), basis
+
+
+@dataclass(frozen=True)
+class PriorJob:
+    """The task that finds an earlier drop's kept clips a drop's candidates can match."""
+
+    storage: Storage
+    drop: str  # the earlier drop
+    phashes: np.ndarray  # the candidates' distinct pHashes (int64)
+    byte_keys: np.ndarray  # their distinct byte-hash keys (`sha_keys` of the clip keys)
+    k: int
+    bands: int
+
+
+def prior_matches(job: PriorJob) -> pa.Table:
+    """The drop's kept entries within Hamming distance k of a candidate, or with one of their byte-hash keys."""
+    kept = job.storage.read_table(index_uri(job.storage, job.drop)).filter(pc.field("kept"))
+    near = np.zeros(kept.num_rows, bool)
+    near[BandIndex(job.phashes, job.k, job.bands).query(kept["phash"].to_numpy())[0]] = True
+    near |= np.isin(sha_keys(kept["clip_key"].to_pylist()), job.byte_keys)
+    return kept.filter(pa.array(near))
+
+
+def match_prior(
+    storage: Storage, drop: str, phashes: np.ndarray, byte_keys: np.ndarray, k: int, bands: int, map_tasks: TaskMap
+) -> tuple[PriorKept, dict[str, str]]:
+    """The kept clips of the drops before `drop` that candidates with `phashes`/`byte_keys` can match (one task
+    per earlier drop; `decide` against them equals `decide` against all), and the basis."""
+    basis = current_basis(storage, drop)
+    hashes, keys = np.unique(np.asarray(phashes, np.int64)), np.unique(np.asarray(byte_keys, np.uint64))
+    jobs = [PriorJob(storage, d, hashes, keys, k, bands) for d in basis]
+    return _prior(pa.concat_tables([ENTRY_SCHEMA.empty_table(), *map_tasks(prior_matches, jobs)])), basis
 
 
 def kept_digest(entries: pa.Table, k: int) -> str:
@@ -96,6 +134,18 @@ def write_entries(storage: Storage, drop: str, entries: pa.Table, basis: dict[st
     with storage.atomic_output(index_uri(storage, drop)) as out:
         pq.write_table(entries.cast(ENTRY_SCHEMA).replace_schema_metadata(meta), out, **PARQUET_OPTIONS)
     return digest
+
+
+def parts_uri(storage: Storage, drop: str) -> str:
+    """Where a run stages a drop's entries parts before they are written as its index (then removed)."""
+    return storage.uri(stage_prefix(ASSET, drop, SIDE), "_index_parts")
+
+
+def write_entries_parts(job: EntriesJob) -> str:
+    """`write_entries` of the parts' rows, in shard order (never in the driver); returns the drop's new digest.
+    The clip index is one file: the job's bands and buckets are not used."""
+    entries = read_parts(job.storage, job.parts, ENTRY_SCHEMA)
+    return write_entries(job.storage, job.drop, entries, job.basis, job.k)
 
 
 def stale_drops(storage: Storage) -> list[str]:

@@ -4,18 +4,26 @@ speech and captions.
 The per-record work is `clip_analysis.analyse_video` (a pure function of one payload); the shard passes around
 it are `video_shards`; this module is the driver, which holds no record:
 
-1. **Pages.** Every HTML page of the drop is scanned for `<video>` references, titles, aria-labels,
-   `<track>` files and opt-outs in shards (`page_pass`); the driver merges them (`captions.VideoCaptionIndex`),
-   reads the track files from the same drop and stages each video record's caption per shard.
+1. **Captions.** Every HTML page of the drop is scanned for `<video>` references, titles, aria-labels,
+   `<track>` files and opt-outs in shards (`caption_pass`, staged per shard); a task finds the drop's records of
+   the track files they name (`locate_tracks`), and a task per video shard stages each of its records' caption
+   and opt-out from the references to its URL and its track cues (`stage_captions`, `captions.VideoCaptionIndex`).
 2. **Analysis** per shard (`analyse_pass`, the GPU pass): HTTP status, opt-out (a referencing page's robots
    directives, or the video's own `X-Robots-Tag`), then the payload streamed from the WARC into `analyse_video`;
    a bad video is rejected with its decoding reason; clip filters `clip_too_short`, `static_clip`, `nsfw`.
-3. **Dedup** of every candidate clip, in WARC order, against earlier drops' kept clips and this drop's earlier
-   clips (`clip_index`, the image index's `decide`); the decisions are staged per shard.
+3. **Dedup** of the candidate clips, in WARC order, against earlier drops' kept clips and this drop's earlier
+   clips, with the image index's machinery: tasks find the earlier drops' kept clips the candidates can match
+   (`clip_index.match_prior`) and the candidates with a duplicate edge (`phash_index.duplicate_edges`); the
+   others are kept. Only the edge-holding ones are decided (`phash_index.decide`, which gives them the decisions
+   they get among all); their decisions are staged per shard.
 4. **Publish** per shard (`publish_pass` through `run_stage`, one commit): one kept row per kept clip (its MP4
    re-encoded), one rejects row per dropped clip or per record that yields no clip (rejected, opted out, HTTP
-   error); then WebDataset shards (`<clip>.mp4/.jpg/.txt/.json`) of captioned kept clips and the drop's clip
-   index entries.
+   error), and the shard's clip index entries (staged); then, in engine tasks, WebDataset shards
+   (`<clip>.mp4/.jpg/.txt/.json`) of captioned kept clips from the published rows (`write_webdataset`) and the
+   drop's clip index from the staged entries (`clip_index.write_entries_parts`).
+
+The driver holds no video, caption or index entry: three 64-bit numbers per candidate clip (`candidate_key`,
+pHash, byte-hash key), and the decisions of the candidates with a duplicate edge.
 
 Rows are clips, so `in = kept + dropped + rejected` counts clips plus the records that yield none; every
 video record appears in the kept rows or the rejects (`video_conservation`).
@@ -30,7 +38,6 @@ from functools import partial
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mmrecipe.audio.transcription import TranscriberSettings
 from mmrecipe.conservation import Conservation
@@ -46,10 +53,10 @@ from mmrecipe.engine import (
     plan_shards,
     run_stage,
 )
-from mmrecipe.html_pages import unreadable_pages
-from mmrecipe.images.captions import canonical_url, caption_coverage
-from mmrecipe.images.phash_index import decide
-from mmrecipe.images.webdataset import ShardWriter
+from mmrecipe.images.analysed_images import PageRefs, caption_pass, caption_pass_crashed, read_staged
+from mmrecipe.images.captions import caption_coverage
+from mmrecipe.images.phash_index import Candidate, Candidates, EntriesJob, decide, duplicate_edges
+from mmrecipe.images.webdataset import ShardWriter, WebDatasetJob
 from mmrecipe.stage_output import (
     PROVENANCE_COLUMNS,
     REJECTS,
@@ -64,24 +71,27 @@ from mmrecipe.stage_output import (
 )
 from mmrecipe.storage import Storage
 from mmrecipe.video import clip_index
-from mmrecipe.video.captions import Cue, VideoCaptionIndex, parse_track
+from mmrecipe.video.captioned_videos import (
+    VIDEO_REF_SCHEMA,
+    VideoShard,
+    locate_tracks,
+    scan_video_page,
+    stage_captions,
+)
 from mmrecipe.video.clip_analysis import ClipSettings, Scorer
 from mmrecipe.video.clip_encoding import ClipEncoding
 from mmrecipe.video.shots import DETECTOR
 from mmrecipe.video.video_shards import (
+    CLIP_BITS,
     CLIP_SCHEMA,
     DECISION_SCHEMA,
     AnalysedShard,
     PublishVideoShard,
     VideoPass,
-    VideoShard,
     analyse_crashed,
     analyse_pass,
-    page_pass,
     publish_pass,
-    write_captions,
 )
-from mmrecipe.warc_index import RecordReader, normalize_uri
 
 ASSET = clip_index.ASSET
 CODE_VERSION = "2"  # 2: shard passes, payloads streamed from the WARC
@@ -147,73 +157,47 @@ class VideoStageResult:
         return self.run.output
 
 
-def collect_captions(engine: Engine, storage: Storage, drop: str, shard_bytes: int) -> VideoCaptionIndex:
-    """The drop's video references, from its HTML pages scanned in shards (unreadable pages are counted)."""
-    index = VideoCaptionIndex()
-    shards = plan_shards(storage, drop, "html", shard_bytes)
-    for results in engine.run(partial(page_pass, storage), shards, partial(unreadable_pages, storage)):
-        for scans in results:
-            for scan in scans:
-                if scan is None:
-                    index.unreadable_pages += 1
-                else:
-                    index.add_page(*scan)
-    return index
-
-
-def track_reader(storage: Storage, drop: str, index: VideoCaptionIndex, reader: RecordReader) -> Callable:
-    """A reader of the cues of the drop's track files by URL (the files the pages name, read once each)."""
-    wanted, cols = index.track_urls(), ["warc_path", "warc_offset", "warc_length", "target_uri"]
-    responses = storage.dataset(committed_parts(storage, RAW_CRAWL, drop)).to_table(
-        filter=(pc.field("record_type") == "response") & (pc.field("http_status") == 200), columns=cols
-    )
-    where = {canonical_url(normalize_uri(r["target_uri"])): r for r in responses.to_pylist()}
-    cache: dict[str, list[Cue]] = {}
-
-    def track(url: str) -> list[Cue]:
-        if url not in cache:
-            r = where.get(url) if url in wanted else None
-            cache[url] = (
-                parse_track(reader.read(r["warc_path"], r["warc_offset"], r["warc_length"]).payload, url) if r else []
-            )
-        return cache[url]
-
-    return track
-
-
 def captioned_shards(
     engine: Engine, storage: Storage, drop: str, shard_bytes: int
-) -> tuple[list[VideoShard], VideoCaptionIndex]:
-    """The drop's video shards, each with the captions of its records staged, and the drop's caption index."""
-    index = collect_captions(engine, storage, drop, shard_bytes)
-    urls = read_records(storage, drop, "video", columns=["target_uri"])["target_uri"].to_pylist()
+) -> tuple[list[VideoShard], list[PageRefs]]:
+    """The drop's video shards, each with the captions of its records staged (in engine tasks, from the page
+    references pass 0 staged), and what pass 0 found per shard of HTML pages."""
     staging = storage.uri(stage_prefix(ASSET, drop, STAGING), "passes")
+    pages = plan_shards(storage, drop, "html", shard_bytes)
+    scan = partial(caption_pass, storage, staging, scan=scan_video_page, schema=VIDEO_REF_SCHEMA)
+    refs = [r for results in engine.run(scan, pages, partial(caption_pass_crashed, storage, staging)) for r in results]
+    uris = tuple(r.uri for r in refs if r.uri)
+    tracks = engine.map(partial(locate_tracks, storage, drop, f"{staging}/tracks.parquet"), [uris])[0]
     shards = [VideoShard(**vars(s), staging=staging) for s in plan_shards(storage, drop, "video", shard_bytes)]
-    with RecordReader(storage) as reader:
-        track = track_reader(storage, drop, index, reader)
-        for shard in shards:
-            write_captions(storage, shard, [index.caption_for(u, track) for u in urls[shard.start : shard.stop]])
-    return shards, index
+    engine.map(partial(stage_captions, storage, uris, tracks), shards)
+    return shards, refs
 
 
-def decide_drop(storage: Storage, drop: str, analysed: list[AnalysedShard], cfg: VideoStageConfig) -> tuple[
-    list[PublishVideoShard], dict[str, str]
-]:  # fmt: skip
-    """Dedup decisions for every candidate clip in WARC order, staged per shard; and the basis they used."""
-    prior, basis = clip_index.load_prior(storage, drop)
-    cands = sorted((pos, index, c) for a in analysed for pos, index, c in a.candidates)
-    decided = decide([c for _, _, c in cands], prior, cfg.hamming_k, cfg.hash_bands)
-    by_pos = {(pos, index): d for (pos, index, _), d in zip(cands, decided, strict=True)}
+def decide_drop(
+    engine: Engine, storage: Storage, drop: str, analysed: list[AnalysedShard], cfg: VideoStageConfig
+) -> tuple[list[PublishVideoShard], dict[str, str]]:
+    """Dedup decisions of the candidate clips with a duplicate edge, staged per shard; and the basis they used."""
+    cands = Candidates.take(analysed)
+    k, bands = cfg.hamming_k, cfg.hash_bands
+    prior, basis = clip_index.match_prior(storage, drop, cands.phashes, cands.byte_keys, k, bands, engine.map)
+    edges = cands.positions[duplicate_edges(cands.phashes, cands.byte_keys, prior, k, bands, engine.map)].tolist()
+    mine = {a.shard.span: [e for e in edges if a.shard.start << CLIP_BITS <= e < a.shard.stop << CLIP_BITS]
+            for a in analysed}  # fmt: skip
+    staged = read_staged(storage, [a.shard.candidates_uri for a in analysed if mine[a.shard.span]], set(edges),
+                         ["key", "clip_id", "clip_key", "phash"], key="key")  # fmt: skip
+    by_key = {r["key"]: Candidate(r["clip_id"], r["clip_key"], r["phash"]) for r in staged}
+    order = sorted(by_key)
+    decided = dict(zip(order, decide([by_key[e] for e in order], prior, k, bands), strict=True))
     shards = []
     for a in analysed:
         rows = [
-            {"pos": pos, "clip_index": index, "kept": d.kept, "cluster": d.cluster, "reason": d.reason,
-             "hamming": d.hamming, "owner": d.owner, "owner_drop": d.owner_drop}
-            for (pos, index), d in by_pos.items() if a.shard.start <= pos < a.shard.stop
+            {"pos": e >> CLIP_BITS, "clip_index": e & ((1 << CLIP_BITS) - 1), "kept": d.kept, "cluster": d.cluster,
+             "reason": d.reason, "hamming": d.hamming, "owner": d.owner, "owner_drop": d.owner_drop}
+            for e, d in ((e, decided[e]) for e in mine[a.shard.span])
         ]  # fmt: skip
         uri = f"{a.shard.folder}/decisions.parquet"
         storage.write_table(uri, pa.Table.from_pylist(rows, schema=DECISION_SCHEMA))
-        shards.append(PublishVideoShard(**vars(a.shard), decisions=uri))
+        shards.append(PublishVideoShard(**vars(a.shard), decisions=uri, entries=clip_index.parts_uri(storage, drop)))
     return shards, basis
 
 
@@ -222,8 +206,10 @@ def shards_prefix(storage: Storage, drop: str) -> str:
     return storage.uri(stage_prefix(ASSET, drop, SIDE), "shards")
 
 
-def write_webdataset(storage: Storage, drop: str, config: VideoStageConfig) -> ShardWriter:
-    """The drop's WebDataset shards of kept clips (captioned ones, unless `shard_uncaptioned`), from its data."""
+def write_webdataset(job: WebDatasetJob) -> tuple[list[str], int]:
+    """The drop's WebDataset shards of kept clips (captioned ones, unless `shard_uncaptioned`), from its data:
+    the published shard URIs and their sample count."""
+    storage, drop, config = job.storage, job.drop, job.config
     shards = ShardWriter(storage, shards_prefix(storage, drop), config.shard_samples)
     keys = [*PROVENANCE_COLUMNS, "clip_id", "url", "page_url", "start_s", "end_s", "caption_source"]
     cols = [*keys, "transcript", "segments", "phash", "motion", "caption", "keyframe_jpeg"]
@@ -241,7 +227,7 @@ def write_webdataset(storage: Storage, drop: str, config: VideoStageConfig) -> S
     except BaseException:
         shards.abort()
         raise
-    return shards
+    return shards.close(), shards.samples
 
 
 def run_video_stage(
@@ -261,29 +247,29 @@ def run_video_stage(
     `analyse_engine` if given: the same engine with the stage's GPU share per Ray task."""
     engine = engine or LocalEngine(1)
     job = VideoPass(storage, config, scorer, transcriber)
-    shards, captions = captioned_shards(engine, storage, drop, shard_bytes)
+    shards, pages = captioned_shards(engine, storage, drop, shard_bytes)
     ran = (analyse_engine or engine).run(partial(analyse_pass, job), shards, partial(analyse_crashed, job))
     analysed = [a for results in ran for a in results]
-    publish, basis = decide_drop(storage, drop, analysed, config)
+    publish, basis = decide_drop(engine, storage, drop, analysed, config)
     version = fingerprint(ASSET, CODE_VERSION, config, scorer, transcriber, basis,
                           commit_version(storage, RAW_CRAWL, drop))  # fmt: skip
     schema = CLIP_SCHEMA.with_metadata({NSFW_THRESHOLD_KEY: str(config.nsfw_threshold).encode()})
     run = run_stage(engine, ShardStage(ASSET, drop, storage, schema, publish_pass, job, version), publish)
     run.steps = StepStats.merged([*(a.steps for a in analysed), run.steps])
-    report = VideoStageReport(pages=captions.pages, opted_out_pages=captions.opted_out_pages)
-    entries = []
+    report = VideoStageReport(pages=sum(p.pages - p.unreadable for p in pages))
+    report.opted_out_pages, parts = sum(p.opted_out for p in pages), []
     for a in analysed:
         report.video_seconds += a.video_seconds
         report.seconds.update(a.seconds)
         report.containers.update(a.containers)
     for r in run.results:
         if r.extra:  # a record that crashed its worker has none
-            entries += r.extra["entries"]
+            parts.append(r.extra["entries"])
             report.add(r.extra)
-    webdataset = write_webdataset(storage, drop, config)
-    report.shards, report.shard_samples = webdataset.close(), webdataset.samples
-    table = pa.Table.from_pylist(entries, schema=clip_index.ENTRY_SCHEMA)
-    report.digest = clip_index.write_entries(storage, drop, table, basis, config.hamming_k)
+    report.shards, report.shard_samples = engine.map(write_webdataset, [WebDatasetJob(storage, drop, config)])[0]
+    entries = EntriesJob(storage, drop, tuple(parts), basis, config.hamming_k, config.hash_bands, 1)
+    report.digest = engine.map(clip_index.write_entries_parts, [entries])[0]
+    storage.delete_dir(clip_index.parts_uri(storage, drop))
     report.stale_drops = clip_index.stale_drops(storage)
     return VideoStageResult(run, report)
 

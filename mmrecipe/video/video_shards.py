@@ -2,14 +2,16 @@
 
 The driver (`mmrecipe.video.stage`) runs them on an engine, and makes the dedup decisions between them:
 
-0. `page_pass` on shards of the drop's HTML pages: each page's opt-out and `<video>` references.
+0. `captioned_videos`: the captions of every shard's records, staged from the drop's HTML pages in tasks.
 1. `analyse_pass` on shards of video records (the GPU pass: NSFW and ASR; its Ray tasks ask for the stage's
    `num_gpus`): HTTP status, opt-out, then the payload streamed into a scratch file (`payload.VideoRecord`)
    and `analyse_video`, then the clip filters (`clip_too_short`, `static_clip`, `nsfw`). It stages one row
-   per record and one per clip, and returns only the dedup candidates (position, clip, key, pHash).
-2. `publish_pass` through `run_stage`: the decided clips, re-encoded (kept ones) from the payload streamed
-   again, as kept rows, drops and rejects in record order; the kept clips' MP4s as the side table `clip_mp4`;
-   the shard's clip index entries and histograms (`extra`).
+   per record, one per clip and one per dedup candidate, and returns only the candidates' keys
+   (`candidate_key`), pHashes and byte-hash keys as arrays.
+2. `publish_pass` through `run_stage`: the clips, re-encoded (kept ones) from the payload streamed again, as
+   kept rows, drops and rejects in record order (a candidate without a staged decision had no duplicate edge:
+   kept, in its own cluster); the kept clips' MP4s as the side table `clip_mp4`; the shard's clip index
+   entries (staged, named in `extra`) and histograms.
 
 A record's position is its row in the drop's sorted video records (`shard.start + i`). Byte-identical
 payloads within a shard are analysed once. A record that kills its worker is rejected `worker_crashed`.
@@ -18,27 +20,27 @@ payloads within a shard are analysed once. A record that kills its worker is rej
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from mmrecipe.audio.transcribed_audio import SEGMENT_TYPE
 from mmrecipe.audio.transcription import Transcriber, TranscriberSettings
-from mmrecipe.engine import WORKER_CRASHED, Shard, ShardOutput, StepStats, read_shard, worker_cached
-from mmrecipe.html_pages import scan_pages
-from mmrecipe.images.analysed_images import CaptionedShard
-from mmrecipe.images.phash_index import Candidate
+from mmrecipe.engine import WORKER_CRASHED, ShardOutput, StepStats, read_shard, worker_cached
+from mmrecipe.images.phash_bands import sha_keys
 from mmrecipe.opt_out import OPT_OUT_REASON, opts_out_of_images, robots_directives
 from mmrecipe.stage_output import PROVENANCE_COLUMNS, PROVENANCE_FIELDS
 from mmrecipe.storage import Storage
-from mmrecipe.video.captions import Cue, VideoCaption, VideoRef, scan_page
+from mmrecipe.video.captioned_videos import VideoShard, read_captions
+from mmrecipe.video.captions import VideoCaption
 from mmrecipe.video.clip_analysis import Clip, Scorer, analyse_video
 from mmrecipe.video.clip_encoding import encode_clips
+from mmrecipe.video.clip_index import ENTRY_SCHEMA
 from mmrecipe.video.decoding import VideoRejected
 from mmrecipe.video.payload import VideoRecord
 from mmrecipe.video.shots import DETECTOR
@@ -102,6 +104,15 @@ CLIP_ROW_SCHEMA = pa.schema(
         pa.field("detail", pa.string()),
     ]
 )
+CANDIDATE_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.int64(), nullable=False),  # `candidate_key`
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("clip_key", pa.string(), nullable=False),
+        pa.field("phash", pa.int64(), nullable=False),
+    ]
+)
+CLIP_BITS = 20  # a video yields fewer than 2**20 clips (`max_duration_s` / `min_clip_s`)
 DECISION_SCHEMA = pa.schema(
     [
         pa.field("pos", pa.int64(), nullable=False),
@@ -122,16 +133,9 @@ def clip_id(row: Mapping[str, Any], index: int) -> str:
     return f"{row['record_id']}-c{index:03d}"
 
 
-PageScan = tuple[bool, list[VideoRef]] | None  # (opts out?, its video references); None: unreadable
-
-
-def _scan(payload: bytes, url: str, headers: Any, pos: int) -> tuple[bool, list[VideoRef]]:
-    return scan_page(payload, normalize_uri(url) or "", headers, pos)
-
-
-def page_pass(lake: Storage, shard: Shard) -> list[PageScan]:
-    """Pass 0 over a shard of HTML pages: each page's opt-out and video references, in order."""
-    return scan_pages(lake, shard, _scan)
+def candidate_key(pos: int, index: int) -> int:
+    """A candidate clip's key: its record's drop position and its index in the video (sorts in WARC order)."""
+    return pos << CLIP_BITS | index
 
 
 @dataclass(frozen=True)
@@ -151,41 +155,14 @@ class VideoPass:
         return None if t is None else worker_cached(("transcriber", t), lambda: Transcriber(t))
 
 
-@dataclass(frozen=True)
-class VideoShard(CaptionedShard):
-    """A shard of video records, with the folder where its passes stage their parts and its captions."""
-
-    @property
-    def captions_uri(self) -> str:
-        return f"{self.staging}/captions-{self.index:05d}.json"
-
-
-def write_captions(lake: Storage, shard: VideoShard, captions: Sequence[VideoCaption]) -> None:
-    """Stage the captions the driver chose for the shard's records, in record order."""
-    rows = [{"ref": asdict(c.ref) if c.ref else None, "cues": [asdict(q) for q in c.cues],
-             "opt_out_page": c.opt_out_page} for c in captions]  # fmt: skip
-    lake.write_bytes(shard.captions_uri, json.dumps(rows).encode())
-
-
-def read_captions(lake: Storage, shard: VideoShard) -> list[VideoCaption]:
-    """The staged captions of a shard's records (a split shard's slice of its planned shard's)."""
-    rows = json.loads(lake.read_bytes(shard.captions_uri))[shard.start - shard.base : shard.stop - shard.base]
-    return [
-        VideoCaption(
-            VideoRef(**{**r["ref"], "tracks": tuple(r["ref"]["tracks"])}) if r["ref"] else None,
-            [Cue(**q) for q in r["cues"]],
-            r["opt_out_page"],
-        )
-        for r in rows
-    ]
-
-
 @dataclass
 class AnalysedShard:
-    """What pass 1 of a shard returns: its candidates for dedup and its totals (no rows, no pixels)."""
+    """What pass 1 of a shard returns: its candidates for dedup (as arrays) and its totals (no rows, no pixels)."""
 
     shard: VideoShard
-    candidates: list[tuple[int, int, Candidate]] = field(default_factory=list)  # (pos, clip index, candidate)
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # `candidate_key`s
+    phashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    byte_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # `sha_keys` of clip keys
     steps: dict[str, StepStats] = field(default_factory=dict)
     video_seconds: float = 0.0
     seconds: Counter[str] = field(default_factory=Counter)
@@ -226,6 +203,7 @@ def analyse_pass(job: VideoPass, shard: VideoShard) -> AnalysedShard:
     steps = {n: StepStats() for n in ("screen", "analyse", "clip_filters")}
     rows: list[dict[str, Any]] = []
     clips: list[dict[str, Any]] = []
+    candidates: list[dict[str, Any]] = []
     seen: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}  # payload sha256 -> its rows
     for i, row in enumerate(records):
         pos, started = shard.start + i, time.perf_counter()
@@ -257,12 +235,16 @@ def analyse_pass(job: VideoPass, shard: VideoShard) -> AnalysedShard:
             if c["reason"]:
                 steps["clip_filters"].dropped[c["reason"]] += 1
             else:
-                key = f"{row['payload_sha256']}:{c['clip_index']}"
-                result.candidates.append(
-                    (pos, c["clip_index"], Candidate(clip_id(row, c["clip_index"]), key, c["phash"]))
-                )
+                key = candidate_key(pos, c["clip_index"])
+                clip_key = f"{row['payload_sha256']}:{c['clip_index']}"
+                candidates.append({"key": key, "clip_id": clip_id(row, c["clip_index"]), "clip_key": clip_key,
+                                   "phash": c["phash"]})  # fmt: skip
     result.steps = steps
     _stage(job.lake, shard, rows, clips)
+    job.lake.write_table(shard.candidates_uri, pa.Table.from_pylist(candidates, schema=CANDIDATE_SCHEMA))
+    result.positions = np.array([c["key"] for c in candidates], np.int64)
+    result.phashes = np.array([c["phash"] for c in candidates], np.int64)
+    result.byte_keys = sha_keys([c["clip_key"] for c in candidates])
     return result
 
 
@@ -301,9 +283,15 @@ def analyse_crashed(job: VideoPass, shard: VideoShard, error: str) -> AnalysedSh
 
 @dataclass(frozen=True)
 class PublishVideoShard(VideoShard):
-    """A shard of pass 2: its staged pass-1 rows and the dedup decisions of its clips."""
+    """A shard of pass 2: its staged pass-1 rows, the dedup decisions of its clips with a duplicate edge, and where
+    it stages its clip index entries."""
 
     decisions: str = ""
+    entries: str = ""
+
+    @property
+    def entries_part(self) -> str:
+        return f"{self.entries}/entries-{self.start:010d}.parquet"  # a split shard's halves: one part each
 
 
 def publish_pass(job: VideoPass, shard: PublishVideoShard, out: ShardOutput) -> Mapping[str, Any]:
@@ -315,7 +303,7 @@ def publish_pass(job: VideoPass, shard: PublishVideoShard, out: ShardOutput) -> 
     for c in lake.read_table(f"{shard.folder}/clips.parquet").to_pylist():
         clips.setdefault(c["pos"], []).append(c)
     decided = {(d["pos"], d["clip_index"]): d for d in lake.read_table(shard.decisions).to_pylist()}
-    dedup, encode = StepStats(seen=len(decided)), StepStats()
+    dedup, encode = StepStats(), StepStats()
     entries: list[dict[str, Any]] = []
     mp4_rows: list[dict[str, Any]] = []
     summary = {
@@ -332,6 +320,10 @@ def publish_pass(job: VideoPass, shard: PublishVideoShard, out: ShardOutput) -> 
             (out.drop if o["outcome"] == "dropped" else out.reject)(row, o["reason"], o["detail"] or "")
             continue
         its = clips.get(pos, [])
+        for c in its:  # a candidate without a duplicate edge is kept, in its own cluster
+            if not c["reason"]:
+                decided.setdefault((pos, c["clip_index"]), {"kept": True, "cluster": clip_id(row, c["clip_index"]),
+                                                            "reason": None, "hamming": None})  # fmt: skip
         kept = [c for c in its if not c["reason"] and decided[(pos, c["clip_index"])]["kept"]]
         started = time.perf_counter()
         mp4s = _encode(job, row, kept) if kept else {}
@@ -356,9 +348,11 @@ def publish_pass(job: VideoPass, shard: PublishVideoShard, out: ShardOutput) -> 
             summary["clips"] += 1
             summary["caption_sources"][kept_row["caption_source"]] += 1
             summary["transcripts"][kept_row["transcript_status"]] += 1
+    dedup.seen = len(entries)
     out.steps |= {"dedup": dedup, "encode": encode}
     out.write_side("clip_mp4", pa.Table.from_pylist(mp4_rows, schema=MP4_SCHEMA))
-    return {**summary, "entries": entries}
+    lake.write_table(shard.entries_part, pa.Table.from_pylist(entries, schema=ENTRY_SCHEMA))
+    return {**summary, "entries": shard.entries_part}
 
 
 def _encode(job: VideoPass, row: Mapping[str, Any], kept: list[dict[str, Any]]) -> dict[int, bytes]:

@@ -94,7 +94,7 @@ def test_video_references_resolve_urls_texts_and_tracks() -> None:
 
 def test_caption_sources_in_order_and_cues_by_clip_span() -> None:
     index = VideoCaptionIndex()
-    index.add_page(*scan_page(PAGE, "http://v.example.org/page.html", {}))
+    index.add_refs(scan_page(PAGE, "http://v.example.org/page.html", {})[1])
     cues = parse_track(video("oa4_launch.vtt"), "a.vtt")
     tracks = {"http://v.example.org/media/a.vtt": cues}
     launch = index.caption_for("http://v.example.org/media/a.webm", lambda u: tracks.get(u, []))
@@ -120,10 +120,11 @@ def test_caption_sources_in_order_and_cues_by_clip_span() -> None:
 def test_opt_out_pages_mark_their_videos(head: str, headers: dict[str, str], opted: bool) -> None:
     html = f'<html><head>{head}</head><body><video src="v.mp4" title="t"></video></body></html>'.encode()
     index = VideoCaptionIndex()
-    index.add_page(*scan_page(html, "http://v.example.org/p.html", headers))
+    opted_out, refs = scan_page(html, "http://v.example.org/p.html", headers)
+    index.add_refs(refs)
     caption = index.caption_for("http://v.example.org/v.mp4", lambda u: [])
     assert (caption.opt_out_page == "http://v.example.org/p.html") is opted
-    assert index.opted_out_pages == int(opted)
+    assert opted_out is opted
 
 
 @pytest.mark.parametrize(
