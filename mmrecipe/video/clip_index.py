@@ -7,6 +7,11 @@ before it (order-independent, incremental); the file records the drop's digest a
 of the earlier drops it was decided against), so a drop materialized before an earlier-key drop shows up
 in `stale_drops`. A clip's hash is the pHash of its middle keyframe; its exact key is the payload's
 SHA-256 with the clip's index (the same bytes cut the same way).
+
+A run never loads the earlier drops' entries in its driver: one task per earlier drop returns only its kept
+clips within k of a candidate or with a candidate's byte-hash key (`match_prior`), against which `decide`
+gives what it gives against all of them; the drop's entries are staged per publish shard and written by a
+task (`write_entries_parts`). The whole prior (`load_prior`) is read only by the kept-clips check.
 """
 
 from __future__ import annotations

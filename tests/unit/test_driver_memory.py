@@ -3,9 +3,10 @@
 The same number of shards (4) at 1x and 8x of a synthetic drop on the local engine, and the driver's peak traced
 allocation (`tracemalloc`) without the engine's work (shards, bucket-range and span tasks): filtered_text (planning,
 publishing, summing histograms, merging the dedup index from side parts), extracted_text (decisions written per
-part), transcribed_audio's dedup (index and decisions from the shards' staged entries) and deduped_images
+part), transcribed_audio's dedup (index and decisions from the shards' staged entries), deduped_images
 (decisions of the candidates with a duplicate edge only; captions, edges, normalization and the index in
-tasks). Reading the index entries back (~300 bytes per candidate document, as the text driver did before),
+tasks) and video_clips (the same for clips: captions and track files, prior matches, edges, the clip index and
+the WebDataset in tasks). Reading the index entries back (~300 bytes per candidate document, as the text driver did before),
 holding every candidate's decision or keeping every quality score would grow it by tens of kB at 8x.
 """
 
