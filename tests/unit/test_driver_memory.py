@@ -6,8 +6,8 @@ publishing, summing histograms, merging the dedup index from side parts), extrac
 part), transcribed_audio's dedup (index and decisions from the shards' staged entries), deduped_images
 (decisions of the candidates with a duplicate edge only; captions, edges, normalization and the index in
 tasks) and video_clips (the same for clips: captions and track files, prior matches, edges, the clip index and
-the WebDataset in tasks). Reading the index entries back (~300 bytes per candidate document, as the text driver did before),
-holding every candidate's decision or keeping every quality score would grow it by tens of kB at 8x.
+the WebDataset in tasks). Reading the index entries back (~300 bytes per candidate document, as the text driver
+did before), holding every candidate's decision or keeping every quality score would grow it by tens of kB at 8x.
 """
 
 import io
