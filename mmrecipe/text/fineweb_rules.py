@@ -237,7 +237,7 @@ def _gopher_quality(text: str, tokens: list[str], t: RuleThresholds, sig: dict[s
     sig["alpha_words_ratio"] = sum(map(alpha.__contains__, tokens)) / n_words
     if _on(t.min_alpha_words_ratio) and sig["alpha_words_ratio"] < t.min_alpha_words_ratio:
         return "gopher_alpha_words"
-    sig["stop_words"] = float(len((t.stop_words or frozenset()).intersection(tokens)))  # case-sensitive, as datatrove
+    sig["stop_words"] = float(len((t.stop_words or frozenset()).intersection(distinct)))  # case-sensitive, as datatrove
     if _on(t.min_stop_words) and sig["stop_words"] < t.min_stop_words:
         return "gopher_stop_words"
     return None
