@@ -73,6 +73,16 @@ def stage_prefix(asset: str, partition: str, tree: str = DATA) -> str:
     return f"{asset}/{tree}/{validate_drop_name(partition)}"
 
 
+def post_commit_staging(storage: Storage, asset: str, partition: str, name: str) -> str:
+    """The folder where a run of one asset partition stages files it still reads after the partition's commit
+    (which removes `<asset>/staging/<partition>`): `<asset>/staging/_post_commit/<partition>/<name>`.
+
+    A staging tree, so readers and the published lake never include it, and never a partition's own staging
+    folder (partition keys start with a letter or a digit). The run deletes it when done; a killed run's leftovers
+    are overwritten and deleted by the next run of the partition."""
+    return storage.uri(asset, STAGING, "_post_commit", validate_drop_name(partition), name)
+
+
 def stage_uri(storage: Storage, asset: str, partition: str, tree: str = DATA) -> str:
     """The folder of one partition's parts in `tree`: what `pyarrow.dataset` reads (the `path` metadata)."""
     return storage.uri(stage_prefix(asset, partition, tree))

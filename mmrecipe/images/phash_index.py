@@ -251,11 +251,6 @@ def duplicate_edges(
 
 
 # --- persistence --------------------------------------------------------------------------------
-def parts_uri(storage: Storage, drop: str) -> str:
-    """Where a run stages a drop's entries parts before they are written as its index (then removed)."""
-    return storage.uri(INDEX_ASSET, drop, "_parts")
-
-
 def entries_uri(storage: Storage, drop: str) -> str:
     """Where one drop's index entries live."""
     return storage.uri(INDEX_ASSET, drop, ENTRIES_FILE)

@@ -78,6 +78,7 @@ from mmrecipe.stage_output import (
     StageOutput,
     commit_version,
     iter_stage_rows,
+    post_commit_staging,
     stage_prefix,
 )
 from mmrecipe.storage import Storage
@@ -260,7 +261,7 @@ def _publish_shards(
     storage: Storage, drop: str, analysed: Sequence[AnalysedShard], decided: Decided
 ) -> list[PublishImagesShard]:
     """Stage each shard's decisions (of its candidates with an edge) and late rejects for pass 3."""
-    shards = []
+    shards, entries = [], post_commit_staging(storage, ASSET, drop, "index_entries")
     for a in analysed:
         mine = sorted(p for p in (*decided.decisions, *decided.late) if a.shard.start <= p < a.shard.stop)
         rows = [
@@ -274,7 +275,7 @@ def _publish_shards(
         storage.write_table(uri, pa.Table.from_pylist(rows, schema=DECISION_SCHEMA))
         normalized = tuple(decided.normalized[a.shard.span])
         shards.append(PublishImagesShard(**vars(a.shard), analysed=a.analysed_uri, normalized=normalized,
-                                         decisions=uri, entries=phash_index.parts_uri(storage, drop)))  # fmt: skip
+                                         decisions=uri, entries=entries))  # fmt: skip
     return shards
 
 
@@ -334,6 +335,6 @@ def run_image_stage(
     entries = phash_index.EntriesJob(storage, drop, tuple(parts), match.basis, config.hamming_k, config.hash_bands,
                                      config.index_buckets)  # fmt: skip
     report.digest = engine.map(phash_index.write_entries_parts, [entries])[0]
-    storage.delete_dir(phash_index.parts_uri(storage, drop))
+    storage.delete_dir(post_commit_staging(storage, ASSET, drop, "index_entries"))
     report.stale_drops = phash_index.stale_drops(storage)
     return ImageStageResult(run, report)

@@ -141,11 +141,6 @@ def write_entries(storage: Storage, drop: str, entries: pa.Table, basis: dict[st
     return digest
 
 
-def parts_uri(storage: Storage, drop: str) -> str:
-    """Where a run stages a drop's entries parts before they are written as its index (then removed)."""
-    return storage.uri(stage_prefix(ASSET, drop, SIDE), "_index_parts")
-
-
 def write_entries_parts(job: EntriesJob) -> str:
     """`write_entries` of the parts' rows, in shard order (never in the driver); returns the drop's new digest.
     The clip index is one file: the job's bands and buckets are not used."""

@@ -66,6 +66,7 @@ from mmrecipe.stage_output import (
     commit_version,
     committed_parts,
     iter_stage_rows,
+    post_commit_staging,
     read_stage_table,
     stage_prefix,
 )
@@ -188,7 +189,7 @@ def decide_drop(
     by_key = {r["key"]: Candidate(r["clip_id"], r["clip_key"], r["phash"]) for r in staged}
     order = sorted(by_key)
     decided = dict(zip(order, decide([by_key[e] for e in order], prior, k, bands), strict=True))
-    shards = []
+    shards, entries = [], post_commit_staging(storage, ASSET, drop, "index_entries")
     for a in analysed:
         rows = [
             {"pos": e >> CLIP_BITS, "clip_index": e & ((1 << CLIP_BITS) - 1), "kept": d.kept, "cluster": d.cluster,
@@ -197,7 +198,7 @@ def decide_drop(
         ]  # fmt: skip
         uri = f"{a.shard.folder}/decisions.parquet"
         storage.write_table(uri, pa.Table.from_pylist(rows, schema=DECISION_SCHEMA))
-        shards.append(PublishVideoShard(**vars(a.shard), decisions=uri, entries=clip_index.parts_uri(storage, drop)))
+        shards.append(PublishVideoShard(**vars(a.shard), decisions=uri, entries=entries))
     return shards, basis
 
 
@@ -269,7 +270,7 @@ def run_video_stage(
     report.shards, report.shard_samples = engine.map(write_webdataset, [WebDatasetJob(storage, drop, config)])[0]
     entries = EntriesJob(storage, drop, tuple(parts), basis, config.hamming_k, config.hash_bands, 1)
     report.digest = engine.map(clip_index.write_entries_parts, [entries])[0]
-    storage.delete_dir(clip_index.parts_uri(storage, drop))
+    storage.delete_dir(post_commit_staging(storage, ASSET, drop, "index_entries"))
     report.stale_drops = clip_index.stale_drops(storage)
     return VideoStageResult(run, report)
 
