@@ -123,15 +123,31 @@ def test_a_worker_node_killed_mid_stage_changes_nothing_in_the_output(ray_cluste
     victim = ray_cluster.workers[0]
     killed = threading.Event()
 
-    def kill_when_shards_finished() -> None:
+    def running_on_victim() -> bool:
+        tasks = _shard_tasks(ray_cluster)
+        return any(t.state == "RUNNING" and t.node_id == victim.node_id for t in tasks if t.task_id not in before)
+
+    def kill_while_a_shard_runs_on_it() -> None:
         deadline = time.monotonic() + 120
-        while _markers(lake) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        ray_cluster.kill_worker(victim)  # SIGKILL its raylet and workers, with shards in flight on it
+        while not (_markers(lake) >= 2 and running_on_victim()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        ray_cluster.kill_worker(victim)  # SIGKILL its raylet and workers, with a shard in flight on it
         killed.set()
 
+    def retried() -> set[str]:
+        """The shard tasks with a second attempt (Ray reports task events asynchronously: polled, not read once)."""
+        deadline = time.monotonic() + 60
+        while not (found := {t.task_id for t in new_attempts() if t.attempt_number > 0}):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        return found
+
+    def new_attempts() -> list:
+        return [t for t in _shard_tasks(ray_cluster) if t.task_id not in before]
+
     before = {t.task_id for t in _shard_tasks(ray_cluster)}
-    killer = threading.Thread(target=kill_when_shards_finished)
+    killer = threading.Thread(target=kill_while_a_shard_runs_on_it)
     killer.start()
     try:
         run = _run(lake, RayEngine(ray_cluster.address), seconds=1.0)
@@ -140,10 +156,9 @@ def test_a_worker_node_killed_mid_stage_changes_nothing_in_the_output(ray_cluste
         ray_cluster.add_worker()  # the next tests get two workers again
     assert killed.is_set() and run.shards_total == _shards(lake)
     assert _published(lake) == local
-    attempts = [t for t in _shard_tasks(ray_cluster) if t.task_id not in before]
-    retried = {t.task_id for t in attempts if t.attempt_number > 0}
-    assert retried, "no shard was in flight on the killed node"  # Ray re-ran them on the surviving node
-    assert all(t.node_id != victim.node_id for t in attempts if t.task_id in retried and t.state == "FINISHED")
+    rerun = retried()
+    assert rerun, "no shard was in flight on the killed node"  # Ray re-ran them on the surviving node
+    assert all(t.node_id != victim.node_id for t in new_attempts() if t.task_id in rerun and t.state == "FINISHED")
 
 
 def test_the_driver_killed_mid_stage_then_rerun_redoes_only_unfinished_shards(
