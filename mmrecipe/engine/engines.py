@@ -9,7 +9,8 @@ records; the driver turns a single record that still kills its worker into `cras
 
 Neither engine schedules anything itself: `concurrent.futures` (spawn context) and Ray's own task
 retries (`max_retries`, for lost nodes) do. Models belong in `worker_cached`, built once per worker
-process. Ray is imported only by the `ray` engine.
+process. A local pool's processes exit when their driver dies, even by SIGKILL.
+Ray is imported only by the `ray` engine.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -59,18 +61,26 @@ class Engine(Protocol):
         ...
 
 
-def _install(fn: Callable[[Shard], Any]) -> None:
-    _INSTALLED[:] = [fn]
-
-
 def _run_installed(shard: Shard) -> Any:
     return _INSTALLED[0](shard)
 
 
-def _pool(workers: int, fn: Callable[[Shard], Any]) -> ProcessPoolExecutor:
+def _start_worker(fn: Callable[[Shard], Any] | None = None) -> None:
+    """In a new pool process: hold the shard function, and exit as soon as the driver is gone.
+
+    A driver that is killed (SIGKILL, OOM) cannot shut its pool down, and idle pool processes do not notice.
+    """
+    if fn is not None:
+        _INSTALLED[:] = [fn]
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
+
+
+def _pool(workers: int, fn: Callable[[Shard], Any] | None = None) -> ProcessPoolExecutor:
     """A pool of spawned processes holding `fn` (pickled once per process, not once per shard: it carries models)."""
     context = multiprocessing.get_context("spawn")  # no fork: the calling process may run threads (Dagster)
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_install, initargs=(fn,))
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(fn,))
 
 
 def _isolated(fn: Callable[[Shard], R], shard: Shard, crashed: Callable[[Shard, str], R]) -> list[R]:
@@ -121,8 +131,7 @@ class LocalEngine:
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if len(items) <= 1 or self.workers == 1:
             return [fn(item) for item in items]
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(self.workers, len(items)), mp_context=context) as pool:
+        with _pool(min(self.workers, len(items))) as pool:
             return list(pool.map(fn, items))
 
 
