@@ -83,6 +83,11 @@ def post_commit_staging(storage: Storage, asset: str, partition: str, name: str)
     return storage.uri(asset, STAGING, "_post_commit", validate_drop_name(partition), name)
 
 
+def remove_post_commit_staging(storage: Storage, asset: str, partition: str) -> None:
+    """Delete the partition's post-commit staging folder, `<asset>/staging/_post_commit/<partition>`, and all in it."""
+    storage.delete_dir(storage.uri(asset, STAGING, "_post_commit", validate_drop_name(partition)))
+
+
 def stage_uri(storage: Storage, asset: str, partition: str, tree: str = DATA) -> str:
     """The folder of one partition's parts in `tree`: what `pyarrow.dataset` reads (the `path` metadata)."""
     return storage.uri(stage_prefix(asset, partition, tree))

@@ -79,6 +79,7 @@ from mmrecipe.stage_output import (
     commit_version,
     iter_stage_rows,
     post_commit_staging,
+    remove_post_commit_staging,
     stage_prefix,
 )
 from mmrecipe.storage import Storage
@@ -335,6 +336,6 @@ def run_image_stage(
     entries = phash_index.EntriesJob(storage, drop, tuple(parts), match.basis, config.hamming_k, config.hash_bands,
                                      config.index_buckets)  # fmt: skip
     report.digest = engine.map(phash_index.write_entries_parts, [entries])[0]
-    storage.delete_dir(post_commit_staging(storage, ASSET, drop, "index_entries"))
+    remove_post_commit_staging(storage, ASSET, drop)
     report.stale_drops = phash_index.stale_drops(storage)
     return ImageStageResult(run, report)

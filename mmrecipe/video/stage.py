@@ -68,6 +68,7 @@ from mmrecipe.stage_output import (
     iter_stage_rows,
     post_commit_staging,
     read_stage_table,
+    remove_post_commit_staging,
     stage_prefix,
 )
 from mmrecipe.storage import Storage
@@ -270,7 +271,7 @@ def run_video_stage(
     report.shards, report.shard_samples = engine.map(write_webdataset, [WebDatasetJob(storage, drop, config)])[0]
     entries = EntriesJob(storage, drop, tuple(parts), basis, config.hamming_k, config.hash_bands, 1)
     report.digest = engine.map(clip_index.write_entries_parts, [entries])[0]
-    storage.delete_dir(post_commit_staging(storage, ASSET, drop, "index_entries"))
+    remove_post_commit_staging(storage, ASSET, drop)
     report.stale_drops = clip_index.stale_drops(storage)
     return VideoStageResult(run, report)
 

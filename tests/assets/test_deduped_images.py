@@ -134,6 +134,7 @@ def test_sample_drops_collapse_planted_duplicates_and_caption_from_alt_text(
         for row in pq.read_table(meta["rejects_path"]).to_pylist():
             outcome[index[row["record_id"]]] = (row["reason"], row["detail"])
 
+    assert not list(Path(settings.lake).glob("deduped_images/staging/_post_commit/*"))  # the runs removed theirs
     cases = _planted_images()
     assert len(cases) >= 8
     for case in cases:

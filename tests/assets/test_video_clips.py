@@ -1,5 +1,7 @@
 """video_clips materialized on a real instance over the committed video sample drops: metadata, checks, tampering."""
 
+from pathlib import Path
+
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
@@ -37,6 +39,7 @@ def test_video_drops_materialize_with_passing_checks(settings: Settings, instanc
     assert a["caption_coverage"] == 1.0 and a["detector"].startswith("pyscenedetect-content-")
     assert a["video_seconds"] > 26 and a["clips_per_s"] > 0
     assert a["path"].endswith("video_clips/data/video-a")
+    assert not list(Path(settings.lake).glob("video_clips/staging/_post_commit/*"))  # the runs removed theirs
     gate = drop_gate(definitions(), drops_partitions, VIDEO_RECIPE.stages())  # what a video recipe's mixture reads
     assert gate["video_clips"] == ["conservation", "no_near_duplicate_clips", "no_nsfw_clips_kept"]
     assert read_gate(instance, gate, PLANTED["drops"]).admitted == ("video-a", "video-b")
