@@ -80,12 +80,16 @@ def post_commit_staging(storage: Storage, asset: str, partition: str, name: str)
     A staging tree, so readers and the published lake never include it, and never a partition's own staging
     folder (partition keys start with a letter or a digit). The run deletes it when done; a killed run's leftovers
     are overwritten and deleted by the next run of the partition."""
-    return storage.uri(asset, STAGING, "_post_commit", validate_drop_name(partition), name)
+    return storage.uri(_post_commit_root(asset, partition), name)
 
 
 def remove_post_commit_staging(storage: Storage, asset: str, partition: str) -> None:
     """Delete the partition's post-commit staging folder, `<asset>/staging/_post_commit/<partition>`, and all in it."""
-    storage.delete_dir(storage.uri(asset, STAGING, "_post_commit", validate_drop_name(partition)))
+    storage.delete_dir(storage.uri(_post_commit_root(asset, partition)))
+
+
+def _post_commit_root(asset: str, partition: str) -> str:
+    return f"{asset}/{STAGING}/_post_commit/{validate_drop_name(partition)}"
 
 
 def stage_uri(storage: Storage, asset: str, partition: str, tree: str = DATA) -> str:

@@ -78,7 +78,7 @@ def _start_worker(fn: Callable[[Shard], Any] | None = None) -> None:
 
 
 def _pool(workers: int, fn: Callable[[Shard], Any] | None = None) -> ProcessPoolExecutor:
-    """A pool of spawned processes holding `fn` (pickled once per process, not once per shard: it carries models)."""
+    """A pool of spawned processes, holding `fn` if given (pickled once per process, not per shard: models)."""
     context = multiprocessing.get_context("spawn")  # no fork: the calling process may run threads (Dagster)
     return ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(fn,))
 
