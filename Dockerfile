@@ -24,7 +24,7 @@ RUN python -m venv /opt/venv
 # packages through a transitive dependency.
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch==2.13.0
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY mmrecipe ./mmrecipe
 COPY data_assets ./data_assets
 COPY resources ./resources

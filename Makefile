@@ -13,7 +13,7 @@ TORCH_INDEX_URL ?=
 
 .PHONY: demo test test-fast install lint screenshots
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(wildcard mmrecipe/text/*.c)  # the C parts build at install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==2.13.0

@@ -4,13 +4,17 @@ Run: `.venv/bin/python benchmarks/text_stage.py [--copies 30] [--rounds 3] [--rs
 sides of every row back to back, each in its own process, and the results table states what differs per row:
 - whole text stage, same extractor: raw_crawl indexing + filtered_text (read by offset, decode, opt-out,
   trafilatura, language ID, Gopher/C4/FineWeb rules, PII, quality classifier, toxicity, MinHash bands) +
-  extracted_text (dedup) vs datatrove: WarcReader → Trafilatura(favour_precision) → GopherRepetition →
+  extracted_text (dedup), with the `--preset` rules preset (default `fineweb`: English only, as FineWeb), vs
+  datatrove: WarcReader → Trafilatura(favour_precision) → LanguageFilter(en, 0.65) → GopherRepetition →
   GopherQuality → C4Quality(no terminal-punct filter, as FineWeb) → FineWebQuality → MinhashDedupSignature
-  (one task, one worker), in its own venv (`benchmarks/datatrove_env.py` makes it; never imported here);
+  (one task, one worker), in its own venv (`benchmarks/datatrove_env.py` makes it; never imported here). Both
+  sides' language ID is fastText with the same model file (the lid.176.ftz that mmrecipe uses; datatrove's own
+  would be downloaded); with `--preset multilingual` datatrove runs without its LanguageFilter;
 - whole text stage, each side's default (resiliparse here; datatrove 0.10.1 has no resiliparse extractor);
 - the four rule families alone on identical texts (the resiliparse texts of the input) vs datatrove's four
   filters chained;
-- the stage vs its floor: fastwarc read + resiliparse extraction alone over the same WARC.
+- the stage vs its floor: fastwarc read + resiliparse extraction alone over the same WARC, with and without
+  the raw_crawl indexing pass (the record index is its own asset, shared by every modality).
 Both sides' times include their model/tokenizer loading; neither includes Python's start or imports (each side
 imports its modules before its clocks start). It also prints the verdict cache's hit rate, MinHash signatures
 alone (`mmrecipe.dedup.minhash_signatures` vs a per-document `datasketch.MinHash(num_perm=112).update_batch`
@@ -42,6 +46,8 @@ import uuid
 from pathlib import Path
 
 from datatrove_env import REPO, ensure_datatrove_venv, sample_pages
+
+from mmrecipe.text.language_id import default_model_path
 
 HQ_URLS = REPO / "samples" / "reference" / "hq_urls.txt"
 _PARAGRAPH = re.compile(rb"<p[ >].*?</p>", re.DOTALL | re.IGNORECASE)
@@ -100,7 +106,12 @@ def child_classifier(lake: str, landing: str, drop: str) -> dict:
 
 
 def child_stage(
-    lake_root: str, landing_root: str, drop: str, workers: str = "1", extractor: str = "resiliparse"
+    lake_root: str,
+    landing_root: str,
+    drop: str,
+    workers: str = "1",
+    extractor: str = "resiliparse",
+    preset: str = "fineweb",
 ) -> dict:
     """raw_crawl indexing, filtered_text and extracted_text for one drop, timed; with peak RSS.
 
@@ -124,7 +135,7 @@ def child_stage(
     lake, landing = Storage(lake_root), Storage(landing_root)
     scorer = load_scorer(lake)
     threshold = scorer.info.score_at_percentile(10)
-    config = TextStageConfig(extractor=extractor, quality_min_score=threshold)
+    config = TextStageConfig(extractor=extractor, quality_min_score=threshold, rules_preset=preset)
     engine = LocalEngine(int(workers))
     c0 = time.process_time()
     t0 = time.perf_counter()
@@ -227,16 +238,30 @@ from datatrove.pipeline.dedup import MinhashDedupSignature
 from datatrove.pipeline.dedup.minhash import MinhashConfig
 from datatrove.pipeline.extractors import Trafilatura
 from datatrove.pipeline.filters import (
-    C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter,
+    C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter, LanguageFilter,
 )
 from datatrove.pipeline.readers import WarcReader
+from datatrove.utils.lid import FT176LID
 
-import resource, spacy, trafilatura  # imports only: spaCy's tokenizer loads inside the timed run, as our models do
+import fasttext, resource, spacy, trafilatura  # imports only: models load inside the timed run, as ours do
 
-data, work = sys.argv[1], sys.argv[2]
+data, work, lid_model = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+class SameModelLID(FT176LID):  # datatrove's fastText language ID on mmrecipe's model file (its own: a download)
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = fasttext.FastText._FastText(lid_model)
+        return self._model
+
+
+language = LanguageFilter(languages=["en"], language_threshold=0.65)
+language.model = SameModelLID(["en"])
 pipeline = [
     WarcReader(data, glob_pattern="*.warc.gz"),
     Trafilatura(favour_precision=True, timeout=10.0),
+    *([language] if lid_model else []),
     GopherRepetitionFilter(),
     GopherQualityFilter(),
     C4QualityFilter(filter_no_terminal_punct=False),
@@ -288,18 +313,22 @@ def run_datatrove_filters(texts: Path, work: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_datatrove(data_dir: Path, work: Path, name: str = "dt") -> dict:
+def run_datatrove(data_dir: Path, work: Path, name: str = "dt", lid_model: str = "") -> dict:
     """datatrove's wall time (its own measure) and CPU time (its process and extractor sandbox, from rusage,
     less the CPU its process spent starting and importing before the pipeline ran).
 
-    Each run gets its own output folder `name`: datatrove skips tasks its logging folder marks as done.
+    Each run gets its own output folder `name`: datatrove skips tasks its logging folder marks as done. With
+    `lid_model`, a LanguageFilter(en, 0.65) on that fastText model follows the extractor, as in FineWeb.
     """
     script = work / "datatrove_pipeline.py"
     script.write_text(DT_SCRIPT)
     python = ensure_datatrove_venv()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
-        [str(python), str(script), str(data_dir), str(work / name)], check=True, capture_output=True, text=True
+        [str(python), str(script), str(data_dir), str(work / name), lid_model],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -348,6 +377,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=30, help="replicas of the 67 sample pages in the 1x WARC")
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of both sides on the 1x input")
     parser.add_argument("--rss-scale", type=int, default=4, help="input multiple of the peak-RSS run (0: none)")
+    parser.add_argument("--preset", default="fineweb", help="mmrecipe's rules preset (fineweb, multilingual, ...)")
     parser.add_argument("--workdir", default="", help="where to write inputs and outputs (default: a temp dir)")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "text_stage_results.md"))
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
@@ -372,20 +402,22 @@ def main() -> None:
         inputs[scale] = (n, str(root / "lake"), str(root / "landing"), drop)
     for _, lake, landing, drop in inputs.values():
         run_child("prepare", lake, landing, drop)
+    preset = opts.preset
+    lid_model = default_model_path() if preset == "fineweb" else ""  # datatrove's LanguageFilter, on our model
     if len(scales) > 1:
-        stage[scales[1]] = run_child("stage", *inputs[scales[1]][1:])
+        stage[scales[1]] = run_child("stage", *inputs[scales[1]][1:], "1", "resiliparse", preset)
     docs, lake1, landing1, drop1 = inputs[1]
     warc1, texts1 = Path(landing1) / drop1 / "crawl.warc.gz", work / "texts-1x.json"
     runs: dict[str, list[dict]] = {k: [] for k in ("ours", "ours_traf", "dt", "floor", "rules", "dt_rules")}
     for r in range(opts.rounds):  # alternate, so that the machine's load hits both sides alike
-        runs["ours"].append(timed_stage(lake1, landing1, drop1))
-        runs["ours_traf"].append(timed_stage(lake1, landing1, drop1, "1", "trafilatura"))
-        runs["dt"].append(run_datatrove(Path(landing1) / drop1, work, f"dt-{r}"))
+        runs["ours"].append(timed_stage(lake1, landing1, drop1, "1", "resiliparse", preset))
+        runs["ours_traf"].append(timed_stage(lake1, landing1, drop1, "1", "trafilatura", preset))
+        runs["dt"].append(run_datatrove(Path(landing1) / drop1, work, f"dt-{r}", lid_model))
         runs["floor"].append(run_child("floor", str(warc1), str(texts1)))
         runs["rules"].append(run_child("rules", str(texts1)))
         runs["dt_rules"].append(run_datatrove_filters(texts1, work))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]['seconds']:.1f} s" for k, v in runs.items()), flush=True)
-    parallel = run_child("stage", lake1, landing1, drop1, "2")
+    parallel = run_child("stage", lake1, landing1, drop1, "2", "resiliparse", preset)
     s1 = sorted(runs["ours"], key=_wall)[len(runs["ours"]) // 2]  # the median run, for the drop counts and RSS
     stage[1] = s1
     dt = runs["dt"][0]
@@ -411,9 +443,13 @@ def main() -> None:
     say(
         f"Every process runs one worker on one core; {opts.rounds} round(s), each running every row's two sides "
         "back to back, medians quoted. Each side's time (wall and CPU) includes its own model and tokenizer loading "
-        "(mmrecipe: language ID and toxicity models; datatrove: spaCy's blank English), and neither "
+        "(mmrecipe: language ID and toxicity models; datatrove: spaCy's blank English"
+        + (", and the same language-ID model file" if lid_model else "")
+        + "), and neither "
         "includes Python's start or imports (both sides import their modules before their clocks start). "
-        f"mmrecipe uses the `{s1['rules_preset']}` rules preset (datatrove's exact verdicts for English)."
+        f"mmrecipe uses the `{s1['rules_preset']}` rules preset (datatrove's exact verdicts for English"
+        + ("; English only, as FineWeb and datatrove's LanguageFilter" if lid_model else "")
+        + ")."
     )
     say()
     say("| comparison | what differs between the sides | mmrecipe s | other side s | ratio (wall) | ratio (CPU) |")
@@ -445,12 +481,18 @@ def main() -> None:
         runs["rules"],
         runs["dt_rules"],
     )
-    floor = _median(runs["floor"]) / _median(runs["ours"])
+    floor_wall, floor_cpu = _median(runs["floor"]), _median(runs["floor"], "cpu_s")
+    stage_wall = statistics.median(map(_stage_wall, runs["ours"]))
+    stage_cpu = statistics.median(map(_stage_cpu, runs["ours"]))
     say(
-        f"| text stage vs the floor (fastwarc read + resiliparse extraction alone, same WARC) | the stage also "
-        f"indexes the WARC, reads by offset, and runs every filter, model, dedup and writer | "
-        f"{_median(runs['ours']):.1f} | {_median(runs['floor']):.1f} | **{floor:.2f}x** | "
-        f"{_median(runs['floor'], 'cpu_s') / _median(runs['ours'], 'cpu_s'):.2f}x |"
+        "| text stage (filtered_text + extracted_text) vs the floor (fastwarc read + resiliparse extraction alone, "
+        "same WARC) | the stage also reads by offset, and runs every filter, model, dedup and writer | "
+        f"{stage_wall:.1f} | {floor_wall:.1f} | **{floor_wall / stage_wall:.2f}x** | {floor_cpu / stage_cpu:.2f}x |"
+    )
+    say(
+        "| the same, with the raw_crawl indexing pass | the stage also indexes the WARC (the record index, its own "
+        f"asset) | {_median(runs['ours']):.1f} | {floor_wall:.1f} | **{floor_wall / _median(runs['ours']):.2f}x** | "
+        f"{floor_cpu / _median(runs['ours'], 'cpu_s'):.2f}x |"
     )
     say()
     say(
@@ -461,7 +503,9 @@ def main() -> None:
     )
     say(f"- Where the median run's wall time goes: {time_shares(s1)}.")
     say(
-        "- datatrove 0.10.1 is WarcReader → Trafilatura → GopherRepetition → GopherQuality → C4 → FineWeb → "
+        "- datatrove 0.10.1 is WarcReader → Trafilatura → "
+        + ("LanguageFilter(en, 0.65; mmrecipe's lid.176.ftz) → " if lid_model else "")
+        + "GopherRepetition → GopherQuality → C4 → FineWeb → "
         f"MinhashDedupSignature (tasks=1, workers=1); median run {docs / _median(runs['dt']):.1f} docs/s. datatrove "
         "0.10.1 has no resiliparse extractor, so there is no resiliparse-on-both row."
     )

@@ -36,7 +36,7 @@ from itertools import chain, compress, filterfalse
 from operator import methodcaller, mul
 from typing import Any
 
-import numpy as np
+from mmrecipe.text._word_ngrams import covered_chars
 
 STOP_WORDS: dict[str, frozenset[str]] = {
     # Gopher's English list; for other languages, the most frequent function words of the language.
@@ -187,57 +187,20 @@ def _ngram_signal(n: int) -> str:
     return f"top_{n}gram_frac" if n <= 4 else f"dup_{n}gram_frac"
 
 
-def _repeated_groups(keys: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Equal `keys` grouped by one sort: (the sort order, each sorted key's group, group sizes, group firsts).
-
-    A group's first is its smallest position.
-    """
-    order = np.argsort(keys)
-    ordered, at = keys[order], positions[order]
-    is_start = np.empty(len(keys), dtype=bool)
-    is_start[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=is_start[1:])
-    starts = np.flatnonzero(is_start)
-    return order, np.cumsum(is_start) - 1, np.diff(np.append(starts, len(keys))), np.minimum.reduceat(at, starts)
-
-
 def _repetition_signals(words: list[str], text_len: int, t: RuleThresholds | None = None) -> dict[str, float]:
-    """Top 2-4-gram and duplicated 5-10-gram character fractions (Gopher), vectorised over n-grams.
+    """Top 2-4-gram and duplicated 5-10-gram character fractions (Gopher), counted by `_word_ngrams.c`.
 
-    Word n-grams are integer ids (n-gram n extends n-gram n-1 by one word); one sort per n groups equal
-    n-grams, and the earliest position of each group is its first occurrence. An n-gram can only repeat where
-    its (n-1)-gram repeats, so each n only extends and sorts those positions: every group of two or more is
-    found there, and the other n-grams are seen once. With thresholds `t`, stops after the first failing n (the
-    later signals stay NaN), as datatrove does.
+    A top n-gram is the most frequent word tuple (the earliest of equals); a duplicated n-gram's characters are
+    those of every word covered by a word tuple seen before. With thresholds `t`, stops after the first failing
+    n (the later signals stay NaN), as datatrove does.
     """
     out = {_ngram_signal(n): 0.0 if len(words) < n or text_len == 0 else float("nan") for n in range(2, 11)}
-    # a word's id is its str hash: equal words get equal ids, and only equality is used (64-bit collisions aside)
-    ids = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
-    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-    at, grams = np.arange(len(words)), ids  # positions whose (n-1)-gram repeats, and those (n-1)-grams
-    for n in range(2, 11):
-        if len(words) < n or text_len == 0:
-            break
-        inside = at <= len(words) - n
-        at, grams = at[inside], grams[inside] * np.uint64(1_000_003) + ids[at[inside] + n - 1]
-        order, group, sizes, firsts = _repeated_groups(grams, at)
-        at, grams = at[order], grams[order]
-        if n <= 4:
-            top = int(sizes.max(initial=1))
-            first = int(firsts[sizes == top].min()) if top > 1 else 0  # most frequent, earliest (most_common)
-            gram_chars = int(lengths[first : first + n].sum()) + n - 1
-            out[_ngram_signal(n)] = float(top * gram_chars / text_len)
-        else:
-            repeated = at[at != firsts[group]]  # every occurrence after the first
-            size = len(words) + 1  # +1 covered from each repeat's start, -1 after its end
-            opened = np.bincount(repeated, minlength=size) - np.bincount(repeated + n, minlength=size)
-            out[_ngram_signal(n)] = (
-                float(lengths[np.cumsum(opened[:-1]) > 0].sum() / text_len) if len(repeated) else 0.0
-            )
+    if text_len == 0 or len(words) < 2:
+        return out
+    for n, chars in zip(range(2, min(len(words), 10) + 1), covered_chars(words), strict=False):
+        out[_ngram_signal(n)] = chars / text_len
         if t is not None and 0 <= getattr(t, _ngram_signal(n)) < out[_ngram_signal(n)]:
             break
-        again = sizes[group] > 1
-        at, grams = at[again], grams[again]
     return out
 
 

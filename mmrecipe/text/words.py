@@ -4,7 +4,8 @@ datatrove's Gopher, C4 and FineWeb filters (and so FineWeb) count words with `sp
 punctuation mark is its own token. This module runs spaCy's tokenizer algorithm (whitespace chunks, special
 cases, prefixes, suffixes, URL match, infixes, then the special-case matcher) over spaCy's own rule tables,
 exported to `spacy_en_tables.py` by `scripts/export_spacy_tables.py`, so spaCy is not needed at run time.
-Whitespace chunks are tokenized once and remembered, as spaCy's cache does.
+Whitespace chunks are tokenized once and remembered, as spaCy's cache does; the loop over a text's chunks
+is compiled (`_words.c`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections import defaultdict
-from itertools import accumulate, chain, compress, count, pairwise
+from collections.abc import Iterable
+from itertools import compress, count, pairwise
 
+from mmrecipe.text._words import chunk_words
 from mmrecipe.text.spacy_en_tables import INFIX, PREFIX, SENTENCE_PUNCT, SPECIAL_CASES, SUFFIX, URL_MATCH
 
 _PREFIX = re.compile(PREFIX).search
@@ -22,7 +25,6 @@ _SUFFIX = re.compile(SUFFIX).search
 _INFIXES = re.compile(INFIX).finditer
 _URL = re.compile(URL_MATCH).match
 _PIECES = re.compile(r"\s+|\S+")  # \s is str.isspace, the test spaCy (and str.split) splits on
-_GAPS = re.compile(r"\s+")
 _SENTENCE_PUNCT = frozenset(SENTENCE_PUNCT)
 MEMO_CHUNKS = 200_000  # whitespace chunks whose tokens are remembered (the memo is cleared when full)
 
@@ -147,6 +149,17 @@ for _patterns in _PATTERNS.values():
     for _pattern, _ in _patterns:
         _BY_PAIR[_pattern[:2]].append(_pattern)
 _PATTERN_STARTS = frozenset(_BY_PAIR)
+_SECONDS = {first: frozenset(p[1] for p in _BY_PAIR if p[0] == first) for first, _ in _BY_PAIR}  # first → seconds
+
+
+def _spans(tokens: list[str], starts: Iterable[int]) -> list[tuple[int, int]]:
+    """(start, end) of every special-case pattern of `tokens` that begins at one of `starts`."""
+    return [
+        (i, i + len(pattern))
+        for i in starts
+        for pattern in _BY_PAIR[tokens[i], tokens[i + 1]]
+        if tuple(tokens[i : i + len(pattern)]) == pattern
+    ]
 
 
 def _matches(tokens: list[str]) -> list[tuple[int, int]]:
@@ -154,13 +167,7 @@ def _matches(tokens: list[str]) -> list[tuple[int, int]]:
     hits = _PATTERN_STARTS.intersection(pairwise(tokens))
     if not hits:
         return []
-    starts = compress(count(), map(hits.__contains__, pairwise(tokens)))
-    return [
-        (i, i + len(pattern))
-        for i in starts
-        for pattern in _BY_PAIR[tokens[i], tokens[i + 1]]
-        if tuple(tokens[i : i + len(pattern)]) == pattern
-    ]
+    return _spans(tokens, compress(count(), map(hits.__contains__, pairwise(tokens))))
 
 
 def _apply_special_cases(tokens: list[str], spaced: set[int], matches: list[tuple[int, int]]) -> list[str]:
@@ -198,23 +205,18 @@ def words(text: str) -> list[str]:
     no special case of two tokens or more does), computed from the chunks of `str.split`: a whitespace run
     between two chunks is a whitespace token (which no special case spans) unless it is one space.
     """
-    pieces = list(map(_memo.__getitem__, text.split()))
+    found, starts, ends, one_space = chunk_words(text, _memo, _SECONDS)  # ends: one past each chunk's last token
     if len(_memo) >= MEMO_CHUNKS:
         _memo.clear()
-    found = list(chain.from_iterable(pieces))
-    matches = _matches(found)
+    matches = _spans(found, starts) if starts else []
     if not matches:
         return found
-    ends = list(accumulate(map(len, pieces)))  # one past each chunk's last token
-    gaps: list[str] = []
-    lead = 1 if text[:1].isspace() else 0
     spaced: set[int] = set()
     kept = []
     for start, end in matches:
         first, last = bisect_right(ends, start), bisect_right(ends, end - 1)
         if first < last:  # crosses the gaps after chunks first..last-1: only single spaces make no token
-            gaps = gaps or _GAPS.findall(text)
-            if any(gap != " " for gap in gaps[lead + first : lead + last]):
+            if 0 in one_space[first:last]:
                 continue
             spaced.update(ends[k] - 1 for k in range(first, last))
         kept.append((start, end))

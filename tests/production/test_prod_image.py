@@ -96,9 +96,8 @@ def image_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project installed (non-editable) from the files the Dockerfile copies; its site dir."""
     root = tmp_path_factory.mktemp("image")
     src = copy_like_docker(root / "context")
-    assert sorted(p.name for p in src.iterdir()) == sorted(
-        ["pyproject.toml", "README.md", "mmrecipe", "data_assets", "resources", "sensors", "partitions", "recipes"]
-    )
+    copied = ["pyproject.toml", "setup.py", "README.md", "mmrecipe", "data_assets", "resources", "sensors"]
+    assert sorted(p.name for p in src.iterdir()) == sorted([*copied, "partitions", "recipes"])
     site = root / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-cache-dir",
