@@ -176,9 +176,9 @@ static long long cover_chars(Doc *d, Py_ssize_t n, const uint64_t *tuple_hash) {
 
 /* Whether words a..a+n-1 and b..b+n-1, each joined without spaces, are the same string (equal lengths given). */
 static int same_string(Doc *d, Py_ssize_t a, Py_ssize_t b, Py_ssize_t n) {
-    Py_ssize_t ca = 0, cb = 0, end_a = a + n;
+    Py_ssize_t ca = 0, cb = 0, end_a = a + n, end_b = b + n;
     if (memcmp(d->ids + a, d->ids + b, n * sizeof(Py_ssize_t)) == 0) return 1;
-    while (a < end_a) {
+    while (a < end_a && b < end_b) { /* equal lengths: when one side runs out, the other has only empty words left */
         PyObject *wa = d->vocab[d->ids[a]], *wb = d->vocab[d->ids[b]];
         int ka = PyUnicode_KIND(wa), kb = PyUnicode_KIND(wb);
         const void *da = PyUnicode_DATA(wa), *db = PyUnicode_DATA(wb);

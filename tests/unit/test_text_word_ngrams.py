@@ -77,3 +77,10 @@ def test_short_and_bad_inputs() -> None:
         repeated_chars(["a", 1])
     with pytest.raises(TypeError, match="sequence of str"):
         repeated_chars(3)
+
+
+def test_equal_strings_with_an_empty_word_at_the_end() -> None:
+    """The string "pqrsxy" twice as 6-grams: the first ends in an empty word, the second ends the document."""
+    tokens = ["p", "q", "r", "s", "xy", "", "p", "q", "r", "s", "x", "y"]
+    assert datatrove_counts(tokens)[4] == 6
+    assert repeated_chars(tokens) == datatrove_counts(tokens)
