@@ -18,7 +18,8 @@ sides of every row back to back, each in its own process, and the results table 
 Both sides' times include their model/tokenizer loading; neither includes Python's start or imports (each side
 imports its modules before its clocks start). It also prints the verdict cache's hit rate, MinHash signatures
 alone (`mmrecipe.dedup.minhash_signatures` vs a per-document `datasketch.MinHash(num_perm=112).update_batch`
-loop), and the peak RSS at 1x and `--rss-scale` x the input.
+loop), and the peak RSS at 1x and `--rss-scale` x the input. Its output replaces the part of the `--results`
+file between the file's two markers; the rest of the file (hand-written notes, earlier runs) is kept.
 
 Input: every HTTP-200 HTML response of the sample drops (67 real pages), replicated `--copies`
 times into one gzipped WARC. Copy 0 is unchanged; copy k > 0 gets a `?mirror=k` URL, loses its
@@ -394,6 +395,7 @@ def main() -> None:
         print(line, flush=True)
         lines.append(line)
 
+    loads = [os.getloadavg()[0]]  # the 1-minute load average, at the start and after each round
     inputs, stage = {}, {}
     scales = (1, opts.rss_scale) if opts.rss_scale > 1 else (1,)
     for scale in scales:
@@ -416,6 +418,7 @@ def main() -> None:
         runs["floor"].append(run_child("floor", str(warc1), str(texts1)))
         runs["rules"].append(run_child("rules", str(texts1)))
         runs["dt_rules"].append(run_datatrove_filters(texts1, work))
+        loads.append(os.getloadavg()[0])
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]['seconds']:.1f} s" for k, v in runs.items()), flush=True)
     parallel = run_child("stage", lake1, landing1, drop1, "2", "resiliparse", preset)
     s1 = sorted(runs["ours"], key=_wall)[len(runs["ours"]) // 2]  # the median run, for the drop counts and RSS
@@ -425,7 +428,8 @@ def main() -> None:
 
     say(
         f"# Text stage benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} shared cores, "
-        f"Python {sys.version.split()[0]}; the machine was loaded by other work)"
+        f"Python {sys.version.split()[0]}; 1-minute load average {min(loads):.1f}-{max(loads):.1f} at the start and "
+        "after each round, this benchmark's own process included)"
     )
     say()
     say(
@@ -533,7 +537,18 @@ def main() -> None:
         f"after dedup. Drops: {json.dumps(s1['dropped'])}."
     )
     say(f"datatrove at 1x: {json.dumps(dt['stats'], ensure_ascii=False)}")
-    Path(opts.results).write_text("\n".join(lines) + "\n")
+    write_results(Path(opts.results), "\n".join(lines))
+
+
+RESULTS_START, RESULTS_END = "<!-- text_stage.py output: start -->", "<!-- text_stage.py output: end -->"
+
+
+def write_results(path: Path, output: str) -> None:
+    """Put this run's output between the results file's markers; what follows them (hand-written notes, earlier
+    runs) is kept. A file without markers is kept whole below the new output."""
+    old = path.read_text() if path.exists() else ""
+    rest = old.split(RESULTS_END, 1)[1] if RESULTS_END in old else ("\n" + old if old else "")
+    path.write_text(f"{RESULTS_START}\n{output}\n{RESULTS_END}{rest}" + ("" if rest.endswith("\n") else "\n"))
 
 
 def extracted_texts(lake: str, drop: str) -> list[str]:
