@@ -259,11 +259,12 @@ static PyObject *counts(PyObject *words, int datatrove) {
     }
     for (Py_ssize_t n = TOP_FIRST; n <= DUP_LAST; n++) {
         /* tuple_hash[i]: the word tuple at i; string_hash[i] and gram_chars[i]: that n-gram joined without spaces
-           (h(ab) = h(a) * BASE^|b| + h(b)). Each extends the (n-1)-gram's by one word. */
+           (h(ab) = h(a) * BASE^|b| + h(b)). Each extends the (n-1)-gram's by one word, where this n needs it. */
+        int tuples = n <= TOP_LAST || !datatrove, strings = datatrove;
         for (Py_ssize_t i = 0; i + n <= n_words; i++) {
             Py_ssize_t w = d.ids[i + n - 1];
-            tuple_hash[i] = mix(tuple_hash[i] * BASE + (uint64_t)w + 1);
-            string_hash[i] = string_hash[i] * d.word_power[w] + d.word_hash[w];
+            if (tuples) tuple_hash[i] = mix(tuple_hash[i] * BASE + (uint64_t)w + 1);
+            if (strings) string_hash[i] = string_hash[i] * d.word_power[w] + d.word_hash[w];
             gram_chars[i] += d.lengths[i + n - 1];
         }
         if (n <= TOP_LAST) {
@@ -274,15 +275,8 @@ static PyObject *counts(PyObject *words, int datatrove) {
             signals[n - TOP_FIRST] = cover_chars(&d, n, tuple_hash);
         }
     }
-    out = PyTuple_New(N_SIGNALS);
-    for (Py_ssize_t k = 0; out != NULL && k < N_SIGNALS; k++) {
-        PyObject *value = PyLong_FromLongLong(signals[k]);
-        if (value == NULL) {
-            Py_CLEAR(out);
-            break;
-        }
-        PyTuple_SET_ITEM(out, k, value);
-    }
+    out = Py_BuildValue("(LLLLLLLLL)", signals[0], signals[1], signals[2], signals[3], signals[4], signals[5],
+                        signals[6], signals[7], signals[8]); /* N_SIGNALS values */
 done:
     PyMem_Free(tuple_hash);
     PyMem_Free(string_hash);

@@ -38,7 +38,7 @@ from mmrecipe.text.quality_rules import (
     run_families,
 )
 from mmrecipe.text.spacy_en_tables import DATATROVE_PUNCTUATION, DATATROVE_TERMINAL_PUNCTUATION
-from mmrecipe.text.words import MEMO_CHUNKS, sentence_count, words
+from mmrecipe.text.words import WordMemo, sentence_count, words
 
 PRESETS = ("multilingual", "fineweb", "whitespace")
 FINEWEB_LANGUAGE = "en"
@@ -50,22 +50,8 @@ _CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 Rules = Callable[[str, RuleThresholds], RuleResult]
 
 
-class _WordTest(dict[str, bool]):
-    """A test of a word, remembered per word (cleared when full): lookups of seen words stay in C."""
-
-    def __init__(self, test: Callable[[str], bool]) -> None:
-        super().__init__()
-        self.test = test
-
-    def __missing__(self, word: str) -> bool:
-        if len(self) >= MEMO_CHUNKS:
-            self.clear()
-        found = self[word] = self.test(word)
-        return found
-
-
-_NOT_SYMBOL = _WordTest(lambda w: not _PUNCTUATION.issuperset(w))  # Gopher's symbols: only punctuation
-_HAS_ALPHA = _WordTest(lambda w: any(map(str.isalpha, w)))  # Gopher's alphabetic words: a letter at least
+_NOT_SYMBOL = WordMemo(lambda w: not _PUNCTUATION.issuperset(w))  # Gopher's symbols: only punctuation
+_HAS_ALPHA = WordMemo(lambda w: any(map(str.isalpha, w)))  # Gopher's alphabetic words: a letter at least
 
 
 def rules_for(preset: str, language: str) -> Rules:

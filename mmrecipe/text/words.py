@@ -14,7 +14,7 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import compress, count, pairwise
 
 from mmrecipe.text._words import chunk_words
@@ -27,6 +27,20 @@ _URL = re.compile(URL_MATCH).match
 _PIECES = re.compile(r"\s+|\S+")  # \s is str.isspace, the test spaCy (and str.split) splits on
 _SENTENCE_PUNCT = frozenset(SENTENCE_PUNCT)
 MEMO_CHUNKS = 200_000  # whitespace chunks whose tokens are remembered (the memo is cleared when full)
+
+
+class WordMemo(dict[str, bool]):
+    """A test of a word or token, remembered per word (cleared when full): lookups of seen words stay in C."""
+
+    def __init__(self, test: Callable[[str], bool]) -> None:
+        super().__init__()
+        self.test = test
+
+    def __missing__(self, word: str) -> bool:
+        if len(self) >= MEMO_CHUNKS:
+            self.clear()
+        found = self[word] = self.test(word)
+        return found
 
 
 class _ChunkMemo(dict[str, tuple[str, ...]]):
@@ -149,7 +163,10 @@ for _patterns in _PATTERNS.values():
     for _pattern, _ in _patterns:
         _BY_PAIR[_pattern[:2]].append(_pattern)
 _PATTERN_STARTS = frozenset(_BY_PAIR)
-_SECONDS = {first: frozenset(p[1] for p in _BY_PAIR if p[0] == first) for first, _ in _BY_PAIR}  # first → seconds
+_seconds: dict[str, set[str]] = defaultdict(set)  # a pattern's first token → the second tokens that may follow
+for _first, _second in _BY_PAIR:
+    _seconds[_first].add(_second)
+_SECONDS = {first: frozenset(seconds) for first, seconds in _seconds.items()}
 
 
 def _spans(tokens: list[str], starts: Iterable[int]) -> list[tuple[int, int]]:
@@ -223,17 +240,7 @@ def words(text: str) -> list[str]:
     return _apply_special_cases(found, spaced, kept)
 
 
-_punct: dict[str, bool] = {}
-
-
-def _is_punct(token: str) -> bool:
-    """spaCy's `is_punct`: every character is Unicode punctuation (category P*)."""
-    found = _punct.get(token)
-    if found is None:
-        found = _punct[token] = all(unicodedata.category(c).startswith("P") for c in token)
-        if len(_punct) > MEMO_CHUNKS:
-            _punct.clear()
-    return found
+_IS_PUNCT = WordMemo(lambda t: all(unicodedata.category(c).startswith("P") for c in t))  # spaCy's `is_punct`
 
 
 def sentence_count(text: str) -> int:
@@ -249,7 +256,7 @@ def sentence_count(text: str) -> int:
     for token in words(text) if one_space else tokens(text):
         if token in _SENTENCE_PUNCT:
             seen_period = True
-        elif seen_period and not _is_punct(token):
+        elif seen_period and not _IS_PUNCT[token]:
             found += 1
             seen_period = False
     return found
